@@ -1,4 +1,4 @@
-//! BEIR datasets: corpus, queries and relevance judgements.
+//! The records a BEIR dataset is made of.
 
 use std::collections::BTreeMap;
 
