@@ -1,0 +1,298 @@
+//! The resumable augmentation job: generate what the store lacks, one committed batch at a time.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::Instant;
+
+use anyhow::{ensure, Context};
+use coaug_data::{Document, Query};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::generator::{DecodeSettings, GenerationRequest, Generator};
+use crate::key::AugmentationKey;
+use crate::parse::{parse_answer_with, ParsePolicy};
+use crate::prompts::{PromptSet, Retriever, Role};
+use crate::store::{now_ms, AugmentStore, StoredAugmentation};
+use crate::text::{TokenBudget, WhitespaceTokens};
+
+/// One text to augment: a query, or a document as `"title. text"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AugmentItem {
+    pub id: String,
+    pub text: String,
+}
+
+impl AugmentItem {
+    pub fn new(id: impl Into<String>, text: impl Into<String>) -> Self {
+        Self { id: id.into(), text: text.into() }
+    }
+
+    pub fn from_documents(docs: &[Document]) -> Vec<Self> {
+        docs.iter().map(|d| Self::new(&d.id, d.full_text())).collect()
+    }
+
+    pub fn from_queries(queries: &[Query]) -> Vec<Self> {
+        queries.iter().map(|q| Self::new(&q.id, &q.text)).collect()
+    }
+}
+
+static DEFAULT_BUDGET: WhitespaceTokens = WhitespaceTokens { tokens_per_word: 1.5 };
+
+/// Everything that decides what is generated for an item, plus how the work is cut up.
+pub struct AugmentJob<'a> {
+    pub prompts: &'a PromptSet,
+    pub role: Role,
+    pub retriever: Retriever,
+    pub decoding: DecodeSettings,
+    /// Counts model-input tokens; the LM's tokenizer when available.
+    pub budget: &'a dyn TokenBudget,
+    /// Inputs longer than this are cut at a word boundary before prompting.
+    pub max_input_tokens: usize,
+    pub batch_size: usize,
+    pub parse_policy: ParsePolicy,
+    /// Draw a progress bar with ETA on stderr (indicatif hides it when stderr is not a terminal).
+    pub show_progress: bool,
+}
+
+/// Why an item was not sent to the model as is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InputIssue {
+    Empty,
+    NoWords,
+}
+
+/// The text the model will read for one item, or why there is nothing to read.
+struct PreparedInput {
+    input: Result<String, InputIssue>,
+    truncated: bool,
+    replaced_utf8: bool,
+}
+
+/// What one run did, and every unusual input it met (by item id).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct AugmentReport {
+    pub items: usize,
+    /// Distinct model inputs among the items that were not skipped.
+    pub unique_inputs: usize,
+    /// Of those, found in the store at the start.
+    pub already_stored: usize,
+    /// Rows written by this run.
+    pub generated: usize,
+    pub batches: usize,
+    /// Generated replies without a well-formed answer block.
+    pub format_invalid: usize,
+    pub generated_tokens: usize,
+    pub elapsed_s: f64,
+    /// Empty or whitespace-only: skipped, the original text stands alone.
+    pub empty: Vec<String>,
+    /// Letters and digits absent (e.g. only punctuation): skipped like empty ones.
+    pub no_words: Vec<String>,
+    /// Cut to the input budget before prompting.
+    pub truncated: Vec<String>,
+    /// Contain U+FFFD, i.e. invalid UTF-8 was replaced when reading them; augmented as is.
+    pub replaced_utf8: Vec<String>,
+}
+
+impl AugmentReport {
+    pub fn items_per_s(&self) -> f64 {
+        rate(self.generated, self.elapsed_s)
+    }
+
+    pub fn generated_tokens_per_s(&self) -> f64 {
+        rate(self.generated_tokens, self.elapsed_s)
+    }
+}
+
+fn rate(n: usize, secs: f64) -> f64 {
+    if secs > 0.0 { n as f64 / secs } else { 0.0 }
+}
+
+impl fmt::Display for AugmentReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} items, {} distinct inputs: {} already stored, {} generated in {} batches ({:.1} s, {:.2} items/s, \
+             {:.1} tokens/s), {} without a well-formed answer; inputs skipped as empty: {}, without words: {}; \
+             truncated: {}; with replaced invalid UTF-8: {}",
+            self.items,
+            self.unique_inputs,
+            self.already_stored,
+            self.generated,
+            self.batches,
+            self.elapsed_s,
+            self.items_per_s(),
+            self.generated_tokens_per_s(),
+            self.format_invalid,
+            self.empty.len(),
+            self.no_words.len(),
+            self.truncated.len(),
+            self.replaced_utf8.len(),
+        )
+    }
+}
+
+impl<'a> AugmentJob<'a> {
+    /// Defaults: 512 input tokens counted by [`WhitespaceTokens`], batches of 8, strict parsing.
+    pub fn new(prompts: &'a PromptSet, role: Role, retriever: Retriever, decoding: DecodeSettings) -> Self {
+        Self {
+            prompts,
+            role,
+            retriever,
+            decoding,
+            budget: &DEFAULT_BUDGET,
+            max_input_tokens: 512,
+            batch_size: 8,
+            parse_policy: ParsePolicy::Strict,
+            show_progress: false,
+        }
+    }
+
+    pub fn system_prompt(&self) -> &str {
+        self.prompts.get(self.role, self.retriever)
+    }
+
+    fn prepare(&self, text: &str) -> PreparedInput {
+        let replaced_utf8 = text.contains(char::REPLACEMENT_CHARACTER);
+        let trimmed = text.trim();
+        let input = if trimmed.is_empty() {
+            Err(InputIssue::Empty)
+        } else if !trimmed.chars().any(char::is_alphanumeric) {
+            Err(InputIssue::NoWords)
+        } else {
+            Ok(self.budget.truncate(trimmed, self.max_input_tokens))
+        };
+        let truncated = input.as_ref().is_ok_and(|cut| cut.len() < trimmed.len());
+        PreparedInput { input: input.map(str::to_string), truncated, replaced_utf8 }
+    }
+
+    /// The store key of a model input, for the generator with fingerprint `model`.
+    fn key(&self, model: &str, input: &str) -> AugmentationKey {
+        AugmentationKey::new(model, self.system_prompt(), self.role, &self.decoding, input)
+    }
+
+    /// Each item's stored augmentation, in order; `None` where the item was skipped (empty, no
+    /// words) or has not been generated yet. `model` is the generator's fingerprint.
+    pub fn lookup(
+        &self,
+        store: &AugmentStore,
+        model: &str,
+        items: &[AugmentItem],
+    ) -> anyhow::Result<Vec<Option<StoredAugmentation>>> {
+        items
+            .iter()
+            .map(|item| match self.prepare(&item.text).input {
+                Ok(input) => store.get(&self.key(model, &input)),
+                Err(_) => Ok(None),
+            })
+            .collect()
+    }
+
+    /// Generates every augmentation of `items` the store lacks, `batch_size` at a time, each batch
+    /// committed in one transaction. Killed at any point, a rerun loses at most the batch in flight
+    /// and produces the same rows as an uninterrupted run: every request carries a seed derived
+    /// from its own key.
+    pub fn run(
+        &self,
+        store: &mut AugmentStore,
+        generator: &mut dyn Generator,
+        items: &[AugmentItem],
+    ) -> anyhow::Result<AugmentReport> {
+        ensure!(self.batch_size > 0, "batch size must be at least 1");
+        let started = Instant::now();
+        let model = generator.fingerprint();
+        let mut report = AugmentReport { items: items.len(), ..Default::default() };
+
+        // Key -> (first item with that input, the input): identical inputs are generated once.
+        let mut pending: HashMap<AugmentationKey, (usize, String)> = HashMap::new();
+        let mut keys = Vec::new();
+        for (index, item) in items.iter().enumerate() {
+            let prepared = self.prepare(&item.text);
+            if prepared.replaced_utf8 {
+                report.replaced_utf8.push(item.id.clone());
+            }
+            if prepared.truncated {
+                report.truncated.push(item.id.clone());
+            }
+            match prepared.input {
+                Ok(input) => {
+                    let key = self.key(&model, &input);
+                    if !pending.contains_key(&key) {
+                        keys.push(key.clone());
+                        pending.insert(key, (index, input));
+                    }
+                }
+                Err(InputIssue::Empty) => report.empty.push(item.id.clone()),
+                Err(InputIssue::NoWords) => report.no_words.push(item.id.clone()),
+            }
+        }
+        let missing = store.missing(&keys)?;
+        report.unique_inputs = keys.len();
+        report.already_stored = keys.len() - missing.len();
+
+        let progress = self.progress_bar(missing.len() as u64);
+        for (batch_no, batch) in missing.chunks(self.batch_size).enumerate() {
+            let requests: Vec<GenerationRequest> = batch
+                .iter()
+                .map(|key| GenerationRequest {
+                    system_prompt: self.system_prompt().to_string(),
+                    user_text: pending[key].1.clone(),
+                    seed: key.item_seed(),
+                })
+                .collect();
+            let first_id = &items[pending[&batch[0]].0].id;
+            let generations = generator
+                .generate(&requests, &self.decoding)
+                .with_context(|| format!("generation failed in batch {batch_no} (first item {first_id})"))?;
+            ensure!(
+                generations.len() == requests.len(),
+                "the generator returned {} replies for {} requests (batch {batch_no})",
+                generations.len(),
+                requests.len()
+            );
+            let created_at_ms = now_ms();
+            let rows: Vec<StoredAugmentation> = batch
+                .iter()
+                .zip(generations)
+                .map(|(key, generation)| {
+                    let parsed = parse_answer_with(&generation.text, self.parse_policy);
+                    StoredAugmentation {
+                        key: key.clone(),
+                        item_id: items[pending[key].0].id.clone(),
+                        role: self.role,
+                        retriever: self.retriever,
+                        model: model.clone(),
+                        raw_response: generation.text,
+                        text: parsed.text,
+                        format_valid: parsed.format_valid,
+                        generated_tokens: generation.generated_tokens,
+                        created_at_ms,
+                    }
+                })
+                .collect();
+            report.format_invalid += rows.iter().filter(|r| !r.format_valid).count();
+            report.generated_tokens += rows.iter().map(|r| r.generated_tokens).sum::<usize>();
+            report.generated += store.put_batch(&rows)?;
+            report.batches += 1;
+            progress.inc(batch.len() as u64);
+        }
+        progress.finish_and_clear();
+        report.elapsed_s = started.elapsed().as_secs_f64();
+        tracing::info!(role = %self.role, retriever = %self.retriever, "{report}");
+        Ok(report)
+    }
+
+    fn progress_bar(&self, len: u64) -> ProgressBar {
+        if !self.show_progress {
+            return ProgressBar::hidden();
+        }
+        let bar = ProgressBar::new(len);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{msg} {wide_bar} {pos}/{len} [{elapsed_precise}, {per_sec}, ETA {eta_precise}]",
+            )
+            .expect("valid template"),
+        );
+        bar.set_message(format!("augmenting {}s ({})", self.role, self.retriever));
+        bar
+    }
+}

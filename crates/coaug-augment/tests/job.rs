@@ -1,0 +1,219 @@
+//! The augmentation job against the store, with the fake generator on a real NFCorpus slice.
+
+mod common;
+
+use std::time::Duration;
+
+use coaug_augment::fake::KeywordEcho;
+use coaug_augment::{
+    write_corpus_jsonl, write_queries_jsonl, AugmentItem, AugmentJob, AugmentStore, Composition, DecodeSettings,
+    Generation, GenerationRequest, Generator, PromptSet, Retriever, Role,
+};
+use common::{bad_items, comparable, nfcorpus_slice};
+
+fn doc_job(prompts: &PromptSet, decoding: DecodeSettings, batch_size: usize) -> AugmentJob<'_> {
+    let mut job = AugmentJob::new(prompts, Role::Document, Retriever::Sparse, decoding);
+    job.batch_size = batch_size;
+    job
+}
+
+#[test]
+fn reruns_generate_only_what_is_missing() {
+    let prompts = PromptSet::default();
+    let job = doc_job(&prompts, DecodeSettings::greedy(64), 4);
+    let items = nfcorpus_slice(30);
+    let mut store = AugmentStore::open_in_memory().unwrap();
+    let mut generator = KeywordEcho::new();
+
+    let first = job.run(&mut store, &mut generator, &items[..10]).unwrap();
+    assert_eq!((first.generated, first.already_stored, first.batches), (10, 0, 3));
+    let second = job.run(&mut store, &mut generator, &items).unwrap();
+    assert_eq!((second.generated, second.already_stored, second.batches), (20, 10, 5));
+    let third = job.run(&mut store, &mut generator, &items).unwrap();
+    assert_eq!((third.generated, third.already_stored, third.batches), (0, 30, 0));
+
+    assert_eq!(generator.requests_answered, 30, "each augmentation is generated exactly once");
+    assert_eq!(store.len().unwrap(), 30);
+    let found = job.lookup(&store, &generator.fingerprint(), &items).unwrap();
+    for (item, row) in items.iter().zip(&found) {
+        let row = row.as_ref().unwrap_or_else(|| panic!("{} not stored", item.id));
+        assert_eq!(row.item_id, item.id);
+        assert!(row.format_valid, "{}: {}", item.id, row.raw_response);
+        assert!(!row.text.is_empty());
+    }
+}
+
+#[test]
+fn another_model_prompt_or_seed_is_not_served_from_the_store() {
+    let prompts = PromptSet::default();
+    let items = nfcorpus_slice(5);
+    let mut store = AugmentStore::open_in_memory().unwrap();
+    let mut generator = KeywordEcho::new();
+    doc_job(&prompts, DecodeSettings::sampled(64, 1), 8).run(&mut store, &mut generator, &items).unwrap();
+
+    let other_seed = doc_job(&prompts, DecodeSettings::sampled(64, 2), 8).run(&mut store, &mut generator, &items);
+    assert_eq!(other_seed.unwrap().generated, 5);
+    let mut dense = doc_job(&prompts, DecodeSettings::sampled(64, 1), 8);
+    dense.retriever = Retriever::Dense;
+    assert_eq!(dense.run(&mut store, &mut generator, &items).unwrap().generated, 5);
+    // Queries with the same text still differ by role and prompt.
+    let query_job = AugmentJob::new(&prompts, Role::Query, Retriever::Sparse, DecodeSettings::sampled(64, 1));
+    assert_eq!(query_job.run(&mut store, &mut generator, &items).unwrap().generated, 5);
+    assert_eq!(store.len().unwrap(), 20);
+}
+
+#[test]
+fn sampled_rows_do_not_depend_on_batch_size_or_resume_point() {
+    let prompts = PromptSet::default();
+    let items = nfcorpus_slice(25);
+    let decoding = DecodeSettings::sampled(48, 42);
+
+    let mut one_go = AugmentStore::open_in_memory().unwrap();
+    doc_job(&prompts, decoding.clone(), 1).run(&mut one_go, &mut KeywordEcho::new(), &items).unwrap();
+
+    let mut pieces = AugmentStore::open_in_memory().unwrap();
+    let job = doc_job(&prompts, decoding, 7);
+    job.run(&mut pieces, &mut KeywordEcho::new(), &items[13..20]).unwrap();
+    job.run(&mut pieces, &mut KeywordEcho::new(), &items).unwrap();
+
+    let (a, b) = (comparable(&one_go), comparable(&pieces));
+    assert_eq!(a.len(), 25);
+    assert_eq!(a, b);
+    // Sampling really happened: some replies were cut off and counted invalid, others not.
+    assert!(a.iter().any(|r| r.format_valid) && a.iter().any(|r| !r.format_valid));
+}
+
+#[test]
+fn identical_inputs_share_one_row() {
+    let prompts = PromptSet::default();
+    let job = doc_job(&prompts, DecodeSettings::greedy(64), 8);
+    let items = vec![
+        AugmentItem::new("a", "Green tea and liver health"),
+        AugmentItem::new("b", "Green tea and liver health"),
+        // Surrounding whitespace does not reach the model, so it is the same input too.
+        AugmentItem::new("c", "  Green tea and liver health\n"),
+    ];
+    let mut store = AugmentStore::open_in_memory().unwrap();
+    let mut generator = KeywordEcho::new();
+    let report = job.run(&mut store, &mut generator, &items).unwrap();
+    assert_eq!((report.unique_inputs, report.generated), (1, 1));
+    assert_eq!(generator.requests_answered, 1);
+    let found = job.lookup(&store, &generator.fingerprint(), &items).unwrap();
+    assert!(found.iter().all(|r| r.as_ref().unwrap().item_id == "a"));
+}
+
+#[test]
+fn bad_inputs_are_counted_and_never_crash() {
+    let prompts = PromptSet::default();
+    let mut job = doc_job(&prompts, DecodeSettings::greedy(64), 2);
+    job.max_input_tokens = 300;
+    let mut items = nfcorpus_slice(3);
+    items.extend(bad_items());
+    let mut store = AugmentStore::open_in_memory().unwrap();
+    let mut generator = KeywordEcho::new();
+
+    let report = job.run(&mut store, &mut generator, &items).unwrap();
+    assert_eq!(report.empty, vec!["bad-empty"]);
+    assert_eq!(report.no_words, vec!["bad-punct"]);
+    assert!(report.truncated.contains(&"bad-long".to_string()));
+    assert_eq!(report.replaced_utf8, vec!["bad-utf8"]);
+    assert_eq!((report.items, report.unique_inputs, report.generated), (7, 5, 5));
+    let summary = report.to_string();
+    assert!(summary.contains("empty: 1") && summary.contains("without words: 1"), "{summary}");
+
+    let found = job.lookup(&store, &generator.fingerprint(), &items).unwrap();
+    let by_id = |id: &str| found[items.iter().position(|i| i.id == id).unwrap()].clone();
+    assert!(by_id("bad-empty").is_none() && by_id("bad-punct").is_none());
+    // The fake reports how many distinct words it read: the 100k-character text was cut to
+    // 300 tokens = 200 whitespace words.
+    assert!(by_id("bad-long").unwrap().raw_response.contains("has 200 distinct long words"));
+    assert!(by_id("bad-utf8").unwrap().text.contains("coffee"));
+}
+
+/// Answers `ok_batches` batches, then fails.
+struct FailingAfter {
+    inner: KeywordEcho,
+    ok_batches: usize,
+}
+
+impl Generator for FailingAfter {
+    fn fingerprint(&self) -> String {
+        self.inner.fingerprint()
+    }
+
+    fn generate(&mut self, requests: &[GenerationRequest], decoding: &DecodeSettings) -> anyhow::Result<Vec<Generation>> {
+        anyhow::ensure!(self.ok_batches > 0, "out of memory (simulated)");
+        self.ok_batches -= 1;
+        self.inner.generate(requests, decoding)
+    }
+}
+
+#[test]
+fn a_failing_batch_keeps_earlier_batches_and_the_rerun_finishes() {
+    let prompts = PromptSet::default();
+    let job = doc_job(&prompts, DecodeSettings::sampled(64, 3), 4);
+    let items = nfcorpus_slice(14);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("aug.sqlite");
+    {
+        let mut store = AugmentStore::open(&path).unwrap();
+        let mut failing = FailingAfter { inner: KeywordEcho::new(), ok_batches: 2 };
+        let err = format!("{:#}", job.run(&mut store, &mut failing, &items).unwrap_err());
+        assert!(err.contains("batch 2") && err.contains(&items[8].id) && err.contains("simulated"), "{err}");
+        assert_eq!(store.len().unwrap(), 8);
+    }
+    let mut store = AugmentStore::open(&path).unwrap();
+    let report = job.run(&mut store, &mut KeywordEcho::new(), &items).unwrap();
+    assert_eq!((report.already_stored, report.generated), (8, 6));
+
+    let mut reference = AugmentStore::open_in_memory().unwrap();
+    job.run(&mut reference, &mut KeywordEcho::new(), &items).unwrap();
+    assert_eq!(comparable(&store), comparable(&reference));
+}
+
+#[test]
+fn export_writes_beir_jsonl_with_the_augmented_text() {
+    let prompts = PromptSet::default();
+    let dir = tempfile::tempdir().unwrap();
+    let docs = vec![
+        coaug_data::Document { id: "d1".into(), title: "Soy".into(), text: "Isoflavones in soy foods.".into() },
+        coaug_data::Document { id: "d2".into(), title: "".into(), text: "".into() },
+    ];
+    let queries = vec![coaug_data::Query { id: "q1".into(), text: "does soy cause cancer".into() }];
+    let mut store = AugmentStore::open_in_memory().unwrap();
+    let mut generator = KeywordEcho { delay_per_batch: Duration::ZERO, ..Default::default() };
+    let model = generator.fingerprint();
+
+    let doc_items = AugmentItem::from_documents(&docs);
+    let dense_docs = AugmentJob::new(&prompts, Role::Document, Retriever::Dense, DecodeSettings::greedy(64));
+    dense_docs.run(&mut store, &mut generator, &doc_items).unwrap();
+    let doc_augs = dense_docs.lookup(&store, &model, &doc_items).unwrap();
+    let corpus = dir.path().join("out/corpus.jsonl");
+    let counts = write_corpus_jsonl(&corpus, &docs, &doc_augs, Retriever::Dense, Composition::Full).unwrap();
+    assert_eq!((counts.written, counts.augmented), (2, 1));
+
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&corpus)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["_id"], "d1");
+    assert_eq!(lines[0]["title"], "");
+    assert_eq!(lines[0]["text"], "isoflavones, foods\nSoy. Isoflavones in soy foods.");
+    assert_eq!(lines[0]["metadata"]["title"], "Soy");
+    assert_eq!(lines[0]["metadata"]["format_valid"], true);
+    assert_eq!(lines[1]["text"], "");
+    assert!(lines[1]["metadata"]["augmentation"].is_null());
+
+    let query_items = AugmentItem::from_queries(&queries);
+    let query_job = AugmentJob::new(&prompts, Role::Query, Retriever::Sparse, DecodeSettings::greedy(64));
+    query_job.run(&mut store, &mut generator, &query_items).unwrap();
+    let query_augs = query_job.lookup(&store, &model, &query_items).unwrap();
+    let path = dir.path().join("queries.jsonl");
+    write_queries_jsonl(&path, &queries, &query_augs, Retriever::Sparse, Composition::AugmentOnly).unwrap();
+    let line: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(&path).unwrap().trim_end()).unwrap();
+    assert_eq!(line["_id"], "q1");
+    assert_eq!(line["text"], "does, cause, cancer");
+    assert!(!dir.path().join("queries.jsonl.partial").exists());
+}
