@@ -51,7 +51,11 @@ impl Dataset {
         }
         if !missing.is_empty() {
             let nested = nested_datasets(&root);
-            return Err(DataError::NotADataset { dir: root, missing, nested });
+            return Err(DataError::NotADataset {
+                dir: root,
+                missing,
+                nested,
+            });
         }
         Ok(Self { root, splits })
     }
@@ -62,7 +66,9 @@ impl Dataset {
 
     /// The directory's name, which BEIR uses as the dataset's name.
     pub fn name(&self) -> String {
-        self.root.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+        self.root
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
     }
 
     /// Names of the `qrels/*.tsv` files, sorted.
@@ -116,7 +122,12 @@ impl Dataset {
         let corpus = self.load_corpus()?;
         let report = cross_check(&qrels_path, &corpus, &queries, &mut qrels, stats, split);
         queries.retain(|q| qrels.get(&q.id).is_some());
-        Ok(LoadedSplit { corpus, queries, qrels, report })
+        Ok(LoadedSplit {
+            corpus,
+            queries,
+            qrels,
+            report,
+        })
     }
 }
 
@@ -143,7 +154,9 @@ fn list_splits(qrels_dir: &Path) -> Result<Vec<String>> {
 /// Sub-directories that are datasets: pointing at the data directory instead of one dataset in
 /// it is the likeliest mistake, and the error can say so.
 fn nested_datasets(dir: &Path) -> Vec<String> {
-    let Ok(entries) = fs::read_dir(dir) else { return Vec::new() };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
     let mut names: Vec<String> = entries
         .filter_map(|e| e.ok())
         .filter(|e| e.path().join(CORPUS_FILE).is_file())

@@ -32,7 +32,11 @@ pub struct DatasetSource<'a> {
 
 /// Downloads, verifies and unpacks `source` into `cache_dir/<name>`, returning the dataset.
 /// On any failure nothing named `<name>` is left behind.
-pub fn install_dataset(source: &DatasetSource, cache_dir: &Path, show_progress: bool) -> Result<Dataset> {
+pub fn install_dataset(
+    source: &DatasetSource,
+    cache_dir: &Path,
+    show_progress: bool,
+) -> Result<Dataset> {
     fs::create_dir_all(cache_dir).map_err(|e| DataError::io(cache_dir, e))?;
     remove_stale_temporaries(cache_dir);
 
@@ -79,7 +83,10 @@ pub fn install_dataset(source: &DatasetSource, cache_dir: &Path, show_progress: 
 
 /// Streams `url` into `out`, returning the body's md5 as lowercase hex.
 fn fetch(url: &str, out: &mut File, show_progress: bool) -> Result<String> {
-    let failed = |message: String| DataError::Download { url: url.to_owned(), message };
+    let failed = |message: String| DataError::Download {
+        url: url.to_owned(),
+        message,
+    };
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_connect(Some(READ_TIMEOUT))
         .timeout_per_read(Some(READ_TIMEOUT))
@@ -94,35 +101,53 @@ fn fetch(url: &str, out: &mut File, show_progress: bool) -> Result<String> {
     let mut buf = vec![0u8; 1 << 16];
     let mut received: u64 = 0;
     loop {
-        let n = reader.read(&mut buf).map_err(|e| failed(format!("after {received} bytes: {e}")))?;
+        let n = reader
+            .read(&mut buf)
+            .map_err(|e| failed(format!("after {received} bytes: {e}")))?;
         if n == 0 {
             break;
         }
         hasher.update(&buf[..n]);
-        out.write_all(&buf[..n]).map_err(|e| failed(format!("writing the download: {e}")))?;
+        out.write_all(&buf[..n])
+            .map_err(|e| failed(format!("writing the download: {e}")))?;
         received += n as u64;
         progress.inc(n as u64);
     }
-    out.flush().map_err(|e| failed(format!("writing the download: {e}")))?;
+    out.flush()
+        .map_err(|e| failed(format!("writing the download: {e}")))?;
     progress.finish_and_clear();
     if let Some(expected) = expected_len.filter(|&len| len != received) {
-        return Err(failed(format!("truncated: received {received} of {expected} bytes")));
+        return Err(failed(format!(
+            "truncated: received {received} of {expected} bytes"
+        )));
     }
     Ok(hex::encode(hasher.finalize()))
 }
 
 fn progress_bar(url: &str, len: Option<u64>, visible: bool) -> ProgressBar {
-    let target = if visible { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
+    let target = if visible {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    };
     let (bar, template) = match len {
         Some(len) => (
             ProgressBar::with_draw_target(Some(len), target),
             "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
         ),
-        None => (ProgressBar::with_draw_target(None, target), "{spinner} {msg} {bytes} {bytes_per_sec}"),
+        None => (
+            ProgressBar::with_draw_target(None, target),
+            "{spinner} {msg} {bytes} {bytes_per_sec}",
+        ),
     };
-    let style = ProgressStyle::with_template(template).expect("valid template").progress_chars("=> ");
+    let style = ProgressStyle::with_template(template)
+        .expect("valid template")
+        .progress_chars("=> ");
     bar.set_style(style);
-    bar.set_message(format!("downloading {}", url.rsplit('/').next().unwrap_or(url)));
+    bar.set_message(format!(
+        "downloading {}",
+        url.rsplit('/').next().unwrap_or(url)
+    ));
     bar
 }
 
@@ -145,19 +170,29 @@ fn dataset_root(unpacked: &Path, name: &str) -> PathBuf {
 
 /// Best effort: a leftover we cannot remove costs disk space, not correctness.
 fn remove_stale_temporaries(cache_dir: &Path) {
-    let Ok(entries) = fs::read_dir(cache_dir) else { return };
+    let Ok(entries) = fs::read_dir(cache_dir) else {
+        return;
+    };
     let now = SystemTime::now();
     for entry in entries.filter_map(|e| e.ok()) {
         if !entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
             continue;
         }
         let Ok(meta) = entry.metadata() else { continue };
-        let age = meta.modified().ok().and_then(|m| now.duration_since(m).ok()).unwrap_or_default();
+        let age = meta
+            .modified()
+            .ok()
+            .and_then(|m| now.duration_since(m).ok())
+            .unwrap_or_default();
         if age < STALE_AFTER {
             continue;
         }
         let path = entry.path();
-        let removed = if meta.is_dir() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
+        let removed = if meta.is_dir() {
+            fs::remove_dir_all(&path)
+        } else {
+            fs::remove_file(&path)
+        };
         match removed {
             Ok(()) => tracing::info!("removed stale temporary {}", path.display()),
             Err(e) => tracing::warn!("could not remove stale temporary {}: {e}", path.display()),

@@ -18,7 +18,12 @@ pub(crate) struct LineReader<R> {
 
 impl<R: BufRead> LineReader<R> {
     pub(crate) fn new(reader: R, path: impl Into<PathBuf>) -> Self {
-        Self { reader, path: path.into(), line_no: 0, buf: Vec::new() }
+        Self {
+            reader,
+            path: path.into(),
+            line_no: 0,
+            buf: Vec::new(),
+        }
     }
 
     /// The next non-blank line and its 1-based number, or `None` at end of file.

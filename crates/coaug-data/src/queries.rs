@@ -10,6 +10,11 @@ use crate::types::Query;
 /// gold evidence there, which must never reach a model).
 pub fn read_queries(path: impl AsRef<Path>) -> Result<Vec<Query>> {
     RecordReader::open(path.as_ref())?
-        .map(|record| record.map(|r| Query { id: r.id, text: r.text }))
+        .map(|record| {
+            record.map(|r| Query {
+                id: r.id,
+                text: r.text,
+            })
+        })
         .collect()
 }

@@ -100,7 +100,10 @@ pub(crate) fn cross_check(
 
     let file = qrels_path.display();
     if stats.duplicate_pairs > 0 {
-        tracing::warn!("{file}: {} repeated (query, document) pairs; kept the last score", stats.duplicate_pairs);
+        tracing::warn!(
+            "{file}: {} repeated (query, document) pairs; kept the last score",
+            stats.duplicate_pairs
+        );
     }
     if !unknown_queries.is_empty() {
         tracing::warn!(
