@@ -1,1 +1,49 @@
+//! The LM-independent core of coaug's bidirectional RL trainer (method.md §3–§5).
+//!
+//! One training step, and where each part lives:
+//!
+//! 1. [`composite`]: [`CompositeSampler`] draws the step's B groups (1 query + P positives +
+//!    H hard negatives + R random negatives) into a [`CompositeBatch`] of query and document
+//!    slots, with the [`SlotGains`] the reward credits.
+//! 2. The caller samples n rollouts per slot ([`RolloutLayout`] says where they sit) and
+//!    fills the [`SimilarityMatrix`] of every query rollout against every document rollout.
+//! 3. [`reward`]: [`RewardSampler`] estimates every rollout's expected nDCG@10 over T
+//!    [`JointSamples`] — the *reward computation*.
+//! 4. [`advantage`]: [`StepAdvantages`] centres rewards per prompt and scales them by role.
+//! 5. [`loss`]: the clipped-surrogate loss, k3 KL and its gradient on plain numbers, a
+//!    reference for the tensor implementation.
+//!
+//! [`TrainConfig`] holds every setting (TOML, presets `paper` and `cpu-small`); [`seed`]
+//! derives the reproducible random streams; [`bench`] times the reward estimate.
 
+pub mod advantage;
+pub mod bench;
+pub mod composite;
+pub mod config;
+pub mod error;
+pub mod gains;
+pub mod joint;
+pub mod layout;
+pub mod loss;
+mod ranking;
+pub mod reward;
+pub mod seed;
+pub mod similarity;
+
+pub use advantage::{prompt_advantages, PromptRole, RoleScales, StepAdvantages, ZERO_ADVANTAGE_BELOW};
+pub use bench::{reward_benchmark, RewardBenchReport, RewardBenchShape};
+pub use composite::{
+    CompositeBatch, CompositeConfig, CompositeSampler, DocRole, DocumentSlot, GainScope, PositiveShortfall,
+    QuerySlot, SamplerStats,
+};
+pub use config::{
+    Ablations, BlockSelection, OptimizerConfig, Retriever, RolloutConfig, Schedule, TrainConfig, TrainableConfig,
+    ValidationConfig, PRESETS,
+};
+pub use error::{Result, RlError};
+pub use gains::SlotGains;
+pub use joint::JointSamples;
+pub use layout::RolloutLayout;
+pub use loss::{surrogate_loss, LossGradient, LossReport, SurrogateSettings, TokenBatch};
+pub use reward::{Estimator, RewardSampler, RewardSettings, Rewards};
+pub use similarity::SimilarityMatrix;
