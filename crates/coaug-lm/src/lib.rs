@@ -1,1 +1,32 @@
+//! coaug-lm: the policy causal LM (Llama / Qwen2) on candle — loading (GGUF, HF),
+//! tokenization and ChatML, batched sampling with per-token log-probs, differentiable
+//! scoring, and training support (trainable subsets, LoRA, AdamW, checkpoints).
 
+pub mod cache;
+pub mod config;
+pub mod fetch;
+mod linear;
+pub mod load;
+pub mod model;
+pub mod tokenizer;
+
+pub use cache::KvCache;
+pub use config::{Architecture, ModelConfig};
+pub use fetch::{cache_root, default_model_path, fetch_default_model};
+pub use load::{load_model, Precision};
+pub use model::{AttentionInput, CausalLm};
+pub use tokenizer::{render_chatml, LmTokenizer, Role};
+pub mod generate;
+pub mod sampler;
+pub use generate::{generate, GenerationRequest, Sample};
+pub use sampler::SamplingParams;
+pub mod scoring;
+pub use scoring::{score, score_layout, ScoreLayout, TokenScores};
+pub mod trainable;
+pub use trainable::{LoraConfig, Trainable, TrainableSet};
+pub mod optim;
+pub use optim::{AdamW, AdamWConfig, StepStats};
+pub mod checkpoint;
+pub use checkpoint::{export_hf, load_checkpoint, save_checkpoint, LoadedCheckpoint};
+pub mod bench;
+pub use bench::{bench_lm, LmBenchOptions, LmBenchReport};

@@ -1,0 +1,272 @@
+//! Throughput measurements for `coaug bench lm`: prefill, single-stream and batched
+//! decode, training steps, peak memory, and the f32 matmul rate that bounds them.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::Result;
+use candle_core::{DType, Device, Tensor};
+use serde::Serialize;
+
+use crate::generate::{generate, GenerationRequest};
+use crate::load::Precision;
+use crate::model::{AttentionInput, CausalLm};
+use crate::optim::{AdamW, AdamWConfig};
+use crate::sampler::SamplingParams;
+use crate::scoring::score;
+use crate::tokenizer::{render_chatml, LmTokenizer, Role};
+use crate::trainable::TrainableSet;
+
+/// What to measure. Defaults mirror the llama.cpp peer script (`llamacpp_bench.py`).
+#[derive(Debug, Clone)]
+pub struct LmBenchOptions {
+    /// Tokens of the single-stream prefill prompt.
+    pub prefill_tokens: usize,
+    /// Greedy tokens decoded single-stream.
+    pub single_decode_tokens: usize,
+    /// Batch sizes for batched generation.
+    pub batch_sizes: Vec<usize>,
+    /// Prompt tokens per sequence in batched generation.
+    pub batch_prompt_tokens: usize,
+    /// Tokens generated per sequence in batched generation.
+    pub batch_new_tokens: usize,
+    /// Training micro-batch: sequences × tokens.
+    pub train_batch: (usize, usize),
+    pub train_set: TrainableSet,
+    /// Skip the (slow) training measurement.
+    pub skip_train: bool,
+}
+
+impl Default for LmBenchOptions {
+    fn default() -> Self {
+        LmBenchOptions {
+            prefill_tokens: 400,
+            single_decode_tokens: 128,
+            batch_sizes: vec![16, 64],
+            batch_prompt_tokens: 300,
+            batch_new_tokens: 64,
+            train_batch: (8, 256),
+            train_set: TrainableSet::All,
+            skip_train: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BatchedFigures {
+    pub batch: usize,
+    pub prompt_tokens: usize,
+    pub new_tokens: usize,
+    pub prefill_s: f64,
+    pub decode_s: f64,
+    pub prefill_tok_s: f64,
+    pub decode_tok_s: f64,
+    /// (prompt + generated tokens) / total time.
+    pub total_tok_s: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MatmulFigure {
+    pub m: usize,
+    pub k: usize,
+    pub n: usize,
+    pub gflops: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LmBenchReport {
+    pub threads: usize,
+    pub prefill_tok_s_quantized: f64,
+    pub prefill_tok_s_f32: f64,
+    pub single_decode_tok_s_quantized: f64,
+    pub single_decode_tok_s_f32: f64,
+    /// Batched generation on the f32 weights (the fast path for large batches).
+    pub batched: Vec<BatchedFigures>,
+    pub train_tok_s: Option<f64>,
+    pub train_step_s: Option<f64>,
+    pub peak_rss_mb: f64,
+    pub matmul: Vec<MatmulFigure>,
+    /// Best f32 matmul rate over the model's shapes: the compute limit.
+    pub matmul_gflops: f64,
+    /// Model FLOPs per generated token (2 × matmul parameters, attention excluded).
+    pub flops_per_token: f64,
+}
+
+/// Runs every measurement on the GGUF at `model_path` (CPU).
+pub fn bench_lm(model_path: &Path, opts: &LmBenchOptions) -> Result<LmBenchReport> {
+    let device = Device::Cpu;
+    let tok = LmTokenizer::from_gguf(model_path)?;
+    let quant = CausalLm::from_gguf(model_path, Precision::Quantized, &device)?;
+    let dense = CausalLm::from_gguf(model_path, Precision::F32, &device)?;
+    let filler = filler_prompt(&tok, opts.prefill_tokens)?;
+
+    let prefill_tok_s_quantized = prefill_rate(&quant, &filler)?;
+    let prefill_tok_s_f32 = prefill_rate(&dense, &filler)?;
+    let short = tok.encode(&render_chatml(
+        &[(Role::System, "You are a helpful assistant."), (Role::User, "Explain why regular exercise is good for cardiovascular health.")],
+        true,
+    ))?;
+    let single_decode_tok_s_quantized = single_decode_rate(&quant, &short, opts.single_decode_tokens)?;
+    let single_decode_tok_s_f32 = single_decode_rate(&dense, &short, opts.single_decode_tokens)?;
+
+    let mut batched = Vec::new();
+    for &b in &opts.batch_sizes {
+        batched.push(batched_rate(&dense, &tok, b, opts.batch_prompt_tokens, opts.batch_new_tokens)?);
+    }
+    let (train_tok_s, train_step_s) = if opts.skip_train {
+        (None, None)
+    } else {
+        let (r, s) = train_rate(&dense, opts.train_batch, &opts.train_set)?;
+        (Some(r), Some(s))
+    };
+    let cfg = dense.config();
+    let (d, f, v) = (cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size);
+    let shapes = [(64, d, cfg.q_dim()), (64, d, f), (64, f, d), (64, d, v), (2048, d, f), (2048, f, d)];
+    let matmul: Vec<MatmulFigure> = shapes.iter().map(|&(m, k, n)| matmul_rate(m, k, n)).collect::<Result<_>>()?;
+    let matmul_gflops = matmul.iter().map(|x| x.gflops).fold(0.0, f64::max);
+    let per_layer = cfg.q_dim() * d * 2 + cfg.kv_dim() * d * 2 + 3 * d * f;
+    let flops_per_token = 2.0 * (cfg.num_layers * per_layer + v * d) as f64;
+    Ok(LmBenchReport {
+        threads: rayon::current_num_threads(),
+        prefill_tok_s_quantized,
+        prefill_tok_s_f32,
+        single_decode_tok_s_quantized,
+        single_decode_tok_s_f32,
+        batched,
+        train_tok_s,
+        train_step_s,
+        peak_rss_mb: peak_rss_mb(),
+        matmul,
+        matmul_gflops,
+        flops_per_token,
+    })
+}
+
+const FILLER: &str = "Dietary fibre, found in whole grains, legumes, fruits and vegetables, is associated with a lower risk \
+of cardiovascular disease, type 2 diabetes and colorectal cancer. Randomised trials suggest that soluble fibre reduces \
+LDL cholesterol, while observational cohorts link higher intake to lower all-cause mortality. Mechanisms include \
+fermentation by gut microbiota into short-chain fatty acids, improved insulin sensitivity and reduced inflammation. ";
+
+/// A ChatML prompt of exactly `n` tokens (user text cut to fit).
+fn filler_prompt(tok: &LmTokenizer, n: usize) -> Result<Vec<u32>> {
+    let head = tok.encode(&format!("{}{}", render_chatml(&[(Role::System, "You are a helpful assistant.")], false), "<|im_start|>user\nSummarize: "))?;
+    let tail = tok.encode("<|im_end|>\n<|im_start|>assistant\n")?;
+    let body_len = n.saturating_sub(head.len() + tail.len());
+    let mut body = Vec::new();
+    while body.len() < body_len {
+        body.extend(tok.encode(FILLER)?);
+    }
+    body.truncate(body_len);
+    Ok([head, body, tail].concat())
+}
+
+fn prefill_rate(model: &CausalLm, prompt: &[u32]) -> Result<f64> {
+    let device = model.device();
+    let t = prompt.len();
+    let ids = Tensor::from_vec(prompt.to_vec(), (1, t), device)?;
+    let attn = AttentionInput::causal(1, t, device)?;
+    let mut best = f64::MAX;
+    for _ in 0..3 {
+        let start = Instant::now();
+        let h = model.forward_hidden(&ids, &attn, None, false)?;
+        model.logits(&h.narrow(1, t - 1, 1)?.squeeze(1)?, false)?;
+        best = best.min(start.elapsed().as_secs_f64());
+    }
+    Ok(t as f64 / best)
+}
+
+fn single_decode_rate(model: &CausalLm, prompt: &[u32], n: usize) -> Result<f64> {
+    let time = |max_new: usize| -> Result<f64> {
+        let prompts = [prompt.to_vec()];
+        let req = GenerationRequest { prefix: &[], prompts: &prompts, stop_ids: &[], pad_id: 0 };
+        let start = Instant::now();
+        generate(model, &req, &SamplingParams::greedy(max_new))?;
+        Ok(start.elapsed().as_secs_f64())
+    };
+    time(4)?; // warm-up
+    let prefill_only = time(1)?;
+    let full = time(n + 1)?;
+    Ok(n as f64 / (full - prefill_only).max(1e-9))
+}
+
+fn batched_rate(model: &CausalLm, tok: &LmTokenizer, batch: usize, plen: usize, gen: usize) -> Result<BatchedFigures> {
+    let base = filler_prompt(tok, plen)?;
+    // Distinct prompts (rotate the body) so nothing is shared between rows.
+    let prompts: Vec<Vec<u32>> = (0..batch)
+        .map(|i| {
+            let mut p = base.clone();
+            let body = 20..plen.saturating_sub(12).max(21);
+            if body.end <= p.len() {
+                p[body].rotate_left(i % 50);
+            }
+            p
+        })
+        .collect();
+    let req = GenerationRequest { prefix: &[], prompts: &prompts, stop_ids: &[], pad_id: tok.pad_id() };
+    let start = Instant::now();
+    generate(model, &req, &SamplingParams::greedy(1))?;
+    let prefill_s = start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    generate(model, &req, &SamplingParams::greedy(gen))?;
+    let total_s = start.elapsed().as_secs_f64();
+    let decode_s = (total_s - prefill_s).max(1e-9);
+    let prompt_tokens: usize = prompts.iter().map(|p| p.len()).sum();
+    let new_tokens = batch * gen;
+    Ok(BatchedFigures {
+        batch,
+        prompt_tokens,
+        new_tokens,
+        prefill_s,
+        decode_s,
+        prefill_tok_s: prompt_tokens as f64 / prefill_s,
+        decode_tok_s: (new_tokens - batch) as f64 / decode_s,
+        total_tok_s: (prompt_tokens + new_tokens) as f64 / total_s,
+    })
+}
+
+fn train_rate(model: &CausalLm, (rows, len): (usize, usize), set: &TrainableSet) -> Result<(f64, f64)> {
+    let mut m = model.clone();
+    let tr = m.set_trainable(set)?;
+    let mut opt = AdamW::new(&tr, AdamWConfig::default())?;
+    let vocab = m.config().vocab_size as u32;
+    let seqs: Vec<Vec<u32>> = (0..rows).map(|r| (0..len as u32).map(|i| (i * 31 + r as u32 * 7 + 100) % vocab).collect()).collect();
+    let prompts: Vec<&[u32]> = seqs.iter().map(|s| &s[..len / 2]).collect();
+    let comps: Vec<&[u32]> = seqs.iter().map(|s| &s[len / 2..]).collect();
+    let start = Instant::now();
+    let sc = score(&m, &prompts, &comps, 0, 1.0, true)?;
+    let loss = sc.logprobs.mean_all()?.neg()?;
+    opt.accumulate(&loss)?;
+    opt.step()?;
+    let s = start.elapsed().as_secs_f64();
+    Ok(((rows * len) as f64 / s, s))
+}
+
+fn matmul_rate(m: usize, k: usize, n: usize) -> Result<MatmulFigure> {
+    let device = Device::Cpu;
+    let a = Tensor::ones((m, k), DType::F32, &device)?;
+    let w = Tensor::ones((n, k), DType::F32, &device)?;
+    let wt = w.t()?; // weights are stored (out, in), as in the model
+    a.matmul(&wt)?;
+    let flops = 2.0 * (m * k * n) as f64;
+    let reps = ((2e10 / flops) as usize).clamp(2, 200);
+    let start = Instant::now();
+    for _ in 0..reps {
+        a.matmul(&wt)?;
+    }
+    let s = start.elapsed().as_secs_f64();
+    Ok(MatmulFigure { m, k, n, gflops: flops * reps as f64 / s / 1e9 })
+}
+
+/// Peak resident set size of this process (Linux `VmHWM`; 0 elsewhere).
+pub fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}

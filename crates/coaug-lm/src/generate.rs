@@ -1,0 +1,225 @@
+//! Batched generation with a shared KV cache: left-padded prefill of distinct prompts,
+//! fan-out to `n` samples, and decoding that drops finished rows as it goes.
+
+use anyhow::{bail, Result};
+use candle_core::{Device, IndexOp, Tensor};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use rayon::prelude::*;
+
+use crate::cache::KvCache;
+use crate::model::{AttentionInput, CausalLm};
+use crate::sampler::{choose_token, token_logprob, SamplingParams};
+
+/// One generated continuation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// Index of the prompt it continues.
+    pub prompt_index: usize,
+    /// Generated ids, the stop token included when one ended the sample.
+    pub tokens: Vec<u32>,
+    /// `log_softmax(logits / T)` of each generated token, before penalty or
+    /// truncation (T = 1 for greedy): the behaviour policy's log-probs.
+    pub logprobs: Vec<f32>,
+    /// True when a stop token ended the sample (false: hit `max_new_tokens`).
+    pub stopped: bool,
+}
+
+/// What to generate from: an optional prefix shared by every prompt (e.g. the system
+/// turn), computed once, and the per-prompt continuations of that prefix.
+pub struct GenerationRequest<'a> {
+    pub prefix: &'a [u32],
+    pub prompts: &'a [Vec<u32>],
+    pub stop_ids: &'a [u32],
+    pub pad_id: u32,
+}
+
+/// Prompts prefilled together at most; bounds the attention-score memory.
+const PREFILL_ROWS: usize = 16;
+
+/// Generates `params.n` samples per prompt; result `i * n + j` is sample `j` of prompt `i`.
+/// Deterministic for a given seed: each sample draws from its own RNG.
+pub fn generate(model: &CausalLm, req: &GenerationRequest, params: &SamplingParams) -> Result<Vec<Sample>> {
+    if req.prompts.is_empty() || params.n == 0 {
+        return Ok(Vec::new());
+    }
+    if req.prefix.is_empty() && req.prompts.iter().any(|p| p.is_empty()) {
+        bail!("a prompt is empty and there is no shared prefix to continue");
+    }
+    let device = model.device().clone();
+    let vocab = model.config().vocab_size;
+    let plen = req.prefix.len();
+    let slen = req.prompts.iter().map(|p| p.len()).max().unwrap_or(0);
+    let capacity = plen + slen + params.max_new_tokens;
+    if capacity > model.config().max_position_embeddings {
+        bail!("prompt + generation ({capacity} tokens) exceeds the model's {} positions", model.config().max_position_embeddings);
+    }
+
+    let prefix_cache = if plen > 0 { Some(prefill_prefix(model, req.prefix, &device)?) } else { None };
+
+    // Prefill distinct prompts in row chunks, then stitch the caches together.
+    let mut caches = Vec::new();
+    let mut last_logits = Vec::new();
+    for chunk in req.prompts.chunks(PREFILL_ROWS) {
+        let rows = chunk.len();
+        let mut cache = match &prefix_cache {
+            Some(p) => KvCache::broadcast_prefix(p, rows, capacity)?,
+            None => KvCache::new(model.config(), rows, capacity, &device)?,
+        };
+        let mut ids = Vec::with_capacity(rows * slen);
+        let mut valid = Vec::with_capacity(rows);
+        for p in chunk {
+            let pad = slen - p.len();
+            ids.extend(std::iter::repeat_n(req.pad_id, pad).chain(p.iter().copied()));
+            let mut v = vec![true; plen];
+            v.extend(std::iter::repeat_n(false, pad).chain(std::iter::repeat_n(true, p.len())));
+            valid.push(v);
+        }
+        let logits = if slen > 0 {
+            let ids = Tensor::from_vec(ids, (rows, slen), &device)?;
+            let attn = AttentionInput::from_valid(&valid, slen, &device)?;
+            let h = model.forward_hidden(&ids, &attn, Some(&mut cache), false)?;
+            model.logits(&h.i((.., slen - 1, ..))?.contiguous()?, false)?
+        } else {
+            let p = prefix_cache.as_ref().expect("checked above");
+            p.last_logits.broadcast_as((rows, vocab))?.contiguous()?
+        };
+        caches.push(cache);
+        last_logits.push(logits);
+    }
+    let mut cache = KvCache::concat_rows(caches)?;
+    let first_logits = Tensor::cat(&last_logits, 0)?.to_vec2::<f32>()?;
+
+    // Fan out: row r is sample (r % n) of prompt (r / n).
+    let n = params.n;
+    let total = req.prompts.len() * n;
+    if n > 1 {
+        let fan: Vec<usize> = (0..total).map(|r| r / n).collect();
+        cache.select_rows(&fan)?;
+    }
+    let mut rows: Vec<Row> = (0..total)
+        .map(|r| {
+            let pi = r / n;
+            let mut seen = vec![false; vocab];
+            for &t in req.prefix.iter().chain(req.prompts[pi].iter()) {
+                if (t as usize) < vocab {
+                    seen[t as usize] = true;
+                }
+            }
+            let mut valid = vec![true; plen];
+            let pad = slen - req.prompts[pi].len();
+            valid.extend(std::iter::repeat_n(false, pad).chain(std::iter::repeat_n(true, req.prompts[pi].len())));
+            Row {
+                sample: Sample { prompt_index: pi, tokens: Vec::new(), logprobs: Vec::new(), stopped: false },
+                rng: StdRng::seed_from_u64(mix_seed(params.seed, r as u64)),
+                seen,
+                valid,
+                done: false,
+            }
+        })
+        .collect();
+
+    // `active[i]` is the index into `rows` of cache row i; `logits[i]` belongs to it.
+    let mut active: Vec<usize> = (0..total).collect();
+    let mut logits: Vec<Vec<f32>> = (0..total).map(|r| first_logits[r / n].clone()).collect();
+    let t_lp = params.logprob_temperature();
+    loop {
+        pick_tokens(&mut rows, &active, &logits, params, t_lp, req.stop_ids, vocab);
+        if active.iter().all(|&ri| rows[ri].done) {
+            break;
+        }
+        // Drop finished rows once enough accumulate: compaction copies the whole cache,
+        // so doing it for every single finish would cost more than it saves.
+        let n_done = active.iter().filter(|&&ri| rows[ri].done).count();
+        if n_done > 0 && (n_done * 4 >= active.len() || active.len() - n_done <= 2) {
+            let keep: Vec<usize> = (0..active.len()).filter(|&i| !rows[active[i]].done).collect();
+            cache.select_rows(&keep)?;
+            active = keep.iter().map(|&i| active[i]).collect();
+        }
+        // Finished rows still in the cache take a masked dummy step.
+        let mut ids = Vec::with_capacity(active.len());
+        let mut valid = Vec::with_capacity(active.len());
+        for &ri in &active {
+            let r = &mut rows[ri];
+            ids.push(*r.sample.tokens.last().expect("one token per step"));
+            r.valid.push(!r.done);
+            valid.push(r.valid.clone());
+        }
+        let ids = Tensor::from_vec(ids, (active.len(), 1), &device)?;
+        let attn = AttentionInput::from_valid(&valid, 1, &device)?;
+        let h = model.forward_hidden(&ids, &attn, Some(&mut cache), false)?;
+        logits = model.logits(&h.squeeze(1)?, false)?.to_vec2::<f32>()?;
+    }
+    Ok(rows.into_iter().map(|r| r.sample).collect())
+}
+
+/// Draws one token for every unfinished active row (rows in parallel: penalties and
+/// sorting are per row) and records it.
+fn pick_tokens(
+    rows: &mut [Row],
+    active: &[usize],
+    logits: &[Vec<f32>],
+    params: &SamplingParams,
+    t_lp: f32,
+    stop_ids: &[u32],
+    vocab: usize,
+) {
+    let mut slots: Vec<Option<&mut Row>> = rows.iter_mut().map(Some).collect();
+    let work: Vec<(&mut Row, &Vec<f32>)> = active
+        .iter()
+        .zip(logits)
+        .filter_map(|(&ri, l)| slots[ri].take().filter(|r| !r.done).map(|r| (r, l)))
+        .collect();
+    work.into_par_iter().for_each(|(row, l)| {
+        let tok = choose_token(l, &row.seen, params, &mut row.rng);
+        row.sample.tokens.push(tok);
+        row.sample.logprobs.push(token_logprob(l, tok, t_lp));
+        if (tok as usize) < vocab {
+            row.seen[tok as usize] = true;
+        }
+        if stop_ids.contains(&tok) {
+            row.sample.stopped = true;
+            row.done = true;
+        } else if row.sample.tokens.len() >= params.max_new_tokens {
+            row.done = true;
+        }
+    });
+}
+
+struct Row {
+    sample: Sample,
+    rng: StdRng,
+    seen: Vec<bool>,
+    valid: Vec<bool>,
+    done: bool,
+}
+
+fn mix_seed(seed: u64, row: u64) -> u64 {
+    // SplitMix64 finaliser: independent streams per sample from one user seed.
+    let mut z = seed ^ row.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+struct PrefixCache {
+    cache: KvCache,
+    last_logits: Tensor,
+}
+
+impl std::ops::Deref for PrefixCache {
+    type Target = KvCache;
+    fn deref(&self) -> &KvCache {
+        &self.cache
+    }
+}
+
+fn prefill_prefix(model: &CausalLm, prefix: &[u32], device: &Device) -> Result<PrefixCache> {
+    let t = prefix.len();
+    let mut cache = KvCache::new(model.config(), 1, t, device)?;
+    let ids = Tensor::from_vec(prefix.to_vec(), (1, t), device)?;
+    let attn = AttentionInput::causal(1, t, device)?;
+    let h = model.forward_hidden(&ids, &attn, Some(&mut cache), false)?;
+    let last_logits = model.logits(&h.i((.., t - 1, ..))?.contiguous()?, false)?;
+    Ok(PrefixCache { cache, last_logits })
+}

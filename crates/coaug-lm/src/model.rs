@@ -1,0 +1,424 @@
+//! The decoder-only transformer (Llama / Qwen2) with two execution modes:
+//! fused kernels without autograd for generation, and differentiable ops for training.
+
+use std::ops::Range;
+
+use candle_core::{DType, Device, Result, Tensor, D};
+use candle_nn::{ops, rotary_emb};
+
+use crate::cache::KvCache;
+use crate::config::ModelConfig;
+use crate::linear::{view, Linear, Weight};
+
+/// One transformer block.
+#[derive(Clone)]
+pub(crate) struct Block {
+    pub attn_norm: Tensor,
+    pub q: Linear,
+    pub k: Linear,
+    pub v: Linear,
+    pub o: Linear,
+    pub mlp_norm: Tensor,
+    pub gate: Linear,
+    pub up: Linear,
+    pub down: Linear,
+}
+
+/// Where new tokens sit: their rotary positions `(rows, t)` (u32) and an additive
+/// attention bias `(rows, 1, t, cached + t)` (0 or -inf) encoding causality and padding.
+pub struct AttentionInput {
+    pub positions: Tensor,
+    pub bias: Tensor,
+}
+
+impl AttentionInput {
+    /// Builds positions and bias from per-row validity of every key slot (cached
+    /// slots first, then the `t_new` new ones). A token's position counts the valid
+    /// slots before it, so left padding and masked gaps do not shift positions.
+    /// A query always sees itself, so padded queries stay finite (their output is unused).
+    pub fn from_valid(valid: &[Vec<bool>], t_new: usize, device: &Device) -> Result<Self> {
+        let rows = valid.len();
+        let l = valid.first().map(|v| v.len()).unwrap_or(0);
+        let past = l - t_new;
+        let mut pos = Vec::with_capacity(rows * t_new);
+        let mut bias = vec![f32::NEG_INFINITY; rows * t_new * l];
+        for (r, row) in valid.iter().enumerate() {
+            assert_eq!(row.len(), l, "every row needs the same number of slots");
+            let mut seen = row[..past].iter().filter(|&&x| x).count() as u32;
+            for i in 0..t_new {
+                let q_slot = past + i;
+                pos.push(if row[q_slot] { seen } else { 0 });
+                if row[q_slot] {
+                    seen += 1;
+                }
+                let base = (r * t_new + i) * l;
+                for s in 0..=q_slot {
+                    if row[s] || s == q_slot {
+                        bias[base + s] = 0.0;
+                    }
+                }
+            }
+        }
+        Ok(AttentionInput {
+            positions: Tensor::from_vec(pos, (rows, t_new), device)?,
+            bias: Tensor::from_vec(bias, (rows, 1, t_new, l), device)?,
+        })
+    }
+
+    /// Unpadded causal input for `rows` sequences of `t` tokens.
+    pub fn causal(rows: usize, t: usize, device: &Device) -> Result<Self> {
+        Self::from_valid(&vec![vec![true; t]; rows], t, device)
+    }
+}
+
+/// A causal LM. Cheap to clone (tensors are reference-counted).
+#[derive(Clone)]
+pub struct CausalLm {
+    pub(crate) cfg: ModelConfig,
+    pub(crate) device: Device,
+    pub(crate) embed: Tensor,
+    pub(crate) blocks: Vec<Block>,
+    pub(crate) norm: Tensor,
+    /// `None` when tied to `embed` and dense.
+    pub(crate) lm_head: Option<Linear>,
+    cos: Tensor,
+    sin: Tensor,
+    /// Layers below this hold no trainable weight and get no autograd graph.
+    pub(crate) first_grad_layer: usize,
+    /// Whether the embedding table is trainable.
+    pub(crate) embed_trainable: bool,
+}
+
+impl CausalLm {
+    pub(crate) fn assemble(
+        cfg: ModelConfig,
+        device: Device,
+        embed: Tensor,
+        blocks: Vec<Block>,
+        norm: Tensor,
+        lm_head: Option<Linear>,
+    ) -> Result<Self> {
+        let (cos, sin) = rope_tables(&cfg, &device)?;
+        let n = cfg.num_layers;
+        Ok(CausalLm {
+            cfg,
+            device,
+            embed,
+            blocks,
+            norm,
+            lm_head,
+            cos,
+            sin,
+            first_grad_layer: n,
+            embed_trainable: false,
+        })
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    pub fn num_layers(&self) -> usize {
+        self.cfg.num_layers
+    }
+
+    /// True when any projection runs on GGUF-quantized blocks.
+    pub fn is_quantized(&self) -> bool {
+        self.blocks.iter().any(|b| matches!(b.q.weight, Weight::Quantized(_)))
+    }
+
+    /// Token embeddings `(rows, t, hidden)` for ids `(rows, t)`.
+    pub fn embed(&self, ids: &Tensor, grad: bool) -> Result<Tensor> {
+        let (rows, t) = ids.dims2()?;
+        let table = view(&self.embed, grad && self.embed_trainable);
+        table.index_select(&ids.flatten_all()?, 0)?.reshape((rows, t, self.cfg.hidden_size))
+    }
+
+    /// Runs blocks `layers` on `hidden` `(rows, t, hidden)`. With a cache, the new keys
+    /// and values are appended (the cache must then cover every layer, and
+    /// `attn.bias` must span cached + new slots); the cache advances once the last
+    /// layer has run. `grad` records an autograd graph for layers that need one.
+    pub fn forward_layers(
+        &self,
+        hidden: &Tensor,
+        layers: Range<usize>,
+        attn: &AttentionInput,
+        mut cache: Option<&mut KvCache>,
+        grad: bool,
+    ) -> Result<Tensor> {
+        let (rows, t, _) = hidden.dims3()?;
+        let (cos, sin) = self.rope_for(&attn.positions, rows, t)?;
+        let mut h = hidden.clone();
+        let last = layers.end;
+        for l in layers {
+            let g = grad && l >= self.first_grad_layer;
+            h = self.block_forward(l, &h, &cos, &sin, &attn.bias, cache.as_deref_mut(), g)?;
+        }
+        if let Some(c) = cache {
+            if last == self.cfg.num_layers {
+                c.advance(t);
+            }
+        }
+        Ok(h)
+    }
+
+    /// Final RMSNorm.
+    pub fn final_norm(&self, hidden: &Tensor, grad: bool) -> Result<Tensor> {
+        let g = grad && self.first_grad_layer < self.cfg.num_layers;
+        rms_norm(hidden, &view(&self.norm, g), self.cfg.rms_norm_eps, g)
+    }
+
+    /// Runs blocks `start_layer..` and the final norm: the trainer reuses frozen-trunk
+    /// activations and recomputes only the top blocks.
+    pub fn forward_from_layer(
+        &self,
+        hidden: &Tensor,
+        start_layer: usize,
+        attn: &AttentionInput,
+        cache: Option<&mut KvCache>,
+        grad: bool,
+    ) -> Result<Tensor> {
+        let h = self.forward_layers(hidden, start_layer..self.cfg.num_layers, attn, cache, grad)?;
+        self.final_norm(&h, grad)
+    }
+
+    /// Hidden states entering block `layer` (`0` = embeddings), without autograd.
+    pub fn hidden_at_layer(&self, ids: &Tensor, attn: &AttentionInput, layer: usize) -> Result<Tensor> {
+        let h = self.embed(ids, false)?;
+        self.forward_layers(&h, 0..layer, attn, None, false)
+    }
+
+    /// Final-normed hidden states for every position.
+    pub fn forward_hidden(
+        &self,
+        ids: &Tensor,
+        attn: &AttentionInput,
+        cache: Option<&mut KvCache>,
+        grad: bool,
+    ) -> Result<Tensor> {
+        let h = self.embed(ids, grad)?;
+        self.forward_from_layer(&h, 0, attn, cache, grad)
+    }
+
+    /// Logits `(n, vocab)` for normed hidden rows `(n, hidden)`: callers gather only the
+    /// positions they need first, since the vocabulary projection dominates small models.
+    pub fn logits(&self, normed: &Tensor, grad: bool) -> Result<Tensor> {
+        match &self.lm_head {
+            Some(head) => head.forward(normed, grad && self.first_grad_layer < self.cfg.num_layers),
+            None => normed.matmul(&view(&self.embed, grad && self.embed_trainable).t()?),
+        }
+    }
+
+    fn rope_for(&self, positions: &Tensor, rows: usize, t: usize) -> Result<(Tensor, Tensor)> {
+        let half = self.cfg.head_dim / 2;
+        let idx = positions.flatten_all()?;
+        let cos = self.cos.index_select(&idx, 0)?.reshape((rows, t, half))?;
+        let sin = self.sin.index_select(&idx, 0)?.reshape((rows, t, half))?;
+        Ok((cos, sin))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn block_forward(
+        &self,
+        l: usize,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        bias: &Tensor,
+        cache: Option<&mut KvCache>,
+        g: bool,
+    ) -> Result<Tensor> {
+        let blk = &self.blocks[l];
+        let eps = self.cfg.rms_norm_eps;
+        let h = rms_norm(x, &view(&blk.attn_norm, g), eps, g)?;
+        let a = self.attention(l, &h, cos, sin, bias, cache, g)?;
+        let x = (x + a)?;
+        let h = rms_norm(&x, &view(&blk.mlp_norm, g), eps, g)?;
+        let gate = blk.gate.forward(&h, g)?;
+        let up = blk.up.forward(&h, g)?;
+        let m = blk.down.forward(&(ops::silu(&gate)? * up)?, g)?;
+        x + m
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn attention(
+        &self,
+        l: usize,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        bias: &Tensor,
+        cache: Option<&mut KvCache>,
+        g: bool,
+    ) -> Result<Tensor> {
+        let cfg = &self.cfg;
+        let blk = &self.blocks[l];
+        let (b, t, _) = x.dims3()?;
+        let (h, kvh, hd) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
+        let rep = h / kvh;
+        let heads = |y: Tensor, n: usize| -> Result<Tensor> {
+            y.reshape((b, t, n, hd))?.transpose(1, 2)?.contiguous()
+        };
+        let q = heads(blk.q.forward(x, g)?, h)?;
+        let k = heads(blk.k.forward(x, g)?, kvh)?;
+        let v = heads(blk.v.forward(x, g)?, kvh)?;
+        let q = rope(&q, cos, sin, g)?;
+        let k = rope(&k, cos, sin, g)?;
+        let (k, v) = match cache {
+            Some(c) => c.append(l, &k, &v)?,
+            None => (k, v),
+        };
+        let len = k.dim(2)?;
+        // Grouped-query attention without copying K/V: fold the query heads that share
+        // a KV head into the row dimension.
+        let q = q.reshape((b, kvh, rep * t, hd))?;
+        let scores = (q.matmul(&k.t()?)? * (1.0 / (hd as f64).sqrt()))?;
+        let scores = scores
+            .reshape((b, kvh, rep, t, len))?
+            .broadcast_add(&bias.unsqueeze(1)?)?
+            .reshape((b, kvh, rep * t, len))?;
+        let probs = if g { ops::softmax(&scores, D::Minus1)? } else { ops::softmax_last_dim(&scores)? };
+        let out = probs.matmul(&v)?; // (b, kvh, rep*t, hd)
+        let out = out.reshape((b, h, t, hd))?.transpose(1, 2)?.reshape((b, t, h * hd))?;
+        blk.o.forward(&out, g)
+    }
+}
+
+fn rms_norm(x: &Tensor, w: &Tensor, eps: f64, g: bool) -> Result<Tensor> {
+    if g {
+        ops::rms_norm_slow(x, w, eps as f32)
+    } else {
+        ops::rms_norm(&x.contiguous()?, w, eps as f32)
+    }
+}
+
+/// Rotate-half rotary embedding; `cos`/`sin` are `(b, t, head_dim/2)`.
+fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor, g: bool) -> Result<Tensor> {
+    if !g {
+        return rotary_emb::rope(x, cos, sin);
+    }
+    let half = x.dim(D::Minus1)? / 2;
+    let cos = Tensor::cat(&[cos, cos], D::Minus1)?.unsqueeze(1)?;
+    let sin = Tensor::cat(&[sin, sin], D::Minus1)?.unsqueeze(1)?;
+    let x1 = x.narrow(D::Minus1, 0, half)?;
+    let x2 = x.narrow(D::Minus1, half, half)?;
+    let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
+    x.broadcast_mul(&cos)? + rotated.broadcast_mul(&sin)?
+}
+
+fn rope_tables(cfg: &ModelConfig, device: &Device) -> Result<(Tensor, Tensor)> {
+    let half = cfg.head_dim / 2;
+    let inv: Vec<f32> = (0..half)
+        .map(|i| 1.0 / cfg.rope_theta.powf(2.0 * i as f64 / cfg.head_dim as f64) as f32)
+        .collect();
+    let n = cfg.max_position_embeddings;
+    let inv = Tensor::from_vec(inv, (1, half), device)?;
+    let pos = Tensor::arange(0u32, n as u32, device)?.to_dtype(DType::F32)?.reshape((n, 1))?;
+    let freqs = pos.broadcast_mul(&inv)?;
+    Ok((freqs.cos()?, freqs.sin()?))
+}
+
+/// A named full-precision tensor of the model; `layer` is its block, if any.
+pub(crate) struct Slot<'a> {
+    pub name: String,
+    pub layer: Option<usize>,
+    pub tensor: &'a mut Tensor,
+}
+
+impl CausalLm {
+    /// Every dense tensor under its HF name (LoRA factors as `<proj>.lora_a` / `.lora_b`).
+    /// Quantized weights are not listed: they cannot be trained or exported as-is.
+    pub(crate) fn slots(&mut self) -> Vec<Slot<'_>> {
+        let mut out = vec![Slot { name: "model.embed_tokens.weight".into(), layer: None, tensor: &mut self.embed }];
+        for (i, b) in self.blocks.iter_mut().enumerate() {
+            let p = format!("model.layers.{i}");
+            out.push(Slot { name: format!("{p}.input_layernorm.weight"), layer: Some(i), tensor: &mut b.attn_norm });
+            out.push(Slot { name: format!("{p}.post_attention_layernorm.weight"), layer: Some(i), tensor: &mut b.mlp_norm });
+            let projs: [(&str, &mut Linear); 7] = [
+                ("self_attn.q_proj", &mut b.q),
+                ("self_attn.k_proj", &mut b.k),
+                ("self_attn.v_proj", &mut b.v),
+                ("self_attn.o_proj", &mut b.o),
+                ("mlp.gate_proj", &mut b.gate),
+                ("mlp.up_proj", &mut b.up),
+                ("mlp.down_proj", &mut b.down),
+            ];
+            for (n, lin) in projs {
+                linear_slots(&format!("{p}.{n}"), Some(i), lin, &mut out);
+            }
+        }
+        out.push(Slot { name: "model.norm.weight".into(), layer: None, tensor: &mut self.norm });
+        if let Some(h) = self.lm_head.as_mut() {
+            linear_slots("lm_head", None, h, &mut out);
+        }
+        out
+    }
+
+    /// Projections of each block by HF name, for attaching adapters.
+    pub(crate) fn projections_mut(&mut self) -> Vec<(String, usize, &mut Linear)> {
+        let mut out = Vec::new();
+        for (i, b) in self.blocks.iter_mut().enumerate() {
+            let p = format!("model.layers.{i}");
+            out.push((format!("{p}.self_attn.q_proj"), i, &mut b.q));
+            out.push((format!("{p}.self_attn.k_proj"), i, &mut b.k));
+            out.push((format!("{p}.self_attn.v_proj"), i, &mut b.v));
+            out.push((format!("{p}.self_attn.o_proj"), i, &mut b.o));
+            out.push((format!("{p}.mlp.gate_proj"), i, &mut b.gate));
+            out.push((format!("{p}.mlp.up_proj"), i, &mut b.up));
+            out.push((format!("{p}.mlp.down_proj"), i, &mut b.down));
+        }
+        out
+    }
+}
+
+fn linear_slots<'a>(prefix: &str, layer: Option<usize>, lin: &'a mut Linear, out: &mut Vec<Slot<'a>>) {
+    if let Weight::Dense(w) = &mut lin.weight {
+        out.push(Slot { name: format!("{prefix}.weight"), layer, tensor: w });
+    }
+    if let Some(b) = lin.bias.as_mut() {
+        out.push(Slot { name: format!("{prefix}.bias"), layer, tensor: b });
+    }
+    if let Some(l) = lin.lora.as_mut() {
+        out.push(Slot { name: format!("{prefix}.lora_a"), layer, tensor: &mut l.a });
+        out.push(Slot { name: format!("{prefix}.lora_b"), layer, tensor: &mut l.b });
+    }
+}
+
+impl CausalLm {
+    /// Full-precision weights under HF names with adapters folded in and quantized
+    /// weights dequantized: what a merged HF export holds.
+    pub fn merged_tensors(&self) -> Result<Vec<(String, Tensor)>> {
+        let mut out = vec![("model.embed_tokens.weight".to_string(), self.embed.detach())];
+        for (i, b) in self.blocks.iter().enumerate() {
+            let p = format!("model.layers.{i}");
+            out.push((format!("{p}.input_layernorm.weight"), b.attn_norm.detach()));
+            out.push((format!("{p}.post_attention_layernorm.weight"), b.mlp_norm.detach()));
+            for (n, lin) in [
+                ("self_attn.q_proj", &b.q),
+                ("self_attn.k_proj", &b.k),
+                ("self_attn.v_proj", &b.v),
+                ("self_attn.o_proj", &b.o),
+                ("mlp.gate_proj", &b.gate),
+                ("mlp.up_proj", &b.up),
+                ("mlp.down_proj", &b.down),
+            ] {
+                out.push((format!("{p}.{n}.weight"), lin.merged_weight()?));
+                if let Some(bias) = &lin.bias {
+                    out.push((format!("{p}.{n}.bias"), bias.detach()));
+                }
+            }
+        }
+        out.push(("model.norm.weight".to_string(), self.norm.detach()));
+        if !self.cfg.tie_word_embeddings {
+            match &self.lm_head {
+                Some(h) => out.push(("lm_head.weight".to_string(), h.merged_weight()?)),
+                None => out.push(("lm_head.weight".to_string(), self.embed.detach())),
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,205 @@
+//! Tokenizer from `tokenizer.json` or from GGUF metadata, plus the ChatML template.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::BufReader;
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context, Result};
+use candle_core::quantized::gguf_file;
+use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
+use tokenizers::models::bpe::BPE;
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::pre_tokenizers::digits::Digits;
+use tokenizers::pre_tokenizers::sequence::Sequence;
+use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+use tokenizers::{AddedToken, PreTokenizerWrapper, SplitDelimiterBehavior, Tokenizer};
+
+/// ChatML turn markers used by SmolLM2 and Qwen2.
+pub const IM_START: &str = "<|im_start|>";
+pub const IM_END: &str = "<|im_end|>";
+
+/// Qwen2's pre-tokenization regex (from its `tokenizer.json`).
+const QWEN2_PATTERN: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+/// Who speaks a chat turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+}
+
+impl Role {
+    fn as_str(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        }
+    }
+}
+
+/// Renders ChatML turns; with `add_generation_prompt` the text ends with an open
+/// assistant turn for the model to complete.
+pub fn render_chatml(turns: &[(Role, &str)], add_generation_prompt: bool) -> String {
+    let mut s = String::new();
+    for (role, content) in turns {
+        s.push_str(&format!("{IM_START}{}\n{content}{IM_END}\n", role.as_str()));
+    }
+    if add_generation_prompt {
+        s.push_str(&format!("{IM_START}assistant\n"));
+    }
+    s
+}
+
+/// A tokenizer together with the ids generation needs.
+#[derive(Clone)]
+pub struct LmTokenizer {
+    inner: Tokenizer,
+    stop_ids: Vec<u32>,
+    pad_id: u32,
+}
+
+impl LmTokenizer {
+    /// Wraps a HF tokenizer; stop ids are `eos_id` plus `<|im_end|>` / `<|endoftext|>` when present.
+    pub fn new(inner: Tokenizer, eos_id: Option<u32>) -> Self {
+        let mut stop_ids: Vec<u32> = eos_id.into_iter().collect();
+        for t in [IM_END, "<|endoftext|>"] {
+            if let Some(id) = inner.token_to_id(t) {
+                if !stop_ids.contains(&id) {
+                    stop_ids.push(id);
+                }
+            }
+        }
+        let pad_id = stop_ids.first().copied().unwrap_or(0);
+        LmTokenizer { inner, stop_ids, pad_id }
+    }
+
+    /// Reads a HF `tokenizer.json`.
+    pub fn from_file(path: &Path, eos_id: Option<u32>) -> Result<Self> {
+        let inner = Tokenizer::from_file(path).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+        Ok(Self::new(inner, eos_id))
+    }
+
+    /// Builds the byte-level BPE tokenizer described by a GGUF file's `tokenizer.ggml.*` metadata.
+    pub fn from_gguf(path: &Path) -> Result<Self> {
+        let mut reader = BufReader::new(File::open(path).with_context(|| format!("opening {}", path.display()))?);
+        let content = gguf_file::Content::read(&mut reader).map_err(|e| anyhow!("{}: not a GGUF file: {e}", path.display()))?;
+        Self::from_gguf_metadata(&content.metadata).with_context(|| format!("{}: building tokenizer", path.display()))
+    }
+
+    pub(crate) fn from_gguf_metadata(md: &HashMap<String, gguf_file::Value>) -> Result<Self> {
+        let get = |k: &str| md.get(k).ok_or_else(|| anyhow!("missing metadata `{k}`"));
+        let model = get("tokenizer.ggml.model")?.to_string()?;
+        if model != "gpt2" {
+            bail!("tokenizer model `{model}` is not byte-level BPE (gpt2)");
+        }
+        let tokens: Vec<String> = get("tokenizer.ggml.tokens")?
+            .to_vec()?
+            .iter()
+            .map(|v| v.to_string().cloned())
+            .collect::<candle_core::Result<_>>()?;
+        let merges: Vec<(String, String)> = get("tokenizer.ggml.merges")?
+            .to_vec()?
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let s = v.to_string()?;
+                s.split_once(' ')
+                    .map(|(a, b)| (a.to_string(), b.to_string()))
+                    .ok_or_else(|| candle_core::Error::Msg(format!("merge {i} `{s}` has no space")))
+            })
+            .collect::<candle_core::Result<_>>()?;
+        let types: Vec<i32> = match md.get("tokenizer.ggml.token_type") {
+            Some(v) => v.to_vec()?.iter().map(|x| x.to_i32()).collect::<candle_core::Result<_>>()?,
+            None => vec![1; tokens.len()],
+        };
+        let vocab: tokenizers::models::bpe::Vocab = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
+        let bpe = BPE::builder()
+            .vocab_and_merges(vocab, merges)
+            .build()
+            .map_err(|e| anyhow!("building BPE: {e}"))?;
+        let mut tk = Tokenizer::new(bpe);
+        let pre = md.get("tokenizer.ggml.pre").and_then(|v| v.to_string().ok()).map(String::as_str).unwrap_or("");
+        let byte_level = ByteLevel::new(false, true, true);
+        let pre_tok: PreTokenizerWrapper = match pre {
+            "qwen2" => {
+                let split = Split::new(SplitPattern::Regex(QWEN2_PATTERN.into()), SplitDelimiterBehavior::Isolated, false)
+                    .map_err(|e| anyhow!("qwen2 pattern: {e}"))?;
+                Sequence::new(vec![split.into(), ByteLevel::new(false, false, false).into()]).into()
+            }
+            "smollm" | "starcoder" | "refact" => Sequence::new(vec![Digits::new(true).into(), byte_level.into()]).into(),
+            _ => byte_level.into(),
+        };
+        tk.with_pre_tokenizer(Some(pre_tok));
+        tk.with_decoder(Some(ByteLevelDecoder::default()));
+        // Control (3) and user-defined (4) tokens must never be split by BPE.
+        let added: Vec<AddedToken> = tokens
+            .iter()
+            .zip(types.iter())
+            .filter(|(_, &t)| t == 3 || t == 4)
+            .map(|(tok, &t)| AddedToken::from(tok.clone(), t == 3))
+            .collect();
+        tk.add_special_tokens(&added);
+        let eos = md.get("tokenizer.ggml.eos_token_id").and_then(|v| v.to_u32().ok());
+        Ok(Self::new(tk, eos))
+    }
+
+    /// Token ids of `text`; special tokens written in the text (e.g. ChatML markers) are recognised.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let enc = self.inner.encode(text, false).map_err(|e| anyhow!("encoding: {e}"))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// Text of `ids`, special tokens included.
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.inner.decode(ids, false).map_err(|e| anyhow!("decoding: {e}"))
+    }
+
+    /// Text of `ids` without special tokens.
+    pub fn decode_text(&self, ids: &[u32]) -> Result<String> {
+        self.inner.decode(ids, true).map_err(|e| anyhow!("decoding: {e}"))
+    }
+
+    /// Ids that end a generation (EOS, `<|im_end|>`, `<|endoftext|>`).
+    pub fn stop_ids(&self) -> &[u32] {
+        &self.stop_ids
+    }
+
+    /// Filler id for padding (never attended to).
+    pub fn pad_id(&self) -> u32 {
+        self.pad_id
+    }
+
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    /// Writes `tokenizer.json`.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        self.inner.save(path, false).map_err(|e| anyhow!("{}: {e}", path.display()))
+    }
+
+    pub fn inner(&self) -> &Tokenizer {
+        &self.inner
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chatml_renders_turns_and_generation_prompt() {
+        let s = render_chatml(&[(Role::System, "be brief"), (Role::User, "hi")], true);
+        assert_eq!(
+            s,
+            "<|im_start|>system\nbe brief<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+        );
+    }
+}
