@@ -50,6 +50,9 @@ pub struct AugmentJob<'a> {
     pub max_input_tokens: usize,
     pub batch_size: usize,
     pub parse_policy: ParsePolicy,
+    /// Generate the missing inputs longest first, so each batch holds inputs of similar length
+    /// and a batched LM pads little. Results do not change: every request has its own seed.
+    pub group_by_length: bool,
     /// Draw a progress bar with ETA on stderr (indicatif hides it when stderr is not a terminal).
     pub show_progress: bool,
 }
@@ -132,7 +135,8 @@ impl fmt::Display for AugmentReport {
 }
 
 impl<'a> AugmentJob<'a> {
-    /// Defaults: 512 input tokens counted by [`WhitespaceTokens`], batches of 8, strict parsing.
+    /// Defaults: 512 input tokens counted by [`WhitespaceTokens`], batches of 8 grouped by
+    /// length, strict parsing, no progress bar.
     pub fn new(prompts: &'a PromptSet, role: Role, retriever: Retriever, decoding: DecodeSettings) -> Self {
         Self {
             prompts,
@@ -143,6 +147,7 @@ impl<'a> AugmentJob<'a> {
             max_input_tokens: 512,
             batch_size: 8,
             parse_policy: ParsePolicy::Strict,
+            group_by_length: true,
             show_progress: false,
         }
     }
@@ -216,16 +221,20 @@ impl<'a> AugmentJob<'a> {
             match prepared.input {
                 Ok(input) => {
                     let key = self.key(&model, &input);
-                    if !pending.contains_key(&key) {
-                        keys.push(key.clone());
-                        pending.insert(key, (index, input));
+                    if let std::collections::hash_map::Entry::Vacant(slot) = pending.entry(key.clone()) {
+                        slot.insert((index, input));
+                        keys.push(key);
                     }
                 }
                 Err(InputIssue::Empty) => report.empty.push(item.id.clone()),
                 Err(InputIssue::NoWords) => report.no_words.push(item.id.clone()),
             }
         }
-        let missing = store.missing(&keys)?;
+        let mut missing = store.missing(&keys)?;
+        if self.group_by_length {
+            // Stable, so equal lengths keep item order.
+            missing.sort_by_key(|key| std::cmp::Reverse(pending[key].1.len()));
+        }
         report.unique_inputs = keys.len();
         report.already_stored = keys.len() - missing.len();
 
@@ -294,5 +303,78 @@ impl<'a> AugmentJob<'a> {
         );
         bar.set_message(format!("augmenting {}s ({})", self.role, self.retriever));
         bar
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake::KeywordEcho;
+    use crate::generator::Generation;
+
+    /// Records the input lengths of every batch.
+    #[derive(Default)]
+    struct Recorder {
+        batches: Vec<Vec<usize>>,
+    }
+
+    impl Generator for Recorder {
+        fn fingerprint(&self) -> String {
+            "recorder".into()
+        }
+
+        fn generate(&mut self, requests: &[GenerationRequest], d: &DecodeSettings) -> anyhow::Result<Vec<Generation>> {
+            self.batches.push(requests.iter().map(|r| r.user_text.len()).collect());
+            KeywordEcho::new().generate(requests, d)
+        }
+    }
+
+    fn items(lengths: &[usize]) -> Vec<AugmentItem> {
+        lengths.iter().enumerate().map(|(i, n)| AugmentItem::new(format!("i{i}"), "w".repeat(*n))).collect()
+    }
+
+    #[test]
+    fn batches_are_grouped_longest_first_or_kept_in_item_order() {
+        let prompts = PromptSet::default();
+        let mut job = AugmentJob::new(&prompts, Role::Query, Retriever::Sparse, DecodeSettings::greedy(16));
+        job.batch_size = 2;
+        let items = items(&[3, 9, 1, 7, 5]);
+
+        let mut grouped = Recorder::default();
+        job.run(&mut AugmentStore::open_in_memory().unwrap(), &mut grouped, &items).unwrap();
+        assert_eq!(grouped.batches, vec![vec![9, 7], vec![5, 3], vec![1]]);
+
+        job.group_by_length = false;
+        let mut in_order = Recorder::default();
+        job.run(&mut AugmentStore::open_in_memory().unwrap(), &mut in_order, &items).unwrap();
+        assert_eq!(in_order.batches, vec![vec![3, 9], vec![1, 7], vec![5]]);
+    }
+
+    #[test]
+    fn requests_carry_the_system_prompt_of_role_and_retriever() {
+        struct Prompts(Vec<String>);
+        impl Generator for Prompts {
+            fn fingerprint(&self) -> String {
+                "p".into()
+            }
+            fn generate(&mut self, r: &[GenerationRequest], d: &DecodeSettings) -> anyhow::Result<Vec<Generation>> {
+                self.0.extend(r.iter().map(|x| x.system_prompt.clone()));
+                KeywordEcho::new().generate(r, d)
+            }
+        }
+        let prompts = PromptSet::default();
+        let job = AugmentJob::new(&prompts, Role::Document, Retriever::Dense, DecodeSettings::greedy(16));
+        let mut g = Prompts(Vec::new());
+        job.run(&mut AugmentStore::open_in_memory().unwrap(), &mut g, &items(&[4])).unwrap();
+        assert_eq!(g.0, vec![prompts.get(Role::Document, Retriever::Dense).to_string()]);
+    }
+
+    #[test]
+    fn zero_batch_size_is_an_error() {
+        let prompts = PromptSet::default();
+        let mut job = AugmentJob::new(&prompts, Role::Query, Retriever::Sparse, DecodeSettings::greedy(16));
+        job.batch_size = 0;
+        let err = job.run(&mut AugmentStore::open_in_memory().unwrap(), &mut KeywordEcho::new(), &items(&[1]));
+        assert!(err.unwrap_err().to_string().contains("batch size"));
     }
 }

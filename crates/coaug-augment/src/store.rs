@@ -232,7 +232,7 @@ mod tests {
     fn missing_is_deduplicated_and_ordered() {
         let mut store = AugmentStore::open_in_memory().unwrap();
         let (a, b, c) = (row("a", "1", "x"), row("b", "2", "y"), row("c", "3", "z"));
-        store.put_batch(&[b.clone()]).unwrap();
+        store.put_batch(std::slice::from_ref(&b)).unwrap();
         let asked = [c.key.clone(), b.key.clone(), a.key.clone(), c.key.clone()];
         assert_eq!(store.missing(&asked).unwrap(), vec![c.key, a.key]);
     }
@@ -244,7 +244,7 @@ mod tests {
         let r = row("a", "1", "x");
         {
             let mut store = AugmentStore::open(&path).unwrap();
-            store.put_batch(&[r.clone()]).unwrap();
+            store.put_batch(std::slice::from_ref(&r)).unwrap();
             let mode: String = store.conn.query_row("PRAGMA journal_mode", [], |x| x.get(0)).unwrap();
             assert_eq!(mode, "wal");
         }

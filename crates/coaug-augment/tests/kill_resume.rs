@@ -83,6 +83,7 @@ fn killed_twice_then_resumed_equals_an_uninterrupted_run() {
             "kill seed {kill_seed}: {seen} rows committed before the kill, {after} after"
         );
         assert!(after >= committed, "kill seed {kill_seed}: rows were lost");
+        eprintln!("kill seed {kill_seed}: killed after {seen} rows seen (target {target}), {after} committed");
         committed = after;
     }
 
