@@ -30,15 +30,17 @@ pub mod reward;
 pub mod seed;
 pub mod similarity;
 
-pub use advantage::{prompt_advantages, PromptRole, RoleScales, StepAdvantages, ZERO_ADVANTAGE_BELOW};
+pub use advantage::{
+    prompt_advantages, PromptRole, RoleScales, StepAdvantages, ZERO_ADVANTAGE_BELOW,
+};
 pub use bench::{reward_benchmark, RewardBenchReport, RewardBenchShape};
 pub use composite::{
-    CompositeBatch, CompositeConfig, CompositeSampler, DocRole, DocumentSlot, GainScope, PositiveShortfall,
-    QuerySlot, SamplerStats,
+    CompositeBatch, CompositeConfig, CompositeSampler, DocRole, DocumentSlot, GainScope,
+    PositiveShortfall, QuerySlot, SamplerStats,
 };
 pub use config::{
-    Ablations, BlockSelection, OptimizerConfig, Retriever, RolloutConfig, Schedule, TrainConfig, TrainableConfig,
-    ValidationConfig, PRESETS,
+    Ablations, BlockSelection, OptimizerConfig, Retriever, RolloutConfig, Schedule, TrainConfig,
+    TrainableConfig, ValidationConfig, PRESETS,
 };
 pub use error::{Result, RlError};
 pub use gains::SlotGains;
