@@ -1,0 +1,24 @@
+//! Greedy ChatML completion with the default model on both weight paths.
+//! usage: cargo run --release -p coaug-lm --example chat -- "question" [max_new_tokens]
+use std::time::Instant;
+
+use candle_core::Device;
+use coaug_lm::*;
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let question = args.get(1).cloned().unwrap_or_else(|| "What are the health benefits of green tea?".into());
+    let max_new: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(48);
+    let path = fetch_default_model(&cache_root())?;
+    let tok = LmTokenizer::from_gguf(&path)?;
+    let prompt = tok.encode(&render_chatml(&[(Role::System, "You are a helpful assistant."), (Role::User, &question)], true))?;
+    for precision in [Precision::Quantized, Precision::F32] {
+        let model = CausalLm::from_gguf(&path, precision, &Device::Cpu)?;
+        let req = GenerationRequest { prefix: &[], prompts: std::slice::from_ref(&prompt), stop_ids: tok.stop_ids(), pad_id: tok.pad_id() };
+        let start = Instant::now();
+        let out = generate(&model, &req, &SamplingParams::greedy(max_new))?;
+        println!("{precision:?} ({:.2}s, {} tokens): {}", start.elapsed().as_secs_f64(), out[0].tokens.len(), tok.decode_text(&out[0].tokens)?);
+        println!("  ids: {:?}", &out[0].tokens);
+    }
+    Ok(())
+}
