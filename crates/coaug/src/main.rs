@@ -1,1 +1,63 @@
-fn main() {}
+mod cmd;
+mod paths;
+
+use clap::{Parser, Subcommand};
+
+/// coaug: query–document co-augmentation for retrieval, trained with bidirectional RL.
+///
+/// Datasets are BEIR directories. Offline, point coaug at a local copy with
+/// `COAUG_DATA=DIR` (holding `nfcorpus/`, `scifact/`, …) or `--data-dir DIR`.
+#[derive(Parser)]
+#[command(name = "coaug", version, propagate_version = true)]
+struct Cli {
+    /// Log verbosity (error, warn, info, debug, trace); `RUST_LOG` overrides it.
+    #[arg(long, global = true, default_value = "info")]
+    log: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Resolve, download and validate BEIR datasets.
+    Data(cmd::data::Args),
+    /// Build (or reuse) the BM25 index of a dataset.
+    Index(cmd::index::Args),
+    /// Search an index with free text and print the top hits.
+    Search(cmd::search::Args),
+    /// Retrieve for a split's queries and score the run with BEIR's metrics.
+    Eval(cmd::eval::Args),
+    /// Measure coaug against its peers (bm25s, llama.cpp) in the same run.
+    #[command(subcommand)]
+    Bench(cmd::bench::Command),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_tracing(&cli.log);
+    let result = match cli.command {
+        Command::Data(args) => cmd::data::run(args),
+        Command::Index(args) => cmd::index::run(args),
+        Command::Search(args) => cmd::search::run(args),
+        Command::Eval(args) => cmd::eval::run(args),
+        Command::Bench(command) => cmd::bench::run(command),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

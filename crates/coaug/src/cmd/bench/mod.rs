@@ -1,0 +1,42 @@
+mod bm25;
+mod peers;
+
+use anyhow::Result;
+
+/// What to measure. Each benchmark runs coaug and its peers in the same process run, so
+/// their ratio is meaningful on a shared, noisy machine; figures are medians of repeats.
+#[derive(clap::Subcommand, Debug)]
+pub enum Command {
+    /// BM25: index docs/s, queries/s (top-1000; 1 thread and all threads) and nDCG@10 on
+    /// NFCorpus and SciFact, next to bm25s (PyStemmer, method "lucene").
+    Bm25(bm25::Args),
+}
+
+pub fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Bm25(args) => bm25::run(args),
+    }
+}
+
+/// The median of a non-empty sample.
+pub fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
+    }
+}
+
+/// Times `f` `repeats` times and returns the median seconds and the last result.
+pub fn time_median<T>(repeats: usize, mut f: impl FnMut() -> Result<T>) -> Result<(f64, T)> {
+    let mut secs = Vec::with_capacity(repeats);
+    let mut last = None;
+    for _ in 0..repeats.max(1) {
+        let started = std::time::Instant::now();
+        last = Some(f()?);
+        secs.push(started.elapsed().as_secs_f64());
+    }
+    Ok((median(secs), last.expect("at least one repeat")))
+}

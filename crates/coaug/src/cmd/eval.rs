@@ -1,0 +1,75 @@
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use coaug_eval::{evaluate, metrics_grid, EvalOptions, Measure, TableStyle};
+use coaug_index::IndexConfig;
+
+use super::retrieval::{default_index_dir, open_or_build_index, retrieve, KS};
+use super::DatasetArgs;
+
+/// Indexes the corpus (or reuses a matching index), retrieves the top documents for every
+/// judged query of a split and prints BEIR's metrics (trec_eval semantics).
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    pub dataset: DatasetArgs,
+
+    /// Qrels split whose queries are run and judged.
+    #[arg(long, default_value = "test")]
+    pub split: String,
+
+    /// Write `run.trec` and `metrics.json` (BEIR's key names) into this folder.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    /// Where the BM25 index lives (default: the cache, one folder per dataset).
+    #[arg(long, value_name = "DIR")]
+    pub index_dir: Option<PathBuf>,
+
+    /// Documents retrieved per query.
+    #[arg(long, default_value_t = 1000)]
+    pub top_k: usize,
+
+    /// Keep documents whose id equals the query id (BEIR drops them by default).
+    #[arg(long)]
+    pub keep_identical_ids: bool,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let dataset = args.dataset.resolve()?;
+    let split = dataset.load_split(&args.split)?;
+    eprintln!("{}", split.report);
+    let index_dir = args.index_dir.clone().unwrap_or_else(|| default_index_dir(&dataset));
+    let index = open_or_build_index(&index_dir, &split.corpus, &IndexConfig::default())?;
+
+    let started = std::time::Instant::now();
+    let texts: Vec<String> = split.queries.iter().map(|q| q.text.clone()).collect();
+    let run = retrieve(&index, &split.queries, &texts, args.top_k);
+    let secs = started.elapsed().as_secs_f64();
+
+    let opts = EvalOptions { ignore_identical_ids: !args.keep_identical_ids, ..EvalOptions::default() };
+    let metrics = evaluate(&split.qrels, &run, &KS, &opts);
+    println!(
+        "{} / {}: BM25, {} queries ({:.0} queries/s), {} documents",
+        dataset.name(),
+        args.split,
+        metrics.num_queries,
+        texts.len() as f64 / secs,
+        index.num_docs()
+    );
+    println!("{}", metrics_grid(&metrics, &Measure::ALL, &KS, TableStyle::Plain));
+
+    if let Some(out) = &args.out {
+        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+        run.write_trec(out.join("run.trec"), "coaug-bm25")
+            .with_context(|| format!("writing {}", out.join("run.trec").display()))?;
+        write_json(&out.join("metrics.json"), &metrics.mean)?;
+        eprintln!("wrote {}/run.trec and metrics.json", out.display());
+    }
+    Ok(())
+}
+
+pub fn write_json(path: &std::path::Path, value: &impl serde::Serialize) -> Result<()> {
+    let text = serde_json::to_string_pretty(value)?;
+    std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))
+}

@@ -1,0 +1,27 @@
+use std::path::PathBuf;
+
+use anyhow::Result;
+use coaug_index::IndexConfig;
+
+use super::retrieval::{default_index_dir, open_or_build_index};
+use super::DatasetArgs;
+
+/// Builds the BM25 index of a dataset's corpus, or confirms that the one on disk matches it.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    pub dataset: DatasetArgs,
+
+    /// Where to put the index (default: the cache, one folder per dataset).
+    #[arg(long, value_name = "DIR")]
+    pub index_dir: Option<PathBuf>,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let dataset = args.dataset.resolve()?;
+    let corpus = dataset.load_corpus()?;
+    let dir = args.index_dir.unwrap_or_else(|| default_index_dir(&dataset));
+    let index = open_or_build_index(&dir, &corpus, &IndexConfig::default())?;
+    println!("{} documents indexed in {}", index.num_docs(), dir.display());
+    Ok(())
+}

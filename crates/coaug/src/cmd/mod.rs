@@ -1,0 +1,27 @@
+pub mod bench;
+pub mod data;
+pub mod eval;
+pub mod index;
+pub mod retrieval;
+pub mod search;
+
+use std::path::PathBuf;
+
+/// Which dataset, and where to look for it.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DatasetArgs {
+    /// BEIR dataset name (nfcorpus, scifact, …): a folder `<name>/` under the data directory.
+    #[arg(long, default_value = "nfcorpus")]
+    pub dataset: String,
+
+    /// Folder holding `<dataset>/` (default: $COAUG_DATA; else the user cache, downloading the
+    /// official BEIR zip on first use). Offline here: `--data-dir ../shared/data/beir`.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl DatasetArgs {
+    pub fn resolve(&self) -> anyhow::Result<coaug_data::Dataset> {
+        Ok(coaug_data::resolve(&self.dataset, self.data_dir.as_deref())?)
+    }
+}

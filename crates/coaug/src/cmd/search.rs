@@ -1,0 +1,36 @@
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use coaug_index::Bm25Index;
+
+/// Searches a BM25 index built by `coaug index` (or `coaug eval`) and prints the top hits.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The index folder.
+    #[arg(long, value_name = "DIR")]
+    pub index: PathBuf,
+
+    /// Number of hits to print.
+    #[arg(short, long, default_value_t = 10)]
+    pub k: usize,
+
+    /// The query text.
+    pub query: String,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    if !args.index.exists() {
+        bail!("no index at {} (build one with `coaug index`)", args.index.display());
+    }
+    let index = Bm25Index::open(&args.index)?;
+    let hits = index.search(&args.query, args.k);
+    if hits.is_empty() {
+        println!("no document matches {:?}", args.query);
+    }
+    for (rank, hit) in hits.iter().enumerate() {
+        let doc = index.document(hit.doc)?;
+        let title: String = if doc.title.is_empty() { doc.text.chars().take(80).collect() } else { doc.title };
+        println!("{:>3}. {:>8.4}  {}  {}", rank + 1, hit.score, doc.id, title);
+    }
+    Ok(())
+}
