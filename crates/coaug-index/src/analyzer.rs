@@ -65,7 +65,9 @@ pub struct Analyzer {
 
 impl std::fmt::Debug for Analyzer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Analyzer").field("config", &self.config).finish()
+        f.debug_struct("Analyzer")
+            .field("config", &self.config)
+            .finish()
     }
 }
 
@@ -170,7 +172,10 @@ mod tests {
     #[test]
     fn english_default_lowercases_stems_and_drops_stop_words() {
         let a = Analyzer::default();
-        assert_eq!(a.terms("The Running dogs: are they HAPPY?"), ["run", "dog", "happi"]);
+        assert_eq!(
+            a.terms("The Running dogs: are they HAPPY?"),
+            ["run", "dog", "happi"]
+        );
     }
 
     #[test]

@@ -53,7 +53,11 @@ impl FieldImpacts {
                 let list = per_term.entry(term).or_default();
                 let mut doc = postings.doc();
                 while doc != TERMINATED {
-                    list.push((ords[doc as usize], postings.term_freq(), fieldnorms.fieldnorm_id(doc)));
+                    list.push((
+                        ords[doc as usize],
+                        postings.term_freq(),
+                        fieldnorms.fieldnorm_id(doc),
+                    ));
                     doc = postings.advance();
                 }
             }
@@ -80,8 +84,18 @@ impl FieldImpacts {
             doc_freq.insert(term, df);
         }
         starts.push(docs.len());
-        let stats = CollectionStats { num_docs, avg_doc_len: norms.avg_doc_len(), doc_freq };
-        Ok(Self { term_ids, starts, docs, impacts, stats })
+        let stats = CollectionStats {
+            num_docs,
+            avg_doc_len: norms.avg_doc_len(),
+            doc_freq,
+        };
+        Ok(Self {
+            term_ids,
+            starts,
+            docs,
+            impacts,
+            stats,
+        })
     }
 
     pub fn term_id(&self, term: &str) -> Option<u32> {

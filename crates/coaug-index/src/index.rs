@@ -94,7 +94,9 @@ impl Bm25Index {
         let analyzer = Analyzer::new(manifest.config.analyzer.clone())?;
         let schema = IndexSchema::new(&manifest.config.fields);
         let index = Index::open_in_dir(dir).map_err(tantivy_err(dir, "open the index"))?;
-        index.tokenizers().register(ANALYZER_NAME, analyzer.tantivy_analyzer());
+        index
+            .tokenizers()
+            .register(ANALYZER_NAME, analyzer.tantivy_analyzer());
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
@@ -165,7 +167,12 @@ impl Bm25Index {
             .searcher
             .doc(self.addresses[doc as usize])
             .map_err(tantivy_err(&self.dir, "read a stored document"))?;
-        let text = |field| stored.get_first(field).and_then(|v| v.as_str()).map(str::to_owned);
+        let text = |field| {
+            stored
+                .get_first(field)
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+        };
         Ok(IndexDoc {
             id: self.doc_ids[doc as usize].clone(),
             title: text(self.schema.title).unwrap_or_default(),
@@ -183,7 +190,9 @@ impl Bm25Index {
     /// A scorer with this index's analyzer and body statistics: it reproduces the index's
     /// body-field scores for any (query, body text) pair.
     pub fn scorer(&self) -> Bm25Scorer {
-        let stats = self.stats(SearchField::Body).expect("the body is always searched");
+        let stats = self
+            .stats(SearchField::Body)
+            .expect("the body is always searched");
         Bm25Scorer::new(self.analyzer.clone(), stats.clone())
     }
 
@@ -222,7 +231,9 @@ impl Bm25Index {
                 .map(|q| scratch.search(&self.fields, &self.plan(q.as_ref()), k))
                 .collect());
         }
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()?;
         Ok(pool.install(|| self.search_batch(queries, k)))
     }
 
@@ -249,7 +260,10 @@ impl Bm25Index {
         }
         let top = self
             .searcher
-            .search(&BooleanQuery::new(clauses), &TopDocs::with_limit(k).order_by_score())
+            .search(
+                &BooleanQuery::new(clauses),
+                &TopDocs::with_limit(k).order_by_score(),
+            )
             .map_err(tantivy_err(&self.dir, "search"))?;
         let mut hits: Vec<Hit> = top
             .into_iter()
@@ -274,8 +288,12 @@ fn write_tantivy_index(
     let schema = IndexSchema::new(&config.fields);
     let index = Index::create_in_dir(dir, schema.schema.clone())
         .map_err(tantivy_err(dir, "create the index"))?;
-    index.tokenizers().register(ANALYZER_NAME, analyzer.tantivy_analyzer());
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_WRITER_THREADS);
+    index
+        .tokenizers()
+        .register(ANALYZER_NAME, analyzer.tantivy_analyzer());
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(MAX_WRITER_THREADS);
     let mut writer: IndexWriter = index
         .writer_with_num_threads(threads, threads * WRITER_HEAP_PER_THREAD)
         .map_err(tantivy_err(dir, "start the index writer"))?;
@@ -289,10 +307,14 @@ fn write_tantivy_index(
         if let Some(augmentation) = &doc.augmentation {
             stored.add_text(schema.augmentation, augmentation);
         }
-        writer.add_document(stored).map_err(tantivy_err(dir, "add a document"))?;
+        writer
+            .add_document(stored)
+            .map_err(tantivy_err(dir, "add a document"))?;
     }
     writer.commit().map_err(tantivy_err(dir, "commit"))?;
-    writer.wait_merging_threads().map_err(tantivy_err(dir, "finish merging"))?;
+    writer
+        .wait_merging_threads()
+        .map_err(tantivy_err(dir, "finish merging"))?;
     Ok(())
 }
 
@@ -300,7 +322,11 @@ fn check_unique_ids(docs: &[IndexDoc]) -> Result<()> {
     let mut seen: HashMap<&str, usize> = HashMap::with_capacity(docs.len());
     for (i, doc) in docs.iter().enumerate() {
         if let Some(first) = seen.insert(&doc.id, i) {
-            return Err(IndexError::DuplicateId { id: doc.id.clone(), first, second: i });
+            return Err(IndexError::DuplicateId {
+                id: doc.id.clone(),
+                first,
+                second: i,
+            });
         }
     }
     Ok(())
@@ -314,12 +340,16 @@ fn check_replaceable(dir: &Path) -> Result<()> {
     let mut entries = std::fs::read_dir(dir).map_err(io_err(dir))?;
     match entries.next() {
         None => Ok(()),
-        Some(_) => Err(IndexError::NotAnIndex { path: dir.to_owned() }),
+        Some(_) => Err(IndexError::NotAnIndex {
+            path: dir.to_owned(),
+        }),
     }
 }
 
 fn sibling(dir: &Path, suffix: &str) -> PathBuf {
-    let name = dir.file_name().map_or_else(|| "index".into(), |n| n.to_string_lossy().into_owned());
+    let name = dir
+        .file_name()
+        .map_or_else(|| "index".into(), |n| n.to_string_lossy().into_owned());
     dir.with_file_name(format!(".{name}.{suffix}"))
 }
 
@@ -334,11 +364,14 @@ fn read_segment_ords(dir: &Path, searcher: &Searcher) -> Result<Vec<Vec<u32>>> {
                 .map_err(tantivy_err(dir, "read document positions"))?;
             (0..segment.max_doc())
                 .map(|doc| {
-                    column.first(doc).map(|ord| ord as u32).ok_or_else(|| IndexError::DocCount {
-                        path: dir.to_owned(),
-                        found: doc as usize,
-                        expected: segment.max_doc() as usize,
-                    })
+                    column
+                        .first(doc)
+                        .map(|ord| ord as u32)
+                        .ok_or_else(|| IndexError::DocCount {
+                            path: dir.to_owned(),
+                            found: doc as usize,
+                            expected: segment.max_doc() as usize,
+                        })
                 })
                 .collect()
         })
@@ -348,7 +381,11 @@ fn read_segment_ords(dir: &Path, searcher: &Searcher) -> Result<Vec<Vec<u32>>> {
 /// Corpus position -> tantivy address; checks the positions are exactly 0..num_docs.
 fn invert_ords(dir: &Path, segment_ords: &[Vec<u32>], num_docs: usize) -> Result<Vec<DocAddress>> {
     let found: usize = segment_ords.iter().map(Vec::len).sum();
-    let bad = || IndexError::DocCount { path: dir.to_owned(), found, expected: num_docs };
+    let bad = || IndexError::DocCount {
+        path: dir.to_owned(),
+        found,
+        expected: num_docs,
+    };
     if found != num_docs {
         return Err(bad());
     }
@@ -356,12 +393,18 @@ fn invert_ords(dir: &Path, segment_ords: &[Vec<u32>], num_docs: usize) -> Result
     for (segment, ords) in segment_ords.iter().enumerate() {
         for (doc, &ord) in ords.iter().enumerate() {
             let slot = addresses.get_mut(ord as usize).ok_or_else(bad)?;
-            if slot.replace(DocAddress::new(segment as u32, doc as u32)).is_some() {
+            if slot
+                .replace(DocAddress::new(segment as u32, doc as u32))
+                .is_some()
+            {
                 return Err(bad());
             }
         }
     }
-    Ok(addresses.into_iter().map(|a| a.expect("every position was filled")).collect())
+    Ok(addresses
+        .into_iter()
+        .map(|a| a.expect("every position was filled"))
+        .collect())
 }
 
 fn read_doc_ids(
@@ -373,9 +416,14 @@ fn read_doc_ids(
     addresses
         .iter()
         .map(|&addr| {
-            let stored: TantivyDocument =
-                searcher.doc(addr).map_err(tantivy_err(dir, "read a document id"))?;
-            Ok(stored.get_first(schema.id).and_then(|v| v.as_str()).unwrap_or_default().to_owned())
+            let stored: TantivyDocument = searcher
+                .doc(addr)
+                .map_err(tantivy_err(dir, "read a document id"))?;
+            Ok(stored
+                .get_first(schema.id)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_owned())
         })
         .collect()
 }

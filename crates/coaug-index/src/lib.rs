@@ -5,6 +5,7 @@
 //! BM25 parameters are tantivy's fixed k1 = 1.2, b = 0.75.
 
 pub mod analyzer;
+pub mod bench;
 pub mod bm25;
 mod error;
 mod impacts;

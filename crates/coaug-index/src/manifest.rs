@@ -48,8 +48,11 @@ impl Manifest {
     pub fn read(dir: &Path) -> Result<Self> {
         let path = dir.join(MANIFEST_FILE);
         let bytes = std::fs::read(&path).map_err(io_err(&path))?;
-        let manifest: Manifest = serde_json::from_slice(&bytes)
-            .map_err(|source| IndexError::Manifest { path: path.clone(), source })?;
+        let manifest: Manifest =
+            serde_json::from_slice(&bytes).map_err(|source| IndexError::Manifest {
+                path: path.clone(),
+                source,
+            })?;
         if manifest.format_version != FORMAT_VERSION {
             return Err(IndexError::FormatVersion {
                 path,
@@ -82,7 +85,12 @@ fn corpus_hash(docs: &[IndexDoc]) -> String {
     hasher.update((docs.len() as u64).to_le_bytes());
     for doc in docs {
         let augmentation = doc.augmentation.as_deref();
-        for part in [Some(doc.id.as_str()), Some(&doc.title), Some(&doc.text), augmentation] {
+        for part in [
+            Some(doc.id.as_str()),
+            Some(&doc.title),
+            Some(&doc.text),
+            augmentation,
+        ] {
             match part {
                 Some(s) => {
                     hasher.update([1u8]);
@@ -103,7 +111,12 @@ mod tests {
     use crate::schema::AugmentationPlacement;
 
     fn doc(id: &str, title: &str, text: &str) -> IndexDoc {
-        IndexDoc { id: id.into(), title: title.into(), text: text.into(), augmentation: None }
+        IndexDoc {
+            id: id.into(),
+            title: title.into(),
+            text: text.into(),
+            augmentation: None,
+        }
     }
 
     #[test]
@@ -139,10 +152,16 @@ mod tests {
         let mut old = manifest.clone();
         old.format_version = 0;
         old.write(dir.path()).unwrap();
-        assert!(matches!(Manifest::read(dir.path()), Err(IndexError::FormatVersion { .. })));
+        assert!(matches!(
+            Manifest::read(dir.path()),
+            Err(IndexError::FormatVersion { .. })
+        ));
 
         std::fs::write(dir.path().join(MANIFEST_FILE), "{").unwrap();
         let err = Manifest::read(dir.path()).unwrap_err().to_string();
-        assert!(err.contains(MANIFEST_FILE) && err.contains("malformed"), "{err}");
+        assert!(
+            err.contains(MANIFEST_FILE) && err.contains("malformed"),
+            "{err}"
+        );
     }
 }

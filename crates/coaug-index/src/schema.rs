@@ -27,7 +27,10 @@ impl IndexDoc {
         let mut body = String::with_capacity(self.title.len() + self.text.len() + 1);
         for part in [Some(&self.title), Some(&self.text)]
             .into_iter()
-            .chain([self.augmentation.as_ref().filter(|_| fields.augmentation == AugmentationPlacement::Body)])
+            .chain([self
+                .augmentation
+                .as_ref()
+                .filter(|_| fields.augmentation == AugmentationPlacement::Body)])
             .flatten()
             .filter(|p| !p.is_empty())
         {
@@ -42,7 +45,12 @@ impl IndexDoc {
 
 impl From<&Document> for IndexDoc {
     fn from(doc: &Document) -> Self {
-        Self { id: doc.id.clone(), title: doc.title.clone(), text: doc.text.clone(), augmentation: None }
+        Self {
+            id: doc.id.clone(),
+            title: doc.title.clone(),
+            text: doc.text.clone(),
+            augmentation: None,
+        }
     }
 }
 
@@ -115,9 +123,19 @@ impl IndexSchema {
         let body = builder.add_text_field("body", searched.clone());
         let augmentation = match fields.augmentation {
             AugmentationPlacement::Body => builder.add_text_field("augmentation", STORED),
-            AugmentationPlacement::OwnField => builder.add_text_field("augmentation", searched.set_stored()),
+            AugmentationPlacement::OwnField => {
+                builder.add_text_field("augmentation", searched.set_stored())
+            }
         };
-        Self { schema: builder.build(), id, ord, title, text, body, augmentation }
+        Self {
+            schema: builder.build(),
+            id,
+            ord,
+            title,
+            text,
+            body,
+            augmentation,
+        }
     }
 
     pub fn field(&self, field: SearchField) -> Field {

@@ -46,7 +46,10 @@ pub(crate) struct Scratch {
 
 impl Scratch {
     pub fn new(num_docs: usize) -> Self {
-        Self { scores: vec![0.0; num_docs], touched: Vec::new() }
+        Self {
+            scores: vec![0.0; num_docs],
+            touched: Vec::new(),
+        }
     }
 
     pub fn search(&mut self, fields: &[FieldImpacts], plan: &QueryPlan, k: usize) -> Vec<Hit> {
@@ -63,7 +66,10 @@ impl Scratch {
         let mut hits: Vec<Hit> = self
             .touched
             .drain(..)
-            .map(|doc| Hit { doc, score: std::mem::take(&mut self.scores[doc as usize]) })
+            .map(|doc| Hit {
+                doc,
+                score: std::mem::take(&mut self.scores[doc as usize]),
+            })
             .collect();
         keep_top_k(&mut hits, k);
         hits
@@ -93,7 +99,13 @@ mod tests {
 
     #[test]
     fn top_k_orders_by_score_then_position() {
-        let mut hits = vec![hit(4, 1.0), hit(1, 3.0), hit(3, 2.0), hit(0, 2.0), hit(2, 0.5)];
+        let mut hits = vec![
+            hit(4, 1.0),
+            hit(1, 3.0),
+            hit(3, 2.0),
+            hit(0, 2.0),
+            hit(2, 0.5),
+        ];
         keep_top_k(&mut hits, 3);
         assert_eq!(hits, [hit(1, 3.0), hit(0, 2.0), hit(3, 2.0)]);
         let mut few = vec![hit(2, 1.0), hit(1, 1.0)];

@@ -42,7 +42,11 @@ impl CollectionStats {
             }
         }
         let num_docs = texts.len() as u64;
-        Self { num_docs, avg_doc_len: mean_len(total_terms, num_docs), doc_freq }
+        Self {
+            num_docs,
+            avg_doc_len: mean_len(total_terms, num_docs),
+            doc_freq,
+        }
     }
 
     pub fn doc_freq(&self, term: &str) -> u64 {
@@ -59,7 +63,10 @@ impl CollectionStats {
 
 /// Tantivy's average field length of `texts`.
 pub fn avg_doc_len<S: AsRef<str> + Sync>(analyzer: &Analyzer, texts: &[S]) -> f32 {
-    let total: u64 = texts.par_iter().map(|t| u64::from(analyzer.num_terms(t.as_ref()))).sum();
+    let total: u64 = texts
+        .par_iter()
+        .map(|t| u64::from(analyzer.num_terms(t.as_ref())))
+        .sum();
     mean_len(total, texts.len() as u64)
 }
 
@@ -88,7 +95,10 @@ mod tests {
         assert_eq!(stats.doc_freq("absent"), 0);
         // 3 + 2 ("a" is a stop word) + 1 terms.
         assert_eq!(stats.avg_doc_len, 2.0);
-        assert_eq!(avg_doc_len(&a, &["cells cells divide", "a cell wall", "walls"]), 2.0);
+        assert_eq!(
+            avg_doc_len(&a, &["cells cells divide", "a cell wall", "walls"]),
+            2.0
+        );
     }
 
     #[test]
