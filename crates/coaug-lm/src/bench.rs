@@ -8,7 +8,7 @@ use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
 use serde::Serialize;
 
-use crate::generate::{generate, GenerationRequest};
+use crate::generate::{generate, generate_timed, GenerationRequest};
 use crate::load::Precision;
 use crate::model::{AttentionInput, CausalLm};
 use crate::optim::{AdamW, AdamWConfig};
@@ -94,34 +94,52 @@ pub struct LmBenchReport {
 
 /// Runs every measurement on the GGUF at `model_path` (CPU).
 pub fn bench_lm(model_path: &Path, opts: &LmBenchOptions) -> Result<LmBenchReport> {
+    bench_lm_with_progress(model_path, opts, &mut |_| {})
+}
+
+/// Number of measurement stages [`bench_lm_with_progress`] reports.
+pub fn bench_stages(opts: &LmBenchOptions) -> usize {
+    5 + opts.batch_sizes.len() + usize::from(!opts.skip_train) + 1
+}
+
+/// [`bench_lm`], calling `stage` with a label before each of its [`bench_stages`] stages.
+pub fn bench_lm_with_progress(model_path: &Path, opts: &LmBenchOptions, stage: &mut dyn FnMut(&str)) -> Result<LmBenchReport> {
     let device = Device::Cpu;
+    stage("loading the model (quantized and f32)");
     let tok = LmTokenizer::from_gguf(model_path)?;
     let quant = CausalLm::from_gguf(model_path, Precision::Quantized, &device)?;
     let dense = CausalLm::from_gguf(model_path, Precision::F32, &device)?;
     let filler = filler_prompt(&tok, opts.prefill_tokens)?;
 
+    stage("prefill, quantized");
     let prefill_tok_s_quantized = prefill_rate(&quant, &filler)?;
+    stage("prefill, f32");
     let prefill_tok_s_f32 = prefill_rate(&dense, &filler)?;
     let short = tok.encode(&render_chatml(
         &[(Role::System, "You are a helpful assistant."), (Role::User, "Explain why regular exercise is good for cardiovascular health.")],
         true,
     ))?;
+    stage("single-stream decode, quantized");
     let single_decode_tok_s_quantized = single_decode_rate(&quant, &short, opts.single_decode_tokens)?;
+    stage("single-stream decode, f32");
     let single_decode_tok_s_f32 = single_decode_rate(&dense, &short, opts.single_decode_tokens)?;
 
     let mut batched = Vec::new();
     for &b in &opts.batch_sizes {
+        stage(&format!("batched generation, {b} sequences"));
         batched.push(batched_rate(&dense, &tok, b, opts.batch_prompt_tokens, opts.batch_new_tokens)?);
     }
     let (train_tok_s, train_step_s) = if opts.skip_train {
         (None, None)
     } else {
+        stage(&format!("training step ({}×{}, {:?})", opts.train_batch.0, opts.train_batch.1, opts.train_set));
         let (r, s) = train_rate(&dense, opts.train_batch, &opts.train_set)?;
         (Some(r), Some(s))
     };
     let cfg = dense.config();
     let (d, f, v) = (cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size);
     let shapes = [(64, d, cfg.q_dim()), (64, d, f), (64, f, d), (64, d, v), (2048, d, f), (2048, f, d)];
+    stage("f32 matmul rate");
     let matmul: Vec<MatmulFigure> = shapes.iter().map(|&(m, k, n)| matmul_rate(m, k, n)).collect::<Result<_>>()?;
     let matmul_gflops = matmul.iter().map(|x| x.gflops).fold(0.0, f64::max);
     let per_layer = cfg.q_dim() * d * 2 + cfg.kv_dim() * d * 2 + 3 * d * f;
@@ -148,7 +166,7 @@ LDL cholesterol, while observational cohorts link higher intake to lower all-cau
 fermentation by gut microbiota into short-chain fatty acids, improved insulin sensitivity and reduced inflammation. ";
 
 /// A ChatML prompt of exactly `n` tokens (user text cut to fit).
-fn filler_prompt(tok: &LmTokenizer, n: usize) -> Result<Vec<u32>> {
+pub fn filler_prompt(tok: &LmTokenizer, n: usize) -> Result<Vec<u32>> {
     let head = tok.encode(&format!("{}{}", render_chatml(&[(Role::System, "You are a helpful assistant.")], false), "<|im_start|>user\nSummarize: "))?;
     let tail = tok.encode("<|im_end|>\n<|im_start|>assistant\n")?;
     let body_len = n.saturating_sub(head.len() + tail.len());
@@ -160,7 +178,7 @@ fn filler_prompt(tok: &LmTokenizer, n: usize) -> Result<Vec<u32>> {
     Ok([head, body, tail].concat())
 }
 
-fn prefill_rate(model: &CausalLm, prompt: &[u32]) -> Result<f64> {
+pub fn prefill_rate(model: &CausalLm, prompt: &[u32]) -> Result<f64> {
     let device = model.device();
     let t = prompt.len();
     let ids = Tensor::from_vec(prompt.to_vec(), (1, t), device)?;
@@ -175,7 +193,7 @@ fn prefill_rate(model: &CausalLm, prompt: &[u32]) -> Result<f64> {
     Ok(t as f64 / best)
 }
 
-fn single_decode_rate(model: &CausalLm, prompt: &[u32], n: usize) -> Result<f64> {
+pub fn single_decode_rate(model: &CausalLm, prompt: &[u32], n: usize) -> Result<f64> {
     let time = |max_new: usize| -> Result<f64> {
         let prompts = [prompt.to_vec()];
         let req = GenerationRequest { prefix: &[], prompts: &prompts, stop_ids: &[], pad_id: 0 };
@@ -189,7 +207,7 @@ fn single_decode_rate(model: &CausalLm, prompt: &[u32], n: usize) -> Result<f64>
     Ok(n as f64 / (full - prefill_only).max(1e-9))
 }
 
-fn batched_rate(model: &CausalLm, tok: &LmTokenizer, batch: usize, plen: usize, gen: usize) -> Result<BatchedFigures> {
+pub fn batched_rate(model: &CausalLm, tok: &LmTokenizer, batch: usize, plen: usize, gen: usize) -> Result<BatchedFigures> {
     let base = filler_prompt(tok, plen)?;
     // Distinct prompts (rotate the body) so nothing is shared between rows.
     let prompts: Vec<Vec<u32>> = (0..batch)
@@ -203,13 +221,10 @@ fn batched_rate(model: &CausalLm, tok: &LmTokenizer, batch: usize, plen: usize, 
         })
         .collect();
     let req = GenerationRequest { prefix: &[], prompts: &prompts, stop_ids: &[], pad_id: tok.pad_id() };
-    let start = Instant::now();
-    generate(model, &req, &SamplingParams::greedy(1))?;
-    let prefill_s = start.elapsed().as_secs_f64();
-    let start = Instant::now();
-    generate(model, &req, &SamplingParams::greedy(gen))?;
-    let total_s = start.elapsed().as_secs_f64();
-    let decode_s = (total_s - prefill_s).max(1e-9);
+    generate(model, &req, &SamplingParams::greedy(2))?; // warm-up (allocator, thread pool)
+    let (_, timing) = generate_timed(model, &req, &SamplingParams::greedy(gen))?;
+    let (prefill_s, decode_s) = (timing.prefill_s, timing.decode_s.max(1e-9));
+    let total_s = prefill_s + decode_s;
     let prompt_tokens: usize = prompts.iter().map(|p| p.len()).sum();
     let new_tokens = batch * gen;
     Ok(BatchedFigures {
@@ -224,7 +239,7 @@ fn batched_rate(model: &CausalLm, tok: &LmTokenizer, batch: usize, plen: usize, 
     })
 }
 
-fn train_rate(model: &CausalLm, (rows, len): (usize, usize), set: &TrainableSet) -> Result<(f64, f64)> {
+pub fn train_rate(model: &CausalLm, (rows, len): (usize, usize), set: &TrainableSet) -> Result<(f64, f64)> {
     let mut m = model.clone();
     let tr = m.set_trainable(set)?;
     let mut opt = AdamW::new(&tr, AdamWConfig::default())?;
@@ -241,20 +256,25 @@ fn train_rate(model: &CausalLm, (rows, len): (usize, usize), set: &TrainableSet)
     Ok(((rows * len) as f64 / s, s))
 }
 
-fn matmul_rate(m: usize, k: usize, n: usize) -> Result<MatmulFigure> {
+pub fn matmul_rate(m: usize, k: usize, n: usize) -> Result<MatmulFigure> {
     let device = Device::Cpu;
     let a = Tensor::ones((m, k), DType::F32, &device)?;
-    let w = Tensor::ones((n, k), DType::F32, &device)?;
-    let wt = w.t()?; // weights are stored (out, in), as in the model
-    a.matmul(&wt)?;
+    let w = Tensor::ones((n, k), DType::F32, &device)?; // stored (out, in), as in the model
     let flops = 2.0 * (m * k * n) as f64;
     let reps = ((2e10 / flops) as usize).clamp(2, 200);
-    let start = Instant::now();
-    for _ in 0..reps {
-        a.matmul(&wt)?;
+    // Both orientations the model may use; the faster one is the shape's limit.
+    let plain = || a.matmul(&w.t()?);
+    let few_rows = || crate::linear::few_rows_matmul(&a, &w);
+    let mut best = 0f64;
+    for f in [&plain as &dyn Fn() -> candle_core::Result<Tensor>, &few_rows] {
+        f()?;
+        let start = Instant::now();
+        for _ in 0..reps {
+            f()?;
+        }
+        best = best.max(flops * reps as f64 / start.elapsed().as_secs_f64() / 1e9);
     }
-    let s = start.elapsed().as_secs_f64();
-    Ok(MatmulFigure { m, k, n, gflops: flops * reps as f64 / s / 1e9 })
+    Ok(MatmulFigure { m, k, n, gflops: best })
 }
 
 /// Peak resident set size of this process (Linux `VmHWM`; 0 elsewhere).

@@ -40,8 +40,27 @@ const PREFILL_ROWS: usize = 16;
 /// Generates `params.n` samples per prompt; result `i * n + j` is sample `j` of prompt `i`.
 /// Deterministic for a given seed: each sample draws from its own RNG.
 pub fn generate(model: &CausalLm, req: &GenerationRequest, params: &SamplingParams) -> Result<Vec<Sample>> {
+    Ok(generate_timed(model, req, params)?.0)
+}
+
+/// Wall-clock split of one [`generate`] call.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GenerationTiming {
+    /// Prefix and prompt prefill, up to the first sampled token's logits.
+    pub prefill_s: f64,
+    /// Everything after: sampling and the incremental decode steps.
+    pub decode_s: f64,
+}
+
+/// [`generate`], also reporting how long prefill and decoding took (for benchmarks).
+pub fn generate_timed(
+    model: &CausalLm,
+    req: &GenerationRequest,
+    params: &SamplingParams,
+) -> Result<(Vec<Sample>, GenerationTiming)> {
+    let started = std::time::Instant::now();
     if req.prompts.is_empty() || params.n == 0 {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), GenerationTiming::default()));
     }
     if req.prefix.is_empty() && req.prompts.iter().any(|p| p.is_empty()) {
         bail!("a prompt is empty and there is no shared prefix to continue");
@@ -89,6 +108,7 @@ pub fn generate(model: &CausalLm, req: &GenerationRequest, params: &SamplingPara
     }
     let mut cache = KvCache::concat_rows(caches)?;
     let first_logits = Tensor::cat(&last_logits, 0)?.to_vec2::<f32>()?;
+    let prefill_s = started.elapsed().as_secs_f64();
 
     // Fan out: row r is sample (r % n) of prompt (r / n).
     let n = params.n;
@@ -150,7 +170,9 @@ pub fn generate(model: &CausalLm, req: &GenerationRequest, params: &SamplingPara
         let h = model.forward_hidden(&ids, &attn, Some(&mut cache), false)?;
         logits = model.logits(&h.squeeze(1)?, false)?.to_vec2::<f32>()?;
     }
-    Ok(rows.into_iter().map(|r| r.sample).collect())
+    let total_s = started.elapsed().as_secs_f64();
+    let timing = GenerationTiming { prefill_s, decode_s: total_s - prefill_s };
+    Ok((rows.into_iter().map(|r| r.sample).collect(), timing))
 }
 
 /// Draws one token for every unfinished active row (rows in parallel: penalties and

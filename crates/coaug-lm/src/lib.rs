@@ -2,10 +2,12 @@
 //! tokenization and ChatML, batched sampling with per-token log-probs, differentiable
 //! scoring, and training support (trainable subsets, LoRA, AdamW, checkpoints).
 
+mod attention;
 pub mod cache;
 pub mod config;
 pub mod fetch;
 mod linear;
+mod q8;
 pub mod load;
 pub mod model;
 pub mod tokenizer;
@@ -18,7 +20,7 @@ pub use model::{AttentionInput, CausalLm};
 pub use tokenizer::{render_chatml, LmTokenizer, Role};
 pub mod generate;
 pub mod sampler;
-pub use generate::{generate, GenerationRequest, Sample};
+pub use generate::{generate, generate_timed, GenerationRequest, GenerationTiming, Sample};
 pub use sampler::SamplingParams;
 pub mod scoring;
 pub use scoring::{score, score_layout, ScoreLayout, TokenScores};
@@ -29,4 +31,6 @@ pub use optim::{AdamW, AdamWConfig, StepStats};
 pub mod checkpoint;
 pub use checkpoint::{export_hf, load_checkpoint, save_checkpoint, LoadedCheckpoint};
 pub mod bench;
+/// Re-exported so callers can pick a device without depending on candle directly.
+pub use candle_core::Device;
 pub use bench::{bench_lm, LmBenchOptions, LmBenchReport};

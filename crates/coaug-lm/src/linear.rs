@@ -6,13 +6,32 @@ use std::sync::Arc;
 use candle_core::quantized::QMatMul;
 use candle_core::{Module, Result, Tensor};
 
+use crate::q8::{self, Q8Matrix};
+
 /// Weight of a projection `y = x Wᵀ`, stored as `(out, in)`.
 #[derive(Clone)]
 pub(crate) enum Weight {
     /// GGUF blocks multiplied directly (inference only, no gradients).
-    Quantized(Arc<QMatMul>),
+    Quantized(Arc<QuantWeight>),
     /// Full precision; may be a `Var` when trainable.
     Dense(Tensor),
+}
+
+/// A quantized weight: candle's blocks for many-row products (prefill) and, on the CPU,
+/// an 8-bit copy for the few-row products of decoding.
+pub(crate) struct QuantWeight {
+    pub mm: QMatMul,
+    pub few_rows: Option<Q8Matrix>,
+}
+
+impl QuantWeight {
+    pub fn new(mm: QMatMul, device: &candle_core::Device) -> Result<Self> {
+        let few_rows = match (&mm, device.is_cpu()) {
+            (QMatMul::QTensor(t), true) => Q8Matrix::quantize(&t.dequantize(device)?)?,
+            _ => None,
+        };
+        Ok(QuantWeight { mm, few_rows })
+    }
 }
 
 /// Low-rank adapter: `y += scale · (x Aᵀ) Bᵀ` with `A: (r, in)`, `B: (out, r)`.
@@ -40,6 +59,19 @@ pub(crate) fn view(t: &Tensor, grad: bool) -> Tensor {
     }
 }
 
+/// Rows up to which [`few_rows_matmul`] beats the plain product; above it gemm packs the
+/// weight either way and the plain orientation avoids the final transpose.
+const FEW_ROWS: usize = 512;
+
+/// `x Wᵀ` for few rows of `x`, computed as `(W xᵀ)ᵀ`. With the weight stored `(out, in)`,
+/// candle's `x.matmul(W.t())` makes gemm repack the whole weight on every call (its
+/// microkernel wants the output-feature dimension contiguous), which at decode batch
+/// sizes cost more than the multiply itself. Computing `W xᵀ` instead lets gemm read
+/// the weight in place and pack only the small activation block.
+pub(crate) fn few_rows_matmul(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    w.detach().matmul(&x.t()?)?.t()?.contiguous()
+}
+
 impl Linear {
     pub fn dense(weight: Tensor, bias: Option<Tensor>) -> Self {
         Linear { weight: Weight::Dense(weight), bias, lora: None }
@@ -52,7 +84,11 @@ impl Linear {
         let rows: usize = dims[..dims.len() - 1].iter().product();
         let x2 = x.reshape((rows, in_dim))?;
         let mut y = match &self.weight {
-            Weight::Quantized(q) => q.forward(&x2)?,
+            Weight::Quantized(q) => match &q.few_rows {
+                Some(m) if rows <= q8::MAX_ROWS => m.matmul(&x2)?,
+                _ => q.mm.forward(&x2)?,
+            },
+            Weight::Dense(w) if !grad && rows <= FEW_ROWS && w.device().is_cpu() => few_rows_matmul(&x2, w)?,
             Weight::Dense(w) => x2.matmul(&view(w, grad).t()?)?,
         };
         if let Some(b) = &self.bias {
@@ -72,7 +108,7 @@ impl Linear {
     /// Full-precision weight with any adapter folded in (`W + scale · B A`).
     pub fn merged_weight(&self) -> Result<Tensor> {
         let w = match &self.weight {
-            Weight::Quantized(q) => match q.as_ref() {
+            Weight::Quantized(q) => match &q.mm {
                 QMatMul::QTensor(t) => t.dequantize(&t.device())?,
                 QMatMul::Tensor(t) => t.clone(),
                 QMatMul::TensorF16(t) => t.to_dtype(candle_core::DType::F32)?,
@@ -87,7 +123,7 @@ impl Linear {
 
     pub fn out_in(&self) -> Result<(usize, usize)> {
         match &self.weight {
-            Weight::Quantized(q) => match q.as_ref() {
+            Weight::Quantized(q) => match &q.mm {
                 QMatMul::QTensor(t) => t.shape().dims2(),
                 QMatMul::Tensor(t) | QMatMul::TensorF16(t) => t.dims2(),
             },

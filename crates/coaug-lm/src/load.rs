@@ -14,7 +14,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::config::{Architecture, ModelConfig};
-use crate::linear::{Linear, Weight};
+use crate::linear::{Linear, QuantWeight, Weight};
 use crate::model::{Block, CausalLm};
 
 /// How projection weights are held in memory.
@@ -104,7 +104,7 @@ impl CausalLm {
                 _ => q,
             };
             let weight = match precision {
-                Precision::Quantized => Weight::Quantized(Arc::new(QMatMul::from_qtensor(fast_block_type(q, device)?)?)),
+                Precision::Quantized => Weight::Quantized(Arc::new(QuantWeight::new(QMatMul::from_qtensor(fast_block_type(q, device)?)?, device)?)),
                 Precision::F32 => Weight::Dense(dense(&q)?),
             };
             Ok(Linear { weight, bias: None, lora: None })

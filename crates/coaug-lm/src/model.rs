@@ -6,6 +6,7 @@ use std::ops::Range;
 use candle_core::{DType, Device, Result, Tensor, D};
 use candle_nn::{ops, rotary_emb};
 
+use crate::attention;
 use crate::cache::KvCache;
 use crate::config::ModelConfig;
 use crate::linear::{view, Linear, Weight};
@@ -209,7 +210,14 @@ impl CausalLm {
     pub fn logits(&self, normed: &Tensor, grad: bool) -> Result<Tensor> {
         match &self.lm_head {
             Some(head) => head.forward(normed, grad && self.first_grad_layer < self.cfg.num_layers),
-            None => normed.matmul(&view(&self.embed, grad && self.embed_trainable).t()?),
+            None => {
+                let g = grad && self.embed_trainable;
+                if !g && normed.dim(0)? <= 512 && self.device.is_cpu() {
+                    crate::linear::few_rows_matmul(normed, &self.embed)
+                } else {
+                    normed.matmul(&view(&self.embed, g).t()?)
+                }
+            }
         }
     }
 
@@ -272,6 +280,13 @@ impl CausalLm {
             Some(c) => c.append(l, &k, &v)?,
             None => (k, v),
         };
+        if !g && t <= attention::MAX_NEW_TOKENS {
+            let scale = 1.0 / (hd as f32).sqrt();
+            if let Some(out) = attention::cached_attention(&q, &k, &v, bias, scale)? {
+                let out = out.transpose(1, 2)?.reshape((b, t, h * hd))?;
+                return blk.o.forward(&out, g);
+            }
+        }
         let len = k.dim(2)?;
         // Grouped-query attention without copying K/V: fold the query heads that share
         // a KV head into the row dimension.

@@ -1,0 +1,129 @@
+//! Attention for a few new tokens against a KV cache, on raw CPU slices.
+//!
+//! During decoding each step brings one query per sequence. Through candle this is a
+//! batched matmul of `rows × kv_heads` tiny matrices, one gemm call (with its thread
+//! hand-off) per matrix, plus a bias broadcast and a softmax op: at batch 64 that
+//! overhead cost more than the model's projections. Here every (row, kv head) pair is
+//! one rayon task that scores its grouped queries against the cached keys, skips
+//! masked slots, and mixes the values — no repeated KV heads, no temporaries.
+
+use candle_core::{DType, Device, Result, Storage, Tensor};
+use rayon::prelude::*;
+
+/// Most new tokens per row handled here; longer runs (prefill) keep candle's gemm,
+/// whose cost is then amortised over large matrices.
+pub(crate) const MAX_NEW_TOKENS: usize = 8;
+
+/// A strided 4-d f32 view `(b, heads, slots, head_dim)` with a contiguous last dim.
+struct View<'a> {
+    data: &'a [f32],
+    offset: usize,
+    stride: [usize; 3],
+}
+
+impl View<'_> {
+    #[inline]
+    fn vec(&self, b: usize, h: usize, s: usize, d: usize) -> &[f32] {
+        let at = self.offset + b * self.stride[0] + h * self.stride[1] + s * self.stride[2];
+        &self.data[at..at + d]
+    }
+}
+
+/// Grouped-query attention of `q` `(b, heads, t, hd)` over `k`, `v`
+/// `(b, kv_heads, len, hd)` with additive `bias` `(b, 1, t, len)` (0 or -inf).
+/// Returns `(b, heads, t, hd)`, or `None` when the inputs are not f32 on the CPU
+/// (the caller then uses the generic path).
+pub(crate) fn cached_attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: &Tensor, scale: f32) -> Result<Option<Tensor>> {
+    if !matches!(q.device(), Device::Cpu) || q.dtype() != DType::F32 || k.dtype() != DType::F32 {
+        return Ok(None);
+    }
+    let (b, h, t, hd) = q.dims4()?;
+    let (_, kvh, len, _) = k.dims4()?;
+    if t > MAX_NEW_TOKENS || h % kvh != 0 {
+        return Ok(None);
+    }
+    let rep = h / kvh;
+    let q = q.contiguous()?;
+    let bias = bias.contiguous()?;
+    let (qs, ql) = q.storage_and_layout();
+    let (ks, kl) = k.storage_and_layout();
+    let (vs, vl) = v.storage_and_layout();
+    let (bs, bl) = bias.storage_and_layout();
+    let (Storage::Cpu(qs), Storage::Cpu(ks), Storage::Cpu(vs), Storage::Cpu(bs)) = (&*qs, &*ks, &*vs, &*bs) else {
+        return Ok(None);
+    };
+    if kl.stride()[3] != 1 || vl.stride()[3] != 1 {
+        return Ok(None);
+    }
+    let kview = View { data: ks.as_slice::<f32>()?, offset: kl.start_offset(), stride: [kl.stride()[0], kl.stride()[1], kl.stride()[2]] };
+    let vview = View { data: vs.as_slice::<f32>()?, offset: vl.start_offset(), stride: [vl.stride()[0], vl.stride()[1], vl.stride()[2]] };
+    let qdata = &qs.as_slice::<f32>()?[ql.start_offset()..];
+    let bdata = &bs.as_slice::<f32>()?[bl.start_offset()..];
+
+    let mut out = vec![0f32; b * h * t * hd];
+    // One task per (row, kv head): its `rep * t` query vectors are adjacent in `out`.
+    out.par_chunks_mut(rep * t * hd).enumerate().for_each_init(
+        || vec![0f32; len],
+        |scores, (task, dst)| {
+            let (row, g) = (task / kvh, task % kvh);
+            for r in 0..rep {
+                let head = g * rep + r;
+                for i in 0..t {
+                    let qv = &qdata[((row * h + head) * t + i) * hd..][..hd];
+                    let brow = &bdata[(row * t + i) * len..][..len];
+                    let mut max = f32::NEG_INFINITY;
+                    for (s, (sc, &bv)) in scores.iter_mut().zip(brow).enumerate() {
+                        *sc = if bv == f32::NEG_INFINITY {
+                            f32::NEG_INFINITY
+                        } else {
+                            dot(qv, kview.vec(row, g, s, hd)) * scale + bv
+                        };
+                        max = max.max(*sc);
+                    }
+                    let o = &mut dst[(r * t + i) * hd..][..hd];
+                    o.fill(0.0);
+                    if max == f32::NEG_INFINITY {
+                        continue; // fully masked query: its output is never read
+                    }
+                    let mut sum = 0f32;
+                    for (s, sc) in scores.iter().enumerate() {
+                        if *sc == f32::NEG_INFINITY {
+                            continue;
+                        }
+                        let p = (*sc - max).exp();
+                        sum += p;
+                        axpy(p, vview.vec(row, g, s, hd), o);
+                    }
+                    let inv = 1.0 / sum;
+                    o.iter_mut().for_each(|x| *x *= inv);
+                }
+            }
+        },
+    );
+    Ok(Some(Tensor::from_vec(out, (b, h, t, hd), q.device())?))
+}
+
+/// Dot product with 8 independent accumulators so the compiler keeps it in SIMD lanes.
+#[inline]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ac, ar) = a.split_at(a.len() / 8 * 8);
+    let (bc, br) = b.split_at(ac.len());
+    for (x, y) in ac.chunks_exact(8).zip(bc.chunks_exact(8)) {
+        for j in 0..8 {
+            acc[j] += x[j] * y[j];
+        }
+    }
+    let mut s: f32 = acc.iter().sum();
+    for (x, y) in ar.iter().zip(br) {
+        s += x * y;
+    }
+    s
+}
+
+#[inline]
+fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
+    for (yi, xi) in y.iter_mut().zip(x) {
+        *yi += alpha * xi;
+    }
+}
