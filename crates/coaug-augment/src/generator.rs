@@ -1,7 +1,7 @@
 //! The contract between augmentation and whatever LM produces the text.
 //!
-//! `coaug-lm` implements [`Generator`]; this crate never depends on it, so prompts, parsing,
-//! storage and the resumable job can be built and tested with a fake model.
+//! [`crate::lm::LmGenerator`] implements [`Generator`] with coaug-lm; prompts, parsing, storage and
+//! the resumable job only see the trait, so they are tested with a fake model too.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,5 +1,6 @@
 //! Issue 4's acceptance test: kill the corpus augmentation at a random point twice (SIGKILL, a
-//! real process); the final store equals an uninterrupted run's, with no row lost or duplicated.
+//! real process running a tiny random coaug-lm model); the final store equals an uninterrupted
+//! run's, with no row lost or duplicated.
 
 mod common;
 

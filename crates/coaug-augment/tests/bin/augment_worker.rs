@@ -1,5 +1,6 @@
 //! Test helper for `tests/kill_resume.rs`: augments the items of a JSONL file into a store with
-//! the fake generator, slowly enough to be killed mid-run.
+//! a tiny randomly initialised LM (the real coaug-lm generation code, with the model's own
+//! tokenizer budget), slowed down by a sleep per batch so it can be killed mid-run.
 //!
 //! Usage: augment-worker ITEMS.jsonl STORE.sqlite BATCH_SIZE SEED DELAY_MS
 //! Each line of ITEMS.jsonl is `{"id": ..., "text": ...}`. Prints the report as JSON.
@@ -8,8 +9,27 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use coaug_augment::fake::KeywordEcho;
-use coaug_augment::{AugmentItem, AugmentJob, AugmentStore, DecodeSettings, PromptSet, Retriever, Role};
+use coaug_augment::{
+    AugmentItem, AugmentJob, AugmentStore, DecodeSettings, Generation, GenerationRequest, Generator, LmGenerator,
+    PromptSet, Retriever, Role,
+};
+
+/// The tiny LM, sleeping before each batch.
+struct Slow {
+    inner: LmGenerator,
+    delay: Duration,
+}
+
+impl Generator for Slow {
+    fn fingerprint(&self) -> String {
+        self.inner.fingerprint()
+    }
+
+    fn generate(&mut self, requests: &[GenerationRequest], decoding: &DecodeSettings) -> anyhow::Result<Vec<Generation>> {
+        std::thread::sleep(self.delay);
+        self.inner.generate(requests, decoding)
+    }
+}
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -33,10 +53,13 @@ fn main() -> anyhow::Result<()> {
 
     let prompts = PromptSet::default();
     let mut job = AugmentJob::new(&prompts, Role::Document, Retriever::Sparse, DecodeSettings::sampled(48, seed));
+    let inner = LmGenerator::tiny_random(7)?;
+    let budget = inner.token_budget();
+    job.budget = &budget;
     job.batch_size = batch_size;
     job.max_input_tokens = 256;
     let mut store = AugmentStore::open(&store_path)?;
-    let mut generator = KeywordEcho { delay_per_batch: Duration::from_millis(delay_ms), ..Default::default() };
+    let mut generator = Slow { inner, delay: Duration::from_millis(delay_ms) };
     let report = job.run(&mut store, &mut generator, &items)?;
     println!("{}", serde_json::to_string(&report)?);
     Ok(())

@@ -1,0 +1,331 @@
+//! The real LM behind the [`Generator`] trait: coaug-lm's batched generation on ChatML prompts.
+//!
+//! Every request of a batch shares its system turn, so that turn is tokenized and prefilled once
+//! (coaug-lm's shared-prefix KV cache) and only each user turn is prefilled per row.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::{ensure, Context};
+use candle_core::Device;
+use coaug_lm::{generate, CausalLm, LmTokenizer, Precision, SamplingParams};
+use sha2::{Digest, Sha256};
+
+use crate::generator::{DecodeSettings, Generation, GenerationRequest, Generator};
+use crate::text::TokenBudget;
+
+/// A causal LM and its tokenizer, completing augmentation prompts.
+pub struct LmGenerator {
+    model: CausalLm,
+    tokenizer: LmTokenizer,
+    fingerprint: String,
+    /// Where the weights came from, for reports.
+    pub source: String,
+}
+
+impl LmGenerator {
+    /// Loads a GGUF file or a HF directory (`config.json`, `*.safetensors`, `tokenizer.json`).
+    pub fn load(path: &Path, precision: Precision) -> anyhow::Result<Self> {
+        let (model, tokenizer) = coaug_lm::load_model(path, precision, &Device::Cpu)
+            .with_context(|| format!("cannot load the model {}", path.display()))?;
+        let weights = weights_fingerprint(path)?;
+        // The precision changes the arithmetic, hence (rarely) a greedy token: it is part of the key.
+        let fingerprint = format!("{weights}:{}", precision_name(precision, &model));
+        Ok(Self { model, tokenizer, fingerprint, source: path.display().to_string() })
+    }
+
+    /// A tiny randomly initialised Llama with a byte-level tokenizer, for tests and dry runs of the
+    /// whole pipeline: its replies are noise, but it runs the real generation code in milliseconds.
+    pub fn tiny_random(seed: u64) -> anyhow::Result<Self> {
+        let tokenizer = byte_tokenizer()?;
+        let mut cfg = coaug_lm::ModelConfig::tiny(coaug_lm::Architecture::Llama, tokenizer.vocab_size());
+        cfg.max_position_embeddings = 4096;
+        cfg.eos_token_id = tokenizer.token_to_id("<|im_end|>");
+        let model = CausalLm::random(&cfg, seed, &Device::Cpu)?;
+        Ok(Self { model, tokenizer, fingerprint: format!("tiny-random-llama:{seed}"), source: "tiny random".into() })
+    }
+
+    pub fn tokenizer(&self) -> &LmTokenizer {
+        &self.tokenizer
+    }
+
+    pub fn model(&self) -> &CausalLm {
+        &self.model
+    }
+
+    /// Counts and cuts model inputs with this model's tokenizer.
+    /// (A clone of the tokenizer, so the budget can be held while the generator is borrowed mutably.)
+    pub fn token_budget(&self) -> LmTokenBudget {
+        LmTokenBudget { tokenizer: self.tokenizer.clone() }
+    }
+
+    /// The tokens of the system turn and the opening of the user turn: identical for every
+    /// request with this system prompt, so prefilled once per batch.
+    fn prefix_ids(&self, system_prompt: &str) -> anyhow::Result<Vec<u32>> {
+        self.tokenizer.encode(&format!("<|im_start|>system\n{system_prompt}<|im_end|>\n<|im_start|>user\n"))
+    }
+
+    /// The rest of one prompt: the user text, closing its turn and opening the assistant's.
+    fn suffix_ids(&self, user_text: &str) -> anyhow::Result<Vec<u32>> {
+        self.tokenizer.encode(&format!("{user_text}<|im_end|>\n<|im_start|>assistant\n"))
+    }
+
+    fn run_group(
+        &self,
+        system_prompt: &str,
+        requests: &[&GenerationRequest],
+        params: &SamplingParams,
+    ) -> anyhow::Result<Vec<Generation>> {
+        let prefix = self.prefix_ids(system_prompt)?;
+        let prompts = requests.iter().map(|r| self.suffix_ids(&r.user_text)).collect::<anyhow::Result<Vec<_>>>()?;
+        let request = coaug_lm::GenerationRequest {
+            prefix: &prefix,
+            prompts: &prompts,
+            stop_ids: self.tokenizer.stop_ids(),
+            pad_id: self.tokenizer.pad_id(),
+        };
+        let samples = generate(&self.model, &request, params)?;
+        ensure!(samples.len() == requests.len(), "{} samples for {} prompts", samples.len(), requests.len());
+        samples
+            .into_iter()
+            .map(|s| {
+                Ok(Generation { text: self.tokenizer.decode(&s.tokens)?, generated_tokens: s.tokens.len() })
+            })
+            .collect()
+    }
+}
+
+impl Generator for LmGenerator {
+    fn fingerprint(&self) -> String {
+        self.fingerprint.clone()
+    }
+
+    /// Greedy requests are generated together (grouped by system prompt); their outputs do not
+    /// depend on the batch beyond float rounding of padded rows (coaug-lm's padding test: 1e-5).
+    /// Sampled requests are generated one at a time, each seeded by its own request seed: coaug-lm
+    /// seeds rows by their batch position, which would tie a sample to its batch.
+    fn generate(&mut self, requests: &[GenerationRequest], decoding: &DecodeSettings) -> anyhow::Result<Vec<Generation>> {
+        let base = SamplingParams {
+            temperature: decoding.temperature,
+            top_p: decoding.top_p,
+            top_k: decoding.top_k,
+            repetition_penalty: decoding.repetition_penalty,
+            max_new_tokens: decoding.max_new_tokens,
+            n: 1,
+            seed: 0,
+        };
+        let mut out: Vec<Option<Generation>> = vec![None; requests.len()];
+        if decoding.is_greedy() {
+            let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+            for (i, r) in requests.iter().enumerate() {
+                groups.entry(r.system_prompt.as_str()).or_default().push(i);
+            }
+            for (system, indices) in groups {
+                let group: Vec<&GenerationRequest> = indices.iter().map(|&i| &requests[i]).collect();
+                for (i, g) in indices.into_iter().zip(self.run_group(system, &group, &base)?) {
+                    out[i] = Some(g);
+                }
+            }
+        } else {
+            for (i, r) in requests.iter().enumerate() {
+                let params = SamplingParams { seed: r.seed, ..base.clone() };
+                out[i] = self.run_group(&r.system_prompt, &[r], &params)?.pop();
+            }
+        }
+        Ok(out.into_iter().map(|g| g.expect("every request answered")).collect())
+    }
+}
+
+/// [`TokenBudget`] with the model's own tokenizer, so a document is cut where the model would
+/// count its budget, not by a words-to-tokens guess.
+pub struct LmTokenBudget {
+    tokenizer: LmTokenizer,
+}
+
+impl TokenBudget for LmTokenBudget {
+    fn count_tokens(&self, text: &str) -> usize {
+        // Encoding plain text cannot fail with a byte-level tokenizer; count generously if it does.
+        self.tokenizer.encode(text).map(|ids| ids.len()).unwrap_or(usize::MAX)
+    }
+
+    /// One encoding with offsets finds where token `max_tokens` starts; the cut then moves back to
+    /// the word boundary before it (the default binary search would encode O(log n) times).
+    fn truncate<'t>(&self, text: &'t str, max_tokens: usize) -> &'t str {
+        let Ok(enc) = self.tokenizer.inner().encode(text, false) else {
+            return crate::text::WhitespaceTokens::default().truncate(text, max_tokens);
+        };
+        let offsets = enc.get_offsets();
+        if offsets.len() <= max_tokens {
+            return text;
+        }
+        // Byte offset where the first token past the budget starts (clamped to a char boundary).
+        let mut cut = offsets[max_tokens].0.min(text.len());
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let head = &text[..cut];
+        // Back to the end of the last whole word: never hand the model half a word.
+        let word_end = if text[cut..].starts_with(char::is_whitespace) {
+            head.trim_end().len()
+        } else {
+            head.rfind(char::is_whitespace).map(|i| head[..i].trim_end().len()).unwrap_or(0)
+        };
+        &text[..word_end]
+    }
+}
+
+fn precision_name(precision: Precision, model: &CausalLm) -> &'static str {
+    match precision {
+        Precision::Quantized if model.is_quantized() => "quantized",
+        _ => "f32",
+    }
+}
+
+/// sha256 over the weight files (a GGUF file, or a HF directory's config and safetensors),
+/// cached beside the cache root keyed by path, size and modification time: hashing a large
+/// model on every run would cost seconds for nothing.
+pub fn weights_fingerprint(path: &Path) -> anyhow::Result<String> {
+    let files = weight_files(path)?;
+    let mut stamp = Sha256::new();
+    for f in &files {
+        let meta = std::fs::metadata(f).with_context(|| format!("cannot stat {}", f.display()))?;
+        let mtime = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+        stamp.update(format!("{}|{}|{:?}\n", f.canonicalize()?.display(), meta.len(), mtime).as_bytes());
+    }
+    let memo = coaug_lm::cache_root().join("fingerprints").join(hex::encode(stamp.finalize()));
+    if let Ok(cached) = std::fs::read_to_string(&memo) {
+        if cached.trim().len() == 64 + "sha256:".len() {
+            return Ok(cached.trim().to_string());
+        }
+    }
+    let mut digest = Sha256::new();
+    for f in &files {
+        let mut file = std::fs::File::open(f).with_context(|| format!("cannot read {}", f.display()))?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            digest.update(&buf[..n]);
+        }
+    }
+    let fingerprint = format!("sha256:{}", hex::encode(digest.finalize()));
+    // Best effort: an unwritable cache only costs a re-hash next time.
+    if let Some(dir) = memo.parent() {
+        let _ = std::fs::create_dir_all(dir).and_then(|_| std::fs::write(&memo, &fingerprint));
+    }
+    Ok(fingerprint)
+}
+
+fn weight_files(path: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    if !path.is_dir() {
+        ensure!(path.is_file(), "model {} does not exist", path.display());
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+        .with_context(|| format!("cannot list {}", path.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "safetensors") || p.file_name().is_some_and(|n| n == "config.json")
+        })
+        .collect();
+    files.sort();
+    ensure!(!files.is_empty(), "{} holds no config.json or *.safetensors", path.display());
+    Ok(files)
+}
+
+/// 256 byte tokens plus the ChatML markers: enough to run any text through a tiny model.
+fn byte_tokenizer() -> anyhow::Result<LmTokenizer> {
+    use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
+    use tokenizers::models::bpe::BPE;
+    use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+    use tokenizers::{AddedToken, Tokenizer};
+
+    let mut alphabet: Vec<char> = ByteLevel::alphabet().into_iter().collect();
+    alphabet.sort_unstable();
+    let vocab: tokenizers::models::bpe::Vocab =
+        alphabet.iter().enumerate().map(|(i, c)| (c.to_string(), i as u32)).collect();
+    let bpe = BPE::builder().vocab_and_merges(vocab, Vec::new()).build().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut tk = Tokenizer::new(bpe);
+    tk.with_pre_tokenizer(Some(ByteLevel::new(false, true, true)));
+    tk.with_decoder(Some(ByteLevelDecoder::default()));
+    tk.add_special_tokens(&["<|im_start|>", "<|im_end|>", "<|endoftext|>"].map(|t| AddedToken::from(t, true)));
+    let eos = tk.token_to_id("<|im_end|>");
+    Ok(LmTokenizer::new(tk, eos))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(system: &str, text: &str, seed: u64) -> GenerationRequest {
+        GenerationRequest { system_prompt: system.into(), user_text: text.into(), seed }
+    }
+
+    #[test]
+    fn prefix_and_suffix_tokenize_like_the_whole_prompt() {
+        let g = LmGenerator::tiny_random(1).unwrap();
+        let whole = coaug_lm::render_chatml(
+            &[(coaug_lm::Role::System, "sys <answer>"), (coaug_lm::Role::User, "Vitamin D, bones.")],
+            true,
+        );
+        let mut split = g.prefix_ids("sys <answer>").unwrap();
+        split.extend(g.suffix_ids("Vitamin D, bones.").unwrap());
+        assert_eq!(split, g.tokenizer.encode(&whole).unwrap());
+    }
+
+    #[test]
+    fn sampled_replies_depend_only_on_their_own_seed() {
+        let mut g = LmGenerator::tiny_random(2).unwrap();
+        let d = DecodeSettings::sampled(12, 0);
+        let a = request("s", "statins and muscle pain", 7);
+        let alone = g.generate(std::slice::from_ref(&a), &d).unwrap();
+        let batch = g.generate(&[request("t", "other text", 3), a.clone(), request("s", "more", 9)], &d).unwrap();
+        assert_eq!(alone[0], batch[1]);
+        assert!(alone[0].generated_tokens > 0 && alone[0].generated_tokens <= 12);
+        let other_seed = g.generate(&[request("s", "statins and muscle pain", 8)], &d).unwrap();
+        assert_ne!(alone[0].text, other_seed[0].text, "a different seed should (almost surely) differ");
+    }
+
+    #[test]
+    fn greedy_batches_mix_system_prompts_and_keep_order() {
+        let mut g = LmGenerator::tiny_random(3).unwrap();
+        let d = DecodeSettings::greedy(10);
+        let reqs = [request("a", "first text", 1), request("b", "second", 2), request("a", "third one", 3)];
+        let batch = g.generate(&reqs, &d).unwrap();
+        for (r, got) in reqs.iter().zip(&batch) {
+            assert_eq!(&g.generate(std::slice::from_ref(r), &d).unwrap()[0], got);
+        }
+    }
+
+    #[test]
+    fn tokenizer_budget_cuts_at_word_ends_within_budget() {
+        let g = LmGenerator::tiny_random(4).unwrap();
+        let budget = g.token_budget();
+        // Byte-level, no merges: one token per byte.
+        assert_eq!(budget.count_tokens("ab cd"), 5);
+        assert_eq!(budget.truncate("ab cd ef", 5), "ab cd");
+        assert_eq!(budget.truncate("ab cd ef", 4), "ab");
+        assert_eq!(budget.truncate("ab cd ef", 1), "");
+        assert_eq!(budget.truncate("ab cd ef", 100), "ab cd ef");
+        assert_eq!(budget.truncate("é é é", 4), "é");
+        let long = "word ".repeat(20_000);
+        let cut = budget.truncate(&long, 512);
+        assert!(budget.count_tokens(cut) <= 512 && cut.len() > 500, "{}", cut.len());
+    }
+
+    #[test]
+    fn fingerprint_hashes_file_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.gguf"), dir.path().join("b.gguf"));
+        std::fs::write(&a, b"weights one").unwrap();
+        std::fs::write(&b, b"weights two").unwrap();
+        let fa = weights_fingerprint(&a).unwrap();
+        assert_eq!(fa, format!("sha256:{}", hex::encode(Sha256::digest(b"weights one"))));
+        assert_eq!(fa, weights_fingerprint(&a).unwrap(), "cached value is the same");
+        assert_ne!(fa, weights_fingerprint(&b).unwrap());
+        assert!(weights_fingerprint(&dir.path().join("absent.gguf")).is_err());
+    }
+}
