@@ -102,6 +102,9 @@ pub struct RolloutConfig {
     pub max_document_tokens: usize,
     /// Added to the reward of a response without a well-formed answer block (<= 0).
     pub format_penalty: f64,
+    /// Reading replies without a well-formed answer block: `strict` (method.md: empty
+    /// augmentation) or `lenient` (salvage an answer cut by the token limit).
+    pub parse_policy: coaug_augment::ParsePolicy,
 }
 
 impl Default for RolloutConfig {
@@ -114,6 +117,7 @@ impl Default for RolloutConfig {
             max_new_tokens: 2048,
             max_document_tokens: 2048,
             format_penalty: 0.0,
+            parse_policy: coaug_augment::ParsePolicy::Strict,
         }
     }
 }
@@ -225,6 +229,9 @@ pub struct ValidationConfig {
     pub split: String,
     /// How many queries of that split (a fixed, seeded slice) are validated.
     pub queries: usize,
+    /// Judged documents augmented per validated query (most relevant first); the rest of the
+    /// corpus stays original, which bounds the cost of a validation.
+    pub documents_per_query: usize,
 }
 
 impl Default for ValidationConfig {
@@ -233,6 +240,7 @@ impl Default for ValidationConfig {
             every_steps: 10,
             split: "dev".into(),
             queries: 200,
+            documents_per_query: 10,
         }
     }
 }
@@ -282,6 +290,9 @@ impl TrainConfig {
         c.rollout.samples_per_prompt = 4;
         c.rollout.max_new_tokens = 48;
         c.rollout.max_document_tokens = 128;
+        // 48 new tokens rarely let a 135M model close its answer block; strict parsing would
+        // leave nearly every augmentation empty and every advantage zero.
+        c.rollout.parse_policy = coaug_augment::ParsePolicy::Lenient;
         c.trainable.blocks = BlockSelection::Top(4);
         c.optimizer.learning_rate = 1e-5;
         c.optimizer.mini_batches = 1;
@@ -295,6 +306,7 @@ impl TrainConfig {
             every_steps: 20,
             split: "dev".into(),
             queries: 50,
+            documents_per_query: 3,
         };
         c
     }

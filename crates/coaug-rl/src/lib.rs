@@ -13,11 +13,17 @@
 //! 5. [`loss`]: the clipped-surrogate loss, k3 KL and its gradient on plain numbers, a
 //!    reference for the tensor implementation.
 //!
+//! 6. The LM side: [`policy`] holds the model, [`rollout`] samples the replies, [`bm25_reward`]
+//!    fills the similarity matrix with the evaluation's BM25, [`update`] runs the candle loss
+//!    and the PPO epoch, [`trainer`] ties one step together, [`validation`] measures nDCG@10
+//!    on held-out queries and [`metrics`] records both.
+//!
 //! [`TrainConfig`] holds every setting (TOML, presets `paper` and `cpu-small`); [`seed`]
 //! derives the reproducible random streams; [`bench`] times the reward estimate.
 
 pub mod advantage;
 pub mod bench;
+pub mod bm25_reward;
 pub mod composite;
 pub mod config;
 pub mod error;
@@ -25,10 +31,16 @@ pub mod gains;
 pub mod joint;
 pub mod layout;
 pub mod loss;
+pub mod metrics;
+pub mod policy;
 mod ranking;
 pub mod reward;
+pub mod rollout;
 pub mod seed;
 pub mod similarity;
+pub mod trainer;
+pub mod update;
+pub mod validation;
 
 pub use advantage::{
     prompt_advantages, PromptRole, RoleScales, StepAdvantages, ZERO_ADVANTAGE_BELOW,
@@ -49,3 +61,10 @@ pub use layout::RolloutLayout;
 pub use loss::{surrogate_loss, LossGradient, LossReport, SurrogateSettings, TokenBatch};
 pub use reward::{Estimator, RewardSampler, RewardSettings, Rewards};
 pub use similarity::SimilarityMatrix;
+pub use bm25_reward::Bm25Reward;
+pub use metrics::{StepMetrics, ValidationMetrics};
+pub use policy::Policy;
+pub use rollout::{Rollout, StepRollouts};
+pub use trainer::{TrainData, Trainer, TrainerState};
+pub use update::{policy_update, surrogate_tensor, UpdateItem, UpdateReport, UpdateShape};
+pub use validation::{ValidationSlice, Validator};

@@ -19,6 +19,8 @@ pub enum Purpose {
     GroupDocuments = 2,
     /// The joint samples σ_t of one step's reward (index = step).
     JointSamples = 3,
+    /// The sampling seeds of one step's rollouts (index = step).
+    Rollouts = 4,
 }
 
 /// The generator for `(seed, purpose, index)`.

@@ -1,0 +1,135 @@
+//! Rollouts: n sampled replies per prompt of a composite batch, each kept with its tokens, the
+//! sampler's log-probs (the "old" policy of the single PPO epoch) and its parsed augmentation.
+//!
+//! All prompts of one role share their system turn, so it is prefilled once (`coaug-lm`'s
+//! shared prefix) and every slot only adds its user turn. Documents enter the prompt as
+//! `"title. text"` cut to the token budget; the retriever still sees the full text.
+
+use std::sync::Arc;
+
+use anyhow::Result;
+use coaug_augment::{
+    augmented_text, parse_answer_with, Composition, ParsePolicy, PromptSet, Retriever, Role,
+    TokenBudget,
+};
+use coaug_lm::{generate, render_chatml, GenerationRequest, LmTokenizer, SamplingParams};
+
+use crate::layout::RolloutLayout;
+use crate::policy::Policy;
+
+/// One sampled reply (or, for a role that is not augmented, the original text alone).
+#[derive(Debug, Clone)]
+pub struct Rollout {
+    /// Prompt ids (system turn + user turn + open assistant turn); empty when not generated.
+    pub prompt: Arc<[u32]>,
+    /// Generated ids (the stop token included when one ended the reply).
+    pub tokens: Vec<u32>,
+    /// `log π_old` of each generated token, at the sampling temperature.
+    pub old_logprobs: Vec<f32>,
+    pub augmentation: String,
+    pub format_valid: bool,
+    /// The text the retriever matches: original plus augmentation.
+    pub retrieval_text: String,
+}
+
+impl Rollout {
+    /// Whether the update learns from it (a fixed original text has no tokens).
+    pub fn is_generated(&self) -> bool {
+        !self.tokens.is_empty()
+    }
+
+    fn original(text: String) -> Self {
+        Self {
+            prompt: Arc::from(Vec::new()),
+            tokens: Vec::new(),
+            old_logprobs: Vec::new(),
+            augmentation: String::new(),
+            format_valid: false,
+            retrieval_text: text,
+        }
+    }
+}
+
+/// How one role's prompts are sampled.
+#[derive(Debug, Clone)]
+pub struct RoleSampling {
+    pub params: SamplingParams,
+    pub parse_policy: ParsePolicy,
+    /// Token budget of a document's text inside its prompt.
+    pub max_input_tokens: Option<usize>,
+}
+
+/// Every rollout of a step in the layout's order: query rows, then document columns.
+#[derive(Debug, Clone)]
+pub struct StepRollouts {
+    pub layout: RolloutLayout,
+    pub queries: Vec<Rollout>,
+    pub documents: Vec<Rollout>,
+}
+
+/// Samples `params.n` replies for every text (`None` = keep the originals, one rollout each:
+/// the role is not augmented in this ablation). Result `i * n + j` is reply `j` of text `i`.
+pub fn sample_role(
+    policy: &Policy,
+    prompts: &PromptSet,
+    role: Role,
+    originals: &[String],
+    sampling: Option<&RoleSampling>,
+) -> Result<Vec<Rollout>> {
+    let Some(sampling) = sampling else {
+        return Ok(originals.iter().cloned().map(Rollout::original).collect());
+    };
+    let tok = &policy.tokenizer;
+    let system = prompts.get(role, Retriever::Sparse);
+    let prefix = tok.encode(&render_chatml(&[(coaug_lm::Role::System, system)], false))?;
+    let user_turns = originals
+        .iter()
+        .map(|text| {
+            let input = match sampling.max_input_tokens {
+                Some(budget) => truncate_to_tokens(tok, text, budget),
+                None => text.as_str(),
+            };
+            tok.encode(&render_chatml(&[(coaug_lm::Role::User, input)], true))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let request = GenerationRequest {
+        prefix: &prefix,
+        prompts: &user_turns,
+        stop_ids: tok.stop_ids(),
+        pad_id: tok.pad_id(),
+    };
+    let samples = generate(&policy.model, &request, &sampling.params)?;
+    let full_prompts: Vec<Arc<[u32]>> = user_turns
+        .iter()
+        .map(|turn| Arc::from([prefix.as_slice(), turn.as_slice()].concat()))
+        .collect();
+    samples
+        .into_iter()
+        .map(|sample| {
+            let i = sample.prompt_index;
+            let reply = tok.decode(&sample.tokens)?;
+            let parsed = parse_answer_with(&reply, sampling.parse_policy);
+            let retrieval_text = augmented_text(
+                &originals[i],
+                &parsed.text,
+                role,
+                Retriever::Sparse,
+                Composition::Full,
+            );
+            Ok(Rollout {
+                prompt: full_prompts[i].clone(),
+                tokens: sample.tokens,
+                old_logprobs: sample.logprobs,
+                augmentation: parsed.text,
+                format_valid: parsed.format_valid,
+                retrieval_text,
+            })
+        })
+        .collect()
+}
+
+/// The longest word-boundary prefix of `text` within `budget` model tokens.
+pub fn truncate_to_tokens<'a>(tok: &LmTokenizer, text: &'a str, budget: usize) -> &'a str {
+    let count = |t: &str| tok.encode(t).map(|ids| ids.len()).unwrap_or(usize::MAX);
+    count.truncate(text, budget)
+}

@@ -1,0 +1,380 @@
+//! The training loop's step (method.md §3–§5): composite batch → rollouts → BM25 similarity →
+//! reward sampling → role-scaled advantages → one PPO epoch.
+//!
+//! Every random choice of step `s` is a function of the run seed and `s` (batch, sampling seeds,
+//! joint samples), so a run resumed from the checkpoint written after step `s` continues on
+//! exactly the trajectory it would have taken without the interruption.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use coaug_augment::{PromptSet, Role};
+use coaug_data::{Document, Qrels, Query};
+use coaug_lm::{AdamW, SamplingParams};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::advantage::{PromptRole, StepAdvantages};
+use crate::bm25_reward::Bm25Reward;
+use crate::composite::{CompositeBatch, CompositeSampler};
+use crate::config::TrainConfig;
+use crate::layout::RolloutLayout;
+use crate::metrics::StepMetrics;
+use crate::policy::{adamw_config, Policy};
+use crate::reward::{RewardSampler, RewardSettings, Rewards};
+use crate::rollout::{sample_role, RoleSampling, Rollout, StepRollouts};
+use crate::seed::{stream, Purpose};
+use crate::update::{policy_update, UpdateItem, UpdateReport, UpdateShape};
+
+/// What the trainer learns from.
+pub struct TrainData {
+    pub corpus: Vec<Document>,
+    pub queries: Vec<Query>,
+    pub train_qrels: Qrels,
+}
+
+/// The checkpoint's companion: which step the saved weights come after.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainerState {
+    /// Steps completed (the next step to run).
+    pub step: u64,
+    pub checkpoint: PathBuf,
+}
+
+pub struct Trainer {
+    config: TrainConfig,
+    policy: Policy,
+    optimizer: AdamW,
+    prompts: PromptSet,
+    sampler: CompositeSampler,
+    reward: RewardSampler,
+    bm25: Bm25Reward,
+    corpus: Vec<Document>,
+    doc_position: HashMap<String, usize>,
+    query_text: HashMap<String, String>,
+    step: u64,
+    total_steps: u64,
+}
+
+impl Trainer {
+    pub fn new(config: TrainConfig, policy: Policy, prompts: PromptSet, data: TrainData) -> Result<Self> {
+        config.validate()?;
+        let sampler = CompositeSampler::new(
+            config.composite.clone(),
+            &data.train_qrels,
+            data.corpus.iter().map(|d| d.id.as_str()),
+            config.seed,
+        )?;
+        let query_text: HashMap<String, String> =
+            data.queries.into_iter().map(|q| (q.id, q.text)).collect();
+        if let Some(missing) = data
+            .train_qrels
+            .query_ids()
+            .find(|id| !query_text.contains_key(id.as_str()))
+        {
+            bail!("training query {missing} has judgements but no text");
+        }
+        let total_steps = config.schedule.total_steps(
+            sampler.stats().train_queries,
+            config.composite.groups_per_step,
+        );
+        let optimizer = AdamW::new(&policy.trainable, adamw_config(&config))?;
+        Ok(Self {
+            reward: RewardSampler::new(config.reward_settings())?,
+            bm25: Bm25Reward::new(&data.corpus)?,
+            doc_position: data
+                .corpus
+                .iter()
+                .enumerate()
+                .map(|(i, d)| (d.id.clone(), i))
+                .collect(),
+            corpus: data.corpus,
+            query_text,
+            sampler,
+            optimizer,
+            policy,
+            prompts,
+            config,
+            step: 0,
+            total_steps,
+        })
+    }
+
+    pub fn config(&self) -> &TrainConfig {
+        &self.config
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    pub fn prompts(&self) -> &PromptSet {
+        &self.prompts
+    }
+
+    pub fn sampler(&self) -> &CompositeSampler {
+        &self.sampler
+    }
+
+    /// Steps completed so far (the index of the next step).
+    pub fn step_index(&self) -> u64 {
+        self.step
+    }
+
+    pub fn total_steps(&self) -> u64 {
+        self.total_steps
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.step >= self.total_steps
+    }
+
+    /// Runs the next step and returns its metrics.
+    pub fn train_step(&mut self) -> Result<StepMetrics> {
+        let started = Instant::now();
+        let step = self.step;
+        let batch = self.sampler.batch(step);
+
+        let t = Instant::now();
+        let rollouts = self.rollouts(&batch)?;
+        let generation_s = t.elapsed().as_secs_f64();
+
+        let t = Instant::now();
+        let mut rewards = self.rewards(&batch, &rollouts)?;
+        self.apply_format_penalty(&mut rewards, &rollouts);
+        let ndcg_query_rollouts = self.query_ndcg_against_originals(&batch, &rollouts)?;
+        let advantages = StepAdvantages::compute(
+            &rewards,
+            &rollouts.layout,
+            &batch.document_roles(),
+            &self.config.role_scales(),
+        )?;
+        let reward_s = t.elapsed().as_secs_f64();
+
+        let t = Instant::now();
+        let skipped = advantages.all_zero();
+        let update = if skipped {
+            UpdateReport::default()
+        } else {
+            self.update(&rollouts, &advantages)?
+        };
+        let update_s = t.elapsed().as_secs_f64();
+        self.step += 1;
+
+        let roles = batch.document_roles();
+        let columns_of = |wanted: PromptRole| -> Vec<usize> {
+            (0..rollouts.layout.num_doc_slots())
+                .filter(|&d| roles[d] == wanted)
+                .flat_map(|d| rollouts.layout.doc_columns(d))
+                .collect()
+        };
+        Ok(StepMetrics {
+            step,
+            reward_query: rewards.mean_query_reward(),
+            reward_positive_document: rewards.mean_document_reward(columns_of(PromptRole::PositiveDocument)),
+            reward_negative_document: rewards.mean_document_reward(columns_of(PromptRole::NegativeDocument)),
+            ndcg_query_rollouts,
+            format_valid_query: format_valid_rate(&rollouts.queries),
+            format_valid_document: format_valid_rate(&rollouts.documents),
+            response_tokens_query: mean_tokens(&rollouts.queries),
+            response_tokens_document: mean_tokens(&rollouts.documents),
+            nonzero_advantages: advantages.num_nonzero(),
+            skipped,
+            loss: update.loss,
+            clip_fraction: update.clip_fraction,
+            kl: update.kl,
+            entropy: update.entropy,
+            approx_kl_to_old: update.approx_kl_to_old,
+            grad_norm: update.grad_norm,
+            generation_s,
+            reward_s,
+            update_s,
+            step_s: started.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// Samples every slot of the batch (n replies each; one original text per slot of a role
+    /// the ablation does not augment).
+    pub fn rollouts(&self, batch: &CompositeBatch) -> Result<StepRollouts> {
+        let r = &self.config.rollout;
+        let mut seeds = stream(self.config.seed, Purpose::Rollouts, batch.step);
+        let params = |seed: u64| SamplingParams {
+            temperature: r.temperature as f32,
+            top_p: r.top_p as f32,
+            top_k: 0,
+            repetition_penalty: r.repetition_penalty as f32,
+            max_new_tokens: r.max_new_tokens,
+            n: r.samples_per_prompt,
+            seed,
+        };
+        let query_sampling = RoleSampling {
+            params: params(seeds.random()),
+            parse_policy: r.parse_policy,
+            max_input_tokens: None,
+        };
+        let doc_sampling = RoleSampling {
+            params: params(seeds.random()),
+            parse_policy: r.parse_policy,
+            max_input_tokens: Some(r.max_document_tokens),
+        };
+        let query_texts: Vec<String> = batch
+            .queries
+            .iter()
+            .map(|q| self.query_text[&q.query_id].clone())
+            .collect();
+        let doc_texts: Vec<String> = batch
+            .documents
+            .iter()
+            .map(|d| self.corpus[self.doc_position[&d.doc_id]].full_text())
+            .collect();
+        let queries = sample_role(
+            &self.policy,
+            &self.prompts,
+            Role::Query,
+            &query_texts,
+            self.config.augments_queries().then_some(&query_sampling),
+        )?;
+        let documents = sample_role(
+            &self.policy,
+            &self.prompts,
+            Role::Document,
+            &doc_texts,
+            self.config.augments_documents().then_some(&doc_sampling),
+        )?;
+        let per_slot = |augmented: bool| if augmented { r.samples_per_prompt } else { 1 };
+        let layout = RolloutLayout::new(
+            &vec![per_slot(self.config.augments_queries()); batch.queries.len()],
+            &vec![per_slot(self.config.augments_documents()); batch.documents.len()],
+        )?;
+        Ok(StepRollouts {
+            layout,
+            queries,
+            documents,
+        })
+    }
+
+    fn rewards(&self, batch: &CompositeBatch, rollouts: &StepRollouts) -> Result<Rewards> {
+        let query_texts: Vec<&str> = rollouts.queries.iter().map(|r| r.retrieval_text.as_str()).collect();
+        let doc_texts: Vec<&str> = rollouts.documents.iter().map(|r| r.retrieval_text.as_str()).collect();
+        let similarity = self.bm25.similarity(&query_texts, &doc_texts)?;
+        let mut rng = stream(self.config.seed, Purpose::JointSamples, batch.step);
+        Ok(self
+            .reward
+            .sample(&similarity, &rollouts.layout, batch.gains(), &mut rng)?)
+    }
+
+    /// nDCG@k of each query rollout against the original documents (one joint choice).
+    fn query_ndcg_against_originals(&self, batch: &CompositeBatch, rollouts: &StepRollouts) -> Result<f64> {
+        let query_texts: Vec<&str> = rollouts.queries.iter().map(|r| r.retrieval_text.as_str()).collect();
+        let doc_texts: Vec<String> = batch
+            .documents
+            .iter()
+            .map(|d| self.corpus[self.doc_position[&d.doc_id]].full_text())
+            .collect();
+        let similarity = self.bm25.similarity(&query_texts, &doc_texts)?;
+        let counts: Vec<usize> = (0..rollouts.layout.num_query_slots())
+            .map(|q| rollouts.layout.query_rows(q).len())
+            .collect();
+        let layout = RolloutLayout::new(&counts, &vec![1; doc_texts.len()])?;
+        let single = RewardSampler::new(RewardSettings {
+            joint_samples: 1,
+            ..self.config.reward.clone()
+        })?;
+        let mut rng = stream(self.config.seed, Purpose::JointSamples, batch.step);
+        Ok(single
+            .sample(&similarity, &layout, batch.gains(), &mut rng)?
+            .mean_query_reward())
+    }
+
+    fn apply_format_penalty(&self, rewards: &mut Rewards, rollouts: &StepRollouts) {
+        let penalty = self.config.rollout.format_penalty;
+        if penalty == 0.0 {
+            return;
+        }
+        for (r, rollout) in rewards.query.iter_mut().zip(&rollouts.queries) {
+            if rollout.is_generated() && !rollout.format_valid {
+                *r += penalty;
+            }
+        }
+        for (r, rollout) in rewards.document.iter_mut().zip(&rollouts.documents) {
+            if let (Some(r), true) = (r.as_mut(), rollout.is_generated() && !rollout.format_valid) {
+                *r += penalty;
+            }
+        }
+    }
+
+    fn update(&mut self, rollouts: &StepRollouts, advantages: &StepAdvantages) -> Result<UpdateReport> {
+        let items: Vec<UpdateItem> = rollouts
+            .queries
+            .iter()
+            .zip(&advantages.query)
+            .chain(rollouts.documents.iter().zip(&advantages.document))
+            .filter(|(r, _)| r.is_generated())
+            .map(|(r, &a)| UpdateItem {
+                prompt: &r.prompt,
+                tokens: &r.tokens,
+                old_logprobs: &r.old_logprobs,
+                advantage: a as f32,
+            })
+            .collect();
+        let o = &self.config.optimizer;
+        let shape = UpdateShape {
+            mini_batches: o.mini_batches,
+            micro_batch_size: o.micro_batch_size,
+            temperature: self.config.rollout.temperature as f32,
+        };
+        policy_update(&self.policy, &mut self.optimizer, &items, &shape, &self.config.loss)
+    }
+
+    /// Writes `checkpoints/step-NNNNNN.safetensors` (trained tensors and optimizer state) and
+    /// points `checkpoints/latest.json` at it.
+    pub fn save_checkpoint(&self, run_dir: &Path) -> Result<PathBuf> {
+        let dir = run_dir.join("checkpoints");
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let name = format!("step-{:06}.safetensors", self.step);
+        self.policy.save(&dir.join(&name), &self.optimizer)?;
+        let state = TrainerState {
+            step: self.step,
+            checkpoint: PathBuf::from(&name),
+        };
+        let tmp = dir.join(".latest.json.tmp");
+        std::fs::write(&tmp, serde_json::to_string_pretty(&state)?)?;
+        std::fs::rename(&tmp, dir.join("latest.json"))?;
+        Ok(dir.join(name))
+    }
+
+    /// Continues from the run directory's latest checkpoint; returns the step it resumes at
+    /// (0 when there is none).
+    pub fn resume(&mut self, run_dir: &Path) -> Result<u64> {
+        let dir = run_dir.join("checkpoints");
+        let latest = dir.join("latest.json");
+        if !latest.exists() {
+            return Ok(0);
+        }
+        let state: TrainerState = serde_json::from_str(&std::fs::read_to_string(&latest)?)
+            .with_context(|| format!("reading {}", latest.display()))?;
+        self.optimizer = self
+            .policy
+            .restore(&dir.join(&state.checkpoint), adamw_config(&self.config))?;
+        self.step = state.step;
+        Ok(state.step)
+    }
+}
+
+fn format_valid_rate(rollouts: &[Rollout]) -> f64 {
+    let generated: Vec<&Rollout> = rollouts.iter().filter(|r| r.is_generated()).collect();
+    if generated.is_empty() {
+        return 0.0;
+    }
+    generated.iter().filter(|r| r.format_valid).count() as f64 / generated.len() as f64
+}
+
+fn mean_tokens(rollouts: &[Rollout]) -> f64 {
+    let generated: Vec<&Rollout> = rollouts.iter().filter(|r| r.is_generated()).collect();
+    if generated.is_empty() {
+        return 0.0;
+    }
+    generated.iter().map(|r| r.tokens.len()).sum::<usize>() as f64 / generated.len() as f64
+}

@@ -1,0 +1,202 @@
+//! The trainer on a tiny random model: the candle loss against the reference, the sign of the
+//! gradient, exact resume, and learning on a synthetic corpus where one keyword links every
+//! query to its documents.
+
+use std::collections::HashMap;
+
+use candle_core::{Device, Tensor, Var};
+use coaug_augment::prompts::RolePrompts;
+use coaug_augment::{ParsePolicy, PromptSet};
+use coaug_data::{Document, Qrels, Query};
+use coaug_lm::{score, Architecture, CausalLm, LmTokenizer, ModelConfig};
+use coaug_rl::config::BlockSelection;
+use coaug_rl::policy::adamw_config;
+use coaug_rl::{
+    policy_update, surrogate_loss, surrogate_tensor, Policy, StepMetrics, SurrogateSettings, TokenBatch,
+    TrainConfig, TrainData, Trainer, UpdateItem, UpdateShape,
+};
+
+const FILLERS: usize = 24;
+
+fn words() -> Vec<String> {
+    let mut w: Vec<String> = ["<|im_end|>", "<|im_start|>", "[UNK]", "system", "user", "assistant", "alpha", "beta"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    w.extend((0..FILLERS).map(|i| format!("w{i}")));
+    w
+}
+
+/// A word-level tokenizer that knows ChatML's markers (`<|im_end|>` = 0 ends a reply).
+fn tokenizer() -> LmTokenizer {
+    use tokenizers::models::wordlevel::WordLevel;
+    use tokenizers::pre_tokenizers::whitespace::WhitespaceSplit;
+    use tokenizers::{AddedToken, Tokenizer};
+    let vocab: HashMap<String, u32> = words().into_iter().enumerate().map(|(i, w)| (w, i as u32)).collect();
+    let model = WordLevel::builder()
+        .vocab(vocab.into_iter().collect())
+        .unk_token("[UNK]".into())
+        .build()
+        .unwrap();
+    let mut tk = Tokenizer::new(model);
+    tk.with_pre_tokenizer(Some(WhitespaceSplit));
+    tk.add_special_tokens(&[AddedToken::from("<|im_start|>", true), AddedToken::from("<|im_end|>", true)]);
+    LmTokenizer::new(tk, Some(0))
+}
+
+fn tiny_model(seed: u64) -> CausalLm {
+    let mut cfg = ModelConfig::tiny(Architecture::Llama, words().len());
+    cfg.eos_token_id = Some(0);
+    CausalLm::random(&cfg, seed, &Device::Cpu).unwrap()
+}
+
+fn prompts() -> PromptSet {
+    let role = |text: &str| RolePrompts { sparse: text.into(), dense: text.into() };
+    PromptSet { query: role("w0 w1"), document: role("w2 w3") }
+}
+
+/// Queries read "beta", like every random negative; only their positives say "alpha". The
+/// original query therefore ranks negatives first, and a reply that says "alpha" fixes that.
+fn synthetic_data() -> TrainData {
+    let mut corpus = Vec::new();
+    let mut qrels = Qrels::new();
+    let mut queries = Vec::new();
+    for q in 0..6 {
+        queries.push(Query { id: format!("q{q}"), text: "beta".into() });
+        for p in 0..3 {
+            let id = format!("d{q}-{p}");
+            let filler: Vec<String> = (0..1 + (q + p) % 3).map(|k| format!("w{}", 4 + (q * 3 + p + k) % 20)).collect();
+            corpus.push(Document { id: id.clone(), title: String::new(), text: format!("alpha {}", filler.join(" ")) });
+            qrels.insert(format!("q{q}"), id, 1);
+        }
+    }
+    for n in 0..30 {
+        let filler: Vec<String> = (0..1 + n % 3).map(|k| format!("w{}", 4 + (n * 7 + k) % 20)).collect();
+        corpus.push(Document { id: format!("n{n}"), title: String::new(), text: format!("beta {}", filler.join(" ")) });
+    }
+    TrainData { corpus, queries, train_qrels: qrels }
+}
+
+fn config(blocks: BlockSelection, kl: f64) -> TrainConfig {
+    let mut c = TrainConfig::cpu_small();
+    c.seed = 3;
+    c.composite.groups_per_step = 2;
+    c.composite.positives = 2;
+    c.composite.random_negatives = 3;
+    c.rollout.samples_per_prompt = 8;
+    c.rollout.max_new_tokens = 6;
+    c.rollout.max_document_tokens = 16;
+    c.rollout.parse_policy = ParsePolicy::Lenient;
+    c.reward.joint_samples = 64;
+    c.loss.kl_coef = kl;
+    c.loss.entropy_coef = kl;
+    c.trainable.blocks = blocks;
+    c.optimizer.learning_rate = 1e-2;
+    c.optimizer.mini_batches = 2;
+    c.optimizer.micro_batch_size = 16;
+    c.schedule.epochs = 1000.0;
+    c.schedule.max_steps = Some(1000);
+    c
+}
+
+fn trainer(seed: u64, config: TrainConfig) -> Trainer {
+    let policy = Policy::new(tiny_model(seed), tokenizer(), &config).unwrap();
+    Trainer::new(config, policy, prompts(), synthetic_data()).unwrap()
+}
+
+#[test]
+fn candle_loss_matches_the_reference_in_value_and_gradient() {
+    // Ratios inside, below and above the bounds, a clamped log-ratio, both advantage signs.
+    let logp = [-1.0f32, -2.0, -0.5, -3.0, -1.2, -0.7, -15.0, -2.2];
+    let old = [-1.1f32, -1.5, -0.9, -3.0, -1.0, -1.0, -1.0, -2.0];
+    let adv = [0.5f32, -0.3, 1.0, 0.0, -1.0, 0.8, 0.4, -0.2];
+    let refs = [-1.0f32, -2.5, -0.1, -2.0, -1.3, -0.7, -1.0, -9.0];
+    let entropy = [0.9f32, 1.1, 0.3, 2.0, 1.5, 0.2, 0.8, 1.0];
+    let settings = SurrogateSettings { kl_coef: 0.05, entropy_coef: 0.01, ..Default::default() };
+    let mask = [1.0f32; 8];
+    let (reference, gradient) = surrogate_loss(
+        &TokenBatch { logp: &logp, old_logp: &old, ref_logp: Some(&refs), entropy: Some(&entropy), advantages: &adv, mask: &mask },
+        &settings,
+    )
+    .unwrap();
+    let var = Var::from_slice(&logp, 8, &Device::Cpu).unwrap();
+    let ent = Tensor::from_slice(&entropy, 8, &Device::Cpu).unwrap();
+    let (loss, sums) = surrogate_tensor(var.as_tensor(), &ent, &old, &adv, Some(&refs), &settings, 8).unwrap();
+    let value = loss.to_scalar::<f32>().unwrap() as f64;
+    assert!((value - reference.loss).abs() < 1e-5, "{value} vs {}", reference.loss);
+    assert!((sums.clipped / 8.0 - reference.clip_fraction).abs() < 1e-9);
+    assert!(reference.clip_fraction > 0.0, "the case must exercise clipping");
+    let grads = loss.backward().unwrap();
+    let g = grads.get(var.as_tensor()).unwrap().to_vec1::<f32>().unwrap();
+    for (i, (&got, &want)) in g.iter().zip(&gradient).enumerate() {
+        assert!((f64::from(got) - want).abs() < 1e-5, "token {i}: {got} vs {want}");
+    }
+}
+
+#[test]
+fn a_positive_advantage_raises_its_tokens_log_prob_and_a_negative_one_lowers_it() {
+    for blocks in [BlockSelection::All, BlockSelection::Top(1)] {
+        for sign in [1.0f32, -1.0] {
+            let mut cfg = config(blocks, 0.0);
+            cfg.optimizer.learning_rate = 1e-3;
+            let policy = Policy::new(tiny_model(5), tokenizer(), &cfg).unwrap();
+            let prompt = [1u32, 3, 8, 9, 0, 1, 4, 7, 0, 1, 5];
+            let tokens = [6u32, 12, 6, 0];
+            let logp = |p: &Policy| -> Vec<f32> {
+                score(&p.model, &[&prompt], &[&tokens], 0, 1.2, false).unwrap().logprobs.to_vec1().unwrap()
+            };
+            let before = logp(&policy);
+            let mut opt = coaug_lm::AdamW::new(&policy.trainable, adamw_config(&cfg)).unwrap();
+            let item = UpdateItem { prompt: &prompt, tokens: &tokens, old_logprobs: &before, advantage: sign };
+            let shape = UpdateShape { mini_batches: 1, micro_batch_size: 4, temperature: 1.2 };
+            let report = policy_update(&policy, &mut opt, &[item], &shape, &cfg.loss).unwrap();
+            assert_eq!(report.optimizer_steps, 1);
+            assert!(report.approx_kl_to_old.abs() < 1e-4, "the update recomputes the sampler's log-probs");
+            let after = logp(&policy);
+            let change: f32 = after.iter().sum::<f32>() - before.iter().sum::<f32>();
+            assert!(change * sign > 1e-4, "{blocks:?} sign {sign}: log-prob change {change}");
+        }
+    }
+}
+
+fn without_timing(mut m: StepMetrics) -> StepMetrics {
+    m.generation_s = 0.0;
+    m.reward_s = 0.0;
+    m.update_s = 0.0;
+    m.step_s = 0.0;
+    m
+}
+
+#[test]
+fn a_resumed_run_follows_the_uninterrupted_trajectory() {
+    let cfg = config(BlockSelection::Top(2), 0.01);
+    let mut straight = trainer(7, cfg.clone());
+    let expected: Vec<StepMetrics> = (0..3).map(|_| without_timing(straight.train_step().unwrap())).collect();
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = trainer(7, cfg.clone());
+    for m in &expected[..2] {
+        assert_eq!(&without_timing(first.train_step().unwrap()), m, "same seed, same steps");
+    }
+    first.save_checkpoint(dir.path()).unwrap();
+    drop(first);
+
+    let mut resumed = trainer(7, cfg);
+    assert_eq!(resumed.resume(dir.path()).unwrap(), 2);
+    assert_eq!(without_timing(resumed.train_step().unwrap()), expected[2]);
+    let weights = |t: &Trainer| -> Vec<Vec<f32>> {
+        t.policy().trainable.vars.iter().map(|(_, v)| v.as_tensor().flatten_all().unwrap().to_vec1().unwrap()).collect()
+    };
+    assert_eq!(weights(&resumed), weights(&straight));
+    assert!(expected.iter().any(|m| !m.skipped), "the trajectory must include updates");
+}
+
+#[test]
+fn mean_reward_rises_when_one_keyword_links_queries_to_their_documents() {
+    let mut t = trainer(11, config(BlockSelection::All, 0.0));
+    let rewards: Vec<f64> = (0..30).map(|_| t.train_step().unwrap().reward_query).collect();
+    let start = rewards[..5].iter().sum::<f64>() / 5.0;
+    let end = rewards[rewards.len() - 5..].iter().sum::<f64>() / 5.0;
+    eprintln!("query reward by step: {rewards:.3?}");
+    assert!(end > start + 0.2, "mean query reward went from {start:.3} to {end:.3}");
+}
