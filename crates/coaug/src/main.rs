@@ -28,6 +28,9 @@ enum Command {
     Search(cmd::search::Args),
     /// Retrieve for a split's queries and score the run with BEIR's metrics.
     Eval(cmd::eval::Args),
+    /// Fetch the default policy LM or inspect a model file.
+    #[command(subcommand)]
+    Model(cmd::model::Command),
     /// Measure coaug against its peers (bm25s, llama.cpp) in the same run.
     #[command(subcommand)]
     Bench(cmd::bench::Command),
@@ -41,6 +44,7 @@ fn main() -> std::process::ExitCode {
         Command::Index(args) => cmd::index::run(args),
         Command::Search(args) => cmd::search::run(args),
         Command::Eval(args) => cmd::eval::run(args),
+        Command::Model(command) => cmd::model::run(command),
         Command::Bench(command) => cmd::bench::run(command),
     };
     match result {

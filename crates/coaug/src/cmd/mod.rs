@@ -2,6 +2,7 @@ pub mod bench;
 pub mod data;
 pub mod eval;
 pub mod index;
+pub mod model;
 pub mod retrieval;
 pub mod search;
 

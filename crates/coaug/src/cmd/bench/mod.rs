@@ -1,4 +1,5 @@
 mod bm25;
+mod lm;
 mod peers;
 
 use anyhow::Result;
@@ -10,11 +11,15 @@ pub enum Command {
     /// BM25: index docs/s, queries/s (top-1000; 1 thread and all threads) and nDCG@10 on
     /// NFCorpus and SciFact, next to bm25s (PyStemmer, method "lucene").
     Bm25(bm25::Args),
+    /// Policy LM: prefill, single-stream and batched generation tokens/s, a training step
+    /// and peak RSS, next to llama.cpp on the same GGUF (same run).
+    Lm(lm::Args),
 }
 
 pub fn run(command: Command) -> Result<()> {
     match command {
         Command::Bm25(args) => bm25::run(args),
+        Command::Lm(args) => lm::run(args),
     }
 }
 
