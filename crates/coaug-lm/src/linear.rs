@@ -6,7 +6,7 @@ use std::sync::Arc;
 use candle_core::quantized::QMatMul;
 use candle_core::{Module, Result, Tensor};
 
-use crate::q8::{self, Q8Matrix};
+use crate::q8::{self, Q4Matrix, Q8Matrix};
 
 /// Weight of a projection `y = x Wᵀ`, stored as `(out, in)`.
 #[derive(Clone)]
@@ -18,17 +18,32 @@ pub(crate) enum Weight {
 }
 
 /// A quantized weight: candle's blocks for many-row products (prefill) and, on the CPU,
-/// an 8-bit copy for the few-row products of decoding.
+/// a 4- or 8-bit copy for the few-row products of decoding (see `q8`).
 pub(crate) struct QuantWeight {
     pub mm: QMatMul,
-    pub few_rows: Option<Q8Matrix>,
+    pub few_rows: Option<FewRows>,
+}
+
+/// The decode-path copy of a quantized weight.
+pub(crate) enum FewRows {
+    /// The file's own Q4_1 blocks (exact, half the bytes of 8-bit).
+    Q4(Q4Matrix),
+    /// Any other block type, re-quantized to 8 bits.
+    Q8(Q8Matrix),
 }
 
 impl QuantWeight {
-    pub fn new(mm: QMatMul, device: &candle_core::Device) -> Result<Self> {
-        let few_rows = match (&mm, device.is_cpu()) {
-            (QMatMul::QTensor(t), true) => Q8Matrix::quantize(&t.dequantize(device)?)?,
-            _ => None,
+    /// `q4`: the file's Q4_1 blocks, when it had them (taken before `mm` re-quantized them).
+    pub fn new(mm: QMatMul, q4: Option<Q4Matrix>, device: &candle_core::Device) -> Result<Self> {
+        if !device.is_cpu() {
+            return Ok(QuantWeight { mm, few_rows: None });
+        }
+        let few_rows = match q4 {
+            Some(m) => Some(FewRows::Q4(m)),
+            None => match &mm {
+                QMatMul::QTensor(t) => Q8Matrix::quantize(&t.dequantize(device)?)?.map(FewRows::Q8),
+                _ => None,
+            },
         };
         Ok(QuantWeight { mm, few_rows })
     }
@@ -85,7 +100,8 @@ impl Linear {
         let x2 = x.reshape((rows, in_dim))?;
         let mut y = match &self.weight {
             Weight::Quantized(q) => match &q.few_rows {
-                Some(m) if rows <= q8::MAX_ROWS => m.matmul(&x2)?,
+                Some(FewRows::Q4(m)) if rows <= q8::MAX_ROWS => m.matmul(&x2)?,
+                Some(FewRows::Q8(m)) if rows <= q8::MAX_ROWS => m.matmul(&x2)?,
                 _ => q.mm.forward(&x2)?,
             },
             Weight::Dense(w) if !grad && rows <= FEW_ROWS && w.device().is_cpu() => few_rows_matmul(&x2, w)?,

@@ -104,7 +104,12 @@ impl CausalLm {
                 _ => q,
             };
             let weight = match precision {
-                Precision::Quantized => Weight::Quantized(Arc::new(QuantWeight::new(QMatMul::from_qtensor(fast_block_type(q, device)?)?, device)?)),
+                Precision::Quantized => {
+                    // Keep the file's Q4_1 blocks for decoding before re-quantizing for gemm.
+                    let q4 = crate::q8::Q4Matrix::from_qtensor(&q)?;
+                    let mm = QMatMul::from_qtensor(fast_block_type(q, device)?)?;
+                    Weight::Quantized(Arc::new(QuantWeight::new(mm, q4, device)?))
+                }
                 Precision::F32 => Weight::Dense(dense(&q)?),
             };
             Ok(Linear { weight, bias: None, lora: None })

@@ -1,11 +1,11 @@
-//! An 8-bit weight matrix multiplied by a few f32 rows: the single-stream decode path.
+//! Quantized weight matrices multiplied by a few f32 rows: the single-stream decode path.
 //!
 //! candle's quantized matmul quantizes the activations and hands each product to a
 //! spin-barrier worker pool; for one token that hand-off costs more than the product,
-//! and on a loaded machine the spinning collapses throughput. Here the weights are
-//! 8-bit with one f32 scale per 32 inputs (Q8_0's layout), activations stay f32, and
-//! rayon splits the output features, so a decode step is bounded by reading the
-//! weights once.
+//! and on a loaded machine the spinning collapses throughput. Here the weights stay
+//! in the file's Q4_1 blocks ([`Q4Matrix`]) or, for other block types, 8-bit with one
+//! scale per 32 inputs ([`Q8Matrix`]); activations stay f32 and rayon splits the
+//! output features, so a decode step is bounded by reading the weights once.
 
 use candle_core::{Result, Tensor};
 use rayon::prelude::*;
@@ -72,6 +72,83 @@ impl Q8Matrix {
     }
 }
 
+/// `(out, in)` weights in GGUF's Q4_1 blocks, kept as loaded (no re-quantization):
+/// `w = d · q + m` with 4-bit `q`, and per block of 32 inputs a scale `d` and an offset `m`.
+/// Half the bytes of [`Q8Matrix`], and decoding one token mostly streams weights.
+pub(crate) struct Q4Matrix {
+    out_dim: usize,
+    in_dim: usize,
+    /// `(d, m)` per block, as f32.
+    dm: Vec<[f32; 2]>,
+    /// 16 bytes per block: byte `i` holds input `i` (low nibble) and `i + 16` (high).
+    nibbles: Vec<u8>,
+}
+
+impl Q4Matrix {
+    /// From a Q4_1 `QTensor`; `None` for any other block type.
+    pub fn from_qtensor(t: &candle_core::quantized::QTensor) -> Result<Option<Self>> {
+        if t.dtype() != candle_core::quantized::GgmlDType::Q4_1 || !t.device().is_cpu() {
+            return Ok(None);
+        }
+        let (out_dim, in_dim) = t.shape().dims2()?;
+        let data = t.data()?;
+        let nblocks = out_dim * in_dim / BLOCK;
+        if in_dim % BLOCK != 0 || data.len() != nblocks * 20 {
+            return Ok(None);
+        }
+        let mut dm = Vec::with_capacity(nblocks);
+        let mut nibbles = Vec::with_capacity(nblocks * 16);
+        for b in data.chunks_exact(20) {
+            let d = half::f16::from_le_bytes([b[0], b[1]]).to_f32();
+            let m = half::f16::from_le_bytes([b[2], b[3]]).to_f32();
+            dm.push([d, m]);
+            nibbles.extend_from_slice(&b[4..20]);
+        }
+        Ok(Some(Q4Matrix { out_dim, in_dim, dm, nibbles }))
+    }
+
+    /// `x Wᵀ` for `x` `(rows, in)` with `rows <= MAX_ROWS`: `(rows, out)`.
+    pub fn matmul(&self, x: &Tensor) -> Result<Tensor> {
+        let (rows, in_dim) = x.dims2()?;
+        if in_dim != self.in_dim {
+            candle_core::bail!("q4 matmul: input has {in_dim} features, weight expects {}", self.in_dim);
+        }
+        let xs = x.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let nb = in_dim / BLOCK;
+        // `m` multiplies the block's input sum, shared by every output feature.
+        let xsum: Vec<f32> = xs.chunks_exact(BLOCK).map(|c| c.iter().sum()).collect();
+        let mut yt = vec![0f32; self.out_dim * rows];
+        yt.par_chunks_mut(FEATURES_PER_TASK * rows).enumerate().for_each(|(task, dst)| {
+            let first = task * FEATURES_PER_TASK;
+            for (jj, yrow) in dst.chunks_exact_mut(rows).enumerate() {
+                let j = first + jj;
+                let dm = &self.dm[j * nb..(j + 1) * nb];
+                let nib = &self.nibbles[j * nb * 16..(j + 1) * nb * 16];
+                for (r, y) in yrow.iter_mut().enumerate() {
+                    *y = dot_q4(dm, nib, &xs[r * in_dim..(r + 1) * in_dim], &xsum[r * nb..(r + 1) * nb]);
+                }
+            }
+        });
+        let yt = Tensor::from_vec(yt, (self.out_dim, rows), x.device())?;
+        yt.t()?.contiguous()
+    }
+}
+
+#[inline]
+fn dot_q4(dm: &[[f32; 2]], nib: &[u8], x: &[f32], xsum: &[f32]) -> f32 {
+    let mut lo = [0f32; 16];
+    let mut hi = [0f32; 16];
+    let mut offset = 0f32;
+    for (((&[d, m], q), xb), s) in dm.iter().zip(nib.chunks_exact(16)).zip(x.chunks_exact(BLOCK)).zip(xsum) {
+        for i in 0..16 {
+            lo[i] += d * ((q[i] & 0x0F) as f32 * xb[i]);
+            hi[i] += d * ((q[i] >> 4) as f32 * xb[i + 16]);
+        }
+        offset += m * s;
+    }
+    lo.iter().sum::<f32>() + hi.iter().sum::<f32>() + offset
+}
+
 /// `Σ_b scale_b Σ_i q_{b,i} x_{b,i}` with 32 lanes of accumulators the compiler keeps in
 /// vector registers (scale folded into the lane update, so no per-block reduction).
 #[inline]
@@ -104,6 +181,23 @@ mod tests {
         // 8-bit weights: relative error well under 1% of the largest output.
         assert!(err < 0.01 * scale, "max error {err} vs output scale {scale}");
         assert!(err > 0.0, "quantization should perturb the product a little");
+    }
+
+    #[test]
+    fn q4_1_blocks_match_their_dequantized_product() {
+        use candle_core::quantized::{GgmlDType, QTensor};
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 1.0, (70, 64), &dev).unwrap();
+        let q = QTensor::quantize(&w, GgmlDType::Q4_1).unwrap();
+        let m = Q4Matrix::from_qtensor(&q).unwrap().expect("Q4_1 is supported");
+        let x = Tensor::randn(0f32, 1.0, (2, 64), &dev).unwrap();
+        let got = m.matmul(&x).unwrap();
+        let want = x.matmul(&q.dequantize(&dev).unwrap().t().unwrap()).unwrap();
+        let err = (got - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        // Same weights exactly; only the summation order differs.
+        assert!(err < 1e-4, "max error {err}");
+        let q8 = QTensor::quantize(&w, GgmlDType::Q8_0).unwrap();
+        assert!(Q4Matrix::from_qtensor(&q8).unwrap().is_none());
     }
 
     #[test]
