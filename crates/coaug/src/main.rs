@@ -24,6 +24,8 @@ enum Command {
     Data(cmd::data::Args),
     /// Build (or reuse) the BM25 index of a dataset.
     Index(cmd::index::Args),
+    /// Augment a dataset's documents or queries with the LM into the resumable store.
+    Augment(cmd::augment::Args),
     /// Search an index with free text and print the top hits.
     Search(cmd::search::Args),
     /// Retrieve for a split's queries and score the run with BEIR's metrics.
@@ -42,6 +44,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Data(args) => cmd::data::run(args),
         Command::Index(args) => cmd::index::run(args),
+        Command::Augment(args) => cmd::augment::run(args),
         Command::Search(args) => cmd::search::run(args),
         Command::Eval(args) => cmd::eval::run(args),
         Command::Model(command) => cmd::model::run(command),

@@ -33,10 +33,24 @@ pub struct Args {
     /// Keep documents whose id equals the query id (BEIR drops them by default).
     #[arg(long)]
     pub keep_identical_ids: bool,
+
+    #[command(flatten)]
+    pub augmentation: super::augmented_eval::EvalAugmentArgs,
 }
 
 pub fn run(args: Args) -> Result<()> {
     let dataset = args.dataset.resolve()?;
+    if args.augmentation.is_active() {
+        let ctx = super::augmented_eval::EvalContext {
+            dataset: &dataset,
+            split: &args.split,
+            top_k: args.top_k,
+            ignore_identical_ids: !args.keep_identical_ids,
+            out: args.out.as_deref(),
+            index_dir: args.index_dir.as_deref(),
+        };
+        return super::augmented_eval::run(ctx, &args.augmentation);
+    }
     let split = dataset.load_split(&args.split)?;
     eprintln!("{}", split.report);
     let index_dir = args.index_dir.clone().unwrap_or_else(|| default_index_dir(&dataset));

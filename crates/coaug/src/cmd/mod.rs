@@ -1,3 +1,5 @@
+pub mod augment;
+pub mod augmented_eval;
 pub mod bench;
 pub mod data;
 pub mod eval;

@@ -16,6 +16,16 @@ pub struct Args {
 
     /// The query text.
     pub query: String,
+
+    /// Expand the query with the LM first (through the augmentation store) and print it.
+    #[arg(long)]
+    pub augment_query: bool,
+
+    #[command(flatten)]
+    pub model: super::augment::ModelArgs,
+
+    #[command(flatten)]
+    pub generation: super::augment::GenerationArgs,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -23,7 +33,8 @@ pub fn run(args: Args) -> Result<()> {
         bail!("no index at {} (build one with `coaug index`)", args.index.display());
     }
     let index = Bm25Index::open(&args.index)?;
-    let hits = index.search(&args.query, args.k);
+    let query = if args.augment_query { super::augment::augment_one_query(&args.model, &args.generation, &args.query)? } else { args.query.clone() };
+    let hits = index.search(&query, args.k);
     if hits.is_empty() {
         println!("no document matches {:?}", args.query);
     }

@@ -1,3 +1,4 @@
+mod augment;
 mod bm25;
 mod lm;
 mod peers;
@@ -11,6 +12,9 @@ pub enum Command {
     /// BM25: index docs/s, queries/s (top-1000; 1 thread and all threads) and nDCG@10 on
     /// NFCorpus and SciFact, next to bm25s (PyStemmer, method "lucene").
     Bm25(bm25::Args),
+    /// Corpus augmentation: documents/s and generated tokens/s of the default LM, the wall time
+    /// for all of NFCorpus, next to llama.cpp batched on the same GGUF and prompts.
+    Augment(augment::Args),
     /// Policy LM: prefill, single-stream and batched generation tokens/s, a training step
     /// and peak RSS, next to llama.cpp on the same GGUF (same run).
     Lm(lm::Args),
@@ -19,6 +23,7 @@ pub enum Command {
 pub fn run(command: Command) -> Result<()> {
     match command {
         Command::Bm25(args) => bm25::run(args),
+        Command::Augment(args) => augment::run(args),
         Command::Lm(args) => lm::run(args),
     }
 }

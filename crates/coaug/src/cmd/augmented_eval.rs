@@ -1,0 +1,245 @@
+//! `coaug eval --augment …` and `--table`: BM25 over LM-augmented queries and/or documents
+//! (method.md §6), and the zero-shot table BM25 | +query aug | +doc aug | +both.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use coaug_augment::{augmented_text, AugmentItem, AugmentStore, Composition, Retriever, Role};
+use coaug_data::{Dataset, Document, Query};
+use coaug_eval::{comparison_table, evaluate, EvalOptions, Metrics, TableStyle};
+use coaug_index::{AugmentationPlacement, Bm25Index, FieldSetup, IndexConfig, IndexDoc};
+
+use super::augment::{augment, model_label, print_report, GenerationArgs, ModelArgs};
+use super::retrieval::{default_index_dir, hits_to_run, open_or_build_index, KS};
+
+/// Which side the LM augments.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AugmentMode {
+    /// Plain BM25.
+    None,
+    /// Queries expanded at search time.
+    Query,
+    /// Documents augmented at index time.
+    Docs,
+    /// Both.
+    Both,
+}
+
+impl AugmentMode {
+    const ALL: [AugmentMode; 4] = [AugmentMode::None, AugmentMode::Query, AugmentMode::Docs, AugmentMode::Both];
+
+    fn queries(self) -> bool {
+        matches!(self, AugmentMode::Query | AugmentMode::Both)
+    }
+
+    fn docs(self) -> bool {
+        matches!(self, AugmentMode::Docs | AugmentMode::Both)
+    }
+
+    /// The key in `table.json`.
+    fn key(self) -> &'static str {
+        match self {
+            AugmentMode::None => "none",
+            AugmentMode::Query => "query",
+            AugmentMode::Docs => "docs",
+            AugmentMode::Both => "both",
+        }
+    }
+
+    fn column(self) -> &'static str {
+        match self {
+            AugmentMode::None => "BM25",
+            AugmentMode::Query => "+query aug",
+            AugmentMode::Docs => "+doc aug",
+            AugmentMode::Both => "+both",
+        }
+    }
+}
+
+/// Where a document's augmentation is indexed.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// Appended to the document's text: one field (method.md §2's `d ⊕ a_d`).
+    Body,
+    /// A field of its own with its own BM25 statistics, scores summed.
+    OwnField,
+}
+
+/// The rows of the zero-shot table.
+const TABLE_KEYS: [&str; 3] = ["NDCG@10", "Recall@100", "MAP@10"];
+
+/// Augmentation flags of `coaug eval`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct EvalAugmentArgs {
+    /// Augment queries (at search time), documents (at index time), both, or none. Missing
+    /// augmentations are generated (greedy, repetition penalty 1.2) and kept in the store.
+    #[arg(long, value_enum, default_value = "none")]
+    pub augment: AugmentMode,
+
+    /// Run all four settings and print BM25 | +query aug | +doc aug | +both (nDCG@10,
+    /// Recall@100, MAP@10); with --out, also `table.json` and `table.md`.
+    #[arg(long)]
+    pub table: bool,
+
+    /// Quick mode: augment only the first N corpus documents; the others are indexed as they are.
+    #[arg(long, value_name = "N")]
+    pub doc_limit: Option<usize>,
+
+    /// Quick mode: augment only the first N judged queries; the others are searched as they are.
+    #[arg(long, value_name = "N")]
+    pub query_limit: Option<usize>,
+
+    /// Where document augmentations are indexed.
+    #[arg(long, value_enum, default_value = "body")]
+    pub placement: Placement,
+
+    #[command(flatten)]
+    pub model: ModelArgs,
+
+    #[command(flatten)]
+    pub generation: GenerationArgs,
+}
+
+impl EvalAugmentArgs {
+    /// Whether `eval` must take this path instead of plain BM25.
+    pub fn is_active(&self) -> bool {
+        self.table || self.augment != AugmentMode::None
+    }
+}
+
+/// The plain settings of `eval` this path needs too.
+pub struct EvalContext<'a> {
+    pub dataset: &'a Dataset,
+    pub split: &'a str,
+    pub top_k: usize,
+    pub ignore_identical_ids: bool,
+    pub out: Option<&'a Path>,
+    pub index_dir: Option<&'a Path>,
+}
+
+pub fn run(ctx: EvalContext<'_>, args: &EvalAugmentArgs) -> Result<()> {
+    let split = ctx.dataset.load_split(ctx.split)?;
+    eprintln!("{}", split.report);
+    let modes: Vec<AugmentMode> = if args.table { AugmentMode::ALL.to_vec() } else { vec![args.augment] };
+    let need_queries = modes.iter().any(|m| m.queries());
+    let need_docs = modes.iter().any(|m| m.docs());
+
+    let mut generator = args.model.load()?;
+    let prompts = args.generation.prompt_set()?;
+    let mut store = AugmentStore::open(&args.generation.store_path())?;
+
+    let query_limit = args.query_limit.unwrap_or(usize::MAX).min(split.queries.len());
+    let doc_limit = args.doc_limit.unwrap_or(usize::MAX).min(split.corpus.len());
+    let mut query_aug: HashMap<String, String> = HashMap::new();
+    if need_queries {
+        let items = AugmentItem::from_queries(&split.queries[..query_limit]);
+        let (report, found) = augment(&mut generator, &mut store, &prompts, &args.generation, Role::Query, &items)?;
+        print_report("queries", &report);
+        query_aug = collect(&items, found);
+    }
+    let mut doc_aug: HashMap<String, String> = HashMap::new();
+    if need_docs {
+        let items = AugmentItem::from_documents(&split.corpus[..doc_limit]);
+        let (report, found) = augment(&mut generator, &mut store, &prompts, &args.generation, Role::Document, &items)?;
+        print_report("documents", &report);
+        doc_aug = collect(&items, found);
+    }
+
+    let opts = EvalOptions { ignore_identical_ids: ctx.ignore_identical_ids, ..EvalOptions::default() };
+    let mut results: Vec<(AugmentMode, Metrics, coaug_eval::Run)> = Vec::new();
+    for mode in modes {
+        let index = if mode.docs() {
+            augmented_index(ctx.dataset, &split.corpus, &doc_aug, args.placement)?
+        } else {
+            let dir = ctx.index_dir.map(Path::to_path_buf).unwrap_or_else(|| default_index_dir(ctx.dataset));
+            open_or_build_index(&dir, &split.corpus, &IndexConfig::default())?
+        };
+        let texts = query_texts(&split.queries, if mode.queries() { Some(&query_aug) } else { None });
+        let hits = index.search_batch(&texts, ctx.top_k);
+        let run = hits_to_run(&index, &split.queries, &hits);
+        let metrics = evaluate(&split.qrels, &run, &KS, &opts);
+        eprintln!("{}: nDCG@10 {:.4}", mode.column(), metrics.mean.get("NDCG@10").copied().unwrap_or(f64::NAN));
+        results.push((mode, metrics, run));
+    }
+
+    let header = format!(
+        "{} / {} ({} queries, {} documents); {}; queries augmented: {}/{}, documents augmented: {}/{}, placement {:?}",
+        ctx.dataset.name(),
+        ctx.split,
+        split.queries.len(),
+        split.corpus.len(),
+        args.generation.describe(&model_label(&args.model.path()?)),
+        if need_queries { query_limit } else { 0 },
+        split.queries.len(),
+        if need_docs { doc_limit } else { 0 },
+        split.corpus.len(),
+        args.placement,
+    );
+    let systems: Vec<(&str, &Metrics)> = results.iter().map(|(m, metrics, _)| (m.column(), metrics)).collect();
+    println!("{header}");
+    println!("{}", comparison_table(&systems, &TABLE_KEYS, TableStyle::Plain));
+
+    if let Some(out) = ctx.out {
+        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+        if args.table {
+            let json: serde_json::Map<String, serde_json::Value> = results
+                .iter()
+                .map(|(m, metrics, _)| (m.key().to_string(), serde_json::to_value(&metrics.mean).expect("numbers")))
+                .collect();
+            super::eval::write_json(&out.join("table.json"), &json)?;
+            let md = format!("{header}\n\n{}\n", comparison_table(&systems, &TABLE_KEYS, TableStyle::Markdown));
+            std::fs::write(out.join("table.md"), md).with_context(|| format!("writing {}/table.md", out.display()))?;
+            eprintln!("wrote {}/table.json and table.md", out.display());
+        } else {
+            let (_, metrics, run) = &results[0];
+            run.write_trec(out.join("run.trec"), "coaug-bm25-aug")
+                .with_context(|| format!("writing {}", out.join("run.trec").display()))?;
+            super::eval::write_json(&out.join("metrics.json"), &metrics.mean)?;
+            eprintln!("wrote {}/run.trec and metrics.json", out.display());
+        }
+    }
+    Ok(())
+}
+
+/// Item id -> non-empty augmentation.
+fn collect(items: &[AugmentItem], found: Vec<Option<coaug_augment::StoredAugmentation>>) -> HashMap<String, String> {
+    items
+        .iter()
+        .zip(found)
+        .filter_map(|(item, aug)| aug.filter(|a| !a.text.trim().is_empty()).map(|a| (item.id.clone(), a.text)))
+        .collect()
+}
+
+/// The searched text of every query: `q + "\n" + a_q` where an augmentation exists.
+pub fn query_texts(queries: &[Query], augmentations: Option<&HashMap<String, String>>) -> Vec<String> {
+    queries
+        .iter()
+        .map(|q| match augmentations.and_then(|a| a.get(&q.id)) {
+            Some(a) => augmented_text(&q.text, a, Role::Query, Retriever::Sparse, Composition::Full),
+            None => q.text.clone(),
+        })
+        .collect()
+}
+
+/// The BM25 index of the corpus with augmentations; kept in the cache per placement and
+/// rebuilt when the augmentations change (the manifest fingerprints the indexed texts).
+fn augmented_index(
+    dataset: &Dataset,
+    corpus: &[Document],
+    augmentations: &HashMap<String, String>,
+    placement: Placement,
+) -> Result<Bm25Index> {
+    let docs: Vec<IndexDoc> = corpus
+        .iter()
+        .map(|d| IndexDoc { augmentation: augmentations.get(&d.id).cloned(), ..IndexDoc::from(d) })
+        .collect();
+    let augmentation = match placement {
+        Placement::Body => AugmentationPlacement::Body,
+        Placement::OwnField => AugmentationPlacement::OwnField,
+    };
+    let config = IndexConfig { fields: FieldSetup { augmentation }, ..IndexConfig::default() };
+    let dir: PathBuf =
+        crate::paths::cache_root().join("indexes").join(format!("{}-augmented-{placement:?}", dataset.name()).to_lowercase());
+    Bm25Index::open_or_build(&dir, &docs, &config).with_context(|| format!("building the augmented index in {}", dir.display()))
+}
