@@ -33,6 +33,10 @@ enum Command {
     /// Fetch the default policy LM or inspect a model file.
     #[command(subcommand)]
     Model(cmd::model::Command),
+    /// Train the policy LM with bidirectional RL (composite sampling, reward sampling).
+    Train(cmd::train::Args),
+    /// Draw a training run's reward and validation nDCG curves as PNGs.
+    Plot(cmd::plot::Args),
     /// Measure coaug against its peers (bm25s, llama.cpp) in the same run.
     #[command(subcommand)]
     Bench(cmd::bench::Command),
@@ -48,6 +52,8 @@ fn main() -> std::process::ExitCode {
         Command::Search(args) => cmd::search::run(args),
         Command::Eval(args) => cmd::eval::run(args),
         Command::Model(command) => cmd::model::run(command),
+        Command::Train(args) => cmd::train::run(args),
+        Command::Plot(args) => cmd::plot::run(args),
         Command::Bench(command) => cmd::bench::run(command),
     };
     match result {

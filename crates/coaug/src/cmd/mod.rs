@@ -4,9 +4,11 @@ pub mod bench;
 pub mod data;
 pub mod eval;
 pub mod index;
+pub mod plot;
 pub mod model;
 pub mod retrieval;
 pub mod search;
+pub mod train;
 
 use std::path::PathBuf;
 

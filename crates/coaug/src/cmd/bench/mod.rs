@@ -2,6 +2,7 @@ mod augment;
 mod bm25;
 mod lm;
 mod peers;
+mod train;
 
 use anyhow::Result;
 
@@ -18,6 +19,9 @@ pub enum Command {
     /// Policy LM: prefill, single-stream and batched generation tokens/s, a training step
     /// and peak RSS, next to llama.cpp on the same GGUF (same run).
     Lm(lm::Args),
+    /// RL training step: seconds per phase (generation, reward, update) for the cpu-small
+    /// configuration with the default policy LM.
+    Train(train::Args),
 }
 
 pub fn run(command: Command) -> Result<()> {
@@ -25,6 +29,7 @@ pub fn run(command: Command) -> Result<()> {
         Command::Bm25(args) => bm25::run(args),
         Command::Augment(args) => augment::run(args),
         Command::Lm(args) => lm::run(args),
+        Command::Train(args) => train::run(args),
     }
 }
 

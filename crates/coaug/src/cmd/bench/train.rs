@@ -1,0 +1,118 @@
+//! `coaug bench train`: seconds per phase of an RL step (generation, reward, update) for a
+//! fixed small configuration — the `cpu-small` preset on the dataset's train qrels — with the
+//! default policy LM.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use candle_core::Device;
+use coaug_augment::PromptSet;
+use coaug_rl::{Policy, TrainConfig, TrainData, Trainer};
+use serde::Serialize;
+
+use super::median;
+use crate::cmd::DatasetArgs;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    pub dataset: DatasetArgs,
+
+    /// Steps measured (each a different batch of the same seeded run); figures are medians.
+    #[arg(long, default_value_t = 3)]
+    pub steps: usize,
+
+    /// Policy weights (default: SmolLM2-135M-Instruct GGUF from the cache).
+    #[arg(long, value_name = "PATH")]
+    pub model: Option<PathBuf>,
+
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    config: &'static str,
+    steps: usize,
+    prompts_per_step: usize,
+    rollouts_per_step: usize,
+    max_new_tokens: usize,
+    trainable_blocks: String,
+    step_s: f64,
+    generation_s: f64,
+    reward_s: f64,
+    update_s: f64,
+    /// update / generation: the goal is a step ≤ 1.5× its generation.
+    update_over_generation: f64,
+    step_over_generation: f64,
+    threads: usize,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let dataset = args.dataset.resolve()?;
+    let mut config = TrainConfig::cpu_small();
+    config.validation.every_steps = 0;
+    let model = super::super::train::model_path(args.model.as_deref(), &config)?;
+    let policy = Policy::load(&model, &config, &Device::Cpu)?;
+    let data = TrainData {
+        corpus: dataset.load_corpus()?,
+        queries: dataset.queries()?,
+        train_qrels: dataset.qrels("train")?,
+    };
+    let mut trainer = Trainer::new(config.clone(), policy, PromptSet::default(), data)?;
+    let mut phases = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..args.steps.max(1) {
+        let m = trainer.train_step()?;
+        if !args.json {
+            eprintln!(
+                "step {}: {:.1}s (generation {:.1}s, reward {:.3}s, update {:.1}s{})",
+                m.step,
+                m.step_s,
+                m.generation_s,
+                m.reward_s,
+                m.update_s,
+                if m.skipped { ", skipped" } else { "" }
+            );
+        }
+        phases.0.push(m.step_s);
+        phases.1.push(m.generation_s);
+        phases.2.push(m.reward_s);
+        phases.3.push(m.update_s);
+    }
+    let c = &config.composite;
+    let prompts = c.groups_per_step * (1 + c.documents_per_group());
+    let (step_s, generation_s, reward_s, update_s) =
+        (median(phases.0), median(phases.1), median(phases.2), median(phases.3));
+    let report = Report {
+        config: "cpu-small",
+        steps: args.steps.max(1),
+        prompts_per_step: prompts,
+        rollouts_per_step: prompts * config.rollout.samples_per_prompt,
+        max_new_tokens: config.rollout.max_new_tokens,
+        trainable_blocks: format!("{:?}", config.trainable.blocks),
+        step_s,
+        generation_s,
+        reward_s,
+        update_s,
+        update_over_generation: update_s / generation_s.max(1e-9),
+        step_over_generation: step_s / generation_s.max(1e-9),
+        threads: rayon::current_num_threads(),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "RL step (cpu-small, {} rollouts of ≤{} tokens, {} threads): step {:.1}s = generation {:.1}s + reward {:.3}s + update {:.1}s; step/generation {:.2}×",
+            report.rollouts_per_step,
+            report.max_new_tokens,
+            report.threads,
+            step_s,
+            generation_s,
+            reward_s,
+            update_s,
+            report.step_over_generation
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,254 @@
+//! `coaug train`: bidirectional RL of the policy LM on a dataset's train qrels, validated on a
+//! held-out slice of another split (method.md §3–§5).
+//!
+//! A run directory holds everything a run leaves: `config.toml` (the resolved config),
+//! `metrics.jsonl` (one line per step), `validation.jsonl`, `checkpoints/` (trained tensors and
+//! optimizer state; `latest.json` names the newest) and the validation index.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use candle_core::Device;
+use coaug_augment::PromptSet;
+use coaug_rl::metrics::{append_jsonl, truncate_jsonl_from_step};
+use coaug_rl::{Policy, StepMetrics, TrainConfig, TrainData, Trainer, ValidationMetrics, ValidationSlice, Validator};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::DatasetArgs;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    pub dataset: DatasetArgs,
+
+    /// TOML config: an optional `preset` plus any settings to override (see coaug-rl's
+    /// `TrainConfig`). Without it, the `--preset` values are used.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Preset when no config file is given: `cpu-small` (a couple of CPU hours with a ~135M
+    /// model) or `paper` (method.md's numbers, for GPUs).
+    #[arg(long, default_value = "cpu-small", value_parser = ["cpu-small", "paper"])]
+    pub preset: String,
+
+    /// Run directory (config, metrics, checkpoints). Default: runs/train-<dataset>.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    /// Continue the run in `--out` from its latest checkpoint, with its saved config.
+    #[arg(long)]
+    pub resume: bool,
+
+    /// Policy weights (GGUF file or HF directory). Default: the config's model; the default
+    /// SmolLM2-135M-Instruct GGUF is fetched into the cache when needed.
+    #[arg(long, value_name = "PATH")]
+    pub model: Option<PathBuf>,
+
+    /// System prompts to use instead of the built-in ones (TOML, see `coaug augment`).
+    #[arg(long, value_name = "FILE")]
+    pub prompts: Option<PathBuf>,
+
+    /// Override the config's seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+
+    /// Override the config's cap on optimizer steps.
+    #[arg(long)]
+    pub max_steps: Option<u64>,
+
+    /// Ablation: train and augment queries only.
+    #[arg(long)]
+    pub query_only: bool,
+
+    /// Ablation: train and augment documents only.
+    #[arg(long, conflicts_with = "query_only")]
+    pub doc_only: bool,
+
+    /// Ablation: one joint sample per step instead of the Monte-Carlo reward estimate.
+    #[arg(long)]
+    pub no_reward_sampling: bool,
+
+    /// Ablation: every role's advantage scaled by 1 (no posk / negk).
+    #[arg(long)]
+    pub no_role_scaling: bool,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let dataset = args.dataset.resolve()?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("runs/train-{}", dataset.name())));
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let config = resolve_config(&args, &out)?;
+    std::fs::write(out.join("config.toml"), config.to_toml())?;
+
+    let corpus = dataset.load_corpus()?;
+    let queries = dataset.queries()?;
+    let train_qrels = dataset.qrels("train")?;
+    let model_path = model_path(args.model.as_deref(), &config)?;
+    eprintln!("loading the policy from {}", model_path.display());
+    let policy = Policy::load(&model_path, &config, &Device::Cpu)?;
+    let prompts = match &args.prompts {
+        Some(path) => PromptSet::load(path)?,
+        None => PromptSet::default(),
+    };
+    let validator = if config.validation.every_steps > 0 {
+        let qrels = dataset.qrels(&config.validation.split)?;
+        Some(Validator::new(
+            corpus.clone(),
+            &queries,
+            &qrels,
+            &ValidationSlice {
+                queries: config.validation.queries,
+                documents_per_query: config.validation.documents_per_query,
+                seed: config.seed,
+            },
+            out.join("validation-index"),
+            config.rollout.max_new_tokens,
+            config.rollout.max_document_tokens,
+            config.rollout.parse_policy,
+            (config.augments_queries(), config.augments_documents()),
+        )?)
+    } else {
+        None
+    };
+    let mut trainer = Trainer::new(
+        config.clone(),
+        policy,
+        prompts,
+        TrainData { corpus, queries, train_qrels },
+    )?;
+    let stats = trainer.sampler().stats().clone();
+    eprintln!(
+        "{} training queries, never-positive pool {}, {} steps, {} trainable parameters",
+        stats.train_queries,
+        stats.never_positive_pool,
+        trainer.total_steps(),
+        trainer.policy().trainable.num_params()
+    );
+    let metrics_path = out.join("metrics.jsonl");
+    let validation_path = out.join("validation.jsonl");
+    if args.resume {
+        let step = trainer.resume(&out)?;
+        eprintln!("resuming at step {step}");
+        truncate_jsonl_from_step(&metrics_path, step)?;
+        truncate_jsonl_from_step(&validation_path, step)?;
+    } else {
+        for stale in [&metrics_path, &validation_path] {
+            if stale.exists() {
+                std::fs::remove_file(stale)?;
+            }
+        }
+    }
+    train_loop(&mut trainer, validator.as_ref(), &out)
+}
+
+fn train_loop(trainer: &mut Trainer, validator: Option<&Validator>, out: &Path) -> Result<()> {
+    let config = trainer.config().clone();
+    let bar = ProgressBar::new(trainer.total_steps()).with_position(trainer.step_index());
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] step {pos}/{len} ETA {eta} {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    let validate = |trainer: &Trainer, bar: &ProgressBar| -> Result<()> {
+        let Some(v) = validator else { return Ok(()) };
+        bar.set_message("validating…");
+        let m: ValidationMetrics = v.run(trainer.policy(), trainer.prompts(), trainer.step_index())?;
+        bar.println(format!(
+            "validation after {} steps: nDCG@10 {:.4} ({} queries, {} augmented documents, {:.0} s)",
+            m.step, m.ndcg_at_10, m.queries, m.augmented_documents, m.seconds
+        ));
+        append_jsonl(&out.join("validation.jsonl"), &m)
+    };
+    let every = config.validation.every_steps;
+    let mut validated_at = None;
+    while !trainer.is_done() {
+        if every > 0 && trainer.step_index() % every == 0 {
+            validate(trainer, &bar)?;
+            validated_at = Some(trainer.step_index());
+        }
+        let m = trainer.train_step()?;
+        append_jsonl(&out.join("metrics.jsonl"), &m)?;
+        bar.println(step_line(&m));
+        bar.set_message(format!("reward q {:.3}", m.reward_query));
+        bar.inc(1);
+        let step = trainer.step_index();
+        if step % config.schedule.checkpoint_every.max(1) == 0 || trainer.is_done() {
+            trainer.save_checkpoint(out)?;
+        }
+    }
+    if every > 0 && validated_at != Some(trainer.step_index()) {
+        validate(trainer, &bar)?;
+    }
+    bar.finish_with_message("done");
+    eprintln!(
+        "run directory: {} (plot it with `coaug plot {}`)",
+        out.display(),
+        out.display()
+    );
+    Ok(())
+}
+
+fn step_line(m: &StepMetrics) -> String {
+    format!(
+        "step {:>4}: reward q {:.3} d+ {:.3} d- {:.3} | nDCG q-vs-orig {:.3} | valid q {:.2} d {:.2} | len q {:.0} d {:.0} | clip {:.3} kl {:.4} H {:.2}{} | gen {:.1}s reward {:.2}s update {:.1}s",
+        m.step,
+        m.reward_query,
+        m.reward_positive_document,
+        m.reward_negative_document,
+        m.ndcg_query_rollouts,
+        m.format_valid_query,
+        m.format_valid_document,
+        m.response_tokens_query,
+        m.response_tokens_document,
+        m.clip_fraction,
+        m.kl,
+        m.entropy,
+        if m.skipped { " (skipped: all advantages 0)" } else { "" },
+        m.generation_s,
+        m.reward_s,
+        m.update_s,
+    )
+}
+
+/// Preset or file, then the command line's overrides; a resumed run keeps its saved config.
+fn resolve_config(args: &Args, out: &Path) -> Result<TrainConfig> {
+    let saved = out.join("config.toml");
+    let mut config = match (&args.config, args.resume && saved.exists()) {
+        (Some(path), _) => TrainConfig::from_toml_file(path)?,
+        (None, true) => TrainConfig::from_toml_file(&saved)?,
+        (None, false) => TrainConfig::preset(&args.preset)?,
+    };
+    if let Some(seed) = args.seed {
+        config.seed = seed;
+    }
+    if let Some(cap) = args.max_steps {
+        config.schedule.max_steps = Some(cap);
+    }
+    config.ablation.query_only |= args.query_only;
+    config.ablation.doc_only |= args.doc_only;
+    config.ablation.no_reward_sampling |= args.no_reward_sampling;
+    config.ablation.no_role_scaling |= args.no_role_scaling;
+    config.validate()?;
+    Ok(config)
+}
+
+/// `--model`, else the config's model when it is a path, else the default GGUF from the cache.
+pub fn model_path(flag: Option<&Path>, config: &TrainConfig) -> Result<PathBuf> {
+    if let Some(path) = flag {
+        return Ok(path.to_path_buf());
+    }
+    let named = Path::new(&config.model);
+    if named.exists() {
+        return Ok(named.to_path_buf());
+    }
+    if config.model.contains("SmolLM2-135M") {
+        return coaug_lm::fetch_default_model(&coaug_lm::cache_root());
+    }
+    bail!(
+        "model {:?} is neither a local path nor the default SmolLM2-135M; pass --model PATH (GGUF file or HF directory)",
+        config.model
+    )
+}
