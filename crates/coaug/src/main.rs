@@ -30,13 +30,13 @@ enum Command {
     Search(cmd::search::Args),
     /// Retrieve for a split's queries and score the run with BEIR's metrics.
     Eval(cmd::eval::Args),
-    /// Fetch the default policy LM or inspect a model file.
-    #[command(subcommand)]
-    Model(cmd::model::Command),
     /// Train the policy LM with bidirectional RL (composite sampling, reward sampling).
     Train(cmd::train::Args),
     /// Draw a training run's reward and validation nDCG curves as PNGs.
     Plot(cmd::plot::Args),
+    /// Fetch the default policy LM or inspect a model file.
+    #[command(subcommand)]
+    Model(cmd::model::Command),
     /// Measure coaug against its peers (bm25s, llama.cpp) in the same run.
     #[command(subcommand)]
     Bench(cmd::bench::Command),
@@ -51,9 +51,9 @@ fn main() -> std::process::ExitCode {
         Command::Augment(args) => cmd::augment::run(args),
         Command::Search(args) => cmd::search::run(args),
         Command::Eval(args) => cmd::eval::run(args),
-        Command::Model(command) => cmd::model::run(command),
         Command::Train(args) => cmd::train::run(args),
         Command::Plot(args) => cmd::plot::run(args),
+        Command::Model(command) => cmd::model::run(command),
         Command::Bench(command) => cmd::bench::run(command),
     };
     match result {

@@ -1,14 +1,19 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use coaug_eval::{evaluate, EvalOptions, Measure};
+use coaug_index::bench::time_search;
 use coaug_index::{Bm25Index, IndexConfig, IndexDoc};
 use serde_json::json;
 
 use super::peers::{field, PeerPython};
-use super::time_median;
+use super::{median, time_median};
 use crate::cmd::retrieval::hits_to_run;
+
+/// A few hundred queries take milliseconds: each timed sample loops over them this long.
+const QPS_MIN_TIME: Duration = Duration::from_millis(300);
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -59,9 +64,14 @@ pub fn run(args: Args) -> Result<()> {
         let (index_s, index) = time_median(args.repeats, || {
             Ok(Bm25Index::build(tmp.path(), &docs, &IndexConfig::default())?)
         })?;
-        let (one_s, _) = time_median(args.repeats, || Ok(index.search_batch_with_threads(&texts, 1000, 1)?))?;
-        let (all_s, hits) =
-            time_median(args.repeats, || Ok(index.search_batch_with_threads(&texts, 1000, threads)?))?;
+        let qps = |threads: usize| -> Result<f64> {
+            let samples = (0..args.repeats.max(1))
+                .map(|_| Ok(time_search(&index, &texts, 1000, threads, QPS_MIN_TIME)?.queries_per_sec()))
+                .collect::<Result<Vec<f64>>>()?;
+            Ok(median(samples))
+        };
+        let (qps_1t, qps_all) = (qps(1)?, qps(threads)?);
+        let hits = index.search_batch(&texts, 1000);
         let run = hits_to_run(&index, &split.queries, &hits);
         let metrics = evaluate(&split.qrels, &run, &[10, 100], &EvalOptions::default());
 
@@ -70,8 +80,8 @@ pub fn run(args: Args) -> Result<()> {
             "n_queries": texts.len(),
             "threads_all": threads,
             "coaug_index_docs_s": docs.len() as f64 / index_s,
-            "coaug_qps_1t": texts.len() as f64 / one_s,
-            "coaug_qps_all": texts.len() as f64 / all_s,
+            "coaug_qps_1t": qps_1t,
+            "coaug_qps_all": qps_all,
             "coaug_ndcg10": metrics.get(Measure::Ndcg, 10),
             "coaug_recall100": metrics.get(Measure::Recall, 100),
         });
