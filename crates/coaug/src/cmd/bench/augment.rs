@@ -13,7 +13,7 @@ use anyhow::Result;
 use coaug_augment::{AugmentItem, AugmentJob, AugmentStore, DecodeSettings, GenerationRequest, Generator, PromptSet, Retriever, Role};
 use serde_json::json;
 
-use super::peers::{field, PeerPython};
+use super::peers::{PeerArgs, field};
 use crate::cmd::augment::{GenerationArgs, ModelArgs};
 
 /// The peer script's system prompt, copied so both engines read the same tokens.
@@ -40,17 +40,8 @@ pub struct Args {
     #[arg(long)]
     pub no_defaults: bool,
 
-    /// Folder of the peer scripts (default: $COAUG_PEERS, else ../shared/peers).
-    #[arg(long, value_name = "DIR")]
-    pub peers_dir: Option<PathBuf>,
-
-    /// Venv for the peers, created on first use.
-    #[arg(long, value_name = "DIR", default_value = "/tmp/coaug-peers")]
-    pub venv: PathBuf,
-
-    /// Measure coaug alone.
-    #[arg(long)]
-    pub no_peers: bool,
+    #[command(flatten)]
+    pub peers: PeerArgs,
 
     /// End with one JSON line (`coaug_docs_s`, `coaug_gen_tok_s`, `llamacpp_docs_s`, …).
     #[arg(long)]
@@ -143,8 +134,8 @@ pub fn run(args: Args) -> Result<()> {
     // 3. llama.cpp on the same GGUF and prompts.
     let mut peer = json!(null);
     let mut llamacpp_docs_s = f64::NAN;
-    if !args.no_peers {
-        let python = PeerPython::setup(&crate::paths::peers_dir(args.peers_dir.clone()), &args.venv)?;
+    if !args.peers.no_peers {
+        let python = args.peers.setup()?;
         let gguf = model_path.display().to_string();
         let n = args.docs.to_string();
         eprintln!("running llama.cpp expand_batched {n} …");

@@ -8,7 +8,7 @@ use coaug_index::bench::time_search;
 use coaug_index::{Bm25Index, IndexConfig, IndexDoc};
 use serde_json::json;
 
-use super::peers::{field, PeerPython};
+use super::peers::{PeerArgs, field};
 use super::{median, time_median};
 use crate::cmd::retrieval::hits_to_run;
 
@@ -29,17 +29,8 @@ pub struct Args {
     #[arg(long, default_value_t = 5)]
     pub repeats: usize,
 
-    /// Folder of the peer scripts (default: $COAUG_PEERS, else ../shared/peers).
-    #[arg(long, value_name = "DIR")]
-    pub peers_dir: Option<PathBuf>,
-
-    /// Venv for the peers, created on first use.
-    #[arg(long, value_name = "DIR", default_value = "/tmp/coaug-peers")]
-    pub venv: PathBuf,
-
-    /// Measure coaug alone.
-    #[arg(long)]
-    pub no_peers: bool,
+    #[command(flatten)]
+    pub peers: PeerArgs,
 
     /// End with one JSON line keyed by dataset.
     #[arg(long)]
@@ -47,10 +38,10 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let peers = if args.no_peers {
+    let peers = if args.peers.no_peers {
         None
     } else {
-        Some(PeerPython::setup(&crate::paths::peers_dir(args.peers_dir.clone()), &args.venv)?)
+        Some(args.peers.setup()?)
     };
     let threads = rayon::current_num_threads();
     let mut report = BTreeMap::new();

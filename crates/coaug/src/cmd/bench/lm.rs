@@ -9,7 +9,7 @@ use coaug_lm::TrainableSet;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 
-use super::peers::{field, PeerPython};
+use super::peers::{PeerArgs, field};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -38,17 +38,8 @@ pub struct Args {
     #[arg(long)]
     pub skip_train: bool,
 
-    /// Folder of the peer scripts (default: $COAUG_PEERS, else ../shared/peers).
-    #[arg(long, value_name = "DIR")]
-    pub peers_dir: Option<PathBuf>,
-
-    /// Venv for the peers, created on first use.
-    #[arg(long, value_name = "DIR", default_value = "/tmp/coaug-peers")]
-    pub venv: PathBuf,
-
-    /// Measure coaug alone (no llama.cpp).
-    #[arg(long)]
-    pub no_peers: bool,
+    #[command(flatten)]
+    pub peers: PeerArgs,
 
     /// Threads for llama.cpp (coaug uses rayon's pool: RAYON_NUM_THREADS).
     #[arg(long, default_value_t = 2)]
@@ -84,7 +75,7 @@ pub fn run(args: Args) -> Result<()> {
         ..Default::default()
     };
     let peer_batch = args.batches.iter().copied().max().unwrap_or(32);
-    let peer_stages = if args.no_peers { 0 } else { 3 };
+    let peer_stages = if args.peers.no_peers { 0 } else { 3 };
     let bar = ProgressBar::new((bench_stages(&opts) + peer_stages) as u64);
     bar.set_style(
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} (eta {eta}) {msg}")
@@ -102,11 +93,11 @@ pub fn run(args: Args) -> Result<()> {
     })?;
     bar.inc(1);
 
-    let peers = if args.no_peers {
+    let peers = if args.peers.no_peers {
         None
     } else {
         bar.set_message("setting up the peers' venv");
-        let py = PeerPython::setup(&crate::paths::peers_dir(args.peers_dir.clone()), &args.venv)?;
+        let py = args.peers.setup()?;
         bar.inc(1);
         let gguf = model.to_string_lossy().to_string();
         let threads = args.peer_threads.to_string();

@@ -4,6 +4,28 @@ use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// The flags every benchmark with peers shares.
+#[derive(clap::Args, Debug)]
+pub struct PeerArgs {
+    /// Folder of the peer scripts (default: $COAUG_PEERS, else ../shared/peers).
+    #[arg(long, value_name = "DIR")]
+    pub peers_dir: Option<PathBuf>,
+
+    /// Venv for the peers, created on first use.
+    #[arg(long, value_name = "DIR", default_value = "/tmp/coaug-peers")]
+    pub venv: PathBuf,
+
+    /// Measure coaug alone, without its peers.
+    #[arg(long)]
+    pub no_peers: bool,
+}
+
+impl PeerArgs {
+    pub fn setup(&self) -> Result<PeerPython> {
+        PeerPython::setup(&crate::paths::peers_dir(self.peers_dir.clone()), &self.venv)
+    }
+}
+
 /// A Python interpreter with the peers installed (bm25s, pytrec_eval, llama-cpp-python).
 pub struct PeerPython {
     python: PathBuf,
