@@ -176,7 +176,9 @@ impl<'a> AugmentJob<'a> {
     }
 
     /// Each item's stored augmentation, in order; `None` where the item was skipped (empty, no
-    /// words) or has not been generated yet. `model` is the generator's fingerprint.
+    /// words) or has not been generated yet. `model` is the generator's fingerprint. The text is
+    /// re-parsed from the stored reply with this job's parse policy, so switching policies needs
+    /// no regeneration.
     pub fn lookup(
         &self,
         store: &AugmentStore,
@@ -186,10 +188,17 @@ impl<'a> AugmentJob<'a> {
         items
             .iter()
             .map(|item| match self.prepare(&item.text).input {
-                Ok(input) => store.get(&self.key(model, &input)),
+                Ok(input) => Ok(store.get(&self.key(model, &input))?.map(|row| self.reparsed(row))),
                 Err(_) => Ok(None),
             })
             .collect()
+    }
+
+    fn reparsed(&self, mut row: StoredAugmentation) -> StoredAugmentation {
+        let parsed = parse_answer_with(&row.raw_response, self.parse_policy);
+        row.text = parsed.text;
+        row.format_valid = parsed.format_valid;
+        row
     }
 
     /// Generates every augmentation of `items` the store lacks, `batch_size` at a time, each batch

@@ -35,6 +35,17 @@ impl LmGenerator {
         Ok(Self { model, tokenizer, fingerprint, source: path.display().to_string() })
     }
 
+    /// The base model in f32 with a training checkpoint's tensors loaded: the RL-trained policy.
+    /// Training updates f32 weights, so a GGUF base is dequantized, exactly as the trainer did.
+    pub fn load_with_checkpoint(path: &Path, checkpoint: &Path) -> anyhow::Result<Self> {
+        let (mut model, tokenizer) = coaug_lm::load_model(path, Precision::F32, &Device::Cpu)
+            .with_context(|| format!("cannot load the model {}", path.display()))?;
+        coaug_lm::load_checkpoint(&mut model, checkpoint)
+            .with_context(|| format!("cannot apply the checkpoint {} to {}", checkpoint.display(), path.display()))?;
+        let fingerprint = format!("{}:f32+{}", weights_fingerprint(path)?, weights_fingerprint(checkpoint)?);
+        Ok(Self { model, tokenizer, fingerprint, source: format!("{} + {}", path.display(), checkpoint.display()) })
+    }
+
     /// A tiny randomly initialised Llama with a byte-level tokenizer, for tests and dry runs of the
     /// whole pipeline: its replies are noise, but it runs the real generation code in milliseconds.
     pub fn tiny_random(seed: u64) -> anyhow::Result<Self> {

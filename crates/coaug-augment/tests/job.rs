@@ -217,3 +217,37 @@ fn export_writes_beir_jsonl_with_the_augmented_text() {
     assert_eq!(line["text"], "does, cause, cancer");
     assert!(!dir.path().join("queries.jsonl.partial").exists());
 }
+
+/// Answers in plain prose, never with tags, like a very small instruct model.
+struct Untagged;
+
+impl Generator for Untagged {
+    fn fingerprint(&self) -> String {
+        "untagged".into()
+    }
+
+    fn generate(&mut self, requests: &[GenerationRequest], _: &DecodeSettings) -> anyhow::Result<Vec<Generation>> {
+        Ok(requests.iter().map(|_| Generation { text: "soy isoflavones and breast cancer".into(), generated_tokens: 6 }).collect())
+    }
+}
+
+#[test]
+fn lookup_reparses_the_stored_reply_with_the_jobs_policy() {
+    let prompts = PromptSet::default();
+    let items = nfcorpus_slice(3);
+    let mut store = AugmentStore::open_in_memory().unwrap();
+    let strict = doc_job(&prompts, DecodeSettings::greedy(64), 8);
+    assert_eq!(strict.run(&mut store, &mut Untagged, &items).unwrap().format_invalid, 3);
+    for row in strict.lookup(&store, "untagged", &items).unwrap() {
+        assert_eq!(row.unwrap().text, "", "strict parsing drops an untagged reply");
+    }
+
+    let mut lenient = doc_job(&prompts, DecodeSettings::greedy(64), 8);
+    lenient.parse_policy = coaug_augment::ParsePolicy::Lenient;
+    assert_eq!(lenient.run(&mut store, &mut Untagged, &items).unwrap().generated, 0, "same key: nothing regenerated");
+    for row in lenient.lookup(&store, "untagged", &items).unwrap() {
+        let row = row.unwrap();
+        assert_eq!(row.text, "soy isoflavones and breast cancer");
+        assert!(!row.format_valid);
+    }
+}

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use coaug_augment::{augmented_text, AugmentItem, AugmentStore, Composition, Retriever, Role};
+use coaug_augment::{augmented_text, AugmentItem, AugmentStore, Composition, LmGenerator, Retriever, Role};
 use coaug_data::{Dataset, Document, Query};
 use coaug_eval::{comparison_table, evaluate, EvalOptions, Metrics, TableStyle};
 use coaug_index::{AugmentationPlacement, Bm25Index, FieldSetup, IndexConfig, IndexDoc};
@@ -97,6 +97,12 @@ pub struct EvalAugmentArgs {
     #[command(flatten)]
     pub model: ModelArgs,
 
+    /// A training checkpoint of `coaug train` (run-dir/checkpoints/step-N.safetensors) applied to
+    /// --model: with --table it adds a fifth column, "+both (RL-trained)" (`both_rl`); otherwise
+    /// the trained policy writes every augmentation.
+    #[arg(long, value_name = "CHECKPOINT")]
+    pub policy: Option<PathBuf>,
+
     #[command(flatten)]
     pub generation: GenerationArgs,
 }
@@ -125,42 +131,50 @@ pub fn run(ctx: EvalContext<'_>, args: &EvalAugmentArgs) -> Result<()> {
     let need_queries = modes.iter().any(|m| m.queries());
     let need_docs = modes.iter().any(|m| m.docs());
 
-    let mut generator = args.model.load()?;
     let prompts = args.generation.prompt_set()?;
     let mut store = AugmentStore::open(&args.generation.store_path())?;
-
     let query_limit = args.query_limit.unwrap_or(usize::MAX).min(split.queries.len());
     let doc_limit = args.doc_limit.unwrap_or(usize::MAX).min(split.corpus.len());
-    let mut query_aug: HashMap<String, String> = HashMap::new();
-    if need_queries {
-        let items = AugmentItem::from_queries(&split.queries[..query_limit]);
-        let (report, found) = augment(&mut generator, &mut store, &prompts, &args.generation, Role::Query, &items)?;
-        print_report("queries", &report);
-        query_aug = collect(&items, found);
+    let queries = &split.queries[..query_limit];
+    let docs = &split.corpus[..doc_limit];
+
+    let policy_replaces_base = args.policy.is_some() && !args.table;
+    let mut base = Augmentations::default();
+    if need_queries || need_docs {
+        let mut generator = match (&args.policy, policy_replaces_base) {
+            (Some(ckpt), true) => LmGenerator::load_with_checkpoint(&args.model.path()?, ckpt)?,
+            _ => args.model.load()?,
+        };
+        base = Augmentations::generate(&mut generator, &mut store, &prompts, &args.generation, queries, docs, need_queries, need_docs)?;
     }
-    let mut doc_aug: HashMap<String, String> = HashMap::new();
-    if need_docs {
-        let items = AugmentItem::from_documents(&split.corpus[..doc_limit]);
-        let (report, found) = augment(&mut generator, &mut store, &prompts, &args.generation, Role::Document, &items)?;
-        print_report("documents", &report);
-        doc_aug = collect(&items, found);
+    let mut trained = None;
+    if let (Some(ckpt), true) = (&args.policy, args.table) {
+        eprintln!("augmenting with the RL-trained policy {}", ckpt.display());
+        let mut generator = LmGenerator::load_with_checkpoint(&args.model.path()?, ckpt)?;
+        trained = Some(Augmentations::generate(&mut generator, &mut store, &prompts, &args.generation, queries, docs, true, true)?);
     }
 
     let opts = EvalOptions { ignore_identical_ids: ctx.ignore_identical_ids, ..EvalOptions::default() };
-    let mut results: Vec<(AugmentMode, Metrics, coaug_eval::Run)> = Vec::new();
-    for mode in modes {
-        let index = if mode.docs() {
-            augmented_index(ctx.dataset, &split.corpus, &doc_aug, args.placement)?
+    let mut columns: Vec<(Column, &Augmentations)> = modes.iter().map(|m| (Column::Mode(*m), &base)).collect();
+    if let Some(trained) = &trained {
+        columns.push((Column::BothRl, trained));
+    }
+    let mut results: Vec<(Column, Metrics, coaug_eval::Run)> = Vec::new();
+    for (column, augs) in columns {
+        let (aug_queries, aug_docs) = column.sides();
+        let index = if aug_docs {
+            let tag = if matches!(column, Column::BothRl) { "rl" } else { "base" };
+            augmented_index(ctx.dataset, &split.corpus, &augs.docs, args.placement, tag)?
         } else {
             let dir = ctx.index_dir.map(Path::to_path_buf).unwrap_or_else(|| default_index_dir(ctx.dataset));
             open_or_build_index(&dir, &split.corpus, &IndexConfig::default())?
         };
-        let texts = query_texts(&split.queries, if mode.queries() { Some(&query_aug) } else { None });
+        let texts = query_texts(&split.queries, if aug_queries { Some(&augs.queries) } else { None });
         let hits = index.search_batch(&texts, ctx.top_k);
         let run = hits_to_run(&index, &split.queries, &hits);
         let metrics = evaluate(&split.qrels, &run, &KS, &opts);
-        eprintln!("{}: nDCG@10 {:.4}", mode.column(), metrics.mean.get("NDCG@10").copied().unwrap_or(f64::NAN));
-        results.push((mode, metrics, run));
+        eprintln!("{}: nDCG@10 {:.4}", column.label(), metrics.mean.get("NDCG@10").copied().unwrap_or(f64::NAN));
+        results.push((column, metrics, run));
     }
 
     let header = format!(
@@ -176,7 +190,11 @@ pub fn run(ctx: EvalContext<'_>, args: &EvalAugmentArgs) -> Result<()> {
         split.corpus.len(),
         args.placement,
     );
-    let systems: Vec<(&str, &Metrics)> = results.iter().map(|(m, metrics, _)| (m.column(), metrics)).collect();
+    let header = match &args.policy {
+        Some(ckpt) => format!("{header}; RL-trained policy {}", ckpt.display()),
+        None => header,
+    };
+    let systems: Vec<(&str, &Metrics)> = results.iter().map(|(c, metrics, _)| (c.label(), metrics)).collect();
     println!("{header}");
     println!("{}", comparison_table(&systems, &TABLE_KEYS, TableStyle::Plain));
 
@@ -185,7 +203,7 @@ pub fn run(ctx: EvalContext<'_>, args: &EvalAugmentArgs) -> Result<()> {
         if args.table {
             let json: serde_json::Map<String, serde_json::Value> = results
                 .iter()
-                .map(|(m, metrics, _)| (m.key().to_string(), serde_json::to_value(&metrics.mean).expect("numbers")))
+                .map(|(c, metrics, _)| (c.key().to_string(), serde_json::to_value(&metrics.mean).expect("numbers")))
                 .collect();
             super::eval::write_json(&out.join("table.json"), &json)?;
             let md = format!("{header}\n\n{}\n", comparison_table(&systems, &TABLE_KEYS, TableStyle::Markdown));
@@ -200,6 +218,73 @@ pub fn run(ctx: EvalContext<'_>, args: &EvalAugmentArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A column of the table: one of the four settings, or both sides augmented by the trained policy.
+#[derive(Debug, Clone, Copy)]
+enum Column {
+    Mode(AugmentMode),
+    BothRl,
+}
+
+impl Column {
+    /// (queries augmented, documents augmented).
+    fn sides(self) -> (bool, bool) {
+        match self {
+            Column::Mode(m) => (m.queries(), m.docs()),
+            Column::BothRl => (true, true),
+        }
+    }
+
+    fn key(self) -> &'static str {
+        match self {
+            Column::Mode(m) => m.key(),
+            Column::BothRl => "both_rl",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Column::Mode(m) => m.column(),
+            Column::BothRl => "+both (RL-trained)",
+        }
+    }
+}
+
+/// One model's augmentations of the evaluated queries and documents, by id (non-empty only).
+#[derive(Default)]
+struct Augmentations {
+    queries: HashMap<String, String>,
+    docs: HashMap<String, String>,
+}
+
+impl Augmentations {
+    #[allow(clippy::too_many_arguments)]
+    fn generate(
+        generator: &mut LmGenerator,
+        store: &mut AugmentStore,
+        prompts: &coaug_augment::PromptSet,
+        settings: &GenerationArgs,
+        queries: &[Query],
+        docs: &[Document],
+        need_queries: bool,
+        need_docs: bool,
+    ) -> Result<Self> {
+        let mut out = Self::default();
+        if need_queries {
+            let items = AugmentItem::from_queries(queries);
+            let (report, found) = augment(generator, store, prompts, settings, Role::Query, &items)?;
+            print_report("queries", &report);
+            out.queries = collect(&items, found);
+        }
+        if need_docs {
+            let items = AugmentItem::from_documents(docs);
+            let (report, found) = augment(generator, store, prompts, settings, Role::Document, &items)?;
+            print_report("documents", &report);
+            out.docs = collect(&items, found);
+        }
+        Ok(out)
+    }
 }
 
 /// Item id -> non-empty augmentation.
@@ -229,6 +314,7 @@ fn augmented_index(
     corpus: &[Document],
     augmentations: &HashMap<String, String>,
     placement: Placement,
+    tag: &str,
 ) -> Result<Bm25Index> {
     let docs: Vec<IndexDoc> = corpus
         .iter()
@@ -240,6 +326,6 @@ fn augmented_index(
     };
     let config = IndexConfig { fields: FieldSetup { augmentation }, ..IndexConfig::default() };
     let dir: PathBuf =
-        crate::paths::cache_root().join("indexes").join(format!("{}-augmented-{placement:?}", dataset.name()).to_lowercase());
+        crate::paths::cache_root().join("indexes").join(format!("{}-augmented-{tag}-{placement:?}", dataset.name()).to_lowercase());
     Bm25Index::open_or_build(&dir, &docs, &config).with_context(|| format!("building the augmented index in {}", dir.display()))
 }
