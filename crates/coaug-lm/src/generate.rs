@@ -58,9 +58,65 @@ pub fn generate_timed(
     req: &GenerationRequest,
     params: &SamplingParams,
 ) -> Result<(Vec<Sample>, GenerationTiming)> {
+    let (samples, timing, _) = generate_inner(model, req, params, None)?;
+    Ok((samples, timing))
+}
+
+/// [`generate`], also keeping each sample's hidden states entering block `layer`: a
+/// `(prefix + prompt + tokens - 1, hidden)` tensor per sample, every position whose output the
+/// teacher-forced scoring of the sample needs. A trainer that updates only blocks `layer..`
+/// resumes from these instead of running the frozen trunk again.
+pub fn generate_with_trunk(
+    model: &CausalLm,
+    req: &GenerationRequest,
+    params: &SamplingParams,
+    layer: usize,
+) -> Result<(Vec<Sample>, Vec<Tensor>)> {
+    if layer > model.num_layers() {
+        bail!("layer {layer} is past the model's {} blocks", model.num_layers());
+    }
+    let (samples, _, trunks) = generate_inner(model, req, params, Some(layer))?;
+    Ok((samples, trunks.expect("captured when a layer is given")))
+}
+
+/// Hidden states entering the capture layer, gathered as generation runs.
+struct TrunkCapture {
+    layer: usize,
+    hidden: usize,
+    prefix: Vec<f32>,
+    prompts: Vec<Vec<f32>>,
+    /// Per sample row: one hidden row per fed generated token.
+    generated: Vec<Vec<f32>>,
+}
+
+/// Final-normed hidden states, and the states entering `capture` when asked for.
+fn forward_capturing(
+    model: &CausalLm,
+    ids: &Tensor,
+    attn: &AttentionInput,
+    cache: &mut KvCache,
+    capture: Option<usize>,
+) -> Result<(Tensor, Option<Tensor>)> {
+    match capture {
+        None => Ok((model.forward_hidden(ids, attn, Some(cache), false)?, None)),
+        Some(layer) => {
+            let h = model.embed(ids, false)?;
+            let trunk = model.forward_layers(&h, 0..layer, attn, Some(cache), false)?;
+            let top = model.forward_layers(&trunk, layer..model.num_layers(), attn, Some(cache), false)?;
+            Ok((model.final_norm(&top, false)?, Some(trunk)))
+        }
+    }
+}
+
+fn generate_inner(
+    model: &CausalLm,
+    req: &GenerationRequest,
+    params: &SamplingParams,
+    capture: Option<usize>,
+) -> Result<(Vec<Sample>, GenerationTiming, Option<Vec<Tensor>>)> {
     let started = std::time::Instant::now();
     if req.prompts.is_empty() || params.n == 0 {
-        return Ok((Vec::new(), GenerationTiming::default()));
+        return Ok((Vec::new(), GenerationTiming::default(), capture.map(|_| Vec::new())));
     }
     if req.prefix.is_empty() && req.prompts.iter().any(|p| p.is_empty()) {
         bail!("a prompt is empty and there is no shared prefix to continue");
@@ -74,7 +130,9 @@ pub fn generate_timed(
         bail!("prompt + generation ({capacity} tokens) exceeds the model's {} positions", model.config().max_position_embeddings);
     }
 
-    let prefix_cache = if plen > 0 { Some(prefill_prefix(model, req.prefix, &device)?) } else { None };
+    let hidden = model.config().hidden_size;
+    let mut trunks = capture.map(|layer| TrunkCapture { layer, hidden, prefix: Vec::new(), prompts: Vec::new(), generated: Vec::new() });
+    let prefix_cache = if plen > 0 { Some(prefill_prefix(model, req.prefix, &device, trunks.as_mut())?) } else { None };
 
     // Prefill distinct prompts in row chunks, then stitch the caches together.
     let mut caches = Vec::new();
@@ -97,9 +155,18 @@ pub fn generate_timed(
         let logits = if slen > 0 {
             let ids = Tensor::from_vec(ids, (rows, slen), &device)?;
             let attn = AttentionInput::from_valid(&valid, slen, &device)?;
-            let h = model.forward_hidden(&ids, &attn, Some(&mut cache), false)?;
+            let (h, trunk) = forward_capturing(model, &ids, &attn, &mut cache, trunks.as_ref().map(|c| c.layer))?;
+            if let (Some(c), Some(trunk)) = (trunks.as_mut(), trunk) {
+                for (row, p) in chunk.iter().enumerate() {
+                    let own = trunk.i((row, slen - p.len()..slen, ..))?;
+                    c.prompts.push(own.flatten_all()?.to_vec1::<f32>()?);
+                }
+            }
             model.logits(&h.i((.., slen - 1, ..))?.contiguous()?, false)?
         } else {
+            if let Some(c) = trunks.as_mut() {
+                c.prompts.extend(chunk.iter().map(|_| Vec::new()));
+            }
             let p = prefix_cache.as_ref().expect("checked above");
             p.last_logits.broadcast_as((rows, vocab))?.contiguous()?
         };
@@ -142,6 +209,9 @@ pub fn generate_timed(
     // `active[i]` is the index into `rows` of cache row i; `logits[i]` belongs to it.
     let mut active: Vec<usize> = (0..total).collect();
     let mut logits: Vec<Vec<f32>> = (0..total).map(|r| first_logits[r / n].clone()).collect();
+    if let Some(c) = trunks.as_mut() {
+        c.generated = vec![Vec::new(); total];
+    }
     let t_lp = params.logprob_temperature();
     loop {
         pick_tokens(&mut rows, &active, &logits, params, t_lp, req.stop_ids, vocab);
@@ -167,12 +237,34 @@ pub fn generate_timed(
         }
         let ids = Tensor::from_vec(ids, (active.len(), 1), &device)?;
         let attn = AttentionInput::from_valid(&valid, 1, &device)?;
-        let h = model.forward_hidden(&ids, &attn, Some(&mut cache), false)?;
+        let (h, trunk) = forward_capturing(model, &ids, &attn, &mut cache, trunks.as_ref().map(|c| c.layer))?;
+        if let (Some(c), Some(trunk)) = (trunks.as_mut(), trunk) {
+            let trunk = trunk.squeeze(1)?.to_vec2::<f32>()?;
+            for (i, &ri) in active.iter().enumerate() {
+                // A finished row's dummy step feeds nothing of the sample.
+                if !rows[ri].done {
+                    c.generated[ri].extend_from_slice(&trunk[i]);
+                }
+            }
+        }
         logits = model.logits(&h.squeeze(1)?, false)?.to_vec2::<f32>()?;
     }
     let total_s = started.elapsed().as_secs_f64();
     let timing = GenerationTiming { prefill_s, decode_s: total_s - prefill_s };
-    Ok((rows.into_iter().map(|r| r.sample).collect(), timing))
+    let trunks = match trunks {
+        None => None,
+        Some(c) => Some(
+            rows.iter()
+                .enumerate()
+                .map(|(ri, row)| {
+                    let data = [c.prefix.as_slice(), &c.prompts[row.sample.prompt_index], &c.generated[ri]].concat();
+                    let len = data.len() / c.hidden;
+                    Tensor::from_vec(data, (len, c.hidden), &device)
+                })
+                .collect::<candle_core::Result<Vec<_>>>()?,
+        ),
+    };
+    Ok((rows.into_iter().map(|r| r.sample).collect(), timing, trunks))
 }
 
 /// Draws one token for every unfinished active row (rows in parallel: penalties and
@@ -236,12 +328,15 @@ impl std::ops::Deref for PrefixCache {
     }
 }
 
-fn prefill_prefix(model: &CausalLm, prefix: &[u32], device: &Device) -> Result<PrefixCache> {
+fn prefill_prefix(model: &CausalLm, prefix: &[u32], device: &Device, capture: Option<&mut TrunkCapture>) -> Result<PrefixCache> {
     let t = prefix.len();
     let mut cache = KvCache::new(model.config(), 1, t, device)?;
     let ids = Tensor::from_vec(prefix.to_vec(), (1, t), device)?;
     let attn = AttentionInput::causal(1, t, device)?;
-    let h = model.forward_hidden(&ids, &attn, Some(&mut cache), false)?;
+    let (h, trunk) = forward_capturing(model, &ids, &attn, &mut cache, capture.as_ref().map(|c| c.layer))?;
+    if let (Some(c), Some(trunk)) = (capture, trunk) {
+        c.prefix = trunk.flatten_all()?.to_vec1::<f32>()?;
+    }
     let last_logits = model.logits(&h.i((.., t - 1, ..))?.contiguous()?, false)?;
     Ok(PrefixCache { cache, last_logits })
 }

@@ -20,7 +20,7 @@ pub use model::{AttentionInput, CausalLm};
 pub use tokenizer::{render_chatml, LmTokenizer, Role};
 pub mod generate;
 pub mod sampler;
-pub use generate::{generate, generate_timed, GenerationRequest, GenerationTiming, Sample};
+pub use generate::{generate, generate_timed, generate_with_trunk, GenerationRequest, GenerationTiming, Sample};
 pub use sampler::SamplingParams;
 pub mod scoring;
 pub use scoring::{score, score_layout, ScoreLayout, TokenScores};

@@ -351,3 +351,28 @@ fn hidden_states_resume_from_any_layer() {
         let _ = D::Minus1;
     }
 }
+
+#[test]
+fn trunk_captured_during_generation_equals_a_fresh_trunk_pass() {
+    for arch in archs() {
+        let m = tiny(arch, 9);
+        let layer = m.num_layers() - 1;
+        let prefix = [1u32, 2, 3];
+        let ps = prompts();
+        let params = SamplingParams { temperature: 1.1, max_new_tokens: 9, n: 2, seed: 4, ..Default::default() };
+        let req = GenerationRequest { prefix: &prefix, prompts: &ps, stop_ids: &[0], pad_id: 0 };
+        let plain = generate(&m, &req, &params).unwrap();
+        let (samples, trunks) = generate_with_trunk(&m, &req, &params, layer).unwrap();
+        assert_eq!(plain, samples, "capturing must not change what is sampled");
+        for (s, trunk) in samples.iter().zip(&trunks) {
+            let fed: Vec<u32> = [&prefix[..], &ps[s.prompt_index][..], &s.tokens[..s.tokens.len() - 1]].concat();
+            let t = fed.len();
+            let ids = Tensor::from_vec(fed, (1, t), &Device::Cpu).unwrap();
+            let attn = AttentionInput::causal(1, t, &Device::Cpu).unwrap();
+            let fresh = m.hidden_at_layer(&ids, &attn, layer).unwrap().squeeze(0).unwrap();
+            assert_eq!(trunk.dims(), fresh.dims(), "{arch:?}");
+            let d = max_abs_diff(trunk, &fresh);
+            assert!(d < 1e-4, "{arch:?}: {d}");
+        }
+    }
+}

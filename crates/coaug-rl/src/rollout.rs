@@ -12,7 +12,8 @@ use coaug_augment::{
     augmented_text, parse_answer_with, Composition, ParsePolicy, PromptSet, Retriever, Role,
     TokenBudget,
 };
-use coaug_lm::{generate, render_chatml, GenerationRequest, LmTokenizer, SamplingParams};
+use candle_core::Tensor;
+use coaug_lm::{generate, generate_with_trunk, render_chatml, GenerationRequest, LmTokenizer, SamplingParams};
 
 use crate::layout::RolloutLayout;
 use crate::policy::Policy;
@@ -30,6 +31,9 @@ pub struct Rollout {
     pub format_valid: bool,
     /// The text the retriever matches: original plus augmentation.
     pub retrieval_text: String,
+    /// Hidden states entering the first trainable block at every position the update scores
+    /// from (prompt + tokens - 1), kept from generation so the update skips the frozen trunk.
+    pub trunk: Option<Tensor>,
 }
 
 impl Rollout {
@@ -46,6 +50,7 @@ impl Rollout {
             augmentation: String::new(),
             format_valid: false,
             retrieval_text: text,
+            trunk: None,
         }
     }
 }
@@ -57,6 +62,8 @@ pub struct RoleSampling {
     pub parse_policy: ParsePolicy,
     /// Token budget of a document's text inside its prompt.
     pub max_input_tokens: Option<usize>,
+    /// Keep each rollout's hidden states entering this block (the first trainable one).
+    pub keep_trunk_at: Option<usize>,
 }
 
 /// Every rollout of a step in the layout's order: query rows, then document columns.
@@ -98,14 +105,25 @@ pub fn sample_role(
         stop_ids: tok.stop_ids(),
         pad_id: tok.pad_id(),
     };
-    let samples = generate(&policy.model, &request, &sampling.params)?;
+    let (samples, trunks) = match sampling.keep_trunk_at {
+        Some(layer) => {
+            let (samples, trunks) = generate_with_trunk(&policy.model, &request, &sampling.params, layer)?;
+            (samples, trunks.into_iter().map(Some).collect())
+        }
+        None => {
+            let samples = generate(&policy.model, &request, &sampling.params)?;
+            let none = vec![None; samples.len()];
+            (samples, none)
+        }
+    };
     let full_prompts: Vec<Arc<[u32]>> = user_turns
         .iter()
         .map(|turn| Arc::from([prefix.as_slice(), turn.as_slice()].concat()))
         .collect();
     samples
         .into_iter()
-        .map(|sample| {
+        .zip(trunks)
+        .map(|(sample, trunk)| {
             let i = sample.prompt_index;
             let reply = tok.decode(&sample.tokens)?;
             let parsed = parse_answer_with(&reply, sampling.parse_policy);
@@ -123,6 +141,7 @@ pub fn sample_role(
                 augmentation: parsed.text,
                 format_valid: parsed.format_valid,
                 retrieval_text,
+                trunk,
             })
         })
         .collect()

@@ -209,15 +209,19 @@ impl Trainer {
             n: r.samples_per_prompt,
             seed,
         };
+        // Only blocks from the first trainable one run again in the update.
+        let keep_trunk_at = Some(self.policy.first_trainable_layer).filter(|&l| l > 0);
         let query_sampling = RoleSampling {
             params: params(seeds.random()),
             parse_policy: r.parse_policy,
             max_input_tokens: None,
+            keep_trunk_at,
         };
         let doc_sampling = RoleSampling {
             params: params(seeds.random()),
             parse_policy: r.parse_policy,
             max_input_tokens: Some(r.max_document_tokens),
+            keep_trunk_at,
         };
         let query_texts: Vec<String> = batch
             .queries
@@ -317,6 +321,7 @@ impl Trainer {
                 tokens: &r.tokens,
                 old_logprobs: &r.old_logprobs,
                 advantage: a as f32,
+                trunk: r.trunk.as_ref(),
             })
             .collect();
         let o = &self.config.optimizer;

@@ -29,6 +29,9 @@ pub struct UpdateItem<'a> {
     pub tokens: &'a [u32],
     pub old_logprobs: &'a [f32],
     pub advantage: f32,
+    /// Hidden states entering the policy's first trainable block, kept from generation
+    /// (`(prompt + tokens - 1, hidden)`); without them the update recomputes the frozen trunk.
+    pub trunk: Option<&'a Tensor>,
 }
 
 /// How the epoch is cut up.
@@ -225,10 +228,12 @@ pub fn micro_batch_scores(
     let model = &policy.model;
     let layout = ScoreLayout::new(model, &prompts, &completions, policy.tokenizer.pad_id())?;
     let first = policy.first_trainable_layer;
-    let trunk = if first > 0 {
-        Some(model.hidden_at_layer(&layout.ids, &layout.attn, first)?)
-    } else {
+    let trunk = if first == 0 {
         None
+    } else if let Some(kept) = kept_trunk(micro, &layout)? {
+        Some(kept)
+    } else {
+        Some(model.hidden_at_layer(&layout.ids, &layout.attn, first)?)
     };
     let trunk_ref = trunk.as_ref().map(|h| (h, first));
     let scores = score_layout(model, &layout, trunk_ref, temperature, true)?;
@@ -240,6 +245,35 @@ pub fn micro_batch_scores(
         _ => None,
     };
     Ok((scores, reference))
+}
+
+/// The kept generation-time trunks laid out like `layout` (prompts left-padded, completions
+/// right-padded), or `None` when an item has none. Padding rows are zero: masked as keys, and
+/// no scored position reads them. The last completion token feeds no scored position, so its
+/// row (never computed during generation) is zero as well.
+fn kept_trunk(micro: &[&UpdateItem<'_>], layout: &ScoreLayout) -> Result<Option<Tensor>> {
+    let Some(trunks) = micro.iter().map(|it| it.trunk).collect::<Option<Vec<&Tensor>>>() else {
+        return Ok(None);
+    };
+    let s = micro.iter().map(|it| it.prompt.len()).max().unwrap_or(0);
+    let mut rows = Vec::with_capacity(micro.len());
+    for (it, trunk) in micro.iter().zip(trunks) {
+        let (len, hidden) = trunk.dims2()?;
+        let fed = it.prompt.len() + it.tokens.len().saturating_sub(1);
+        anyhow::ensure!(len == fed, "kept trunk has {len} positions, the rollout feeds {fed}");
+        let lpad = s - it.prompt.len();
+        let rpad = layout.width - lpad - len;
+        let mut parts = Vec::with_capacity(3);
+        if lpad > 0 {
+            parts.push(Tensor::zeros((lpad, hidden), trunk.dtype(), trunk.device())?);
+        }
+        parts.push(trunk.clone());
+        if rpad > 0 {
+            parts.push(Tensor::zeros((rpad, hidden), trunk.dtype(), trunk.device())?);
+        }
+        rows.push(Tensor::cat(&parts, 0)?);
+    }
+    Ok(Some(Tensor::stack(&rows, 0)?))
 }
 
 fn micro_batch_loss(

@@ -118,6 +118,7 @@ impl Validator {
             },
             parse_policy: self.parse_policy,
             max_input_tokens,
+            keep_trunk_at: None,
         };
         let query_texts: Vec<String> = self.queries.iter().map(|q| q.text.clone()).collect();
         let q_sampling = greedy(None);

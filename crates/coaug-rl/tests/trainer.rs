@@ -147,7 +147,7 @@ fn a_positive_advantage_raises_its_tokens_log_prob_and_a_negative_one_lowers_it(
             };
             let before = logp(&policy);
             let mut opt = coaug_lm::AdamW::new(&policy.trainable, adamw_config(&cfg)).unwrap();
-            let item = UpdateItem { prompt: &prompt, tokens: &tokens, old_logprobs: &before, advantage: sign };
+            let item = UpdateItem { prompt: &prompt, tokens: &tokens, old_logprobs: &before, advantage: sign, trunk: None };
             let shape = UpdateShape { mini_batches: 1, micro_batch_size: 4, temperature: 1.2 };
             let report = policy_update(&policy, &mut opt, &[item], &shape, &cfg.loss).unwrap();
             assert_eq!(report.optimizer_steps, 1);
@@ -204,4 +204,46 @@ fn mean_reward_rises_when_one_keyword_links_queries_to_their_documents() {
     eprintln!("query reward by step: {rewards:.3?}");
     // Seed 11 goes from ~0.57 (first 5 steps) to ~0.72 (last 10).
     assert!(end > start + 0.1, "mean query reward went from {start:.3} to {end:.3}");
+}
+
+#[test]
+fn trunks_kept_from_generation_score_like_a_fresh_trunk_pass() {
+    let cfg = config(BlockSelection::Top(1), 0.01);
+    let policy = Policy::new(tiny_model(8), tokenizer(), &cfg).unwrap();
+    assert!(policy.first_trainable_layer > 0);
+    let prefix = [1u32, 3, 8, 9, 0, 1, 4];
+    let turns = vec![vec![7u32, 0, 1, 5], vec![10u32, 11, 12, 13, 14, 0, 1, 5]];
+    let req = coaug_lm::GenerationRequest { prefix: &prefix, prompts: &turns, stop_ids: &[0], pad_id: 0 };
+    let params = coaug_lm::SamplingParams { temperature: 1.2, max_new_tokens: 7, n: 3, seed: 2, ..Default::default() };
+    let (samples, trunks) = coaug_lm::generate_with_trunk(&policy.model, &req, &params, policy.first_trainable_layer).unwrap();
+    let full: Vec<Vec<u32>> = samples.iter().map(|s| [&prefix[..], &turns[s.prompt_index][..]].concat()).collect();
+    let items = |keep: bool| -> Vec<UpdateItem<'_>> {
+        samples
+            .iter()
+            .zip(&full)
+            .zip(&trunks)
+            .map(|((s, p), t)| UpdateItem {
+                prompt: p,
+                tokens: &s.tokens,
+                old_logprobs: &s.logprobs,
+                advantage: 1.0,
+                trunk: keep.then_some(t),
+            })
+            .collect()
+    };
+    let (kept, fresh) = (items(true), items(false));
+    let kept_refs: Vec<&UpdateItem<'_>> = kept.iter().collect();
+    let fresh_refs: Vec<&UpdateItem<'_>> = fresh.iter().collect();
+    let (a, ref_a) = coaug_rl::update::micro_batch_scores(&policy, &kept_refs, 1.2, true).unwrap();
+    let (b, ref_b) = coaug_rl::update::micro_batch_scores(&policy, &fresh_refs, 1.2, true).unwrap();
+    let (a, b) = (a.logprobs.to_vec1::<f32>().unwrap(), b.logprobs.to_vec1::<f32>().unwrap());
+    assert_eq!(a.len(), samples.iter().map(|s| s.tokens.len()).sum::<usize>());
+    for (x, y) in a.iter().zip(&b).chain(ref_a.unwrap().iter().zip(&ref_b.unwrap())) {
+        assert!((x - y).abs() < 1e-4, "kept {x} vs fresh {y}");
+    }
+    // And both equal the sampler's own log-probs.
+    let old: Vec<f32> = samples.iter().flat_map(|s| s.logprobs.iter().copied()).collect();
+    for (x, y) in a.iter().zip(&old) {
+        assert!((x - y).abs() < 1e-4, "scored {x} vs sampled {y}");
+    }
 }
