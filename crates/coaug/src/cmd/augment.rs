@@ -73,10 +73,28 @@ pub struct GenerationArgs {
     #[arg(long, value_name = "FILE")]
     pub prompts: Option<PathBuf>,
 
-    /// Keep the text of a reply whose `<answer>` block is unclosed or missing (the method's
-    /// strict rule, the default, leaves such a reply without augmentation).
-    #[arg(long)]
-    pub lenient_parse: bool,
+    /// How a reply without a well-formed `<answer>` block is read. `lenient` (default) keeps an
+    /// unclosed answer, or the reply outside `<think>` when there is no answer tag: the default
+    /// 135M model almost never writes the tags. `strict` is method.md's rule: no augmentation.
+    /// Stored replies are re-read on every run, so switching needs no regeneration.
+    #[arg(long, value_enum, default_value = "lenient")]
+    pub parse: ParseArg,
+}
+
+/// `--parse`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParseArg {
+    Strict,
+    Lenient,
+}
+
+impl ParseArg {
+    pub fn policy(self) -> coaug_augment::ParsePolicy {
+        match self {
+            ParseArg::Strict => coaug_augment::ParsePolicy::Strict,
+            ParseArg::Lenient => coaug_augment::ParsePolicy::Lenient,
+        }
+    }
 }
 
 impl GenerationArgs {
@@ -98,11 +116,12 @@ impl GenerationArgs {
     /// One line describing everything that shapes the augmentations, for table headers.
     pub fn describe(&self, model: &str) -> String {
         format!(
-            "model {model}; greedy, repetition penalty {}, ≤{} new tokens, input ≤{} tokens, batch {}{}",
+            "model {model}; greedy, repetition penalty {}, ≤{} new tokens, input ≤{} tokens, batch {}, {:?} parsing{}",
             self.repetition_penalty,
             self.max_new_tokens,
             self.max_input_tokens,
             self.batch_size,
+            self.parse,
             self.prompts.as_ref().map(|p| format!(", prompts {}", p.display())).unwrap_or_default()
         )
     }
@@ -124,9 +143,7 @@ pub fn augment(
     job.max_input_tokens = settings.max_input_tokens;
     job.batch_size = settings.batch_size;
     job.show_progress = true;
-    if settings.lenient_parse {
-        job.parse_policy = coaug_augment::ParsePolicy::Lenient;
-    }
+    job.parse_policy = settings.parse.policy();
     let report = job.run(store, generator, items)?;
     let found = job.lookup(store, &generator.fingerprint(), items)?;
     Ok((report, found))
