@@ -3,9 +3,10 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use coaug_data::Document;
 
+use crate::embeddings::Embeddings;
 use crate::encoder::SentenceEncoder;
 use crate::exact::{exact_top_k, Scored};
 use crate::store::{fingerprint, read_manifest, write_store, MappedEmbeddings, StoredPrecision};
@@ -48,6 +49,28 @@ pub fn open_or_encode(
     write_store(dir, ids, &embeddings, precision, encoder.name(), &fp)
         .with_context(|| format!("writing vectors to {}", dir.display()))?;
     Ok((MappedEmbeddings::open(dir)?, true))
+}
+
+/// Document vectors after some documents' texts changed (e.g. an LM augmentation): `base`
+/// (the stored corpus, copied into memory) with only the `changed` rows — `(row, new text)` —
+/// re-encoded and written over. Encoding is the expensive part, and augmentations usually
+/// cover a fraction of the corpus (quick mode: the first N documents), so re-encoding the
+/// whole corpus per setting would waste most of the time. Rows are independent of their
+/// batch (length-bucketed batching pads without changing any vector), so the result equals
+/// a full re-encode of the changed corpus up to float rounding.
+pub fn patch_documents(encoder: &SentenceEncoder, mut base: Embeddings, changed: &[(usize, &str)]) -> Result<Embeddings> {
+    if base.dim() != encoder.dim() {
+        bail!("stored vectors have dim {}, the encoder {} gives {}", base.dim(), encoder.name(), encoder.dim());
+    }
+    if let Some(&(row, _)) = changed.iter().find(|(row, _)| *row >= base.len()) {
+        bail!("row {row} is out of the {} stored vectors", base.len());
+    }
+    let texts: Vec<&str> = changed.iter().map(|(_, text)| *text).collect();
+    let vectors = encoder.encode_documents(&texts, texts.len() > 256)?;
+    for (i, &(row, _)) in changed.iter().enumerate() {
+        base.set_row(row, vectors.row(i));
+    }
+    Ok(base)
 }
 
 /// Encodes the queries and returns each one's top `k` documents by exact search, as

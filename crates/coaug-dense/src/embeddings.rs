@@ -40,6 +40,12 @@ impl Embeddings {
     pub fn into_vec(self) -> Vec<f32> {
         self.data
     }
+
+    /// Overwrites row `i` (e.g. with a re-encoded document).
+    pub fn set_row(&mut self, i: usize, vector: &[f32]) {
+        assert_eq!(vector.len(), self.dim, "vector of {} floats for rows of {}", vector.len(), self.dim);
+        self.data[i * self.dim..(i + 1) * self.dim].copy_from_slice(vector);
+    }
 }
 
 /// Rows of vectors that can be read in contiguous blocks as f32.

@@ -17,7 +17,7 @@ pub mod store;
 
 pub use bert::{BertConfig, BertModel};
 pub use ann::{recall_at_k, HnswIndex, HnswParams};
-pub use corpus::{document_text, open_or_encode, search_queries};
+pub use corpus::{document_text, open_or_encode, patch_documents, search_queries};
 pub use embeddings::{cosine, Embeddings, VectorRows};
 pub use encoder::{plan_batches, BatchPolicy, SentenceEncoder};
 pub use exact::{dot_products, exact_top_k, Scored};

@@ -6,7 +6,10 @@ use std::path::Path;
 
 use candle_core::{DType, Device};
 use candle_nn::{VarBuilder, VarMap};
-use coaug_dense::{BertConfig as Config, BertModel, cosine, open_or_encode, similarity_matrix, BatchPolicy, SentenceEncoder, StoredPrecision};
+use coaug_dense::{
+    cosine, exact_top_k, open_or_encode, patch_documents, similarity_matrix, BatchPolicy, BertConfig as Config, BertModel,
+    SentenceEncoder, StoredPrecision,
+};
 
 const CONFIG: &str = r#"{"architectures":["BertModel"],"attention_probs_dropout_prob":0.1,"hidden_act":"gelu",
 "hidden_dropout_prob":0.1,"hidden_size":16,"initializer_range":0.02,"intermediate_size":32,"layer_norm_eps":1e-12,
@@ -175,4 +178,42 @@ fn stored_vectors_are_reused_until_the_texts_change() {
     assert!(built);
     let (f16, built) = open_or_encode(&store_dir, &enc, &ids, &texts, StoredPrecision::F16).unwrap();
     assert!(built && f16.manifest().precision == StoredPrecision::F16);
+}
+
+#[test]
+fn patching_augmented_rows_equals_re_encoding_the_augmented_corpus() {
+    let dir = tempfile::tempdir().unwrap();
+    write_tiny_bert(dir.path(), "mean", 48);
+    let mut enc = SentenceEncoder::load(dir.path()).unwrap();
+    // Small batches, so the patched rows and the full re-encode are batched differently.
+    enc.set_batch_policy(BatchPolicy { max_tokens: 64, max_texts: 2 });
+    let ids: Vec<String> = (0..TEXTS.len()).map(|i| format!("d{i}")).collect();
+    let texts: Vec<String> = TEXTS.iter().map(|s| s.to_string()).collect();
+    let (store, _) = open_or_encode(&dir.path().join("vectors"), &enc, &ids, &texts, StoredPrecision::F32).unwrap();
+
+    // Documents 1 and 3 get an abstract in front (the dense document composition).
+    let augmented: Vec<String> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| if i == 1 || i == 3 { format!("an abstract about food and dogs.\n{t}") } else { t.clone() })
+        .collect();
+    let changed: Vec<(usize, &str)> = [1, 3].iter().map(|&i| (i, augmented[i].as_str())).collect();
+    let patched = patch_documents(&enc, store.to_embeddings(), &changed).unwrap();
+
+    let refs: Vec<&str> = augmented.iter().map(String::as_str).collect();
+    let full = enc.encode_documents(&refs, false).unwrap();
+    assert_eq!(patched.len(), full.len());
+    assert_close(patched.as_slice(), full.as_slice(), 1e-5);
+    for i in [0, 2, 4] {
+        assert_eq!(patched.row(i), store.to_embeddings().row(i), "untouched rows are the stored vectors");
+    }
+    assert!(cosine(patched.row(1), store.to_embeddings().row(1)) < 0.9999, "the augmentation changed row 1");
+    // Searching the patched matrix ranks like searching the re-encoded one.
+    let q = enc.encode_queries(&["food and dogs"], false).unwrap();
+    let a: Vec<u32> = exact_top_k(&q, &patched, 5).unwrap()[0].iter().map(|s| s.doc).collect();
+    let b: Vec<u32> = exact_top_k(&q, &full, 5).unwrap()[0].iter().map(|s| s.doc).collect();
+    assert_eq!(a, b);
+
+    assert!(patch_documents(&enc, store.to_embeddings(), &[(TEXTS.len(), "x")]).is_err(), "row out of range");
+    assert!(patch_documents(&enc, coaug_dense::Embeddings::new(8, vec![0.0; 8]), &[]).is_err(), "dim mismatch");
 }

@@ -128,17 +128,20 @@ impl GenerationArgs {
 }
 
 /// Generates what the store lacks for `items` (progress bar with ETA) and returns every item's
-/// augmentation, in order (`None`: skipped input, e.g. empty).
+/// augmentation, in order (`None`: skipped input, e.g. empty). `retriever` picks the system
+/// prompt (sparse: keywords; dense: expansion / abstract); the store keys rows by prompt, so
+/// sparse and dense augmentations of the same item are kept apart.
 pub fn augment(
     generator: &mut LmGenerator,
     store: &mut AugmentStore,
     prompts: &PromptSet,
     settings: &GenerationArgs,
     role: Role,
+    retriever: Retriever,
     items: &[AugmentItem],
 ) -> Result<(AugmentReport, Vec<Option<StoredAugmentation>>)> {
     let budget = generator.token_budget();
-    let mut job = AugmentJob::new(prompts, role, Retriever::Sparse, settings.decoding());
+    let mut job = AugmentJob::new(prompts, role, retriever, settings.decoding());
     job.budget = &budget;
     job.max_input_tokens = settings.max_input_tokens;
     job.batch_size = settings.batch_size;
@@ -187,6 +190,12 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub export: Option<PathBuf>,
 
+    /// The retriever the augmentations are written for: `sparse` (BM25 prompts; the export
+    /// appends the augmentation) or `dense` (dense prompts; the export appends query
+    /// expansions and prepends document abstracts).
+    #[arg(long, default_value = "sparse", value_name = "sparse|dense")]
+    pub retriever: Retriever,
+
     #[command(flatten)]
     pub model: ModelArgs,
 
@@ -206,10 +215,11 @@ pub fn run(args: Args) -> Result<()> {
             let mut corpus = dataset.load_corpus()?;
             corpus.truncate(limit);
             let items = AugmentItem::from_documents(&corpus);
-            let (report, found) = augment(&mut generator, &mut store, &prompts, &args.generation, Role::Document, &items)?;
+            let (report, found) =
+                augment(&mut generator, &mut store, &prompts, &args.generation, Role::Document, args.retriever, &items)?;
             print_report("documents", &report);
             if let Some(dir) = &args.export {
-                let counts = write_corpus_jsonl(&dir.join("corpus.jsonl"), &corpus, &found, Retriever::Sparse, Composition::Full)?;
+                let counts = write_corpus_jsonl(&dir.join("corpus.jsonl"), &corpus, &found, args.retriever, Composition::Full)?;
                 eprintln!("wrote {} ({} of {} documents augmented)", dir.join("corpus.jsonl").display(), counts.augmented, counts.written);
             }
         }
@@ -218,10 +228,11 @@ pub fn run(args: Args) -> Result<()> {
             let mut queries = split.queries;
             queries.truncate(limit);
             let items = AugmentItem::from_queries(&queries);
-            let (report, found) = augment(&mut generator, &mut store, &prompts, &args.generation, Role::Query, &items)?;
+            let (report, found) =
+                augment(&mut generator, &mut store, &prompts, &args.generation, Role::Query, args.retriever, &items)?;
             print_report("queries", &report);
             if let Some(dir) = &args.export {
-                let counts = write_queries_jsonl(&dir.join("queries.jsonl"), &queries, &found, Retriever::Sparse, Composition::Full)?;
+                let counts = write_queries_jsonl(&dir.join("queries.jsonl"), &queries, &found, args.retriever, Composition::Full)?;
                 eprintln!("wrote {} ({} of {} queries augmented)", dir.join("queries.jsonl").display(), counts.augmented, counts.written);
             }
         }
@@ -236,12 +247,13 @@ pub fn model_label(path: &Path) -> String {
 }
 
 /// Expands one free-text query through the store (generating it if new) and prints the result.
+/// `coaug search` is BM25, so the sparse prompt writes the expansion.
 pub fn augment_one_query(model: &ModelArgs, settings: &GenerationArgs, query: &str) -> Result<String> {
     let mut generator = model.load()?;
     let mut store = AugmentStore::open(&settings.store_path())?;
     let prompts = settings.prompt_set()?;
     let items = [AugmentItem::new("query", query)];
-    let (report, found) = augment(&mut generator, &mut store, &prompts, settings, Role::Query, &items)?;
+    let (report, found) = augment(&mut generator, &mut store, &prompts, settings, Role::Query, Retriever::Sparse, &items)?;
     if report.generated == 0 && found[0].is_some() {
         eprintln!("(augmentation found in the store)");
     }

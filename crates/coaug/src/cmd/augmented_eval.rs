@@ -1,22 +1,25 @@
-//! `coaug eval --augment …` and `--table`: BM25 over LM-augmented queries and/or documents
-//! (method.md §6), and the zero-shot table BM25 | +query aug | +doc aug | +both.
+//! `coaug eval --augment …` and `--table`: BM25 or dense retrieval over LM-augmented queries
+//! and/or documents (method.md §6), and the zero-shot table BM25 | +query aug | +doc aug | +both
+//! (the first column is "dense" with `--retriever dense`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use coaug_augment::{augmented_text, AugmentItem, AugmentStore, Composition, LmGenerator, Retriever, Role};
 use coaug_data::{Dataset, Document, Query};
-use coaug_eval::{comparison_table, evaluate, EvalOptions, Metrics, TableStyle};
+use coaug_dense::Embeddings;
+use coaug_eval::{comparison_table, evaluate, EvalOptions, Metrics, Run, TableStyle};
 use coaug_index::{AugmentationPlacement, Bm25Index, FieldSetup, IndexConfig, IndexDoc};
 
 use super::augment::{augment, model_label, print_report, GenerationArgs, ModelArgs};
+use super::dense::{DenseIndex, RetrieverArgs, RetrieverKind};
 use super::retrieval::{default_index_dir, hits_to_run, open_or_build_index, KS};
 
 /// Which side the LM augments.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AugmentMode {
-    /// Plain BM25.
+    /// The plain retriever.
     None,
     /// Queries expanded at search time.
     Query,
@@ -47,9 +50,10 @@ impl AugmentMode {
         }
     }
 
-    fn column(self) -> &'static str {
+    /// The column label; `plain` names the retriever without augmentation ("BM25", "dense").
+    fn column(self, plain: &'static str) -> &'static str {
         match self {
-            AugmentMode::None => "BM25",
+            AugmentMode::None => plain,
             AugmentMode::Query => "+query aug",
             AugmentMode::Docs => "+doc aug",
             AugmentMode::Both => "+both",
@@ -57,7 +61,7 @@ impl AugmentMode {
     }
 }
 
-/// Where a document's augmentation is indexed.
+/// Where a document's augmentation is indexed (BM25 only: dense prepends it to the text).
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Placement {
     /// Appended to the document's text: one field (method.md §2's `d ⊕ a_d`).
@@ -74,11 +78,13 @@ const TABLE_KEYS: [&str; 3] = ["NDCG@10", "Recall@100", "MAP@10"];
 pub struct EvalAugmentArgs {
     /// Augment queries (at search time), documents (at index time), both, or none. Missing
     /// augmentations are generated (greedy, repetition penalty 1.2) and kept in the store.
+    /// With --retriever dense the LM gets the dense prompts (query expansion appended, a
+    /// document abstract prepended); --retriever hybrid cannot be augmented.
     #[arg(long, value_enum, default_value = "none")]
     pub augment: AugmentMode,
 
-    /// Run all four settings and print BM25 | +query aug | +doc aug | +both (nDCG@10,
-    /// Recall@100, MAP@10); with --out, also `table.json` and `table.md`.
+    /// Run all four settings and print BM25 (or dense) | +query aug | +doc aug | +both
+    /// (nDCG@10, Recall@100, MAP@10); with --out, also `table.json` and `table.md`.
     #[arg(long)]
     pub table: bool,
 
@@ -90,7 +96,7 @@ pub struct EvalAugmentArgs {
     #[arg(long, value_name = "N")]
     pub query_limit: Option<usize>,
 
-    /// Where document augmentations are indexed.
+    /// Where document augmentations are indexed (BM25 only).
     #[arg(long, value_enum, default_value = "body")]
     pub placement: Placement,
 
@@ -122,11 +128,19 @@ pub struct EvalContext<'a> {
     pub ignore_identical_ids: bool,
     pub out: Option<&'a Path>,
     pub index_dir: Option<&'a Path>,
+    pub retriever: &'a RetrieverArgs,
 }
 
 pub fn run(ctx: EvalContext<'_>, args: &EvalAugmentArgs) -> Result<()> {
+    let kind = ctx.retriever.retriever;
+    check_retriever(kind, args)?;
+    // The LM writes for the retriever that will read it (method.md §2's four prompts).
+    let written_for = if kind == RetrieverKind::Dense { Retriever::Dense } else { Retriever::Sparse };
     let split = ctx.dataset.load_split(ctx.split)?;
     eprintln!("{}", split.report);
+    // Opened first: a missing encoder should fail before hours of generation, not after.
+    let dense = if kind == RetrieverKind::Dense { Some(DenseIndex::open(ctx.retriever, ctx.dataset, &split.corpus)?) } else { None };
+    let plain = if dense.is_some() { "dense" } else { "BM25" };
     let modes: Vec<AugmentMode> = if args.table { AugmentMode::ALL.to_vec() } else { vec![args.augment] };
     let need_queries = modes.iter().any(|m| m.queries());
     let need_docs = modes.iter().any(|m| m.docs());
@@ -145,13 +159,15 @@ pub fn run(ctx: EvalContext<'_>, args: &EvalAugmentArgs) -> Result<()> {
             (Some(ckpt), true) => LmGenerator::load_with_checkpoint(&args.model.path()?, ckpt)?,
             _ => args.model.load()?,
         };
-        base = Augmentations::generate(&mut generator, &mut store, &prompts, &args.generation, queries, docs, need_queries, need_docs)?;
+        let sides = Sides { retriever: written_for, queries: need_queries, docs: need_docs };
+        base = Augmentations::generate(&mut generator, &mut store, &prompts, &args.generation, queries, docs, sides)?;
     }
     let mut trained = None;
     if let (Some(ckpt), true) = (&args.policy, args.table) {
         eprintln!("augmenting with the RL-trained policy {}", ckpt.display());
         let mut generator = LmGenerator::load_with_checkpoint(&args.model.path()?, ckpt)?;
-        trained = Some(Augmentations::generate(&mut generator, &mut store, &prompts, &args.generation, queries, docs, true, true)?);
+        let sides = Sides { retriever: written_for, queries: true, docs: true };
+        trained = Some(Augmentations::generate(&mut generator, &mut store, &prompts, &args.generation, queries, docs, sides)?);
     }
 
     let opts = EvalOptions { ignore_identical_ids: ctx.ignore_identical_ids, ..EvalOptions::default() };
@@ -159,26 +175,37 @@ pub fn run(ctx: EvalContext<'_>, args: &EvalAugmentArgs) -> Result<()> {
     if let Some(trained) = &trained {
         columns.push((Column::BothRl, trained));
     }
-    let mut results: Vec<(Column, Metrics, coaug_eval::Run)> = Vec::new();
+    // Augmented document vectors per augmentation set ("base", "rl"): +doc aug and +both share them.
+    let mut dense_docs: HashMap<&'static str, Embeddings> = HashMap::new();
+    let mut results: Vec<(Column, Metrics, Run)> = Vec::new();
     for (column, augs) in columns {
-        let (aug_queries, aug_docs) = column.sides();
-        let index = if aug_docs {
-            let tag = if matches!(column, Column::BothRl) { "rl" } else { "base" };
-            augmented_index(ctx.dataset, &split.corpus, &augs.docs, args.placement, tag)?
-        } else {
-            let dir = ctx.index_dir.map(Path::to_path_buf).unwrap_or_else(|| default_index_dir(ctx.dataset));
-            open_or_build_index(&dir, &split.corpus, &IndexConfig::default())?
+        let run = match &dense {
+            None => bm25_run(&ctx, args, &split.corpus, &split.queries, column, augs)?,
+            Some(dense) => {
+                let (aug_queries, aug_docs) = column.sides();
+                let texts = query_texts(&split.queries, if aug_queries { Some(&augs.queries) } else { None }, Retriever::Dense);
+                if aug_docs {
+                    let tag = column.augmentation_tag();
+                    if !dense_docs.contains_key(tag) {
+                        dense_docs.insert(tag, dense.augmented_vectors(&split.corpus, &augs.docs)?);
+                    }
+                    dense.run(&split.queries, &texts, &dense_docs[tag], ctx.top_k)?
+                } else {
+                    dense.run(&split.queries, &texts, &dense.store, ctx.top_k)?
+                }
+            }
         };
-        let texts = query_texts(&split.queries, if aug_queries { Some(&augs.queries) } else { None });
-        let hits = index.search_batch(&texts, ctx.top_k);
-        let run = hits_to_run(&index, &split.queries, &hits);
         let metrics = evaluate(&split.qrels, &run, &KS, &opts);
-        eprintln!("{}: nDCG@10 {:.4}", column.label(), metrics.mean.get("NDCG@10").copied().unwrap_or(f64::NAN));
+        eprintln!("{}: nDCG@10 {:.4}", column.label(plain), metrics.mean.get("NDCG@10").copied().unwrap_or(f64::NAN));
         results.push((column, metrics, run));
     }
 
+    let retriever = match &dense {
+        Some(_) => format!("{}, document abstracts prepended", super::dense::describe(ctx.retriever, dense.as_ref())),
+        None => format!("BM25, placement {:?}", args.placement),
+    };
     let header = format!(
-        "{} / {} ({} queries, {} documents); {}; queries augmented: {}/{}, documents augmented: {}/{}, placement {:?}",
+        "{} / {} ({} queries, {} documents); {retriever}; {}; queries augmented: {}/{}, documents augmented: {}/{}",
         ctx.dataset.name(),
         ctx.split,
         split.queries.len(),
@@ -188,13 +215,12 @@ pub fn run(ctx: EvalContext<'_>, args: &EvalAugmentArgs) -> Result<()> {
         split.queries.len(),
         if need_docs { doc_limit } else { 0 },
         split.corpus.len(),
-        args.placement,
     );
     let header = match &args.policy {
         Some(ckpt) => format!("{header}; RL-trained policy {}", ckpt.display()),
         None => header,
     };
-    let systems: Vec<(&str, &Metrics)> = results.iter().map(|(c, metrics, _)| (c.label(), metrics)).collect();
+    let systems: Vec<(&str, &Metrics)> = results.iter().map(|(c, metrics, _)| (c.label(plain), metrics)).collect();
     println!("{header}");
     println!("{}", comparison_table(&systems, &TABLE_KEYS, TableStyle::Plain));
 
@@ -211,7 +237,8 @@ pub fn run(ctx: EvalContext<'_>, args: &EvalAugmentArgs) -> Result<()> {
             eprintln!("wrote {}/table.json and table.md", out.display());
         } else {
             let (_, metrics, run) = &results[0];
-            run.write_trec(out.join("run.trec"), "coaug-bm25-aug")
+            let tag = format!("{}-aug", super::eval::run_tag(kind));
+            run.write_trec(out.join("run.trec"), &tag)
                 .with_context(|| format!("writing {}", out.join("run.trec").display()))?;
             super::eval::write_json(&out.join("metrics.json"), &metrics.mean)?;
             eprintln!("wrote {}/run.trec and metrics.json", out.display());
@@ -243,12 +270,65 @@ impl Column {
         }
     }
 
-    fn label(self) -> &'static str {
+    fn label(self, plain: &'static str) -> &'static str {
         match self {
-            Column::Mode(m) => m.column(),
+            Column::Mode(m) => m.column(plain),
             Column::BothRl => "+both (RL-trained)",
         }
     }
+
+    /// Which model's augmentations the column's documents carry (cache key of the augmented index).
+    fn augmentation_tag(self) -> &'static str {
+        match self {
+            Column::Mode(_) => "base",
+            Column::BothRl => "rl",
+        }
+    }
+}
+
+/// Rejects what augmented evaluation cannot do, before any generation starts.
+fn check_retriever(kind: RetrieverKind, args: &EvalAugmentArgs) -> Result<()> {
+    match kind {
+        RetrieverKind::Bm25 => Ok(()),
+        RetrieverKind::Hybrid => bail!(
+            "--retriever hybrid cannot be combined with --augment or --table: augmented hybrid runs are not \
+             supported (the sparse and dense prompts write different augmentations); use --retriever bm25 or dense"
+        ),
+        RetrieverKind::Dense if args.placement != Placement::Body => {
+            bail!("--placement own-field is a BM25 option; with --retriever dense the document abstract is prepended to the text")
+        }
+        RetrieverKind::Dense => Ok(()),
+    }
+}
+
+/// The BM25 run of one column: the plain index, or the index of the corpus with the
+/// column's document augmentations (kept in the cache per placement and augmentation set).
+fn bm25_run(
+    ctx: &EvalContext<'_>,
+    args: &EvalAugmentArgs,
+    corpus: &[Document],
+    queries: &[Query],
+    column: Column,
+    augs: &Augmentations,
+) -> Result<Run> {
+    let (aug_queries, aug_docs) = column.sides();
+    let index = if aug_docs {
+        augmented_index(ctx.dataset, corpus, &augs.docs, args.placement, column.augmentation_tag())?
+    } else {
+        let dir = ctx.index_dir.map(Path::to_path_buf).unwrap_or_else(|| default_index_dir(ctx.dataset));
+        open_or_build_index(&dir, corpus, &IndexConfig::default())?
+    };
+    let texts = query_texts(queries, if aug_queries { Some(&augs.queries) } else { None }, Retriever::Sparse);
+    let hits = index.search_batch(&texts, ctx.top_k);
+    Ok(hits_to_run(&index, queries, &hits))
+}
+
+/// Which sides to augment, and for which retriever's prompts.
+#[derive(Debug, Clone, Copy)]
+struct Sides {
+    retriever: Retriever,
+    queries: bool,
+    docs: bool,
 }
 
 /// One model's augmentations of the evaluated queries and documents, by id (non-empty only).
@@ -259,7 +339,6 @@ struct Augmentations {
 }
 
 impl Augmentations {
-    #[allow(clippy::too_many_arguments)]
     fn generate(
         generator: &mut LmGenerator,
         store: &mut AugmentStore,
@@ -267,19 +346,18 @@ impl Augmentations {
         settings: &GenerationArgs,
         queries: &[Query],
         docs: &[Document],
-        need_queries: bool,
-        need_docs: bool,
+        sides: Sides,
     ) -> Result<Self> {
         let mut out = Self::default();
-        if need_queries {
+        if sides.queries {
             let items = AugmentItem::from_queries(queries);
-            let (report, found) = augment(generator, store, prompts, settings, Role::Query, &items)?;
+            let (report, found) = augment(generator, store, prompts, settings, Role::Query, sides.retriever, &items)?;
             print_report("queries", &report);
             out.queries = collect(&items, found);
         }
-        if need_docs {
+        if sides.docs {
             let items = AugmentItem::from_documents(docs);
-            let (report, found) = augment(generator, store, prompts, settings, Role::Document, &items)?;
+            let (report, found) = augment(generator, store, prompts, settings, Role::Document, sides.retriever, &items)?;
             print_report("documents", &report);
             out.docs = collect(&items, found);
         }
@@ -296,12 +374,13 @@ fn collect(items: &[AugmentItem], found: Vec<Option<coaug_augment::StoredAugment
         .collect()
 }
 
-/// The searched text of every query: `q + "\n" + a_q` where an augmentation exists.
-pub fn query_texts(queries: &[Query], augmentations: Option<&HashMap<String, String>>) -> Vec<String> {
+/// The searched text of every query: `q + "\n" + a_q` where an augmentation exists (both
+/// retrievers append the query expansion).
+pub fn query_texts(queries: &[Query], augmentations: Option<&HashMap<String, String>>, retriever: Retriever) -> Vec<String> {
     queries
         .iter()
         .map(|q| match augmentations.and_then(|a| a.get(&q.id)) {
-            Some(a) => augmented_text(&q.text, a, Role::Query, Retriever::Sparse, Composition::Full),
+            Some(a) => augmented_text(&q.text, a, Role::Query, retriever, Composition::Full),
             None => q.text.clone(),
         })
         .collect()

@@ -4,11 +4,12 @@ use anyhow::{Context, Result};
 use coaug_eval::{evaluate, metrics_grid, EvalOptions, Measure, TableStyle};
 use coaug_index::IndexConfig;
 
+use super::dense::{retrieve_run, DenseIndex, RetrieverArgs, RetrieverKind};
 use super::retrieval::{default_index_dir, open_or_build_index, retrieve, KS};
 use super::DatasetArgs;
 
-/// Indexes the corpus (or reuses a matching index), retrieves the top documents for every
-/// judged query of a split and prints BEIR's metrics (trec_eval semantics).
+/// Indexes the corpus (or reuses a matching index; BM25 and/or dense vectors), retrieves the
+/// top documents for every judged query of a split and prints BEIR's metrics (trec_eval semantics).
 #[derive(clap::Args, Debug)]
 pub struct Args {
     #[command(flatten)]
@@ -35,6 +36,9 @@ pub struct Args {
     pub keep_identical_ids: bool,
 
     #[command(flatten)]
+    pub retriever: RetrieverArgs,
+
+    #[command(flatten)]
     pub augmentation: super::augmented_eval::EvalAugmentArgs,
 }
 
@@ -48,39 +52,61 @@ pub fn run(args: Args) -> Result<()> {
             ignore_identical_ids: !args.keep_identical_ids,
             out: args.out.as_deref(),
             index_dir: args.index_dir.as_deref(),
+            retriever: &args.retriever,
         };
         return super::augmented_eval::run(ctx, &args.augmentation);
     }
     let split = dataset.load_split(&args.split)?;
     eprintln!("{}", split.report);
-    let index_dir = args.index_dir.clone().unwrap_or_else(|| default_index_dir(&dataset));
-    let index = open_or_build_index(&index_dir, &split.corpus, &IndexConfig::default())?;
+    let kind = args.retriever.retriever;
+    // Both retrievers are opened (index built, corpus encoded) before the clock starts, so
+    // queries/s measures retrieval alone.
+    let index = if kind.uses_bm25() {
+        let index_dir = args.index_dir.clone().unwrap_or_else(|| default_index_dir(&dataset));
+        Some(open_or_build_index(&index_dir, &split.corpus, &IndexConfig::default())?)
+    } else {
+        None
+    };
+    let dense = if kind.uses_dense() { Some(DenseIndex::open(&args.retriever, &dataset, &split.corpus)?) } else { None };
 
     let started = std::time::Instant::now();
     let texts: Vec<String> = split.queries.iter().map(|q| q.text.clone()).collect();
-    let run = retrieve(&index, &split.queries, &texts, args.top_k);
+    let run = retrieve_run(&args.retriever, dense.as_ref(), &split.queries, &texts, args.top_k, || {
+        Ok(retrieve(index.as_ref().expect("BM25 index opened"), &split.queries, &texts, args.top_k))
+    })?;
     let secs = started.elapsed().as_secs_f64();
+    let num_docs = index.as_ref().map_or(split.corpus.len(), |i| i.num_docs());
 
     let opts = EvalOptions { ignore_identical_ids: !args.keep_identical_ids, ..EvalOptions::default() };
     let metrics = evaluate(&split.qrels, &run, &KS, &opts);
     println!(
-        "{} / {}: BM25, {} queries ({:.0} queries/s), {} documents",
+        "{} / {}: {}, {} queries ({:.0} queries/s), {} documents",
         dataset.name(),
         args.split,
+        super::dense::describe(&args.retriever, dense.as_ref()),
         metrics.num_queries,
         texts.len() as f64 / secs,
-        index.num_docs()
+        num_docs
     );
     println!("{}", metrics_grid(&metrics, &Measure::ALL, &KS, TableStyle::Plain));
 
     if let Some(out) = &args.out {
         std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-        run.write_trec(out.join("run.trec"), "coaug-bm25")
+        run.write_trec(out.join("run.trec"), run_tag(kind))
             .with_context(|| format!("writing {}", out.join("run.trec").display()))?;
         write_json(&out.join("metrics.json"), &metrics.mean)?;
         eprintln!("wrote {}/run.trec and metrics.json", out.display());
     }
     Ok(())
+}
+
+/// The TREC run tag of a retriever (the last column of `run.trec`).
+pub fn run_tag(kind: RetrieverKind) -> &'static str {
+    match kind {
+        RetrieverKind::Bm25 => "coaug-bm25",
+        RetrieverKind::Dense => "coaug-dense",
+        RetrieverKind::Hybrid => "coaug-hybrid",
+    }
 }
 
 pub fn write_json(path: &std::path::Path, value: &impl serde::Serialize) -> Result<()> {

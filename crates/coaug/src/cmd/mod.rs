@@ -2,6 +2,7 @@ pub mod augment;
 pub mod augmented_eval;
 pub mod bench;
 pub mod data;
+pub mod dense;
 pub mod eval;
 pub mod index;
 pub mod model;

@@ -232,6 +232,11 @@ fn resolve_config(args: &Args, out: &Path) -> Result<TrainConfig> {
     config.ablation.no_reward_sampling |= args.no_reward_sampling;
     config.ablation.no_role_scaling |= args.no_role_scaling;
     config.validate()?;
+    // The trainer's prompts and reward are BM25 only so far: a dense config would silently
+    // train the sparse setting under a dense label.
+    if config.retriever == coaug_rl::Retriever::Dense {
+        bail!("retriever = \"dense\" is not supported by the trainer yet (rollouts use the sparse prompts and the reward is BM25); use retriever = \"sparse\"");
+    }
     Ok(config)
 }
 

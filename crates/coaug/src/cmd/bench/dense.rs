@@ -5,13 +5,13 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use coaug_dense::bench::{layer_shapes, matmul_gflops};
 use coaug_dense::{document_text, exact_top_k, recall_at_k, Embeddings, HnswIndex, HnswParams};
 use serde_json::json;
 
 use super::time_median;
-use crate::cmd::dense::{load_encoder, RetrieverArgs};
+use crate::cmd::dense::{load_encoder, EncoderArgs};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -23,7 +23,7 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
-    /// Documents encoded for the throughput figures.
+    /// Documents encoded for the throughput figures (the dataset's first N).
     #[arg(long, default_value_t = 1000)]
     pub docs: usize,
 
@@ -46,17 +46,21 @@ pub struct Args {
     pub repeats: usize,
 
     #[command(flatten)]
-    pub retriever: RetrieverArgs,
+    pub encoder: EncoderArgs,
 
-    /// End with one JSON line of the figures.
+    /// End with one JSON line of the figures (encode_texts_s, encode_tok_s, search_qps,
+    /// matmul_gflops, hnsw_qps, hnsw_recall, …).
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
+    if args.docs == 0 || args.top_k == 0 {
+        bail!("--docs and --top-k must be at least 1");
+    }
     let dataset = coaug_data::resolve(&args.dataset, args.data_dir.as_deref())?;
     let split = dataset.load_split("test")?;
-    let encoder = load_encoder(&args.retriever)?;
+    let encoder = load_encoder(&args.encoder)?;
     let threads = rayon::current_num_threads();
 
     // Encoding: tokenisation excluded (it is not the bottleneck and runs in parallel).

@@ -1,5 +1,6 @@
 mod augment;
 mod bm25;
+mod dense;
 mod lm;
 mod peers;
 mod train;
@@ -13,6 +14,10 @@ pub enum Command {
     /// BM25: index docs/s, queries/s (top-1000; 1 thread and all threads) and nDCG@10 on
     /// NFCorpus and SciFact, next to bm25s (PyStemmer, method "lucene").
     Bm25(bm25::Args),
+    /// Dense: sentence-encoder texts/s and tokens/s on the first NFCorpus documents, as a
+    /// fraction of this machine's f32 matmul rate on the encoder's shapes; exact and HNSW
+    /// search queries/s, HNSW recall against exact.
+    Dense(dense::Args),
     /// Corpus augmentation: documents/s and generated tokens/s of the default LM, the wall time
     /// for all of NFCorpus, next to llama.cpp batched on the same GGUF and prompts.
     Augment(augment::Args),
@@ -27,6 +32,7 @@ pub enum Command {
 pub fn run(command: Command) -> Result<()> {
     match command {
         Command::Bm25(args) => bm25::run(args),
+        Command::Dense(args) => dense::run(args),
         Command::Augment(args) => augment::run(args),
         Command::Lm(args) => lm::run(args),
         Command::Train(args) => train::run(args),
