@@ -48,6 +48,10 @@ impl Q8Matrix {
 
     /// `x Wᵀ` for `x` `(rows, in)` with `rows <= MAX_ROWS`: `(rows, out)`.
     pub fn matmul(&self, x: &Tensor) -> Result<Tensor> {
+        self.matmul_at(x, simd_level())
+    }
+
+    fn matmul_at(&self, x: &Tensor, level: SimdLevel) -> Result<Tensor> {
         let (rows, in_dim) = x.dims2()?;
         if in_dim != self.in_dim {
             candle_core::bail!("q8 matmul: input has {in_dim} features, weight expects {}", self.in_dim);
@@ -58,17 +62,25 @@ impl Q8Matrix {
         let mut yt = vec![0f32; self.out_dim * rows];
         yt.par_chunks_mut(FEATURES_PER_TASK * rows).enumerate().for_each(|(task, dst)| {
             let first = task * FEATURES_PER_TASK;
-            for (jj, yrow) in dst.chunks_exact_mut(rows).enumerate() {
-                let j = first + jj;
-                let scales = &self.scales[j * nb..(j + 1) * nb];
-                let quants = &self.quants[j * in_dim..(j + 1) * in_dim];
-                for (r, y) in yrow.iter_mut().enumerate() {
-                    *y = dot(scales, quants, &xs[r * in_dim..(r + 1) * in_dim]);
-                }
-            }
+            q8_task_dispatch(level, self, dst, first, rows, &xs, nb);
         });
         let yt = Tensor::from_vec(yt, (self.out_dim, rows), x.device())?;
         yt.t()?.contiguous()
+    }
+}
+
+impl Q8Matrix {
+    #[inline(always)]
+    fn q8_task(&self, dst: &mut [f32], first: usize, rows: usize, xs: &[f32], nb: usize) {
+        let in_dim = self.in_dim;
+        for (jj, yrow) in dst.chunks_exact_mut(rows).enumerate() {
+            let j = first + jj;
+            let scales = &self.scales[j * nb..(j + 1) * nb];
+            let quants = &self.quants[j * in_dim..(j + 1) * in_dim];
+            for (r, y) in yrow.iter_mut().enumerate() {
+                *y = dot(scales, quants, &xs[r * in_dim..(r + 1) * in_dim]);
+            }
+        }
     }
 }
 
@@ -109,6 +121,10 @@ impl Q4Matrix {
 
     /// `x Wᵀ` for `x` `(rows, in)` with `rows <= MAX_ROWS`: `(rows, out)`.
     pub fn matmul(&self, x: &Tensor) -> Result<Tensor> {
+        self.matmul_at(x, simd_level())
+    }
+
+    fn matmul_at(&self, x: &Tensor, level: SimdLevel) -> Result<Tensor> {
         let (rows, in_dim) = x.dims2()?;
         if in_dim != self.in_dim {
             candle_core::bail!("q4 matmul: input has {in_dim} features, weight expects {}", self.in_dim);
@@ -120,21 +136,90 @@ impl Q4Matrix {
         let mut yt = vec![0f32; self.out_dim * rows];
         yt.par_chunks_mut(FEATURES_PER_TASK * rows).enumerate().for_each(|(task, dst)| {
             let first = task * FEATURES_PER_TASK;
-            for (jj, yrow) in dst.chunks_exact_mut(rows).enumerate() {
-                let j = first + jj;
-                let dm = &self.dm[j * nb..(j + 1) * nb];
-                let nib = &self.nibbles[j * nb * 16..(j + 1) * nb * 16];
-                for (r, y) in yrow.iter_mut().enumerate() {
-                    *y = dot_q4(dm, nib, &xs[r * in_dim..(r + 1) * in_dim], &xsum[r * nb..(r + 1) * nb]);
-                }
-            }
+            q4_task_dispatch(level, self, dst, first, rows, &xs, &xsum, nb);
         });
         let yt = Tensor::from_vec(yt, (self.out_dim, rows), x.device())?;
         yt.t()?.contiguous()
     }
+
+    #[inline(always)]
+    fn q4_task(&self, dst: &mut [f32], first: usize, rows: usize, xs: &[f32], xsum: &[f32], nb: usize) {
+        let in_dim = self.in_dim;
+        for (jj, yrow) in dst.chunks_exact_mut(rows).enumerate() {
+            let j = first + jj;
+            let dm = &self.dm[j * nb..(j + 1) * nb];
+            let nib = &self.nibbles[j * nb * 16..(j + 1) * nb * 16];
+            for (r, y) in yrow.iter_mut().enumerate() {
+                *y = dot_q4(dm, nib, &xs[r * in_dim..(r + 1) * in_dim], &xsum[r * nb..(r + 1) * nb]);
+            }
+        }
+    }
 }
 
-#[inline]
+/// The widest vector instructions this CPU has. The kernels below are plain loops the compiler
+/// vectorizes; without `-C target-cpu` it may only assume SSE2, so each kernel is compiled
+/// again inside functions that enable AVX2+FMA or AVX-512 and picked at run time.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum SimdLevel {
+    Baseline,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+}
+
+fn simd_level() -> SimdLevel {
+    static LEVEL: std::sync::OnceLock<SimdLevel> = std::sync::OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::env::var_os("COAUG_NO_SIMD_DISPATCH").is_some() {
+                return SimdLevel::Baseline;
+            }
+            if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw") && is_x86_feature_detected!("fma") {
+                return SimdLevel::Avx512;
+            }
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                return SimdLevel::Avx2;
+            }
+        }
+        SimdLevel::Baseline
+    })
+}
+
+/// Compiles `$method` of `$ty` again inside functions that enable wider vector instructions,
+/// and picks one at run time.
+macro_rules! multiversion {
+    ($ty:ty, $method:ident, $avx2:ident, $avx512:ident, $dispatch:ident ($($arg:ident: $t:ty),*)) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn $avx2(m: &$ty, $($arg: $t),*) {
+            m.$method($($arg),*)
+        }
+
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
+        unsafe fn $avx512(m: &$ty, $($arg: $t),*) {
+            m.$method($($arg),*)
+        }
+
+        fn $dispatch(level: SimdLevel, m: &$ty, $($arg: $t),*) {
+            match level {
+                // SAFETY: `simd_level` detected these instructions on this CPU.
+                #[cfg(target_arch = "x86_64")]
+                SimdLevel::Avx512 => unsafe { $avx512(m, $($arg),*) },
+                #[cfg(target_arch = "x86_64")]
+                SimdLevel::Avx2 => unsafe { $avx2(m, $($arg),*) },
+                SimdLevel::Baseline => m.$method($($arg),*),
+            }
+        }
+    };
+}
+
+multiversion!(Q4Matrix, q4_task, q4_task_avx2, q4_task_avx512, q4_task_dispatch(dst: &mut [f32], first: usize, rows: usize, xs: &[f32], xsum: &[f32], nb: usize));
+multiversion!(Q8Matrix, q8_task, q8_task_avx2, q8_task_avx512, q8_task_dispatch(dst: &mut [f32], first: usize, rows: usize, xs: &[f32], nb: usize));
+
+#[inline(always)]
 fn dot_q4(dm: &[[f32; 2]], nib: &[u8], x: &[f32], xsum: &[f32]) -> f32 {
     let mut lo = [0f32; 16];
     let mut hi = [0f32; 16];
@@ -151,7 +236,7 @@ fn dot_q4(dm: &[[f32; 2]], nib: &[u8], x: &[f32], xsum: &[f32]) -> f32 {
 
 /// `Σ_b scale_b Σ_i q_{b,i} x_{b,i}` with 32 lanes of accumulators the compiler keeps in
 /// vector registers (scale folded into the lane update, so no per-block reduction).
-#[inline]
+#[inline(always)]
 fn dot(scales: &[f32], quants: &[i8], x: &[f32]) -> f32 {
     let mut acc = [0f32; BLOCK];
     for ((s, q), xb) in scales.iter().zip(quants.chunks_exact(BLOCK)).zip(x.chunks_exact(BLOCK)) {
@@ -198,6 +283,29 @@ mod tests {
         assert!(err < 1e-4, "max error {err}");
         let q8 = QTensor::quantize(&w, GgmlDType::Q8_0).unwrap();
         assert!(Q4Matrix::from_qtensor(&q8).unwrap().is_none());
+    }
+
+    #[test]
+    fn every_simd_level_of_this_cpu_gives_the_baseline_product() {
+        use candle_core::quantized::{GgmlDType, QTensor};
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 1.0, (200, 128), &dev).unwrap();
+        let x = Tensor::randn(0f32, 1.0, (3, 128), &dev).unwrap();
+        let q4 = Q4Matrix::from_qtensor(&QTensor::quantize(&w, GgmlDType::Q4_1).unwrap()).unwrap().unwrap();
+        let q8 = Q8Matrix::quantize(&w).unwrap().unwrap();
+        let base4 = q4.matmul_at(&x, SimdLevel::Baseline).unwrap();
+        let base8 = q8.matmul_at(&x, SimdLevel::Baseline).unwrap();
+        let mut levels = vec![simd_level()];
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            levels.push(SimdLevel::Avx2);
+        }
+        for level in levels {
+            for (got, want) in [(q4.matmul_at(&x, level).unwrap(), &base4), (q8.matmul_at(&x, level).unwrap(), &base8)] {
+                let err = (got - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+                assert!(err < 1e-4, "{level:?}: max error {err}");
+            }
+        }
     }
 
     #[test]
