@@ -18,3 +18,32 @@ fn minilm_cosine_matches_sentence_transformers() {
     // sentence-transformers prints 0.7553 for this pair.
     assert!((c - 0.7553).abs() < 6e-4, "cosine {c}");
 }
+
+/// Every text of `golden/minilm_golden.json` (accents, CJK, emoji, code, punctuation only, and one
+/// past the 256-token limit) embeds like sentence-transformers does: cosine ≥ 0.999 per text.
+#[test]
+fn minilm_embeddings_match_the_sentence_transformers_golden_file() {
+    let dir = default_encoder_dir(&coaug_lm::cache_root());
+    if !dir.join("model.safetensors").is_file() {
+        eprintln!("skipping: {} not cached", dir.display());
+        return;
+    }
+    let golden: serde_json::Value =
+        serde_json::from_str(include_str!("golden/minilm_golden.json")).expect("golden file is JSON");
+    let texts: Vec<&str> = golden["texts"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    let want: Vec<Vec<f32>> = golden["embeddings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect())
+        .collect();
+    let enc = SentenceEncoder::load(&dir).unwrap();
+    let got = enc.encode_documents(&texts, false).unwrap();
+    let mut lowest = f32::INFINITY;
+    for (i, (text, want)) in texts.iter().zip(&want).enumerate() {
+        let c = cosine(got.row(i), want);
+        assert!(c >= 0.999, "text {i} ({text:.40}): cosine {c} with sentence-transformers");
+        lowest = lowest.min(c);
+    }
+    eprintln!("lowest cosine with sentence-transformers over {} texts: {lowest:.6}", texts.len());
+}
