@@ -14,6 +14,7 @@ pub mod fusion;
 pub mod setup;
 pub mod similarity;
 pub mod store;
+pub mod testing;
 
 pub use bert::{BertConfig, BertModel};
 pub use ann::{recall_at_k, HnswIndex, HnswParams};

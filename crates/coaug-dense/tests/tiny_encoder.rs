@@ -4,66 +4,14 @@
 
 use std::path::Path;
 
-use candle_core::{DType, Device};
-use candle_nn::{VarBuilder, VarMap};
+use coaug_dense::testing::TinyBert;
 use coaug_dense::{
-    cosine, exact_top_k, open_or_encode, patch_documents, similarity_matrix, BatchPolicy, BertConfig as Config, BertModel,
-    SentenceEncoder, StoredPrecision,
+    cosine, exact_top_k, open_or_encode, patch_documents, similarity_matrix, BatchPolicy, SentenceEncoder, StoredPrecision,
 };
 
-const CONFIG: &str = r#"{"architectures":["BertModel"],"attention_probs_dropout_prob":0.1,"hidden_act":"gelu",
-"hidden_dropout_prob":0.1,"hidden_size":16,"initializer_range":0.02,"intermediate_size":32,"layer_norm_eps":1e-12,
-"max_position_embeddings":64,"model_type":"bert","num_attention_heads":2,"num_hidden_layers":2,"pad_token_id":0,
-"position_embedding_type":"absolute","type_vocab_size":2,"vocab_size":VOCAB}"#;
-
-fn vocab() -> Vec<String> {
-    let mut v: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", ".", ","].iter().map(|s| s.to_string()).collect();
-    for c in 'a'..='z' {
-        v.push(c.to_string());
-        v.push(format!("##{c}"));
-    }
-    v
-}
-
-fn tokenizer_json() -> String {
-    let vocab: serde_json::Map<String, serde_json::Value> =
-        vocab().into_iter().enumerate().map(|(i, t)| (t, serde_json::json!(i))).collect();
-    serde_json::json!({
-        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
-        "normalizer": {"type": "BertNormalizer", "clean_text": true, "handle_chinese_chars": true, "strip_accents": null, "lowercase": true},
-        "pre_tokenizer": {"type": "BertPreTokenizer"},
-        "post_processor": {"type": "BertProcessing", "sep": ["[SEP]", 3], "cls": ["[CLS]", 2]},
-        "decoder": null,
-        "model": {"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##", "max_input_chars_per_word": 100, "vocab": vocab}
-    })
-    .to_string()
-}
-
-/// Writes a random tiny BERT folder with the given pooling ("mean" or "cls").
-fn write_tiny_bert(dir: &Path, pooling: &str, max_seq_length: usize) {
-    let config_text = CONFIG.replace("VOCAB", &vocab().len().to_string());
-    std::fs::write(dir.join("config.json"), &config_text).unwrap();
-    let config: Config = serde_json::from_str(&config_text).unwrap();
-    let varmap = VarMap::new();
-    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-    BertModel::load(vb, &config).unwrap();
-    varmap.save(dir.join("model.safetensors")).unwrap();
-    std::fs::write(dir.join("tokenizer.json"), tokenizer_json()).unwrap();
-    std::fs::write(
-        dir.join("modules.json"),
-        r#"[{"idx":0,"name":"0","path":"","type":"sentence_transformers.models.Transformer"},
-            {"idx":1,"name":"1","path":"1_Pooling","type":"sentence_transformers.models.Pooling"},
-            {"idx":2,"name":"2","path":"2_Normalize","type":"sentence_transformers.models.Normalize"}]"#,
-    )
-    .unwrap();
-    std::fs::create_dir_all(dir.join("1_Pooling")).unwrap();
-    let (cls, mean) = (pooling == "cls", pooling == "mean");
-    std::fs::write(
-        dir.join("1_Pooling/config.json"),
-        format!(r#"{{"word_embedding_dimension":16,"pooling_mode_cls_token":{cls},"pooling_mode_mean_tokens":{mean}}}"#),
-    )
-    .unwrap();
-    std::fs::write(dir.join("sentence_bert_config.json"), format!(r#"{{"max_seq_length":{max_seq_length}}}"#)).unwrap();
+/// Writes a tiny BERT folder with the given pooling ("mean" or "cls").
+fn write_tiny_bert(dir: &Path, pooling: &'static str, max_seq_length: usize) {
+    coaug_dense::testing::write_tiny_bert(dir, &TinyBert { pooling, max_seq_length, seed: 1 }).unwrap();
 }
 
 const TEXTS: [&str; 5] = [

@@ -23,6 +23,11 @@ use crate::error::{setting, Result, RlError};
 use crate::loss::SurrogateSettings;
 use crate::reward::RewardSettings;
 
+/// Which retriever a run trains for (TOML: `"sparse"` or `"dense"`): the augmentation crate's
+/// own type, because one choice sets both the system prompts and composition of the rollouts
+/// (`coaug_augment`) and the similarity of the reward ([`crate::RewardSimilarity`]).
+pub use coaug_augment::Retriever;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
@@ -32,6 +37,9 @@ pub struct TrainConfig {
     pub seed: u64,
     /// The policy LM (a Hugging Face id or a local directory).
     pub model: String,
+    /// `sparse`: BM25 reward (k1 1.2, b 0.75, the evaluation's analyzer), keyword prompts,
+    /// augmentations appended. `dense`: cosine of the sentence encoder's normalised
+    /// embeddings, expansion / abstract prompts, document abstracts prepended.
     pub retriever: Retriever,
     pub schedule: Schedule,
     pub composite: CompositeConfig,
@@ -44,17 +52,6 @@ pub struct TrainConfig {
     pub trainable: TrainableConfig,
     pub ablation: Ablations,
     pub validation: ValidationConfig,
-}
-
-/// Which similarity the reward ranks by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum Retriever {
-    /// BM25 (k1 1.2, b 0.75) with the evaluation's analyzer.
-    #[default]
-    Sparse,
-    /// Dot product of normalised encoder embeddings.
-    Dense,
 }
 
 /// How long to train: whichever of the two limits comes first.
@@ -567,6 +564,15 @@ mod tests {
             c.ablation.no_role_scaling = true;
             assert_eq!(TrainConfig::from_toml(&c.to_toml(), "saved").unwrap(), c);
         }
+    }
+
+    #[test]
+    fn the_retriever_is_a_lowercase_word() {
+        let c = TrainConfig::from_toml("preset = \"cpu-small\"\nretriever = \"dense\"\n", "x").unwrap();
+        assert_eq!(c.retriever, Retriever::Dense);
+        assert!(c.to_toml().contains("retriever = \"dense\""), "{}", c.to_toml());
+        assert_eq!(TrainConfig::cpu_small().retriever, Retriever::Sparse);
+        assert!(TrainConfig::from_toml("retriever = \"splade\"\n", "x").is_err());
     }
 
     #[test]

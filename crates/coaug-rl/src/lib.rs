@@ -13,10 +13,11 @@
 //! 5. [`loss`]: the clipped-surrogate loss, k3 KL and its gradient on plain numbers, a
 //!    reference for the tensor implementation.
 //!
-//! 6. The LM side: [`policy`] holds the model, [`rollout`] samples the replies, [`bm25_reward`]
-//!    fills the similarity matrix with the evaluation's BM25, [`update`] runs the candle loss
-//!    and the PPO epoch, [`trainer`] ties one step together, [`validation`] measures nDCG@10
-//!    on held-out queries and [`metrics`] records both.
+//! 6. The LM side: [`policy`] holds the model, [`rollout`] samples the replies,
+//!    [`RewardSimilarity`] fills the similarity matrix with the run's retriever
+//!    ([`bm25_reward`]: the evaluation's BM25; [`dense_reward`]: a sentence encoder's cosine),
+//!    [`update`] runs the candle loss and the PPO epoch, [`trainer`] ties one step together,
+//!    [`validation`] measures nDCG@10 on held-out queries and [`metrics`] records both.
 //!
 //! [`TrainConfig`] holds every setting (TOML, presets `paper` and `cpu-small`); [`seed`]
 //! derives the reproducible random streams; [`bench`] times the reward estimate.
@@ -26,6 +27,7 @@ pub mod bench;
 pub mod bm25_reward;
 pub mod composite;
 pub mod config;
+pub mod dense_reward;
 pub mod error;
 pub mod gains;
 pub mod joint;
@@ -60,11 +62,12 @@ pub use joint::JointSamples;
 pub use layout::RolloutLayout;
 pub use loss::{surrogate_loss, LossGradient, LossReport, SurrogateSettings, TokenBatch};
 pub use reward::{Estimator, RewardSampler, RewardSettings, Rewards};
-pub use similarity::SimilarityMatrix;
+pub use similarity::{RewardSimilarity, SimilarityMatrix};
 pub use bm25_reward::Bm25Reward;
+pub use dense_reward::DenseReward;
 pub use metrics::{StepMetrics, ValidationMetrics};
 pub use policy::Policy;
 pub use rollout::{Rollout, StepRollouts};
 pub use trainer::{TrainData, Trainer, TrainerState};
 pub use update::{policy_update, surrogate_tensor, UpdateItem, UpdateReport, UpdateShape};
-pub use validation::{ValidationSlice, Validator};
+pub use validation::{ValidationIndex, ValidationSlice, Validator};

@@ -4,6 +4,10 @@
 //! All prompts of one role share their system turn, so it is prefilled once (`coaug-lm`'s
 //! shared prefix) and every slot only adds its user turn. Documents enter the prompt as
 //! `"title. text"` cut to the token budget; the retriever still sees the full text.
+//!
+//! The retriever a run trains for picks the system prompt (sparse: keywords; dense: query
+//! expansion / document abstract) and how a reply joins its original text (dense documents
+//! put the abstract in front, everything else appends it), as `coaug eval` composes them.
 
 use std::sync::Arc;
 
@@ -29,7 +33,7 @@ pub struct Rollout {
     pub old_logprobs: Vec<f32>,
     pub augmentation: String,
     pub format_valid: bool,
-    /// The text the retriever matches: original plus augmentation.
+    /// The text the retriever matches: original and augmentation, composed for the retriever.
     pub retrieval_text: String,
     /// Hidden states entering the first trainable block at every position the update scores
     /// from (prompt + tokens - 1), kept from generation so the update skips the frozen trunk.
@@ -58,6 +62,8 @@ impl Rollout {
 /// How one role's prompts are sampled.
 #[derive(Debug, Clone)]
 pub struct RoleSampling {
+    /// The retriever the replies are written for: system prompt and composition.
+    pub retriever: Retriever,
     pub params: SamplingParams,
     pub parse_policy: ParsePolicy,
     /// Token budget of a document's text inside its prompt.
@@ -87,7 +93,7 @@ pub fn sample_role(
         return Ok(originals.iter().cloned().map(Rollout::original).collect());
     };
     let tok = &policy.tokenizer;
-    let system = prompts.get(role, Retriever::Sparse);
+    let system = prompts.get(role, sampling.retriever);
     let prefix = tok.encode(&render_chatml(&[(coaug_lm::Role::System, system)], false))?;
     let user_turns = originals
         .iter()
@@ -131,7 +137,7 @@ pub fn sample_role(
                 &originals[i],
                 &parsed.text,
                 role,
-                Retriever::Sparse,
+                sampling.retriever,
                 Composition::Full,
             );
             Ok(Rollout {

@@ -1,9 +1,44 @@
 //! The step's similarity matrix: every query rollout against every document rollout.
 //!
-//! Computed once per step by the caller (BM25 over augmented texts, or dense dot products);
-//! the reward estimators only index into it.
+//! Computed once per step by [`RewardSimilarity`] (BM25 over augmented texts, or dense dot
+//! products); the reward estimators only index into it and never see which retriever made it.
 
+use coaug_augment::Retriever;
+
+use crate::bm25_reward::Bm25Reward;
+use crate::dense_reward::DenseReward;
 use crate::error::{Result, RlError};
+
+/// The similarity the reward ranks by, one variant per retriever (method.md §4). Adding a
+/// retriever means adding a variant here; the trainer only calls [`RewardSimilarity::similarity`].
+pub enum RewardSimilarity {
+    /// BM25 with the evaluation's analyzer, IDF from the original corpus.
+    Bm25(Bm25Reward),
+    /// Cosine of a sentence encoder's embeddings.
+    Dense(DenseReward),
+}
+
+impl RewardSimilarity {
+    /// The retriever whose prompts and composition the rollouts must use to match.
+    pub fn retriever(&self) -> Retriever {
+        match self {
+            RewardSimilarity::Bm25(_) => Retriever::Sparse,
+            RewardSimilarity::Dense(_) => Retriever::Dense,
+        }
+    }
+
+    /// Every query text against every document text: rows are queries, columns documents.
+    pub fn similarity<Q: AsRef<str> + Sync, D: AsRef<str> + Sync>(
+        &self,
+        queries: &[Q],
+        documents: &[D],
+    ) -> anyhow::Result<SimilarityMatrix> {
+        match self {
+            RewardSimilarity::Bm25(bm25) => Ok(bm25.similarity(queries, documents)?),
+            RewardSimilarity::Dense(dense) => dense.similarity(queries, documents),
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct SimilarityMatrix {

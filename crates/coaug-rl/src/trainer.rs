@@ -1,5 +1,5 @@
-//! The training loop's step (method.md §3–§5): composite batch → rollouts → BM25 similarity →
-//! reward sampling → role-scaled advantages → one PPO epoch.
+//! The training loop's step (method.md §3–§5): composite batch → rollouts → similarity (BM25
+//! or dense, [`RewardSimilarity`]) → reward sampling → role-scaled advantages → one PPO epoch.
 //!
 //! Every random choice of step `s` is a function of the run seed and `s` (batch, sampling seeds,
 //! joint samples), so a run resumed from the checkpoint written after step `s` continues on
@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use coaug_augment::{PromptSet, Role};
+use coaug_augment::{PromptSet, Retriever, Role};
 use coaug_data::{Document, Qrels, Query};
 use coaug_lm::{AdamW, SamplingParams};
 use rand::Rng;
@@ -26,6 +26,7 @@ use crate::policy::{adamw_config, Policy};
 use crate::reward::{RewardSampler, RewardSettings, Rewards};
 use crate::rollout::{sample_role, RoleSampling, Rollout, StepRollouts};
 use crate::seed::{stream, Purpose};
+use crate::similarity::RewardSimilarity;
 use crate::update::{policy_update, UpdateItem, UpdateReport, UpdateShape};
 
 /// What the trainer learns from.
@@ -50,7 +51,7 @@ pub struct Trainer {
     prompts: PromptSet,
     sampler: CompositeSampler,
     reward: RewardSampler,
-    bm25: Bm25Reward,
+    similarity: RewardSimilarity,
     corpus: Vec<Document>,
     doc_position: HashMap<String, usize>,
     query_text: HashMap<String, String>,
@@ -59,8 +60,33 @@ pub struct Trainer {
 }
 
 impl Trainer {
+    /// A trainer for `retriever = "sparse"` (BM25 reward with the corpus's statistics). A dense
+    /// run needs its encoder: build it with [`Trainer::with_similarity`].
     pub fn new(config: TrainConfig, policy: Policy, prompts: PromptSet, data: TrainData) -> Result<Self> {
+        if config.retriever == Retriever::Dense {
+            bail!("retriever = \"dense\" needs a sentence encoder: use Trainer::with_similarity(…, RewardSimilarity::Dense(…))");
+        }
+        let similarity = RewardSimilarity::Bm25(Bm25Reward::new(&data.corpus)?);
+        Self::with_similarity(config, policy, prompts, data, similarity)
+    }
+
+    /// A trainer whose reward ranks by `similarity`, which must be the config's retriever (the
+    /// rollouts are prompted and composed for that retriever).
+    pub fn with_similarity(
+        config: TrainConfig,
+        policy: Policy,
+        prompts: PromptSet,
+        data: TrainData,
+        similarity: RewardSimilarity,
+    ) -> Result<Self> {
         config.validate()?;
+        if similarity.retriever() != config.retriever {
+            bail!(
+                "the config trains for retriever = \"{}\" but the reward similarity is {}",
+                config.retriever,
+                similarity.retriever()
+            );
+        }
         let sampler = CompositeSampler::new(
             config.composite.clone(),
             &data.train_qrels,
@@ -83,7 +109,7 @@ impl Trainer {
         let optimizer = AdamW::new(&policy.trainable, adamw_config(&config))?;
         Ok(Self {
             reward: RewardSampler::new(config.reward_settings())?,
-            bm25: Bm25Reward::new(&data.corpus)?,
+            similarity,
             doc_position: data
                 .corpus
                 .iter()
@@ -112,6 +138,10 @@ impl Trainer {
 
     pub fn prompts(&self) -> &PromptSet {
         &self.prompts
+    }
+
+    pub fn similarity(&self) -> &RewardSimilarity {
+        &self.similarity
     }
 
     pub fn sampler(&self) -> &CompositeSampler {
@@ -212,12 +242,14 @@ impl Trainer {
         // Only blocks from the first trainable one run again in the update.
         let keep_trunk_at = Some(self.policy.first_trainable_layer).filter(|&l| l > 0);
         let query_sampling = RoleSampling {
+            retriever: self.config.retriever,
             params: params(seeds.random()),
             parse_policy: r.parse_policy,
             max_input_tokens: None,
             keep_trunk_at,
         };
         let doc_sampling = RoleSampling {
+            retriever: self.config.retriever,
             params: params(seeds.random()),
             parse_policy: r.parse_policy,
             max_input_tokens: Some(r.max_document_tokens),
@@ -259,10 +291,12 @@ impl Trainer {
         })
     }
 
-    fn rewards(&self, batch: &CompositeBatch, rollouts: &StepRollouts) -> Result<Rewards> {
+    /// Every rollout's reward estimate: the step's similarity matrix, then the joint samples of
+    /// step `batch.step` (the same ones `train_step` draws).
+    pub fn rewards(&self, batch: &CompositeBatch, rollouts: &StepRollouts) -> Result<Rewards> {
         let query_texts: Vec<&str> = rollouts.queries.iter().map(|r| r.retrieval_text.as_str()).collect();
         let doc_texts: Vec<&str> = rollouts.documents.iter().map(|r| r.retrieval_text.as_str()).collect();
-        let similarity = self.bm25.similarity(&query_texts, &doc_texts)?;
+        let similarity = self.similarity.similarity(&query_texts, &doc_texts)?;
         let mut rng = stream(self.config.seed, Purpose::JointSamples, batch.step);
         Ok(self
             .reward
@@ -277,7 +311,7 @@ impl Trainer {
             .iter()
             .map(|d| self.corpus[self.doc_position[&d.doc_id]].full_text())
             .collect();
-        let similarity = self.bm25.similarity(&query_texts, &doc_texts)?;
+        let similarity = self.similarity.similarity(&query_texts, &doc_texts)?;
         let counts: Vec<usize> = (0..rollouts.layout.num_query_slots())
             .map(|q| rollouts.layout.query_rows(q).len())
             .collect();

@@ -1,14 +1,21 @@
 //! Validation during training: greedy augmentation of a fixed held-out slice of queries and of
-//! their judged documents, then nDCG@10 with the real BM25 index (a tantivy index of the whole
-//! corpus, in which the slice's documents carry their augmentation).
+//! their judged documents, then nDCG@10 over the whole corpus with the run's retriever, as the
+//! evaluation ranks: BM25 with a real tantivy index of the corpus in which the slice's
+//! documents carry their augmentation, or the dense encoder with exact cosine search over the
+//! corpus vectors in which the slice's documents are re-encoded with their abstract in front.
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
-use coaug_augment::{ParsePolicy, PromptSet, Role};
+use anyhow::{bail, Context, Result};
+use coaug_augment::{augmented_text, Composition, ParsePolicy, PromptSet, Retriever, Role};
 use coaug_data::{Document, Qrels, Query};
+use coaug_dense::{
+    document_text, exact_top_k, open_or_encode, patch_documents, MappedEmbeddings, SentenceEncoder,
+    StoredPrecision,
+};
 use coaug_eval::{evaluate, EvalOptions, Run};
 use coaug_index::{Bm25Index, IndexConfig, IndexDoc};
 use coaug_lm::SamplingParams;
@@ -18,16 +25,45 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::metrics::ValidationMetrics;
 use crate::policy::Policy;
-use crate::rollout::{sample_role, RoleSampling};
+use crate::rollout::{sample_role, Rollout, RoleSampling};
 
-/// The held-out slice and where its index is built.
+/// Hits per validation query (nDCG@10 needs only the first ten).
+const HITS: usize = 100;
+
+/// How validation ranks the corpus: the run's retriever, as the evaluation uses it.
+pub enum ValidationIndex {
+    /// A tantivy BM25 index of the corpus, rebuilt in this folder at every validation.
+    Bm25 { dir: PathBuf },
+    /// Exact cosine search with the encoder. The original corpus vectors are encoded once into
+    /// `vectors_dir` (reused while the encoder and the texts are the same: pointing it at
+    /// `coaug eval`'s store shares the work); each validation re-encodes only the augmented
+    /// documents.
+    Dense { encoder: Arc<SentenceEncoder>, vectors_dir: PathBuf },
+}
+
+/// [`ValidationIndex`] once opened: the dense corpus vectors are loaded.
+enum Ranker {
+    Bm25 { dir: PathBuf },
+    Dense { encoder: Arc<SentenceEncoder>, corpus_vectors: MappedEmbeddings },
+}
+
+impl Ranker {
+    fn retriever(&self) -> Retriever {
+        match self {
+            Ranker::Bm25 { .. } => Retriever::Sparse,
+            Ranker::Dense { .. } => Retriever::Dense,
+        }
+    }
+}
+
+/// The held-out slice and the retriever it is ranked with.
 pub struct Validator {
     queries: Vec<Query>,
     qrels: Qrels,
     corpus: Vec<Document>,
     /// Corpus positions of the documents that get augmented.
     augmented: Vec<usize>,
-    index_dir: PathBuf,
+    ranker: Ranker,
     max_new_tokens: usize,
     max_document_tokens: usize,
     parse_policy: ParsePolicy,
@@ -44,14 +80,15 @@ pub struct ValidationSlice {
 
 impl Validator {
     /// Picks `slice.queries` judged queries (a seeded, fixed choice) and up to
-    /// `documents_per_query` of their judged documents each, most relevant first.
+    /// `documents_per_query` of their judged documents each, most relevant first. A dense
+    /// index encodes the corpus here unless its stored vectors are current.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         corpus: Vec<Document>,
         queries: &[Query],
         qrels: &Qrels,
         slice: &ValidationSlice,
-        index_dir: PathBuf,
+        index: ValidationIndex,
         max_new_tokens: usize,
         max_document_tokens: usize,
         parse_policy: ParsePolicy,
@@ -88,14 +125,15 @@ impl Validator {
             );
         }
         if judged.is_empty() {
-            anyhow::bail!("no validation query has a relevant document");
+            bail!("no validation query has a relevant document");
         }
+        let ranker = open_ranker(index, &corpus)?;
         Ok(Self {
             queries: judged.iter().map(|id| by_id[id.as_str()].clone()).collect(),
             qrels: kept,
             corpus,
             augmented: augmented.into_iter().collect(),
-            index_dir,
+            ranker,
             max_new_tokens,
             max_document_tokens,
             parse_policy,
@@ -112,6 +150,7 @@ impl Validator {
     pub fn run(&self, policy: &Policy, prompts: &PromptSet, step: u64) -> Result<ValidationMetrics> {
         let start = Instant::now();
         let greedy = |max_input_tokens| RoleSampling {
+            retriever: self.ranker.retriever(),
             params: SamplingParams {
                 repetition_penalty: 1.2,
                 ..SamplingParams::greedy(self.max_new_tokens)
@@ -139,22 +178,12 @@ impl Validator {
             &doc_texts,
             self.augment_documents.then_some(&d_sampling),
         )?;
-        let mut index_docs = IndexDoc::from_documents(&self.corpus);
-        for (&i, rollout) in self.augmented.iter().zip(&documents) {
-            if !rollout.augmentation.is_empty() {
-                index_docs[i].augmentation = Some(rollout.augmentation.clone());
+        let run = match &self.ranker {
+            Ranker::Bm25 { dir } => self.bm25_run(dir, &queries, &documents)?,
+            Ranker::Dense { encoder, corpus_vectors } => {
+                self.dense_run(encoder, corpus_vectors, &queries, &documents)?
             }
-        }
-        let index = Bm25Index::build(&self.index_dir, &index_docs, &IndexConfig::default())
-            .with_context(|| format!("building the validation index in {}", self.index_dir.display()))?;
-        let texts: Vec<&str> = queries.iter().map(|r| r.retrieval_text.as_str()).collect();
-        let hits = index.search_batch(&texts, 100);
-        let mut run = Run::new();
-        for (query, hits) in self.queries.iter().zip(&hits) {
-            for hit in hits {
-                run.insert(query.id.clone(), index.doc_id(hit.doc), f64::from(hit.score));
-            }
-        }
+        };
         let metrics = evaluate(&self.qrels, &run, &[10], &EvalOptions::default());
         let generated: Vec<_> = queries.iter().chain(&documents).filter(|r| r.is_generated()).collect();
         let format_valid = if generated.is_empty() {
@@ -170,5 +199,78 @@ impl Validator {
             format_valid,
             seconds: start.elapsed().as_secs_f64(),
         })
+    }
+
+    /// BM25 over a fresh tantivy index of the corpus, the slice's documents carrying their
+    /// augmentation in the index's augmentation field.
+    fn bm25_run(&self, dir: &Path, queries: &[Rollout], documents: &[Rollout]) -> Result<Run> {
+        let mut index_docs = IndexDoc::from_documents(&self.corpus);
+        for (&i, rollout) in self.augmented.iter().zip(documents) {
+            if !rollout.augmentation.is_empty() {
+                index_docs[i].augmentation = Some(rollout.augmentation.clone());
+            }
+        }
+        let index = Bm25Index::build(dir, &index_docs, &IndexConfig::default())
+            .with_context(|| format!("building the validation index in {}", dir.display()))?;
+        let texts: Vec<&str> = queries.iter().map(|r| r.retrieval_text.as_str()).collect();
+        let hits = index.search_batch(&texts, HITS);
+        let mut run = Run::new();
+        for (query, hits) in self.queries.iter().zip(&hits) {
+            for hit in hits {
+                run.insert(query.id.clone(), index.doc_id(hit.doc), f64::from(hit.score));
+            }
+        }
+        Ok(run)
+    }
+
+    /// Exact cosine search over the corpus vectors, the slice's augmented documents re-encoded
+    /// in their dense composition (abstract, then the text `coaug eval` encodes).
+    fn dense_run(
+        &self,
+        encoder: &SentenceEncoder,
+        corpus_vectors: &MappedEmbeddings,
+        queries: &[Rollout],
+        documents: &[Rollout],
+    ) -> Result<Run> {
+        let changed: Vec<(usize, String)> = self
+            .augmented
+            .iter()
+            .zip(documents)
+            .filter(|(_, rollout)| !rollout.augmentation.is_empty())
+            .map(|(&i, rollout)| (i, dense_augmented(&self.corpus[i], &rollout.augmentation)))
+            .collect();
+        let changed: Vec<(usize, &str)> = changed.iter().map(|(i, t)| (*i, t.as_str())).collect();
+        let vectors = patch_documents(encoder, corpus_vectors.to_embeddings(), &changed)?;
+        let texts: Vec<&str> = queries.iter().map(|r| r.retrieval_text.as_str()).collect();
+        let query_vectors = encoder.encode_queries(&texts, false)?;
+        let hits = exact_top_k(&query_vectors, &vectors, HITS)?;
+        let mut run = Run::new();
+        for (query, hits) in self.queries.iter().zip(&hits) {
+            for hit in hits {
+                run.insert(query.id.clone(), self.corpus[hit.doc as usize].id.clone(), f64::from(hit.score));
+            }
+        }
+        Ok(run)
+    }
+}
+
+/// A document as `coaug eval --retriever dense` encodes it once augmented: the abstract in
+/// front of the text the stored vectors encode.
+fn dense_augmented(doc: &Document, augmentation: &str) -> String {
+    augmented_text(&document_text(doc), augmentation, Role::Document, Retriever::Dense, Composition::Full)
+}
+
+/// Opens the index: for dense, the original corpus vectors in `coaug eval`'s text form
+/// (`document_text`), encoded now unless the store in `vectors_dir` is current.
+fn open_ranker(index: ValidationIndex, corpus: &[Document]) -> Result<Ranker> {
+    match index {
+        ValidationIndex::Bm25 { dir } => Ok(Ranker::Bm25 { dir }),
+        ValidationIndex::Dense { encoder, vectors_dir } => {
+            let ids: Vec<String> = corpus.iter().map(|d| d.id.clone()).collect();
+            let texts: Vec<String> = corpus.iter().map(document_text).collect();
+            let (corpus_vectors, _) = open_or_encode(&vectors_dir, &encoder, &ids, &texts, StoredPrecision::F32)
+                .with_context(|| format!("encoding the validation corpus into {}", vectors_dir.display()))?;
+            Ok(Ranker::Dense { encoder, corpus_vectors })
+        }
     }
 }

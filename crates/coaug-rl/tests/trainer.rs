@@ -247,3 +247,176 @@ fn trunks_kept_from_generation_score_like_a_fresh_trunk_pass() {
         assert!((x - y).abs() < 1e-4, "scored {x} vs sampled {y}");
     }
 }
+
+// The dense retriever: a tiny seeded BERT encoder in place of BM25.
+
+mod dense {
+    use std::sync::Arc;
+
+    use coaug_augment::{Retriever, Role};
+    use coaug_dense::testing::{write_tiny_bert, TinyBert};
+    use coaug_dense::{cosine, document_text, exact_top_k, SentenceEncoder};
+    use coaug_eval::{evaluate, EvalOptions, Run};
+    use coaug_lm::{render_chatml, SamplingParams};
+    use coaug_rl::rollout::{sample_role, RoleSampling};
+    use coaug_rl::{DenseReward, RewardSimilarity, ValidationIndex, ValidationSlice, Validator};
+
+    use super::*;
+
+    /// The tiny encoder, with a query instruction so that the query path is distinguishable.
+    fn encoder(dir: &std::path::Path) -> Arc<SentenceEncoder> {
+        write_tiny_bert(dir, &TinyBert::default()).unwrap();
+        let mut encoder = SentenceEncoder::load(dir).unwrap();
+        encoder.set_query_prefix(Some("query: ".into()));
+        Arc::new(encoder)
+    }
+
+    fn dense_config() -> TrainConfig {
+        let mut c = config(BlockSelection::Top(1), 0.0);
+        c.retriever = Retriever::Dense;
+        c
+    }
+
+    fn dense_trainer(seed: u64, encoder: Arc<SentenceEncoder>) -> Trainer {
+        let cfg = dense_config();
+        let policy = Policy::new(tiny_model(seed), tokenizer(), &cfg).unwrap();
+        let similarity = RewardSimilarity::Dense(DenseReward::new(encoder));
+        Trainer::with_similarity(cfg, policy, prompts(), synthetic_data(), similarity).unwrap()
+    }
+
+    #[test]
+    fn a_dense_step_runs_with_rewards_in_the_unit_interval_that_differ_between_rollouts() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = dense_trainer(7, encoder(dir.path()));
+        let batch = t.sampler().batch(0);
+        let rollouts = t.rollouts(&batch).unwrap();
+        let rewards = t.rewards(&batch, &rollouts).unwrap();
+        let documents: Vec<f64> = rewards.document.iter().map(|r| r.expect("T = 64 draws every rollout")).collect();
+        for &r in rewards.query.iter().chain(&documents) {
+            assert!((0.0..=1.0).contains(&r), "reward {r}");
+        }
+        let spread = |rs: &[f64]| rs.iter().cloned().fold(f64::MIN, f64::max) - rs.iter().cloned().fold(f64::MAX, f64::min);
+        assert!(spread(&rewards.query) > 1e-3, "query rewards {:?}", rewards.query);
+        assert!(spread(&documents) > 1e-3, "document rewards {documents:?}");
+
+        // The step itself: the same rollouts and joint samples, so the same rewards.
+        let m = t.train_step().unwrap();
+        assert_eq!(m.step, 0);
+        assert!((m.reward_query - rewards.mean_query_reward()).abs() < 1e-12);
+        assert!((0.0..=1.0).contains(&m.ndcg_query_rollouts));
+        assert!(!m.skipped && m.loss.is_finite(), "{m:?}");
+    }
+
+    #[test]
+    fn the_dense_similarity_is_the_cosine_of_separately_encoded_texts() {
+        let dir = tempfile::tempdir().unwrap();
+        let encoder = encoder(dir.path());
+        let t = dense_trainer(7, encoder.clone());
+        let batch = t.sampler().batch(0);
+        let rollouts = t.rollouts(&batch).unwrap();
+        let queries: Vec<&str> = rollouts.queries.iter().map(|r| r.retrieval_text.as_str()).collect();
+        let documents: Vec<&str> = rollouts.documents.iter().map(|r| r.retrieval_text.as_str()).collect();
+        let sim = t.similarity().similarity(&queries, &documents).unwrap();
+        assert_eq!((sim.rows(), sim.columns()), (queries.len(), documents.len()));
+        let doc_vectors: Vec<Vec<f32>> =
+            documents.iter().map(|d| encoder.encode_documents(&[d], false).unwrap().row(0).to_vec()).collect();
+        for (i, q) in queries.iter().enumerate() {
+            // The query path: the encoder's instruction in front of the text.
+            let q_vector = encoder.encode_documents(&[&format!("query: {q}")], false).unwrap();
+            for (j, d_vector) in doc_vectors.iter().enumerate() {
+                let want = cosine(q_vector.row(0), d_vector);
+                assert!((sim.row(i)[j] - want).abs() < 1e-5, "({i}, {j}): {} vs {want}", sim.row(i)[j]);
+            }
+        }
+    }
+
+    #[test]
+    fn dense_rollouts_use_the_dense_prompts_and_prepend_document_abstracts() {
+        let cfg = dense_config();
+        let policy = Policy::new(tiny_model(5), tokenizer(), &cfg).unwrap();
+        let role = |sparse: &str, dense: &str| RolePrompts { sparse: sparse.into(), dense: dense.into() };
+        let prompts = PromptSet { query: role("w0 w1", "w4 w5"), document: role("w2 w3", "w6 w7") };
+        let originals = vec!["alpha w1".to_string(), "beta w2 w3".to_string()];
+        let n = 4;
+        for role in [Role::Query, Role::Document] {
+            for retriever in [Retriever::Sparse, Retriever::Dense] {
+                let sampling = RoleSampling {
+                    retriever,
+                    params: SamplingParams { temperature: 1.2, max_new_tokens: 6, n, seed: 1, ..Default::default() },
+                    parse_policy: ParsePolicy::Lenient,
+                    max_input_tokens: None,
+                    keep_trunk_at: None,
+                };
+                let rollouts = sample_role(&policy, &prompts, role, &originals, Some(&sampling)).unwrap();
+                let system = |r| tokenizer().encode(&render_chatml(&[(coaug_lm::Role::System, prompts.get(role, r))], false)).unwrap();
+                let other = if retriever == Retriever::Dense { Retriever::Sparse } else { Retriever::Dense };
+                for (k, r) in rollouts.iter().enumerate() {
+                    assert!(r.prompt.starts_with(&system(retriever)), "{role:?}/{retriever:?}: the retriever's system turn");
+                    assert!(!r.prompt.starts_with(&system(other)));
+                    let (original, aug) = (&originals[k / n], r.augmentation.trim());
+                    let want = match (aug.is_empty(), role, retriever) {
+                        (true, _, _) => original.clone(),
+                        (false, Role::Document, Retriever::Dense) => format!("{aug}\n{original}"),
+                        (false, _, _) => format!("{original}\n{aug}"),
+                    };
+                    assert_eq!(r.retrieval_text, want, "{role:?}/{retriever:?}");
+                }
+                assert!(rollouts.iter().any(|r| !r.augmentation.trim().is_empty()), "some reply must augment");
+            }
+        }
+    }
+
+    #[test]
+    fn a_dense_config_needs_a_dense_similarity() {
+        let cfg = dense_config();
+        let policy = || Policy::new(tiny_model(1), tokenizer(), &cfg).unwrap();
+        let err = Trainer::new(cfg.clone(), policy(), prompts(), synthetic_data()).err().unwrap();
+        assert!(err.to_string().contains("encoder"), "{err}");
+        let bm25 = RewardSimilarity::Bm25(coaug_rl::Bm25Reward::new(&synthetic_data().corpus).unwrap());
+        assert!(Trainer::with_similarity(cfg.clone(), policy(), prompts(), synthetic_data(), bm25).is_err());
+    }
+
+    #[test]
+    fn dense_validation_ranks_the_corpus_by_encoder_cosine() {
+        let dir = tempfile::tempdir().unwrap();
+        let encoder_dir = dir.path().join("encoder");
+        std::fs::create_dir_all(&encoder_dir).unwrap();
+        let encoder = encoder(&encoder_dir);
+        let data = synthetic_data();
+        let cfg = dense_config();
+        let policy = Policy::new(tiny_model(5), tokenizer(), &cfg).unwrap();
+        let validator = |augment: (bool, bool)| {
+            Validator::new(
+                data.corpus.clone(),
+                &data.queries,
+                &data.train_qrels,
+                &ValidationSlice { queries: 100, documents_per_query: 2, seed: 1 },
+                ValidationIndex::Dense { encoder: encoder.clone(), vectors_dir: dir.path().join("vectors") },
+                6,
+                16,
+                ParsePolicy::Lenient,
+                augment,
+            )
+            .unwrap()
+        };
+        let augmented = validator((true, true)).run(&policy, &prompts(), 0).unwrap();
+        assert!((0.0..=1.0).contains(&augmented.ndcg_at_10));
+        assert_eq!((augmented.queries, augmented.augmented_documents), (6, 12));
+
+        // Without augmentation: exactly the originals ranked by cosine, as `coaug eval` would.
+        let plain = validator((false, false)).run(&policy, &prompts(), 0).unwrap();
+        let texts: Vec<String> = data.corpus.iter().map(document_text).collect();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let docs = encoder.encode_documents(&refs, false).unwrap();
+        let query_texts: Vec<&str> = data.queries.iter().map(|q| q.text.as_str()).collect();
+        let hits = exact_top_k(&encoder.encode_queries(&query_texts, false).unwrap(), &docs, 100).unwrap();
+        let mut run = Run::new();
+        for (q, hits) in data.queries.iter().zip(&hits) {
+            for h in hits {
+                run.insert(q.id.clone(), data.corpus[h.doc as usize].id.clone(), f64::from(h.score));
+            }
+        }
+        let want = evaluate(&data.train_qrels, &run, &[10], &EvalOptions::default()).mean["NDCG@10"];
+        assert!((plain.ndcg_at_10 - want).abs() < 1e-9, "{} vs {want}", plain.ndcg_at_10);
+    }
+}

@@ -178,8 +178,9 @@ impl DenseIndex {
     }
 }
 
-/// Where a dataset's vectors for an encoder and precision are kept.
-fn store_dir(dataset: &Dataset, encoder: &SentenceEncoder, precision: StoredPrecision) -> PathBuf {
+/// Where a dataset's vectors for an encoder and precision are kept (`coaug train --retriever
+/// dense` validates against the same store).
+pub(crate) fn store_dir(dataset: &Dataset, encoder: &SentenceEncoder, precision: StoredPrecision) -> PathBuf {
     let precision = match precision {
         StoredPrecision::F32 => "f32",
         StoredPrecision::F16 => "f16",

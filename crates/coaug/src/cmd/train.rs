@@ -3,17 +3,25 @@
 //!
 //! A run directory holds everything a run leaves: `config.toml` (the resolved config),
 //! `metrics.jsonl` (one line per step), `validation.jsonl`, `checkpoints/` (trained tensors and
-//! optimizer state; `latest.json` names the newest) and the validation index.
+//! optimizer state; `latest.json` names the newest) and the BM25 validation index. A dense run
+//! validates against the corpus vectors `coaug eval --retriever dense` keeps in the cache.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
-use coaug_augment::PromptSet;
+use coaug_augment::{PromptSet, Retriever};
+use coaug_data::Dataset;
+use coaug_dense::{SentenceEncoder, StoredPrecision};
 use coaug_rl::metrics::{append_jsonl, truncate_jsonl_from_step};
-use coaug_rl::{Policy, StepMetrics, TrainConfig, TrainData, Trainer, ValidationMetrics, ValidationSlice, Validator};
+use coaug_rl::{
+    Bm25Reward, DenseReward, Policy, RewardSimilarity, StepMetrics, TrainConfig, TrainData, Trainer, ValidationIndex,
+    ValidationMetrics, ValidationSlice, Validator,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use super::dense::{load_encoder, store_dir, EncoderArgs};
 use super::DatasetArgs;
 
 #[derive(clap::Args, Debug)]
@@ -48,6 +56,14 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub prompts: Option<PathBuf>,
 
+    /// Retriever to train for (overrides the config's `retriever`). `sparse`: BM25 reward and
+    /// validation, keyword prompts, augmentations appended. `dense`: the reward is the cosine of
+    /// the sentence encoder's embeddings (--encoder; pass the same one when resuming), validation
+    /// ranks the corpus by exact cosine search, the prompts ask for a query expansion (appended)
+    /// and a document abstract (prepended).
+    #[arg(long, value_name = "sparse|dense")]
+    pub retriever: Option<Retriever>,
+
     /// Override the config's seed.
     #[arg(long)]
     pub seed: Option<u64>,
@@ -71,6 +87,10 @@ pub struct Args {
     /// Ablation: every role's advantage scaled by 1 (no posk / negk).
     #[arg(long)]
     pub no_role_scaling: bool,
+
+    // Last: the heading applies to every option after it. Loaded only for a dense run.
+    #[command(flatten, next_help_heading = "Dense retriever (only with --retriever dense)")]
+    pub encoder: EncoderArgs,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -93,6 +113,17 @@ pub fn run(args: Args) -> Result<()> {
         Some(path) => PromptSet::load(path)?,
         None => PromptSet::default(),
     };
+    let encoder = match config.retriever {
+        Retriever::Dense => Some(Arc::new(load_encoder(&args.encoder)?)),
+        Retriever::Sparse => {
+            warn_unused_encoder_flags(&args.encoder);
+            None
+        }
+    };
+    match &encoder {
+        Some(e) => eprintln!("retriever: dense, encoder {} ({} dimensions)", e.name(), e.dim()),
+        None => eprintln!("retriever: sparse (BM25)"),
+    }
     let validator = if config.validation.every_steps > 0 {
         let qrels = dataset.qrels(&config.validation.split)?;
         Some(Validator::new(
@@ -104,7 +135,7 @@ pub fn run(args: Args) -> Result<()> {
                 documents_per_query: config.validation.documents_per_query,
                 seed: config.seed,
             },
-            out.join("validation-index"),
+            validation_index(encoder.as_ref(), &dataset, &out),
             config.rollout.max_new_tokens,
             config.rollout.max_document_tokens,
             config.rollout.parse_policy,
@@ -113,11 +144,16 @@ pub fn run(args: Args) -> Result<()> {
     } else {
         None
     };
-    let mut trainer = Trainer::new(
+    let similarity = match encoder {
+        Some(encoder) => RewardSimilarity::Dense(DenseReward::new(encoder)),
+        None => RewardSimilarity::Bm25(Bm25Reward::new(&corpus)?),
+    };
+    let mut trainer = Trainer::with_similarity(
         config.clone(),
         policy,
         prompts,
         TrainData { corpus, queries, train_qrels },
+        similarity,
     )?;
     let stats = trainer.sampler().stats().clone();
     eprintln!(
@@ -221,6 +257,9 @@ fn resolve_config(args: &Args, out: &Path) -> Result<TrainConfig> {
         (None, true) => TrainConfig::from_toml_file(&saved)?,
         (None, false) => TrainConfig::preset(&args.preset)?,
     };
+    if let Some(retriever) = args.retriever {
+        config.retriever = retriever;
+    }
     if let Some(seed) = args.seed {
         config.seed = seed;
     }
@@ -232,12 +271,26 @@ fn resolve_config(args: &Args, out: &Path) -> Result<TrainConfig> {
     config.ablation.no_reward_sampling |= args.no_reward_sampling;
     config.ablation.no_role_scaling |= args.no_role_scaling;
     config.validate()?;
-    // The trainer's prompts and reward are BM25 only so far: a dense config would silently
-    // train the sparse setting under a dense label.
-    if config.retriever == coaug_rl::Retriever::Dense {
-        bail!("retriever = \"dense\" is not supported by the trainer yet (rollouts use the sparse prompts and the reward is BM25); use retriever = \"sparse\"");
-    }
     Ok(config)
+}
+
+/// BM25: a tantivy index rebuilt in the run directory. Dense: the cached corpus vectors of
+/// `coaug eval --retriever dense` (f32), so neither command encodes the corpus twice.
+fn validation_index(encoder: Option<&Arc<SentenceEncoder>>, dataset: &Dataset, out: &Path) -> ValidationIndex {
+    match encoder {
+        Some(encoder) => ValidationIndex::Dense {
+            encoder: encoder.clone(),
+            vectors_dir: store_dir(dataset, encoder, StoredPrecision::F32),
+        },
+        None => ValidationIndex::Bm25 { dir: out.join("validation-index") },
+    }
+}
+
+/// Encoder flags on a sparse run are a likely mistake (a forgotten `--retriever dense`).
+fn warn_unused_encoder_flags(args: &EncoderArgs) {
+    if args.encoder.is_some() || args.query_prefix.is_some() || args.max_length.is_some() {
+        eprintln!("warning: --encoder / --query-prefix / --max-length only apply with --retriever dense; this run is sparse");
+    }
 }
 
 /// `--model`, else the config's model when it is a path, else the default GGUF from the cache.
@@ -256,4 +309,37 @@ pub fn model_path(flag: Option<&Path>, config: &TrainConfig) -> Result<PathBuf> 
         "model {:?} is neither a local path nor the default SmolLM2-135M; pass --model PATH (GGUF file or HF directory)",
         config.model
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn parse(flags: &[&str]) -> Args {
+        Cli::try_parse_from(std::iter::once("train").chain(flags.iter().copied())).unwrap().args
+    }
+
+    #[test]
+    fn the_retriever_flag_overrides_preset_and_config_file() {
+        let out = tempfile::tempdir().unwrap();
+        let resolve = |flags: &[&str]| resolve_config(&parse(flags), out.path()).unwrap().retriever;
+        assert_eq!(resolve(&[]), Retriever::Sparse);
+        assert_eq!(resolve(&["--retriever", "dense"]), Retriever::Dense);
+        let file = out.path().join("dense.toml");
+        std::fs::write(&file, "preset = \"cpu-small\"\nretriever = \"dense\"\n").unwrap();
+        let file = file.to_str().unwrap();
+        assert_eq!(resolve(&["--config", file]), Retriever::Dense);
+        assert_eq!(resolve(&["--config", file, "--retriever", "sparse"]), Retriever::Sparse);
+        assert!(Cli::try_parse_from(["train", "--retriever", "splade"]).is_err());
+        let encoder = parse(&["--retriever", "dense", "--encoder", "/models/bge"]).encoder.encoder;
+        assert_eq!(encoder, Some(PathBuf::from("/models/bge")));
+    }
 }

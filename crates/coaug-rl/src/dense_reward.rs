@@ -1,0 +1,45 @@
+//! The step's similarity matrix with a sentence encoder (method.md §4, dense): the dot product
+//! of normalised embeddings, i.e. their cosine. Queries go through the encoder's query path
+//! (its instruction prefix, e.g. bge's, when it has one), documents are embedded as passages —
+//! the same two paths as `coaug eval --retriever dense`, so the reward ranks as the evaluation
+//! will. Each step's texts are embedded in length-bucketed batches, identical texts (common
+//! among sampled rollouts) once.
+
+use std::sync::Arc;
+
+use coaug_dense::{similarity_matrix, SentenceEncoder};
+
+use crate::similarity::SimilarityMatrix;
+
+pub struct DenseReward {
+    /// Shared with validation, which ranks the corpus with the same encoder.
+    encoder: Arc<SentenceEncoder>,
+}
+
+impl DenseReward {
+    pub fn new(encoder: Arc<SentenceEncoder>) -> Self {
+        Self { encoder }
+    }
+
+    pub fn encoder(&self) -> &Arc<SentenceEncoder> {
+        &self.encoder
+    }
+
+    /// Cosine of every query text with every document text, computed once.
+    pub fn similarity<Q: AsRef<str>, D: AsRef<str>>(
+        &self,
+        queries: &[Q],
+        documents: &[D],
+    ) -> anyhow::Result<SimilarityMatrix> {
+        let queries: Vec<&str> = queries.iter().map(AsRef::as_ref).collect();
+        let documents: Vec<&str> = documents.iter().map(AsRef::as_ref).collect();
+        let cosines = similarity_matrix(&self.encoder, &queries, &documents)?;
+        // coaug-dense's matrix has the same row-major layout; the reward's own type adds the
+        // finiteness check a ranking needs.
+        Ok(SimilarityMatrix::new(
+            cosines.num_queries(),
+            cosines.num_docs(),
+            cosines.as_slice().to_vec(),
+        )?)
+    }
+}
