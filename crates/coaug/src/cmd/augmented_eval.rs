@@ -96,9 +96,11 @@ pub struct EvalAugmentArgs {
     #[arg(long, value_name = "N")]
     pub query_limit: Option<usize>,
 
-    /// Where document augmentations are indexed (BM25 only).
-    #[arg(long, value_enum, default_value = "body")]
-    pub placement: Placement,
+    /// Where document augmentations are indexed (BM25 only). Default `own-field`: on NFCorpus
+    /// (SmolLM2-135M, 300 documents augmented) it gave +doc aug 0.3199 / +both 0.1822 nDCG@10
+    /// against 0.3188 / 0.1490 for `body`.
+    #[arg(long, value_enum)]
+    pub placement: Option<Placement>,
 
     #[command(flatten)]
     pub model: ModelArgs,
@@ -114,6 +116,11 @@ pub struct EvalAugmentArgs {
 }
 
 impl EvalAugmentArgs {
+    /// BM25's document placement: own field unless asked otherwise.
+    pub fn placement(&self) -> Placement {
+        self.placement.unwrap_or(Placement::OwnField)
+    }
+
     /// Whether `eval` must take this path instead of plain BM25.
     pub fn is_active(&self) -> bool {
         self.table || self.augment != AugmentMode::None
@@ -202,7 +209,7 @@ pub fn run(ctx: EvalContext<'_>, args: &EvalAugmentArgs) -> Result<()> {
 
     let retriever = match &dense {
         Some(_) => format!("{}, document abstracts prepended", super::dense::describe(ctx.retriever, dense.as_ref())),
-        None => format!("BM25, placement {:?}", args.placement),
+        None => format!("BM25, placement {:?}", args.placement()),
     };
     let header = format!(
         "{} / {} ({} queries, {} documents); {retriever}; {}; queries augmented: {}/{}, documents augmented: {}/{}",
@@ -294,7 +301,7 @@ fn check_retriever(kind: RetrieverKind, args: &EvalAugmentArgs) -> Result<()> {
             "--retriever hybrid cannot be combined with --augment or --table: augmented hybrid runs are not \
              supported (the sparse and dense prompts write different augmentations); use --retriever bm25 or dense"
         ),
-        RetrieverKind::Dense if args.placement != Placement::Body => {
+        RetrieverKind::Dense if args.placement.is_some_and(|p| p != Placement::Body) => {
             bail!("--placement own-field is a BM25 option; with --retriever dense the document abstract is prepended to the text")
         }
         RetrieverKind::Dense => Ok(()),
@@ -313,7 +320,7 @@ fn bm25_run(
 ) -> Result<Run> {
     let (aug_queries, aug_docs) = column.sides();
     let index = if aug_docs {
-        augmented_index(ctx.dataset, corpus, &augs.docs, args.placement, column.augmentation_tag())?
+        augmented_index(ctx.dataset, corpus, &augs.docs, args.placement(), column.augmentation_tag())?
     } else {
         let dir = ctx.index_dir.map(Path::to_path_buf).unwrap_or_else(|| default_index_dir(ctx.dataset));
         open_or_build_index(&dir, corpus, &IndexConfig::default())?
