@@ -54,8 +54,10 @@ pub struct GenerationArgs {
     pub batch_size: usize,
 
     /// Documents are cut (at a word end) to this many tokens of the model's tokenizer before
-    /// prompting; the index still holds the whole document.
-    #[arg(long, default_value_t = 256)]
+    /// prompting; the index still holds the whole document. 128 (the training preset's input too)
+    /// augments NFCorpus in 0.63 h here against 1.17 h at 256, for −0.001 nDCG@10 on the
+    /// quick-mode table (300 documents augmented).
+    #[arg(long, default_value_t = 128)]
     pub max_input_tokens: usize,
 
     /// Tokens generated at most per augmentation.
