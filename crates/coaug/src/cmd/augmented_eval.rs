@@ -217,7 +217,7 @@ pub fn run(ctx: EvalContext<'_>, args: &EvalAugmentArgs) -> Result<()> {
         ctx.split,
         split.queries.len(),
         split.corpus.len(),
-        args.generation.describe(&model_label(&args.model.path()?)),
+        args.generation.describe(&format!("{} ({} weights)", model_label(&args.model.path()?), args.model.precision)),
         if need_queries { query_limit } else { 0 },
         split.queries.len(),
         if need_docs { doc_limit } else { 0 },
