@@ -52,20 +52,9 @@ impl Q8Matrix {
     }
 
     fn matmul_at(&self, x: &Tensor, level: SimdLevel) -> Result<Tensor> {
-        let (rows, in_dim) = x.dims2()?;
-        if in_dim != self.in_dim {
-            candle_core::bail!("q8 matmul: input has {in_dim} features, weight expects {}", self.in_dim);
-        }
-        let xs = x.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-        let nb = in_dim / BLOCK;
-        // Output transposed `(out, rows)` so each task owns a contiguous slice.
-        let mut yt = vec![0f32; self.out_dim * rows];
-        yt.par_chunks_mut(FEATURES_PER_TASK * rows).enumerate().for_each(|(task, dst)| {
-            let first = task * FEATURES_PER_TASK;
-            q8_task_dispatch(level, self, dst, first, rows, &xs, nb);
-        });
-        let yt = Tensor::from_vec(yt, (self.out_dim, rows), x.device())?;
-        yt.t()?.contiguous()
+        let (rows, xs) = input_rows(x, self.in_dim, "q8")?;
+        let nb = self.in_dim / BLOCK;
+        split_output_features(x, self.out_dim, rows, |dst, first| q8_task_dispatch(level, self, dst, first, rows, &xs, nb))
     }
 }
 
@@ -125,21 +114,13 @@ impl Q4Matrix {
     }
 
     fn matmul_at(&self, x: &Tensor, level: SimdLevel) -> Result<Tensor> {
-        let (rows, in_dim) = x.dims2()?;
-        if in_dim != self.in_dim {
-            candle_core::bail!("q4 matmul: input has {in_dim} features, weight expects {}", self.in_dim);
-        }
-        let xs = x.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-        let nb = in_dim / BLOCK;
+        let (rows, xs) = input_rows(x, self.in_dim, "q4")?;
+        let nb = self.in_dim / BLOCK;
         // `m` multiplies the block's input sum, shared by every output feature.
         let xsum: Vec<f32> = xs.chunks_exact(BLOCK).map(|c| c.iter().sum()).collect();
-        let mut yt = vec![0f32; self.out_dim * rows];
-        yt.par_chunks_mut(FEATURES_PER_TASK * rows).enumerate().for_each(|(task, dst)| {
-            let first = task * FEATURES_PER_TASK;
-            q4_task_dispatch(level, self, dst, first, rows, &xs, &xsum, nb);
-        });
-        let yt = Tensor::from_vec(yt, (self.out_dim, rows), x.device())?;
-        yt.t()?.contiguous()
+        split_output_features(x, self.out_dim, rows, |dst, first| {
+            q4_task_dispatch(level, self, dst, first, rows, &xs, &xsum, nb)
+        })
     }
 
     #[inline(always)]
@@ -154,6 +135,31 @@ impl Q4Matrix {
             }
         }
     }
+}
+
+/// `x` `(rows, in)` as f32 values, checked against the weight's input size.
+fn input_rows(x: &Tensor, in_dim: usize, what: &str) -> Result<(usize, Vec<f32>)> {
+    let (rows, got) = x.dims2()?;
+    if got != in_dim {
+        candle_core::bail!("{what} matmul: input has {got} features, weight expects {in_dim}");
+    }
+    Ok((rows, x.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1::<f32>()?))
+}
+
+/// Runs `task(dst, first_feature)` over rayon tasks of `FEATURES_PER_TASK` output features and
+/// returns `(rows, out)`. The output is built transposed, `(out, rows)`, so that each task owns a
+/// contiguous slice.
+fn split_output_features(
+    x: &Tensor,
+    out_dim: usize,
+    rows: usize,
+    task: impl Fn(&mut [f32], usize) + Sync,
+) -> Result<Tensor> {
+    let mut yt = vec![0f32; out_dim * rows];
+    yt.par_chunks_mut(FEATURES_PER_TASK * rows)
+        .enumerate()
+        .for_each(|(i, dst)| task(dst, i * FEATURES_PER_TASK));
+    Tensor::from_vec(yt, (out_dim, rows), x.device())?.t()?.contiguous()
 }
 
 /// The widest vector instructions this CPU has. The kernels below are plain loops the compiler
