@@ -72,6 +72,21 @@ impl AttentionInput {
     }
 }
 
+/// Where a block's attention gets keys and values beyond the ones of its own tokens.
+pub enum Keys<'a> {
+    /// Only the new tokens (and earlier ones in the same batch).
+    Own,
+    /// Appended to a decode cache; attends to everything cached.
+    Cache(&'a mut KvCache),
+    /// Only the new tokens, and each layer's rotated keys and values are pushed here, graph
+    /// and all, so another batch can attend to them ([`Keys::After`]).
+    Record(&'a mut Vec<(Tensor, Tensor)>),
+    /// Attends to these keys and values (one pair per layer run, `(rows, kv_heads, slots,
+    /// head_dim)`) before its own; gradients flow back into them. The attention bias then
+    /// spans `slots + t`.
+    After(&'a [(Tensor, Tensor)]),
+}
+
 /// A causal LM. Cheap to clone (tensors are reference-counted).
 #[derive(Clone)]
 pub struct CausalLm {
@@ -148,18 +163,46 @@ impl CausalLm {
         hidden: &Tensor,
         layers: Range<usize>,
         attn: &AttentionInput,
-        mut cache: Option<&mut KvCache>,
+        cache: Option<&mut KvCache>,
+        grad: bool,
+    ) -> Result<Tensor> {
+        let keys = match cache {
+            Some(c) => Keys::Cache(c),
+            None => Keys::Own,
+        };
+        self.forward_layers_keyed(hidden, layers, attn, keys, grad)
+    }
+
+    /// [`CausalLm::forward_layers`] with any source of extra keys: the trainer runs a shared
+    /// prompt once ([`Keys::Record`]) and its completions after it ([`Keys::After`]).
+    pub fn forward_layers_keyed(
+        &self,
+        hidden: &Tensor,
+        layers: Range<usize>,
+        attn: &AttentionInput,
+        mut keys: Keys<'_>,
         grad: bool,
     ) -> Result<Tensor> {
         let (rows, t, _) = hidden.dims3()?;
+        if let Keys::After(kv) = &keys {
+            if kv.len() != layers.len() {
+                candle_core::bail!("{} prefix key sets for {} layers", kv.len(), layers.len());
+            }
+        }
         let (cos, sin) = self.rope_for(&attn.positions, rows, t)?;
         let mut h = hidden.clone();
-        let last = layers.end;
+        let (first, last) = (layers.start, layers.end);
         for l in layers {
             let g = grad && l >= self.first_grad_layer;
-            h = self.block_forward(l, &h, &cos, &sin, &attn.bias, cache.as_deref_mut(), g)?;
+            let layer_keys = match &mut keys {
+                Keys::Own => Keys::Own,
+                Keys::Cache(c) => Keys::Cache(&mut **c),
+                Keys::Record(out) => Keys::Record(&mut **out),
+                Keys::After(kv) => Keys::After(&kv[l - first..=l - first]),
+            };
+            h = self.block_forward(l, &h, &cos, &sin, &attn.bias, layer_keys, g)?;
         }
-        if let Some(c) = cache {
+        if let Keys::Cache(c) = keys {
             if last == self.cfg.num_layers {
                 c.advance(t);
             }
@@ -237,13 +280,13 @@ impl CausalLm {
         cos: &Tensor,
         sin: &Tensor,
         bias: &Tensor,
-        cache: Option<&mut KvCache>,
+        keys: Keys<'_>,
         g: bool,
     ) -> Result<Tensor> {
         let blk = &self.blocks[l];
         let eps = self.cfg.rms_norm_eps;
         let h = rms_norm(x, &view(&blk.attn_norm, g), eps, g)?;
-        let a = self.attention(l, &h, cos, sin, bias, cache, g)?;
+        let a = self.attention(l, &h, cos, sin, bias, keys, g)?;
         let x = (x + a)?;
         let h = rms_norm(&x, &view(&blk.mlp_norm, g), eps, g)?;
         let gate = blk.gate.forward(&h, g)?;
@@ -260,7 +303,7 @@ impl CausalLm {
         cos: &Tensor,
         sin: &Tensor,
         bias: &Tensor,
-        cache: Option<&mut KvCache>,
+        keys: Keys<'_>,
         g: bool,
     ) -> Result<Tensor> {
         let cfg = &self.cfg;
@@ -276,9 +319,17 @@ impl CausalLm {
         let v = heads(blk.v.forward(x, g)?, kvh)?;
         let q = rope(&q, cos, sin, g)?;
         let k = rope(&k, cos, sin, g)?;
-        let (k, v) = match cache {
-            Some(c) => c.append(l, &k, &v)?,
-            None => (k, v),
+        let (k, v) = match keys {
+            Keys::Own => (k, v),
+            Keys::Cache(c) => c.append(l, &k, &v)?,
+            Keys::Record(out) => {
+                out.push((k.clone(), v.clone()));
+                (k, v)
+            }
+            Keys::After(kv) => {
+                let (pk, pv) = &kv[0];
+                (Tensor::cat(&[pk, &k], 2)?, Tensor::cat(&[pv, &v], 2)?)
+            }
         };
         if !g && t <= attention::MAX_NEW_TOKENS {
             let scale = 1.0 / (hd as f32).sqrt();

@@ -7,7 +7,7 @@ use anyhow::{bail, Result};
 use candle_core::{DType, Tensor, D};
 use candle_nn::ops;
 
-use crate::model::{AttentionInput, CausalLm};
+use crate::model::{AttentionInput, CausalLm, Keys};
 
 /// Token layout of a scoring batch: prompts left-padded to a common end, completions
 /// right-padded after it, so row `r`'s completion token `j` sits at column `S + j`.
@@ -124,10 +124,229 @@ pub fn score_layout(
     };
     let (rows, width, d) = normed.dims3()?;
     let picked = normed.reshape((rows * width, d))?.index_select(&layout.predictor_rows, 0)?;
-    let logits = model.logits(&picked, grad)?;
+    head_scores(model, &picked, &layout.targets, layout.spans.clone(), temperature, grad)
+}
+
+/// Completions that share prompts (the n rollouts of one prompt), laid out so each distinct
+/// prompt runs once: prompts `(groups, S)` left-padded to a common end, and every completion's
+/// fed tokens (all but its last) `(rows, C)` right-padded, attending to its prompt's keys and
+/// values from the prompt pass. Scores equal [`ScoreLayout`]'s; the prompt positions, most of
+/// a rollout's length, are just no longer computed once per rollout.
+pub struct GroupedLayout {
+    prompt_ids: Tensor,
+    prompt_attn: AttentionInput,
+    /// `None` when no completion has more than one token (nothing to feed).
+    completion_ids: Option<Tensor>,
+    completion_attn: Option<AttentionInput>,
+    /// Completion row → its prompt row, `(rows,)`.
+    group_of: Tensor,
+    /// Rows of `[prompt outputs (groups·S); completion outputs (rows·C)]` predicting each token.
+    predictor_rows: Tensor,
+    targets: Tensor,
+    pub spans: Vec<Range<usize>>,
+    prompt_lens: Vec<usize>,
+    fed_lens: Vec<usize>,
+    prompt_width: usize,
+    completion_width: usize,
+}
+
+/// Hidden states entering `layer`, laid out like a [`GroupedLayout`]: prompts `(groups, S,
+/// hidden)` and fed completion tokens `(rows, C, hidden)` (`None` when `C = 0`).
+pub struct GroupedTrunk {
+    pub prompts: Tensor,
+    pub completions: Option<Tensor>,
+    pub layer: usize,
+}
+
+impl GroupedLayout {
+    /// `group[r]` is the index in `prompts` of completion `r`'s prompt.
+    pub fn new(
+        model: &CausalLm,
+        prompts: &[&[u32]],
+        completions: &[&[u32]],
+        group: &[usize],
+        pad_id: u32,
+    ) -> Result<Self> {
+        if group.len() != completions.len() {
+            bail!("{} group indices for {} completions", group.len(), completions.len());
+        }
+        if let Some(&g) = group.iter().find(|&&g| g >= prompts.len()) {
+            bail!("group index {g} out of range for {} prompts", prompts.len());
+        }
+        if prompts.iter().any(|p| p.is_empty()) {
+            bail!("every prompt needs at least one token to predict the completion from");
+        }
+        let device = model.device();
+        let s = prompts.iter().map(|p| p.len()).max().unwrap_or(0);
+        let fed_lens: Vec<usize> = completions.iter().map(|c| c.len().saturating_sub(1)).collect();
+        let c = fed_lens.iter().copied().max().unwrap_or(0);
+        let groups = prompts.len();
+
+        let mut prompt_ids = Vec::with_capacity(groups * s);
+        let mut prompt_valid = Vec::with_capacity(groups);
+        for p in prompts {
+            let lpad = s - p.len();
+            prompt_ids.extend(std::iter::repeat_n(pad_id, lpad).chain(p.iter().copied()));
+            let mut v = vec![false; lpad];
+            v.extend(std::iter::repeat_n(true, p.len()));
+            prompt_valid.push(v);
+        }
+
+        let mut completion_ids = Vec::with_capacity(completions.len() * c);
+        let mut completion_valid = Vec::with_capacity(completions.len());
+        let mut pred = Vec::new();
+        let mut targets = Vec::new();
+        let mut spans = Vec::with_capacity(completions.len());
+        for (r, (comp, &g)) in completions.iter().zip(group).enumerate() {
+            let fed = fed_lens[r];
+            completion_ids.extend(comp[..fed].iter().copied().chain(std::iter::repeat_n(pad_id, c - fed)));
+            let mut v = prompt_valid[g].clone();
+            v.extend(std::iter::repeat_n(true, fed));
+            v.extend(std::iter::repeat_n(false, c - fed));
+            completion_valid.push(v);
+            let start = targets.len();
+            for (j, &t) in comp.iter().enumerate() {
+                let row = if j == 0 { g * s + s - 1 } else { groups * s + r * c + j - 1 };
+                pred.push(row as u32);
+                targets.push(t);
+            }
+            spans.push(start..targets.len());
+        }
+        let n = targets.len();
+        let rows = completions.len();
+        let (completion_ids, completion_attn) = if c > 0 {
+            (
+                Some(Tensor::from_vec(completion_ids, (rows, c), device)?),
+                Some(AttentionInput::from_valid(&completion_valid, c, device)?),
+            )
+        } else {
+            (None, None)
+        };
+        Ok(GroupedLayout {
+            prompt_ids: Tensor::from_vec(prompt_ids, (groups, s), device)?,
+            prompt_attn: AttentionInput::from_valid(&prompt_valid, s, device)?,
+            completion_ids,
+            completion_attn,
+            group_of: Tensor::from_vec(group.iter().map(|&g| g as u32).collect::<Vec<_>>(), rows, device)?,
+            predictor_rows: Tensor::from_vec(pred, n, device)?,
+            targets: Tensor::from_vec(targets, (n, 1), device)?,
+            spans,
+            prompt_lens: prompts.iter().map(|p| p.len()).collect(),
+            fed_lens,
+            prompt_width: s,
+            completion_width: c,
+        })
+    }
+
+    /// Number of scored tokens.
+    pub fn len(&self) -> usize {
+        self.spans.last().map(|s| s.end).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Lays out kept hidden states: `prompts[g]` is `(prompt_len, hidden)` for prompt `g`,
+    /// `completions[r]` at least `(fed_len, hidden)` for completion `r` (extra rows are
+    /// ignored). Padding rows are zero: masked as keys, and never scored.
+    pub fn trunk(&self, prompts: &[Tensor], completions: &[Tensor], layer: usize) -> Result<GroupedTrunk> {
+        if prompts.len() != self.prompt_lens.len() || completions.len() != self.fed_lens.len() {
+            bail!("trunk has {} prompts and {} completions, the layout {} and {}",
+                prompts.len(), completions.len(), self.prompt_lens.len(), self.fed_lens.len());
+        }
+        let pad = |t: &Tensor, before: usize, len: usize, after: usize| -> Result<Tensor> {
+            let d = t.dim(1)?;
+            let mut parts = Vec::with_capacity(3);
+            if before > 0 {
+                parts.push(Tensor::zeros((before, d), t.dtype(), t.device())?);
+            }
+            parts.push(t.narrow(0, 0, len)?);
+            if after > 0 {
+                parts.push(Tensor::zeros((after, d), t.dtype(), t.device())?);
+            }
+            Ok(Tensor::cat(&parts, 0)?)
+        };
+        let s = self.prompt_width;
+        let p = prompts
+            .iter()
+            .zip(&self.prompt_lens)
+            .map(|(t, &len)| {
+                if t.dim(0)? != len {
+                    bail!("kept prompt trunk has {} positions, the prompt {len}", t.dim(0)?);
+                }
+                pad(t, s - len, len, 0)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let c = self.completion_width;
+        let completions = if c > 0 {
+            let rows = completions
+                .iter()
+                .zip(&self.fed_lens)
+                .map(|(t, &fed)| {
+                    if t.dim(0)? < fed {
+                        bail!("kept completion trunk has {} positions, the completion feeds {fed}", t.dim(0)?);
+                    }
+                    pad(t, 0, fed, c - fed)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Some(Tensor::stack(&rows, 0)?)
+        } else {
+            None
+        };
+        Ok(GroupedTrunk { prompts: Tensor::stack(&p, 0)?, completions, layer })
+    }
+}
+
+/// Scores a [`GroupedLayout`]: each prompt runs once through the blocks, recording its keys
+/// and values, and the completions run after them. With `trunk`, only blocks from
+/// `trunk.layer` up run. Gradients reach the prompt pass through the completions' attention.
+pub fn score_grouped(
+    model: &CausalLm,
+    layout: &GroupedLayout,
+    trunk: Option<&GroupedTrunk>,
+    temperature: f32,
+    grad: bool,
+) -> Result<TokenScores> {
+    let (prompts, completions, start) = match trunk {
+        Some(t) => (t.prompts.clone(), t.completions.clone(), t.layer),
+        None => (
+            model.embed(&layout.prompt_ids, grad)?,
+            layout.completion_ids.as_ref().map(|ids| model.embed(ids, grad)).transpose()?,
+            0,
+        ),
+    };
+    let layers = start..model.num_layers();
+    let mut kv = Vec::with_capacity(layers.len());
+    let p = model.forward_layers_keyed(&prompts, layers.clone(), &layout.prompt_attn, Keys::Record(&mut kv), grad)?;
+    let p = model.final_norm(&p, grad)?;
+    let d = p.dim(2)?;
+    let mut flat = vec![p.reshape(((), d))?];
+    if let (Some(h), Some(attn)) = (&completions, &layout.completion_attn) {
+        let fanned = kv
+            .iter()
+            .map(|(k, v)| Ok((k.index_select(&layout.group_of, 0)?, v.index_select(&layout.group_of, 0)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let c = model.forward_layers_keyed(h, layers, attn, Keys::After(&fanned), grad)?;
+        flat.push(model.final_norm(&c, grad)?.reshape(((), d))?);
+    }
+    let all = if flat.len() == 1 { flat.pop().expect("one part") } else { Tensor::cat(&flat, 0)? };
+    let picked = all.index_select(&layout.predictor_rows, 0)?;
+    head_scores(model, &picked, &layout.targets, layout.spans.clone(), temperature, grad)
+}
+
+fn head_scores(
+    model: &CausalLm,
+    picked: &Tensor,
+    targets: &Tensor,
+    spans: Vec<Range<usize>>,
+    temperature: f32,
+    grad: bool,
+) -> Result<TokenScores> {
+    let logits = model.logits(picked, grad)?;
     let logits = if temperature != 1.0 { (logits / temperature as f64)? } else { logits };
     let logp = ops::log_softmax(&logits, D::Minus1)?;
-    let logprobs = logp.gather(&layout.targets, 1)?.squeeze(1)?;
+    let logprobs = logp.gather(targets, 1)?.squeeze(1)?;
     let entropy = (logp.exp()? * &logp)?.sum(D::Minus1)?.neg()?;
-    Ok(TokenScores { logprobs: logprobs.to_dtype(DType::F32)?, entropy, spans: layout.spans.clone() })
+    Ok(TokenScores { logprobs: logprobs.to_dtype(DType::F32)?, entropy, spans })
 }

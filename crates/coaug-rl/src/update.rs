@@ -6,14 +6,14 @@
 //! are taken on detached values and enter as 0/1 masks, so no `max`/`clamp` tie rule of the
 //! autograd engine can change the gradient.
 //!
-//! Cost (issue §6): the frozen trunk (blocks below the first trainable one) runs once per
-//! micro-batch without a graph; the policy and the reference resume from its output, and logits
-//! are computed only at completion positions. The old log-probs come from the sampler, and the
+//! Cost (issue §6): the policy and the reference resume from the frozen trunk's hidden states
+//! kept during generation, run each distinct prompt of a micro-batch once (its rollouts attend
+//! to its keys and values), and compute logits only at completion positions. The old log-probs come from the sampler, and the
 //! reference is not run at all when the KL coefficient is 0.
 
 use anyhow::{bail, Result};
 use candle_core::Tensor;
-use coaug_lm::{score_layout, AdamW, ScoreLayout, TokenScores};
+use coaug_lm::{score_grouped, AdamW, GroupedLayout, TokenScores};
 use serde::Serialize;
 
 use crate::loss::SurrogateSettings;
@@ -168,8 +168,9 @@ pub fn policy_update(
         if batch.iter().all(|it| it.advantage == 0.0) {
             continue;
         }
-        // Similar lengths together: less padding in each micro-batch.
-        batch.sort_by_key(|it| (it.prompt.len() + it.tokens.len(), it.prompt.len()));
+        // Rollouts of one prompt side by side, so a micro-batch runs their prompt once; similar
+        // prompt lengths together, so little padding.
+        batch.sort_by(|a, b| (a.prompt.len(), a.prompt).cmp(&(b.prompt.len(), b.prompt)).then(a.tokens.len().cmp(&b.tokens.len())));
         // Every token counts in the mean (as in veRL); a zero-advantage sequence adds nothing
         // else unless a regulariser looks at it, so it is not even forwarded then.
         let tokens: usize = batch.iter().map(|it| it.tokens.len()).sum();
@@ -178,7 +179,7 @@ pub fn policy_update(
         let forwarded: usize = batch.iter().map(|it| it.tokens.len()).sum();
         let mut sums = LossSums::default();
         let mut loss_value = 0f64;
-        for micro in batch.chunks(shape.micro_batch_size.max(1)) {
+        for micro in micro_batches(&batch, shape.micro_batch_size.max(1)) {
             let (loss, s) = micro_batch_loss(policy, micro, shape.temperature, settings, tokens)?;
             loss_value += f64::from(loss.to_scalar::<f32>()?);
             optimizer.accumulate(&loss)?;
@@ -215,65 +216,88 @@ pub fn policy_update(
     Ok(report)
 }
 
+/// Cuts `batch` (rollouts of a prompt adjacent) into micro-batches of at most `size`, keeping
+/// a prompt's rollouts together where they fit, since each micro-batch runs a prompt once.
+fn micro_batches<'b, 'a>(batch: &'b [&'b UpdateItem<'a>], size: usize) -> Vec<&'b [&'b UpdateItem<'a>]> {
+    let mut out = Vec::new();
+    let (mut start, mut i) = (0, 0);
+    while i < batch.len() {
+        let mut end = i + 1;
+        while end < batch.len() && batch[end].prompt == batch[i].prompt {
+            end += 1;
+        }
+        if end - start > size && i > start {
+            out.push(&batch[start..i]);
+            start = i;
+        }
+        while end - start > size {
+            out.push(&batch[start..start + size]);
+            start += size;
+        }
+        i = end;
+    }
+    if start < batch.len() {
+        out.push(&batch[start..]);
+    }
+    out
+}
+
 /// Log-probs (with a graph) of the micro-batch's completions under the policy, and under the
-/// reference when there is one — both resumed from one graph-free pass of the frozen trunk.
+/// reference when there is one. Rollouts of the same prompt share one pass over it (see
+/// [`GroupedLayout`]), and both models resume from the trunk kept during generation when every
+/// item has one.
 pub fn micro_batch_scores(
     policy: &Policy,
     micro: &[&UpdateItem<'_>],
     temperature: f32,
     with_reference: bool,
 ) -> Result<(TokenScores, Option<Vec<f32>>)> {
-    let prompts: Vec<&[u32]> = micro.iter().map(|it| it.prompt).collect();
+    let mut prompts: Vec<&[u32]> = Vec::new();
+    let mut first_of_group: Vec<usize> = Vec::new();
+    let mut group = Vec::with_capacity(micro.len());
+    for (i, it) in micro.iter().enumerate() {
+        let g = match prompts.iter().position(|p| *p == it.prompt) {
+            Some(g) => g,
+            None => {
+                prompts.push(it.prompt);
+                first_of_group.push(i);
+                prompts.len() - 1
+            }
+        };
+        group.push(g);
+    }
     let completions: Vec<&[u32]> = micro.iter().map(|it| it.tokens).collect();
     let model = &policy.model;
-    let layout = ScoreLayout::new(model, &prompts, &completions, policy.tokenizer.pad_id())?;
+    let layout = GroupedLayout::new(model, &prompts, &completions, &group, policy.tokenizer.pad_id())?;
     let first = policy.first_trainable_layer;
-    let trunk = if first == 0 {
-        None
-    } else if let Some(kept) = kept_trunk(micro, &layout)? {
-        Some(kept)
-    } else {
-        Some(model.hidden_at_layer(&layout.ids, &layout.attn, first)?)
+    let trunk = match micro.iter().map(|it| it.trunk).collect::<Option<Vec<&Tensor>>>() {
+        Some(kept) if first > 0 => {
+            for (it, t) in micro.iter().zip(&kept) {
+                let fed = it.prompt.len() + it.tokens.len().saturating_sub(1);
+                anyhow::ensure!(t.dim(0)? == fed, "kept trunk has {} positions, the rollout feeds {fed}", t.dim(0)?);
+            }
+            let prompt_rows = first_of_group
+                .iter()
+                .map(|&i| kept[i].narrow(0, 0, micro[i].prompt.len()))
+                .collect::<candle_core::Result<Vec<_>>>()?;
+            let completion_rows = micro
+                .iter()
+                .zip(&kept)
+                .map(|(it, t)| t.narrow(0, it.prompt.len(), t.dim(0)? - it.prompt.len()))
+                .collect::<candle_core::Result<Vec<_>>>()?;
+            Some(layout.trunk(&prompt_rows, &completion_rows, first)?)
+        }
+        _ => None,
     };
-    let trunk_ref = trunk.as_ref().map(|h| (h, first));
-    let scores = score_layout(model, &layout, trunk_ref, temperature, true)?;
+    let scores = score_grouped(model, &layout, trunk.as_ref(), temperature, true)?;
     let reference = match (&policy.reference, with_reference) {
         (Some(reference), true) => {
-            let r = score_layout(reference, &layout, trunk_ref, temperature, false)?;
+            let r = score_grouped(reference, &layout, trunk.as_ref(), temperature, false)?;
             Some(r.logprobs.to_vec1::<f32>()?)
         }
         _ => None,
     };
     Ok((scores, reference))
-}
-
-/// The kept generation-time trunks laid out like `layout` (prompts left-padded, completions
-/// right-padded), or `None` when an item has none. Padding rows are zero: masked as keys, and
-/// no scored position reads them. The last completion token feeds no scored position, so its
-/// row (never computed during generation) is zero as well.
-fn kept_trunk(micro: &[&UpdateItem<'_>], layout: &ScoreLayout) -> Result<Option<Tensor>> {
-    let Some(trunks) = micro.iter().map(|it| it.trunk).collect::<Option<Vec<&Tensor>>>() else {
-        return Ok(None);
-    };
-    let s = micro.iter().map(|it| it.prompt.len()).max().unwrap_or(0);
-    let mut rows = Vec::with_capacity(micro.len());
-    for (it, trunk) in micro.iter().zip(trunks) {
-        let (len, hidden) = trunk.dims2()?;
-        let fed = it.prompt.len() + it.tokens.len().saturating_sub(1);
-        anyhow::ensure!(len == fed, "kept trunk has {len} positions, the rollout feeds {fed}");
-        let lpad = s - it.prompt.len();
-        let rpad = layout.width - lpad - len;
-        let mut parts = Vec::with_capacity(3);
-        if lpad > 0 {
-            parts.push(Tensor::zeros((lpad, hidden), trunk.dtype(), trunk.device())?);
-        }
-        parts.push(trunk.clone());
-        if rpad > 0 {
-            parts.push(Tensor::zeros((rpad, hidden), trunk.dtype(), trunk.device())?);
-        }
-        rows.push(Tensor::cat(&parts, 0)?);
-    }
-    Ok(Some(Tensor::stack(&rows, 0)?))
 }
 
 fn micro_batch_loss(
@@ -304,4 +328,24 @@ fn micro_batch_loss(
         settings,
         mini_batch_tokens,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn micro_batches_keep_a_prompts_rollouts_together_where_they_fit() {
+        let prompts: [&[u32]; 3] = [&[1], &[2, 2], &[3]];
+        let item = |p: usize| UpdateItem { prompt: prompts[p], tokens: &[], old_logprobs: &[], advantage: 1.0, trunk: None };
+        let items: Vec<UpdateItem> = [0, 0, 0, 1, 1, 1, 1, 1, 2, 2].iter().map(|&p| item(p)).collect();
+        let batch: Vec<&UpdateItem> = items.iter().collect();
+        let sizes = |size| micro_batches(&batch, size).iter().map(|m| m.len()).collect::<Vec<_>>();
+        // Prompt 1's five do not fit after prompt 0's three: a new chunk, split at 4; its
+        // last rollout shares a chunk with prompt 2's.
+        assert_eq!(sizes(4), vec![3, 4, 3]);
+        assert_eq!(sizes(8), vec![8, 2]);
+        assert_eq!(sizes(100), vec![10]);
+        assert_eq!(sizes(1), vec![1; 10]);
+    }
 }
