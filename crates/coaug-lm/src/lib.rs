@@ -23,6 +23,7 @@ pub mod sampler;
 pub use generate::{generate, generate_timed, generate_with_trunk, GenerationRequest, GenerationTiming, Sample};
 pub use sampler::SamplingParams;
 pub mod scoring;
+mod token_stats;
 pub use scoring::{score, score_grouped, score_layout, GroupedLayout, GroupedTrunk, ScoreLayout, TokenScores};
 pub mod trainable;
 pub use trainable::{LoraConfig, Trainable, TrainableSet};

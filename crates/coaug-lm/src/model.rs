@@ -255,12 +255,24 @@ impl CausalLm {
             Some(head) => head.forward(normed, grad && self.first_grad_layer < self.cfg.num_layers),
             None => {
                 let g = grad && self.embed_trainable;
-                if !g && normed.dim(0)? <= 512 && self.device.is_cpu() {
+                if !g && normed.dim(0)? <= crate::linear::FEW_ROWS && self.device.is_cpu() {
                     crate::linear::few_rows_matmul(normed, &self.embed)
                 } else {
                     normed.matmul(&view(&self.embed, g).t()?)
                 }
             }
+        }
+    }
+
+    /// The vocabulary projection `(vocab, hidden)` when it is a plain dense matrix that takes
+    /// no gradient in this pass: scoring then fuses it with the log-softmax.
+    pub(crate) fn frozen_head_weight(&self, grad: bool) -> Option<Tensor> {
+        match &self.lm_head {
+            None => (!(grad && self.embed_trainable)).then(|| self.embed.detach()),
+            Some(head) => match (&head.weight, &head.bias, &head.lora) {
+                (Weight::Dense(w), None, None) if !(grad && self.first_grad_layer < self.cfg.num_layers) => Some(w.detach()),
+                _ => None,
+            },
         }
     }
 

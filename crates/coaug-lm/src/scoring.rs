@@ -4,10 +4,10 @@
 use std::ops::Range;
 
 use anyhow::{bail, Result};
-use candle_core::{DType, Tensor, D};
-use candle_nn::ops;
+use candle_core::{DType, Tensor};
 
 use crate::model::{AttentionInput, CausalLm, Keys};
+use crate::token_stats;
 
 /// Token layout of a scoring batch: prompts left-padded to a common end, completions
 /// right-padded after it, so row `r`'s completion token `j` sits at column `S + j`.
@@ -343,10 +343,10 @@ fn head_scores(
     temperature: f32,
     grad: bool,
 ) -> Result<TokenScores> {
-    let logits = model.logits(picked, grad)?;
-    let logits = if temperature != 1.0 { (logits / temperature as f64)? } else { logits };
-    let logp = ops::log_softmax(&logits, D::Minus1)?;
-    let logprobs = logp.gather(targets, 1)?.squeeze(1)?;
-    let entropy = (logp.exp()? * &logp)?.sum(D::Minus1)?.neg()?;
+    let targets = targets.flatten_all()?.to_vec1::<u32>()?;
+    let (logprobs, entropy) = match model.frozen_head_weight(grad) {
+        Some(w) => token_stats::projected_logprob_and_entropy(picked, &w, &targets, temperature, grad)?,
+        None => token_stats::logprob_and_entropy(&model.logits(picked, grad)?, &targets, temperature)?,
+    };
     Ok(TokenScores { logprobs: logprobs.to_dtype(DType::F32)?, entropy, spans })
 }

@@ -1,0 +1,266 @@
+//! Log-prob of the target token and entropy of each row of logits, fused.
+//!
+//! Through candle's generic ops, `log_softmax` + `gather` + entropy over a 49k vocabulary
+//! runs a dozen passes, each allocating a `(tokens, vocab)` tensor, forward and backward.
+//! Here each row is read twice forward (max, then one sum) and twice backward, and the
+//! backward writes the gradient once. When the vocabulary projection is frozen (tied to the
+//! embeddings, as in SmolLM2), it joins the op: candle's matmul backward would also compute
+//! the `(vocab, hidden)` gradient of the frozen weight, as costly as the projection itself.
+
+use std::sync::{Arc, Mutex};
+
+use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Result, Shape, Storage, Tensor, D};
+use candle_nn::ops;
+use rayon::prelude::*;
+
+/// `(log_softmax(logits / T)[target], entropy of softmax(logits / T))` per row of `logits`
+/// `(n, vocab)`, both `(n,)` and differentiable with respect to `logits`.
+pub(crate) fn logprob_and_entropy(logits: &Tensor, targets: &[u32], temperature: f32) -> Result<(Tensor, Tensor)> {
+    let (n, vocab) = logits.dims2()?;
+    if targets.len() != n {
+        candle_core::bail!("{} targets for {n} rows of logits", targets.len());
+    }
+    if let Some(&t) = targets.iter().find(|&&t| t as usize >= vocab) {
+        candle_core::bail!("target token {t} outside the vocabulary of {vocab}");
+    }
+    if !logits.device().is_cpu() || logits.dtype() != DType::F32 {
+        return generic(logits, targets, temperature);
+    }
+    let op = TargetLogprobEntropy { targets: Arc::new(targets.to_vec()), inv_temp: 1.0 / temperature };
+    let both = logits.contiguous()?.apply_op1(op)?;
+    Ok((both.narrow(1, 0, 1)?.squeeze(1)?, both.narrow(1, 1, 1)?.squeeze(1)?))
+}
+
+/// The same with candle's ops (any device).
+fn generic(logits: &Tensor, targets: &[u32], temperature: f32) -> Result<(Tensor, Tensor)> {
+    let n = targets.len();
+    let logits = if temperature != 1.0 { (logits / temperature as f64)? } else { logits.clone() };
+    let logp = ops::log_softmax(&logits, D::Minus1)?;
+    let idx = Tensor::from_slice(targets, (n, 1), logits.device())?;
+    let picked = logp.gather(&idx, 1)?.squeeze(1)?;
+    let entropy = (logp.exp()? * &logp)?.sum(D::Minus1)?.neg()?;
+    Ok((picked, entropy))
+}
+
+struct TargetLogprobEntropy {
+    targets: Arc<Vec<u32>>,
+    inv_temp: f32,
+}
+
+/// Per-row softmax statistics of `z = x / T`: the max, the log-sum-exp and the entropy.
+#[inline]
+fn row_stats(x: &[f32], inv_temp: f32) -> (f32, f64, f64) {
+    let m = x.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v)) * inv_temp;
+    let (mut s, mut sz) = (0f64, 0f64);
+    for &v in x {
+        let z = v * inv_temp;
+        let e = f64::from((z - m).exp());
+        s += e;
+        sz += e * f64::from(z);
+    }
+    let lse = f64::from(m) + s.ln();
+    (m, lse, lse - sz / s)
+}
+
+fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        candle_core::bail!("fused log-prob op needs contiguous logits");
+    };
+    Ok(&storage.as_slice::<f32>()?[start..end])
+}
+
+/// `[log p_target, entropy]` of each row of `logits` `(n, vocab)`.
+fn forward_rows(x: &[f32], vocab: usize, targets: &[u32], inv_temp: f32) -> Vec<f32> {
+    let mut out = vec![0f32; targets.len() * 2];
+    out.par_chunks_mut(2).enumerate().for_each(|(r, o)| {
+        let row = &x[r * vocab..(r + 1) * vocab];
+        let (_, lse, entropy) = row_stats(row, inv_temp);
+        o[0] = (f64::from(row[targets[r] as usize] * inv_temp) - lse) as f32;
+        o[1] = entropy as f32;
+    });
+    out
+}
+
+/// Gradient with respect to the logits, given the gradients `g[r] = [d/d log p_t, d/dH]`.
+/// With `p = softmax(z)`, `log p_t` has gradient `δ_jt − p_j` and the entropy `H` has
+/// `−p_j (log p_j + H)`; both are scaled by `1/T` on the way back to the logits.
+fn backward_rows(x: &[f32], vocab: usize, targets: &[u32], inv_temp: f32, g: &[Vec<f32>]) -> Vec<f32> {
+    let mut grad = vec![0f32; targets.len() * vocab];
+    grad.par_chunks_mut(vocab).enumerate().for_each(|(r, out)| {
+        let row = &x[r * vocab..(r + 1) * vocab];
+        let (g_lp, g_h) = (g[r][0], g[r][1]);
+        if g_lp == 0.0 && g_h == 0.0 {
+            return; // `out` is already zero
+        }
+        let (_, lse, entropy) = row_stats(row, inv_temp);
+        let (lse, entropy) = (lse as f32, entropy as f32);
+        for (o, &v) in out.iter_mut().zip(row) {
+            let log_p = v * inv_temp - lse;
+            let p = log_p.exp();
+            *o = (-g_lp * p - g_h * p * (log_p + entropy)) * inv_temp;
+        }
+        out[targets[r] as usize] += g_lp * inv_temp;
+    });
+    grad
+}
+
+fn with_f32_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
+    let t = t.contiguous()?;
+    let (storage, layout) = t.storage_and_layout();
+    let Storage::Cpu(cpu) = &*storage else {
+        candle_core::bail!("fused log-prob op: tensor left the CPU");
+    };
+    f(contiguous_f32(cpu, layout)?)
+}
+
+impl CustomOp1 for TargetLogprobEntropy {
+    fn name(&self) -> &'static str {
+        "target-logprob-entropy"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (n, vocab) = layout.shape().dims2()?;
+        let out = forward_rows(contiguous_f32(storage, layout)?, vocab, &self.targets, self.inv_temp);
+        Ok((CpuStorage::F32(out), Shape::from((n, 2))))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        let (n, vocab) = arg.dims2()?;
+        let g = grad_res.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+        let grad = with_f32_slice(arg, |x| Ok(backward_rows(x, vocab, &self.targets, self.inv_temp, &g)))?;
+        Ok(Some(Tensor::from_vec(grad, (n, vocab), arg.device())?))
+    }
+}
+
+/// [`logprob_and_entropy`] of `hidden @ weightᵀ` for a frozen `weight` `(vocab, hidden)`:
+/// the gradient flows to `hidden` only.
+pub(crate) fn projected_logprob_and_entropy(
+    hidden: &Tensor,
+    weight: &Tensor,
+    targets: &[u32],
+    temperature: f32,
+    grad: bool,
+) -> Result<(Tensor, Tensor)> {
+    let n = hidden.dim(0)?;
+    if targets.len() != n {
+        candle_core::bail!("{} targets for {n} hidden rows", targets.len());
+    }
+    let vocab = weight.dim(0)?;
+    if let Some(&t) = targets.iter().find(|&&t| t as usize >= vocab) {
+        candle_core::bail!("target token {t} outside the vocabulary of {vocab}");
+    }
+    if !hidden.device().is_cpu() || hidden.dtype() != DType::F32 || weight.dtype() != DType::F32 {
+        return generic(&hidden.matmul(&weight.detach().t()?)?, targets, temperature);
+    }
+    let op = ProjectedLogprobEntropy {
+        weight: weight.detach(),
+        targets: Arc::new(targets.to_vec()),
+        inv_temp: 1.0 / temperature,
+        keep_logits: grad,
+        logits: Mutex::new(None),
+    };
+    let hidden = hidden.contiguous()?;
+    let both = if grad { hidden.apply_op1(op)? } else { hidden.apply_op1_no_bwd(&op)? };
+    Ok((both.narrow(1, 0, 1)?.squeeze(1)?, both.narrow(1, 1, 1)?.squeeze(1)?))
+}
+
+struct ProjectedLogprobEntropy {
+    weight: Tensor,
+    targets: Arc<Vec<u32>>,
+    inv_temp: f32,
+    /// Whether the forward keeps its logits for the backward (else they are recomputed).
+    keep_logits: bool,
+    logits: Mutex<Option<Tensor>>,
+}
+
+impl ProjectedLogprobEntropy {
+    fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        hidden.matmul(&self.weight.t()?)
+    }
+}
+
+impl CustomOp1 for ProjectedLogprobEntropy {
+    fn name(&self) -> &'static str {
+        "projected-logprob-entropy"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (n, d) = layout.shape().dims2()?;
+        let hidden = Tensor::from_slice(contiguous_f32(storage, layout)?, (n, d), &Device::Cpu)?;
+        let logits = self.logits(&hidden)?;
+        let vocab = logits.dim(1)?;
+        let out = with_f32_slice(&logits, |x| Ok(forward_rows(x, vocab, &self.targets, self.inv_temp)))?;
+        if self.keep_logits {
+            *self.logits.lock().expect("not poisoned") = Some(logits);
+        }
+        Ok((CpuStorage::F32(out), Shape::from((n, 2))))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        let logits = match self.logits.lock().expect("not poisoned").take() {
+            Some(l) => l,
+            None => self.logits(&arg.detach())?,
+        };
+        let (n, vocab) = logits.dims2()?;
+        let g = grad_res.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+        let grad = with_f32_slice(&logits, |x| Ok(backward_rows(x, vocab, &self.targets, self.inv_temp, &g)))?;
+        drop(logits);
+        let grad = Tensor::from_vec(grad, (n, vocab), arg.device())?;
+        Ok(Some(grad.matmul(&self.weight)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    #[test]
+    fn fused_values_and_gradients_equal_candles_ops() {
+        let (n, vocab) = (5, 300);
+        let x = Var::from_tensor(&(Tensor::randn(0f32, 3.0, (n, vocab), &Device::Cpu).unwrap())).unwrap();
+        let targets = [0u32, 17, 299, 150, 17];
+        for temperature in [1.0f32, 1.3, 0.7] {
+            let (lp_a, h_a) = logprob_and_entropy(x.as_tensor(), &targets, temperature).unwrap();
+            let (lp_b, h_b) = generic(x.as_tensor(), &targets, temperature).unwrap();
+            let diff = |a: &Tensor, b: &Tensor| (a - b).unwrap().abs().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+            assert!(diff(&lp_a, &lp_b) < 1e-5, "log-probs at T={temperature}");
+            assert!(diff(&h_a, &h_b) < 1e-5, "entropies at T={temperature}");
+            // Weights on both outputs, as in the loss (advantage-weighted log-probs + entropy bonus).
+            let w = Tensor::new(&[1.0f32, -2.0, 0.5, 0.0, 3.0], &Device::Cpu).unwrap();
+            let objective = |lp: &Tensor, h: &Tensor| ((lp * &w).unwrap().sum_all().unwrap() + (h * 0.3).unwrap().sum_all().unwrap()).unwrap();
+            let ga = objective(&lp_a, &h_a).backward().unwrap();
+            let gb = objective(&lp_b, &h_b).backward().unwrap();
+            let (ga, gb) = (ga.get(x.as_tensor()).unwrap(), gb.get(x.as_tensor()).unwrap());
+            let d = (ga - gb).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+            assert!(d < 1e-5, "gradients at T={temperature}: {d}");
+        }
+    }
+
+    #[test]
+    fn projected_op_equals_projection_then_candles_ops() {
+        let (n, d, vocab) = (4, 8, 50);
+        let h = Var::from_tensor(&Tensor::randn(0f32, 1.0, (n, d), &Device::Cpu).unwrap()).unwrap();
+        let w = Tensor::randn(0f32, 1.0, (vocab, d), &Device::Cpu).unwrap();
+        let targets = [3u32, 49, 0, 3];
+        let weights = Tensor::new(&[0.5f32, -1.0, 2.0, 1.0], &Device::Cpu).unwrap();
+        let objective = |lp: &Tensor, e: &Tensor| ((lp * &weights).unwrap().sum_all().unwrap() - (e * 0.2).unwrap().sum_all().unwrap()).unwrap();
+        let (lp_a, e_a) = projected_logprob_and_entropy(h.as_tensor(), &w, &targets, 1.2, true).unwrap();
+        let (lp_b, e_b) = generic(&h.as_tensor().matmul(&w.t().unwrap()).unwrap(), &targets, 1.2).unwrap();
+        let diff = |a: &Tensor, b: &Tensor| (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+        assert!(diff(&lp_a, &lp_b) < 1e-5 && diff(&e_a, &e_b) < 1e-5);
+        let ga = objective(&lp_a, &e_a).backward().unwrap();
+        let gb = objective(&lp_b, &e_b).backward().unwrap();
+        assert!(diff(ga.get(h.as_tensor()).unwrap(), gb.get(h.as_tensor()).unwrap()) < 1e-5);
+        // Without a graph nothing is kept and the values are the same.
+        let (lp_c, _) = projected_logprob_and_entropy(h.as_tensor(), &w, &targets, 1.2, false).unwrap();
+        assert!(diff(&lp_a, &lp_c) == 0.0);
+    }
+
+    #[test]
+    fn rejects_targets_outside_the_vocabulary() {
+        let x = Tensor::zeros((2, 4), DType::F32, &Device::Cpu).unwrap();
+        assert!(logprob_and_entropy(&x, &[1, 4], 1.0).is_err());
+        assert!(logprob_and_entropy(&x, &[1], 1.0).is_err());
+    }
+}
