@@ -1,4 +1,5 @@
 mod cmd;
+mod memory;
 mod paths;
 
 use clap::{Parser, Subcommand};
@@ -43,6 +44,7 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    memory::keep_freed_memory();
     let cli = Cli::parse();
     init_tracing(&cli.log);
     let result = match cli.command {

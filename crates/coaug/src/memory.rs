@@ -1,0 +1,18 @@
+//! Allocator settings for a process that frees and reallocates tensors of tens of megabytes
+//! every transformer layer.
+//!
+//! glibc serves such blocks with fresh `mmap`s (its threshold adapts, up to 32 MiB) or
+//! trims them off the heap top when freed, so the next layer pays page faults and kernel
+//! zeroing to get the same memory back: 15% of a batched prefill's time on this machine
+//! (perf: `exc_page_fault`, `clear_page_erms`), and 17% faster prefill once kept.
+
+/// Keeps freed blocks of up to 32 MiB in the heap for reuse, and the heap from shrinking
+/// below 1 GiB of slack.
+pub fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator parameters; called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+    }
+}
