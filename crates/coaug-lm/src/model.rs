@@ -200,7 +200,7 @@ impl CausalLm {
                 Keys::Record(out) => Keys::Record(&mut **out),
                 Keys::After(kv) => Keys::After(&kv[l - first..=l - first]),
             };
-            h = self.block_forward(l, &h, &cos, &sin, &attn.bias, layer_keys, g)?;
+            h = self.block_forward(l, &h, &cos, &sin, &attn.bias, layer_keys, g, false)?;
         }
         if let Keys::Cache(c) = keys {
             if last == self.cfg.num_layers {
@@ -208,6 +208,28 @@ impl CausalLm {
             }
         }
         Ok(h)
+    }
+
+    /// Runs blocks `layers` on a prompt batch whose outputs are wanted at its last position
+    /// only (the completions that follow attend to `record`, its keys and values): the last
+    /// block computes keys and values everywhere but its query, attention output and MLP at
+    /// the last position. Returns `(rows, 1, hidden)`.
+    pub fn forward_prompt_last(
+        &self,
+        hidden: &Tensor,
+        layers: Range<usize>,
+        attn: &AttentionInput,
+        record: &mut Vec<(Tensor, Tensor)>,
+        grad: bool,
+    ) -> Result<Tensor> {
+        let (rows, t, _) = hidden.dims3()?;
+        let Some(last) = layers.clone().last() else {
+            return hidden.narrow(1, t - 1, 1);
+        };
+        let h = self.forward_layers_keyed(hidden, layers.start..last, attn, Keys::Record(record), grad)?;
+        let (cos, sin) = self.rope_for(&attn.positions, rows, t)?;
+        let g = grad && last >= self.first_grad_layer;
+        self.block_forward(last, &h, &cos, &sin, &attn.bias, Keys::Record(record), g, true)
     }
 
     /// Final RMSNorm.
@@ -294,11 +316,13 @@ impl CausalLm {
         bias: &Tensor,
         keys: Keys<'_>,
         g: bool,
+        last_only: bool,
     ) -> Result<Tensor> {
         let blk = &self.blocks[l];
         let eps = self.cfg.rms_norm_eps;
         let h = rms_norm(x, &view(&blk.attn_norm, g), eps, g)?;
-        let a = self.attention(l, &h, cos, sin, bias, keys, g)?;
+        let a = self.attention(l, &h, cos, sin, bias, keys, g, last_only)?;
+        let x = if last_only { x.narrow(1, x.dim(1)? - 1, 1)? } else { x.clone() };
         let x = (x + a)?;
         let h = rms_norm(&x, &view(&blk.mlp_norm, g), eps, g)?;
         let gate = blk.gate.forward(&h, g)?;
@@ -317,20 +341,28 @@ impl CausalLm {
         bias: &Tensor,
         keys: Keys<'_>,
         g: bool,
+        last_only: bool,
     ) -> Result<Tensor> {
         let cfg = &self.cfg;
         let blk = &self.blocks[l];
-        let (b, t, _) = x.dims3()?;
+        let (b, tk, _) = x.dims3()?;
         let (h, kvh, hd) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
         let rep = h / kvh;
-        let heads = |y: Tensor, n: usize| -> Result<Tensor> {
+        let heads = |y: Tensor, t: usize, n: usize| -> Result<Tensor> {
             y.reshape((b, t, n, hd))?.transpose(1, 2)?.contiguous()
         };
-        let q = heads(blk.q.forward(x, g)?, h)?;
-        let k = heads(blk.k.forward(x, g)?, kvh)?;
-        let v = heads(blk.v.forward(x, g)?, kvh)?;
-        let q = rope(&q, cos, sin, g)?;
+        let k = heads(blk.k.forward(x, g)?, tk, kvh)?;
+        let v = heads(blk.v.forward(x, g)?, tk, kvh)?;
         let k = rope(&k, cos, sin, g)?;
+        // Every position's keys and values, but queries only where outputs are wanted.
+        let (q, bias, t) = if last_only {
+            let at = |y: &Tensor| y.narrow(1, tk - 1, 1)?.contiguous();
+            let q = heads(blk.q.forward(&x.narrow(1, tk - 1, 1)?, g)?, 1, h)?;
+            (rope(&q, &at(cos)?, &at(sin)?, g)?, bias.narrow(2, tk - 1, 1)?, 1)
+        } else {
+            (rope(&heads(blk.q.forward(x, g)?, tk, h)?, cos, sin, g)?, bias.clone(), tk)
+        };
+        let bias = &bias;
         let (k, v) = match keys {
             Keys::Own => (k, v),
             Keys::Cache(c) => c.append(l, &k, &v)?,

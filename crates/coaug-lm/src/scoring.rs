@@ -140,7 +140,8 @@ pub struct GroupedLayout {
     completion_attn: Option<AttentionInput>,
     /// Completion row → its prompt row, `(rows,)`.
     group_of: Tensor,
-    /// Rows of `[prompt outputs (groups·S); completion outputs (rows·C)]` predicting each token.
+    /// Rows of `[prompt outputs (groups, last position only); completion outputs (rows·C)]`
+    /// predicting each token.
     predictor_rows: Tensor,
     targets: Tensor,
     pub spans: Vec<Range<usize>>,
@@ -206,7 +207,7 @@ impl GroupedLayout {
             completion_valid.push(v);
             let start = targets.len();
             for (j, &t) in comp.iter().enumerate() {
-                let row = if j == 0 { g * s + s - 1 } else { groups * s + r * c + j - 1 };
+                let row = if j == 0 { g } else { groups + r * c + j - 1 };
                 pred.push(row as u32);
                 targets.push(t);
             }
@@ -299,7 +300,8 @@ impl GroupedLayout {
 }
 
 /// Scores a [`GroupedLayout`]: each prompt runs once through the blocks, recording its keys
-/// and values, and the completions run after them. With `trunk`, only blocks from
+/// and values (its outputs are needed at its last position only), and the completions run
+/// after them. With `trunk`, only blocks from
 /// `trunk.layer` up run. Gradients reach the prompt pass through the completions' attention.
 pub fn score_grouped(
     model: &CausalLm,
@@ -318,7 +320,7 @@ pub fn score_grouped(
     };
     let layers = start..model.num_layers();
     let mut kv = Vec::with_capacity(layers.len());
-    let p = model.forward_layers_keyed(&prompts, layers.clone(), &layout.prompt_attn, Keys::Record(&mut kv), grad)?;
+    let p = model.forward_prompt_last(&prompts, layers.clone(), &layout.prompt_attn, &mut kv, grad)?;
     let p = model.final_norm(&p, grad)?;
     let d = p.dim(2)?;
     let mut flat = vec![p.reshape(((), d))?];
