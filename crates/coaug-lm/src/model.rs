@@ -85,6 +85,8 @@ pub enum Keys<'a> {
     /// head_dim)`) before its own; gradients flow back into them. The attention bias then
     /// spans `slots + t`.
     After(&'a [(Tensor, Tensor)]),
+    /// Both: attends after the given keys and values, and records its own.
+    AfterRecord(&'a [(Tensor, Tensor)], &'a mut Vec<(Tensor, Tensor)>),
 }
 
 /// A causal LM. Cheap to clone (tensors are reference-counted).
@@ -184,7 +186,7 @@ impl CausalLm {
         grad: bool,
     ) -> Result<Tensor> {
         let (rows, t, _) = hidden.dims3()?;
-        if let Keys::After(kv) = &keys {
+        if let Keys::After(kv) | Keys::AfterRecord(kv, _) = &keys {
             if kv.len() != layers.len() {
                 candle_core::bail!("{} prefix key sets for {} layers", kv.len(), layers.len());
             }
@@ -199,6 +201,7 @@ impl CausalLm {
                 Keys::Cache(c) => Keys::Cache(&mut **c),
                 Keys::Record(out) => Keys::Record(&mut **out),
                 Keys::After(kv) => Keys::After(&kv[l - first..=l - first]),
+                Keys::AfterRecord(kv, out) => Keys::AfterRecord(&kv[l - first..=l - first], &mut **out),
             };
             h = self.block_forward(l, &h, &cos, &sin, &attn.bias, layer_keys, g, false)?;
         }
@@ -214,11 +217,14 @@ impl CausalLm {
     /// only (the completions that follow attend to `record`, its keys and values): the last
     /// block computes keys and values everywhere but its query, attention output and MLP at
     /// the last position. Returns `(rows, 1, hidden)`.
+    ///
+    /// With `after` (one key/value pair per layer), the prompts continue a shared prefix.
     pub fn forward_prompt_last(
         &self,
         hidden: &Tensor,
         layers: Range<usize>,
         attn: &AttentionInput,
+        after: Option<&[(Tensor, Tensor)]>,
         record: &mut Vec<(Tensor, Tensor)>,
         grad: bool,
     ) -> Result<Tensor> {
@@ -226,10 +232,19 @@ impl CausalLm {
         let Some(last) = layers.clone().last() else {
             return hidden.narrow(1, t - 1, 1);
         };
-        let h = self.forward_layers_keyed(hidden, layers.start..last, attn, Keys::Record(record), grad)?;
+        let below = layers.start..last;
+        let n_below = below.len();
+        let h = match after {
+            Some(kv) => self.forward_layers_keyed(hidden, below, attn, Keys::AfterRecord(&kv[..n_below], record), grad)?,
+            None => self.forward_layers_keyed(hidden, below, attn, Keys::Record(record), grad)?,
+        };
         let (cos, sin) = self.rope_for(&attn.positions, rows, t)?;
         let g = grad && last >= self.first_grad_layer;
-        self.block_forward(last, &h, &cos, &sin, &attn.bias, Keys::Record(record), g, true)
+        let keys = match after {
+            Some(kv) => Keys::AfterRecord(&kv[n_below..=n_below], record),
+            None => Keys::Record(record),
+        };
+        self.block_forward(last, &h, &cos, &sin, &attn.bias, keys, g, true)
     }
 
     /// Final RMSNorm.
@@ -371,6 +386,11 @@ impl CausalLm {
                 (k, v)
             }
             Keys::After(kv) => {
+                let (pk, pv) = &kv[0];
+                (Tensor::cat(&[pk, &k], 2)?, Tensor::cat(&[pv, &v], 2)?)
+            }
+            Keys::AfterRecord(kv, out) => {
+                out.push((k.clone(), v.clone()));
                 let (pk, pv) = &kv[0];
                 (Tensor::cat(&[pk, &k], 2)?, Tensor::cat(&[pv, &v], 2)?)
             }

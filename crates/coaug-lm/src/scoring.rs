@@ -133,6 +133,11 @@ pub fn score_layout(
 /// values from the prompt pass. Scores equal [`ScoreLayout`]'s; the prompt positions, most of
 /// a rollout's length, are just no longer computed once per rollout.
 pub struct GroupedLayout {
+    /// The tokens every prompt starts with (the role's system turn), run once, when there
+    /// are several prompts: `(1, P)`.
+    prefix: Option<(Tensor, AttentionInput)>,
+    prefix_len: usize,
+    /// What follows the prefix in each prompt, left-padded: `(groups, S)`.
     prompt_ids: Tensor,
     prompt_attn: AttentionInput,
     /// `None` when no completion has more than one token (nothing to feed).
@@ -151,9 +156,11 @@ pub struct GroupedLayout {
     completion_width: usize,
 }
 
-/// Hidden states entering `layer`, laid out like a [`GroupedLayout`]: prompts `(groups, S,
-/// hidden)` and fed completion tokens `(rows, C, hidden)` (`None` when `C = 0`).
+/// Hidden states entering `layer`, laid out like a [`GroupedLayout`]: the shared prefix
+/// `(1, P, hidden)`, the prompts after it `(groups, S, hidden)` and fed completion tokens
+/// `(rows, C, hidden)` (`None` when `C = 0`).
 pub struct GroupedTrunk {
+    pub prefix: Option<Tensor>,
     pub prompts: Tensor,
     pub completions: Option<Tensor>,
     pub layer: usize,
@@ -178,18 +185,32 @@ impl GroupedLayout {
             bail!("every prompt needs at least one token to predict the completion from");
         }
         let device = model.device();
-        let s = prompts.iter().map(|p| p.len()).max().unwrap_or(0);
+        let groups = prompts.len();
+        // Each prompt keeps at least its last token: its output predicts the completion.
+        let shortest = prompts.iter().map(|p| p.len()).min().unwrap_or(0);
+        let mut plen = 0;
+        while groups > 1 && plen + 1 < shortest && prompts.iter().all(|p| p[plen] == prompts[0][plen]) {
+            plen += 1;
+        }
+        let prefix = if plen > 0 {
+            let ids = Tensor::from_slice(&prompts[0][..plen], (1, plen), device)?;
+            Some((ids, AttentionInput::causal(1, plen, device)?))
+        } else {
+            None
+        };
+        let s = prompts.iter().map(|p| p.len() - plen).max().unwrap_or(0);
         let fed_lens: Vec<usize> = completions.iter().map(|c| c.len().saturating_sub(1)).collect();
         let c = fed_lens.iter().copied().max().unwrap_or(0);
-        let groups = prompts.len();
 
         let mut prompt_ids = Vec::with_capacity(groups * s);
         let mut prompt_valid = Vec::with_capacity(groups);
         for p in prompts {
-            let lpad = s - p.len();
-            prompt_ids.extend(std::iter::repeat_n(pad_id, lpad).chain(p.iter().copied()));
-            let mut v = vec![false; lpad];
-            v.extend(std::iter::repeat_n(true, p.len()));
+            let rest = &p[plen..];
+            let lpad = s - rest.len();
+            prompt_ids.extend(std::iter::repeat_n(pad_id, lpad).chain(rest.iter().copied()));
+            let mut v = vec![true; plen];
+            v.extend(std::iter::repeat_n(false, lpad));
+            v.extend(std::iter::repeat_n(true, rest.len()));
             prompt_valid.push(v);
         }
 
@@ -224,6 +245,8 @@ impl GroupedLayout {
             (None, None)
         };
         Ok(GroupedLayout {
+            prefix,
+            prefix_len: plen,
             prompt_ids: Tensor::from_vec(prompt_ids, (groups, s), device)?,
             prompt_attn: AttentionInput::from_valid(&prompt_valid, s, device)?,
             completion_ids,
@@ -268,7 +291,7 @@ impl GroupedLayout {
             }
             Ok(Tensor::cat(&parts, 0)?)
         };
-        let s = self.prompt_width;
+        let (s, plen) = (self.prompt_width, self.prefix_len);
         let p = prompts
             .iter()
             .zip(&self.prompt_lens)
@@ -276,9 +299,13 @@ impl GroupedLayout {
                 if t.dim(0)? != len {
                     bail!("kept prompt trunk has {} positions, the prompt {len}", t.dim(0)?);
                 }
-                pad(t, s - len, len, 0)
+                pad(&t.narrow(0, plen, len - plen)?, s - (len - plen), len - plen, 0)
             })
             .collect::<Result<Vec<_>>>()?;
+        let prefix = match self.prefix {
+            Some(_) => Some(prompts[0].narrow(0, 0, plen)?.unsqueeze(0)?),
+            None => None,
+        };
         let c = self.completion_width;
         let completions = if c > 0 {
             let rows = completions
@@ -295,7 +322,7 @@ impl GroupedLayout {
         } else {
             None
         };
-        Ok(GroupedTrunk { prompts: Tensor::stack(&p, 0)?, completions, layer })
+        Ok(GroupedTrunk { prefix, prompts: Tensor::stack(&p, 0)?, completions, layer })
     }
 }
 
@@ -310,25 +337,46 @@ pub fn score_grouped(
     temperature: f32,
     grad: bool,
 ) -> Result<TokenScores> {
-    let (prompts, completions, start) = match trunk {
-        Some(t) => (t.prompts.clone(), t.completions.clone(), t.layer),
+    let (prefix, prompts, completions, start) = match trunk {
+        Some(t) => (t.prefix.clone(), t.prompts.clone(), t.completions.clone(), t.layer),
         None => (
+            layout.prefix.as_ref().map(|(ids, _)| model.embed(ids, grad)).transpose()?,
             model.embed(&layout.prompt_ids, grad)?,
             layout.completion_ids.as_ref().map(|ids| model.embed(ids, grad)).transpose()?,
             0,
         ),
     };
     let layers = start..model.num_layers();
+    let device = model.device();
+    // Keys and values of `kv` repeated for the rows `index` names.
+    let fan = |kv: &[(Tensor, Tensor)], index: &Tensor| -> Result<Vec<(Tensor, Tensor)>> {
+        kv.iter().map(|(k, v)| Ok((k.index_select(index, 0)?, v.index_select(index, 0)?))).collect()
+    };
+    let mut prefix_kv = Vec::with_capacity(layers.len());
+    if let (Some(h), Some((_, attn))) = (&prefix, &layout.prefix) {
+        model.forward_prompt_last(h, layers.clone(), attn, None, &mut prefix_kv, grad)?;
+    }
+    let groups = layout.prompt_lens.len();
+    let after_prefix = match layout.prefix {
+        Some(_) => Some(fan(&prefix_kv, &Tensor::zeros(groups, DType::U32, device)?)?),
+        None => None,
+    };
     let mut kv = Vec::with_capacity(layers.len());
-    let p = model.forward_prompt_last(&prompts, layers.clone(), &layout.prompt_attn, &mut kv, grad)?;
+    let p = model.forward_prompt_last(&prompts, layers.clone(), &layout.prompt_attn, after_prefix.as_deref(), &mut kv, grad)?;
     let p = model.final_norm(&p, grad)?;
     let d = p.dim(2)?;
     let mut flat = vec![p.reshape(((), d))?];
     if let (Some(h), Some(attn)) = (&completions, &layout.completion_attn) {
-        let fanned = kv
-            .iter()
-            .map(|(k, v)| Ok((k.index_select(&layout.group_of, 0)?, v.index_select(&layout.group_of, 0)?)))
-            .collect::<Result<Vec<_>>>()?;
+        let mut fanned = fan(&kv, &layout.group_of)?;
+        if layout.prefix.is_some() {
+            let rows = layout.fed_lens.len();
+            let shared = fan(&prefix_kv, &Tensor::zeros(rows, DType::U32, device)?)?;
+            fanned = shared
+                .into_iter()
+                .zip(fanned)
+                .map(|((pk, pv), (k, v))| Ok((Tensor::cat(&[pk, k], 2)?, Tensor::cat(&[pv, v], 2)?)))
+                .collect::<Result<Vec<_>>>()?;
+        }
         let c = model.forward_layers_keyed(h, layers, attn, Keys::After(&fanned), grad)?;
         flat.push(model.final_norm(&c, grad)?.reshape(((), d))?);
     }

@@ -377,25 +377,30 @@ fn trunk_captured_during_generation_equals_a_fresh_trunk_pass() {
     }
 }
 
-/// Three prompts with several rollouts each, uneven lengths, a one-token and an empty completion.
-fn grouped_case() -> (Vec<&'static [u32]>, Vec<&'static [u32]>, Vec<usize>) {
-    let prompts: Vec<&[u32]> = vec![&[3, 4, 5], &[9, 10], &[7, 8, 9, 10, 11]];
+/// Three prompts with several rollouts each, uneven lengths, a one-token and an empty
+/// completion; with `shared`, the prompts start alike (as a role's system turn does).
+fn grouped_case(shared: bool) -> (Vec<&'static [u32]>, Vec<&'static [u32]>, Vec<usize>) {
+    let prompts: Vec<&[u32]> = if shared {
+        vec![&[1, 2, 3, 4, 5], &[1, 2, 9, 10], &[1, 2, 7, 8, 9, 10, 11]]
+    } else {
+        vec![&[3, 4, 5], &[9, 10], &[7, 8, 9, 10, 11]]
+    };
     let comps: Vec<&[u32]> = vec![&[6, 7, 8, 1], &[6, 2], &[11, 12, 13], &[12], &[5, 5, 5, 5, 5], &[], &[1, 2]];
     (prompts, comps, vec![0, 0, 1, 1, 2, 2, 2])
 }
 
 #[test]
 fn grouped_scoring_equals_per_sequence_scoring_gradients_included() {
-    for arch in archs() {
+    for (arch, shared) in archs().into_iter().flat_map(|a| [(a, false), (a, true)]) {
         let mut m = tiny(arch, 21);
         let tr = m.set_trainable(&TrainableSet::All).unwrap();
-        let (prompts, comps, group) = grouped_case();
+        let (prompts, comps, group) = grouped_case(shared);
         let flat: Vec<&[u32]> = group.iter().map(|&g| prompts[g]).collect();
         let plain = score(&m, &flat, &comps, 0, 1.3, true).unwrap();
         let layout = GroupedLayout::new(&m, &prompts, &comps, &group, 0).unwrap();
         let grouped = score_grouped(&m, &layout, None, 1.3, true).unwrap();
         assert_eq!(plain.spans, grouped.spans);
-        assert!(max_abs_diff(&plain.logprobs, &grouped.logprobs) < 1e-5, "{arch:?} log-probs");
+        assert!(max_abs_diff(&plain.logprobs, &grouped.logprobs) < 1e-5, "{arch:?} shared {shared}: log-probs");
         assert!(max_abs_diff(&plain.entropy, &grouped.entropy) < 1e-5, "{arch:?} entropies");
         let objective = |s: &TokenScores| (s.logprobs.sum_all().unwrap() + s.entropy.sum_all().unwrap()).unwrap();
         let (ga, gb) = (objective(&plain).backward().unwrap(), objective(&grouped).backward().unwrap());
@@ -403,16 +408,16 @@ fn grouped_scoring_equals_per_sequence_scoring_gradients_included() {
             let a = ga.get(var.as_tensor()).unwrap_or_else(|| panic!("{name}: no gradient per sequence"));
             let b = gb.get(var.as_tensor()).unwrap_or_else(|| panic!("{name}: no gradient grouped"));
             let scale = a.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap().max(1e-3);
-            assert!(max_abs_diff(a, b) / scale < 1e-4, "{arch:?} {name}: gradients differ");
+            assert!(max_abs_diff(a, b) / scale < 1e-4, "{arch:?} shared {shared} {name}: gradients differ");
         }
     }
 }
 
 #[test]
 fn grouped_scoring_resumes_from_kept_hidden_states() {
-    for arch in archs() {
+    for (arch, shared) in archs().into_iter().flat_map(|a| [(a, false), (a, true)]) {
         let m = tiny(arch, 22);
-        let (prompts, comps, group) = grouped_case();
+        let (prompts, comps, group) = grouped_case(shared);
         let flat: Vec<&[u32]> = group.iter().map(|&g| prompts[g]).collect();
         let plain = score(&m, &flat, &comps, 0, 1.0, false).unwrap();
         let layer = 2;
@@ -433,7 +438,7 @@ fn grouped_scoring_resumes_from_kept_hidden_states() {
         let layout = GroupedLayout::new(&m, &prompts, &comps, &group, 0).unwrap();
         let trunk = layout.trunk(&prompt_rows, &completion_rows, layer).unwrap();
         let resumed = score_grouped(&m, &layout, Some(&trunk), 1.0, false).unwrap();
-        assert!(max_abs_diff(&plain.logprobs, &resumed.logprobs) < 1e-5, "{arch:?}");
+        assert!(max_abs_diff(&plain.logprobs, &resumed.logprobs) < 1e-5, "{arch:?} shared {shared}");
 
         // Only one-token completions: nothing is fed after the prompts.
         let short: Vec<&[u32]> = vec![&[4], &[6], &[8]];

@@ -293,7 +293,10 @@ impl TrainConfig {
         c.trainable.blocks = BlockSelection::Top(4);
         c.optimizer.learning_rate = 1e-5;
         c.optimizer.mini_batches = 1;
-        c.optimizer.micro_batch_size = 8;
+        // Half the step's 56 rollouts a micro-batch: prompts of a role share their system turn
+        // within one (`GroupedLayout`), so fewer, larger micro-batches recompute it less
+        // (update 10.8 s at 8, 10.1 s at 28, 10.3 s at 56 with 5.4 GB peak RSS).
+        c.optimizer.micro_batch_size = 28;
         c.schedule = Schedule {
             epochs: 1.0,
             max_steps: Some(120),
