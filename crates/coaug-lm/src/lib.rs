@@ -24,7 +24,7 @@ pub use generate::{generate, generate_timed, generate_with_trunk, GenerationRequ
 pub use sampler::SamplingParams;
 pub mod scoring;
 mod token_stats;
-pub use scoring::{score, score_grouped, score_layout, GroupedLayout, GroupedTrunk, ScoreLayout, TokenScores};
+pub use scoring::{score, score_grouped, GroupedLayout, GroupedTrunk, TokenScores};
 pub mod trainable;
 pub use trainable::{LoraConfig, Trainable, TrainableSet};
 pub mod optim;

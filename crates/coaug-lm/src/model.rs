@@ -72,21 +72,23 @@ impl AttentionInput {
     }
 }
 
-/// Where a block's attention gets keys and values beyond the ones of its own tokens.
+/// Where a block's attention gets its keys and values.
 pub enum Keys<'a> {
-    /// Only the new tokens (and earlier ones in the same batch).
-    Own,
     /// Appended to a decode cache; attends to everything cached.
     Cache(&'a mut KvCache),
-    /// Only the new tokens, and each layer's rotated keys and values are pushed here, graph
-    /// and all, so another batch can attend to them ([`Keys::After`]).
-    Record(&'a mut Vec<(Tensor, Tensor)>),
-    /// Attends to these keys and values (one pair per layer run, `(rows, kv_heads, slots,
-    /// head_dim)`) before its own; gradients flow back into them. The attention bias then
-    /// spans `slots + t`.
-    After(&'a [(Tensor, Tensor)]),
-    /// Both: attends after the given keys and values, and records its own.
-    AfterRecord(&'a [(Tensor, Tensor)], &'a mut Vec<(Tensor, Tensor)>),
+    /// The batch's own tokens, after `after`'s keys and values when given (one pair per layer
+    /// run, `(rows, kv_heads, slots, head_dim)`; gradients flow back into them, and the
+    /// attention bias then spans `slots + t`). With `record`, each layer pushes the rotated
+    /// keys and values it attended to, graph and all, so a later batch can continue after
+    /// this one.
+    Batch { after: Option<&'a [(Tensor, Tensor)]>, record: Option<&'a mut Vec<(Tensor, Tensor)>> },
+}
+
+impl Keys<'_> {
+    /// The batch's own tokens only.
+    pub fn own() -> Self {
+        Keys::Batch { after: None, record: None }
+    }
 }
 
 /// A causal LM. Cheap to clone (tensors are reference-counted).
@@ -170,23 +172,51 @@ impl CausalLm {
     ) -> Result<Tensor> {
         let keys = match cache {
             Some(c) => Keys::Cache(c),
-            None => Keys::Own,
+            None => Keys::own(),
         };
-        self.forward_layers_keyed(hidden, layers, attn, keys, grad)
+        self.run_layers(hidden, layers, attn, keys, grad, false)
     }
 
-    /// [`CausalLm::forward_layers`] with any source of extra keys: the trainer runs a shared
-    /// prompt once ([`Keys::Record`]) and its completions after it ([`Keys::After`]).
+    /// [`CausalLm::forward_layers`] with any source of keys: the trainer runs a shared prompt
+    /// once, recording its keys, and its completions after them.
     pub fn forward_layers_keyed(
+        &self,
+        hidden: &Tensor,
+        layers: Range<usize>,
+        attn: &AttentionInput,
+        keys: Keys<'_>,
+        grad: bool,
+    ) -> Result<Tensor> {
+        self.run_layers(hidden, layers, attn, keys, grad, false)
+    }
+
+    /// [`CausalLm::forward_layers_keyed`] for a prompt batch whose outputs are wanted at its
+    /// last position only (what follows attends to its recorded keys): the last block computes
+    /// keys and values everywhere but its query, attention output and MLP at the last position.
+    /// Returns `(rows, 1, hidden)`.
+    pub fn forward_prompt_last(
+        &self,
+        hidden: &Tensor,
+        layers: Range<usize>,
+        attn: &AttentionInput,
+        keys: Keys<'_>,
+        grad: bool,
+    ) -> Result<Tensor> {
+        self.run_layers(hidden, layers, attn, keys, grad, true)
+    }
+
+    /// Runs blocks `layers`; with `last_only`, the last one works at the last position only.
+    fn run_layers(
         &self,
         hidden: &Tensor,
         layers: Range<usize>,
         attn: &AttentionInput,
         mut keys: Keys<'_>,
         grad: bool,
+        last_only: bool,
     ) -> Result<Tensor> {
         let (rows, t, _) = hidden.dims3()?;
-        if let Keys::After(kv) | Keys::AfterRecord(kv, _) = &keys {
+        if let Keys::Batch { after: Some(kv), .. } = &keys {
             if kv.len() != layers.len() {
                 candle_core::bail!("{} prefix key sets for {} layers", kv.len(), layers.len());
             }
@@ -197,54 +227,23 @@ impl CausalLm {
         for l in layers {
             let g = grad && l >= self.first_grad_layer;
             let layer_keys = match &mut keys {
-                Keys::Own => Keys::Own,
                 Keys::Cache(c) => Keys::Cache(&mut **c),
-                Keys::Record(out) => Keys::Record(&mut **out),
-                Keys::After(kv) => Keys::After(&kv[l - first..=l - first]),
-                Keys::AfterRecord(kv, out) => Keys::AfterRecord(&kv[l - first..=l - first], &mut **out),
+                Keys::Batch { after, record } => Keys::Batch {
+                    after: after.map(|kv| &kv[l - first..=l - first]),
+                    record: record.as_deref_mut(),
+                },
             };
-            h = self.block_forward(l, &h, &cos, &sin, &attn.bias, layer_keys, g, false)?;
+            h = self.block_forward(l, &h, &cos, &sin, &attn.bias, layer_keys, g, last_only && l + 1 == last)?;
         }
         if let Keys::Cache(c) = keys {
             if last == self.cfg.num_layers {
                 c.advance(t);
             }
         }
+        if last_only && first == last {
+            return h.narrow(1, t - 1, 1);
+        }
         Ok(h)
-    }
-
-    /// Runs blocks `layers` on a prompt batch whose outputs are wanted at its last position
-    /// only (the completions that follow attend to `record`, its keys and values): the last
-    /// block computes keys and values everywhere but its query, attention output and MLP at
-    /// the last position. Returns `(rows, 1, hidden)`.
-    ///
-    /// With `after` (one key/value pair per layer), the prompts continue a shared prefix.
-    pub fn forward_prompt_last(
-        &self,
-        hidden: &Tensor,
-        layers: Range<usize>,
-        attn: &AttentionInput,
-        after: Option<&[(Tensor, Tensor)]>,
-        record: &mut Vec<(Tensor, Tensor)>,
-        grad: bool,
-    ) -> Result<Tensor> {
-        let (rows, t, _) = hidden.dims3()?;
-        let Some(last) = layers.clone().last() else {
-            return hidden.narrow(1, t - 1, 1);
-        };
-        let below = layers.start..last;
-        let n_below = below.len();
-        let h = match after {
-            Some(kv) => self.forward_layers_keyed(hidden, below, attn, Keys::AfterRecord(&kv[..n_below], record), grad)?,
-            None => self.forward_layers_keyed(hidden, below, attn, Keys::Record(record), grad)?,
-        };
-        let (cos, sin) = self.rope_for(&attn.positions, rows, t)?;
-        let g = grad && last >= self.first_grad_layer;
-        let keys = match after {
-            Some(kv) => Keys::AfterRecord(&kv[n_below..=n_below], record),
-            None => Keys::Record(record),
-        };
-        self.block_forward(last, &h, &cos, &sin, &attn.bias, keys, g, true)
     }
 
     /// Final RMSNorm.
@@ -379,20 +378,19 @@ impl CausalLm {
         };
         let bias = &bias;
         let (k, v) = match keys {
-            Keys::Own => (k, v),
             Keys::Cache(c) => c.append(l, &k, &v)?,
-            Keys::Record(out) => {
-                out.push((k.clone(), v.clone()));
+            Keys::Batch { after, record } => {
+                let (k, v) = match after {
+                    Some(kv) => {
+                        let (pk, pv) = &kv[0];
+                        (Tensor::cat(&[pk, &k], 2)?, Tensor::cat(&[pv, &v], 2)?)
+                    }
+                    None => (k, v),
+                };
+                if let Some(out) = record {
+                    out.push((k.clone(), v.clone()));
+                }
                 (k, v)
-            }
-            Keys::After(kv) => {
-                let (pk, pv) = &kv[0];
-                (Tensor::cat(&[pk, &k], 2)?, Tensor::cat(&[pv, &v], 2)?)
-            }
-            Keys::AfterRecord(kv, out) => {
-                out.push((k.clone(), v.clone()));
-                let (pk, pv) = &kv[0];
-                (Tensor::cat(&[pk, &k], 2)?, Tensor::cat(&[pv, &v], 2)?)
             }
         };
         if !g && t <= attention::MAX_NEW_TOKENS {

@@ -11,19 +11,18 @@ use crate::token_stats;
 
 /// Token layout of a scoring batch: prompts left-padded to a common end, completions
 /// right-padded after it, so row `r`'s completion token `j` sits at column `S + j`.
-pub struct ScoreLayout {
-    pub ids: Tensor,
-    pub attn: AttentionInput,
+struct ScoreLayout {
+    ids: Tensor,
+    attn: AttentionInput,
     /// Flat hidden-state rows (`r * width + col`) that predict each completion token.
     predictor_rows: Tensor,
-    targets: Tensor,
+    targets: Vec<u32>,
     /// Range of each sequence's tokens in the flat outputs.
-    pub spans: Vec<Range<usize>>,
-    pub width: usize,
+    spans: Vec<Range<usize>>,
 }
 
 impl ScoreLayout {
-    pub fn new(model: &CausalLm, prompts: &[&[u32]], completions: &[&[u32]], pad_id: u32) -> Result<Self> {
+    fn new(model: &CausalLm, prompts: &[&[u32]], completions: &[&[u32]], pad_id: u32) -> Result<Self> {
         if prompts.len() != completions.len() {
             bail!("{} prompts but {} completions", prompts.len(), completions.len());
         }
@@ -61,19 +60,9 @@ impl ScoreLayout {
             ids: Tensor::from_vec(ids, (rows, width), device)?,
             attn: AttentionInput::from_valid(&valid, width, device)?,
             predictor_rows: Tensor::from_vec(pred, n, device)?,
-            targets: Tensor::from_vec(targets, (n, 1), device)?,
+            targets,
             spans,
-            width,
         })
-    }
-
-    /// Number of scored tokens.
-    pub fn len(&self) -> usize {
-        self.spans.last().map(|s| s.end).unwrap_or(0)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -105,23 +94,7 @@ pub fn score(
     grad: bool,
 ) -> Result<TokenScores> {
     let layout = ScoreLayout::new(model, prompts, completions, pad_id)?;
-    score_layout(model, &layout, None, temperature, grad)
-}
-
-/// Scores a prepared layout. `trunk = Some((hidden, layer))` resumes from cached
-/// hidden states entering `layer` (from `CausalLm::hidden_at_layer` on `layout.ids`),
-/// so only the top blocks run.
-pub fn score_layout(
-    model: &CausalLm,
-    layout: &ScoreLayout,
-    trunk: Option<(&Tensor, usize)>,
-    temperature: f32,
-    grad: bool,
-) -> Result<TokenScores> {
-    let normed = match trunk {
-        Some((h, layer)) => model.forward_from_layer(h, layer, &layout.attn, None, grad)?,
-        None => model.forward_hidden(&layout.ids, &layout.attn, None, grad)?,
-    };
+    let normed = model.forward_hidden(&layout.ids, &layout.attn, None, grad)?;
     let (rows, width, d) = normed.dims3()?;
     let picked = normed.reshape((rows * width, d))?.index_select(&layout.predictor_rows, 0)?;
     head_scores(model, &picked, &layout.targets, layout.spans.clone(), temperature, grad)
@@ -148,7 +121,7 @@ pub struct GroupedLayout {
     /// Rows of `[prompt outputs (groups, last position only); completion outputs (rows·C)]`
     /// predicting each token.
     predictor_rows: Tensor,
-    targets: Tensor,
+    targets: Vec<u32>,
     pub spans: Vec<Range<usize>>,
     prompt_lens: Vec<usize>,
     fed_lens: Vec<usize>,
@@ -253,7 +226,7 @@ impl GroupedLayout {
             completion_attn,
             group_of: Tensor::from_vec(group.iter().map(|&g| g as u32).collect::<Vec<_>>(), rows, device)?,
             predictor_rows: Tensor::from_vec(pred, n, device)?,
-            targets: Tensor::from_vec(targets, (n, 1), device)?,
+            targets,
             spans,
             prompt_lens: prompts.iter().map(|p| p.len()).collect(),
             fed_lens,
@@ -328,8 +301,8 @@ impl GroupedLayout {
 
 /// Scores a [`GroupedLayout`]: each prompt runs once through the blocks, recording its keys
 /// and values (its outputs are needed at its last position only), and the completions run
-/// after them. With `trunk`, only blocks from
-/// `trunk.layer` up run. Gradients reach the prompt pass through the completions' attention.
+/// after them. With `trunk`, only blocks from `trunk.layer` up run. Gradients reach the prompt
+/// pass through the completions' attention.
 pub fn score_grouped(
     model: &CausalLm,
     layout: &GroupedLayout,
@@ -352,32 +325,27 @@ pub fn score_grouped(
     let fan = |kv: &[(Tensor, Tensor)], index: &Tensor| -> Result<Vec<(Tensor, Tensor)>> {
         kv.iter().map(|(k, v)| Ok((k.index_select(index, 0)?, v.index_select(index, 0)?))).collect()
     };
-    let mut prefix_kv = Vec::with_capacity(layers.len());
-    if let (Some(h), Some((_, attn))) = (&prefix, &layout.prefix) {
-        model.forward_prompt_last(h, layers.clone(), attn, None, &mut prefix_kv, grad)?;
-    }
-    let groups = layout.prompt_lens.len();
-    let after_prefix = match layout.prefix {
-        Some(_) => Some(fan(&prefix_kv, &Tensor::zeros(groups, DType::U32, device)?)?),
-        None => None,
+    let after_prefix = match (&prefix, &layout.prefix) {
+        (Some(h), Some((_, attn))) => {
+            let mut kv = Vec::with_capacity(layers.len());
+            let keys = Keys::Batch { after: None, record: Some(&mut kv) };
+            model.forward_prompt_last(h, layers.clone(), attn, keys, grad)?;
+            let groups = layout.prompt_lens.len();
+            Some(fan(&kv, &Tensor::zeros(groups, DType::U32, device)?)?)
+        }
+        _ => None,
     };
+    // Each prompt's keys and values, the shared prefix's included.
     let mut kv = Vec::with_capacity(layers.len());
-    let p = model.forward_prompt_last(&prompts, layers.clone(), &layout.prompt_attn, after_prefix.as_deref(), &mut kv, grad)?;
+    let keys = Keys::Batch { after: after_prefix.as_deref(), record: Some(&mut kv) };
+    let p = model.forward_prompt_last(&prompts, layers.clone(), &layout.prompt_attn, keys, grad)?;
     let p = model.final_norm(&p, grad)?;
     let d = p.dim(2)?;
     let mut flat = vec![p.reshape(((), d))?];
     if let (Some(h), Some(attn)) = (&completions, &layout.completion_attn) {
-        let mut fanned = fan(&kv, &layout.group_of)?;
-        if layout.prefix.is_some() {
-            let rows = layout.fed_lens.len();
-            let shared = fan(&prefix_kv, &Tensor::zeros(rows, DType::U32, device)?)?;
-            fanned = shared
-                .into_iter()
-                .zip(fanned)
-                .map(|((pk, pv), (k, v))| Ok((Tensor::cat(&[pk, k], 2)?, Tensor::cat(&[pv, v], 2)?)))
-                .collect::<Result<Vec<_>>>()?;
-        }
-        let c = model.forward_layers_keyed(h, layers, attn, Keys::After(&fanned), grad)?;
+        let fanned = fan(&kv, &layout.group_of)?;
+        let keys = Keys::Batch { after: Some(&fanned), record: None };
+        let c = model.forward_layers_keyed(h, layers, attn, keys, grad)?;
         flat.push(model.final_norm(&c, grad)?.reshape(((), d))?);
     }
     let all = if flat.len() == 1 { flat.pop().expect("one part") } else { Tensor::cat(&flat, 0)? };
@@ -388,15 +356,14 @@ pub fn score_grouped(
 fn head_scores(
     model: &CausalLm,
     picked: &Tensor,
-    targets: &Tensor,
+    targets: &[u32],
     spans: Vec<Range<usize>>,
     temperature: f32,
     grad: bool,
 ) -> Result<TokenScores> {
-    let targets = targets.flatten_all()?.to_vec1::<u32>()?;
     let (logprobs, entropy) = match model.frozen_head_weight(grad) {
-        Some(w) => token_stats::projected_logprob_and_entropy(picked, &w, &targets, temperature, grad)?,
-        None => token_stats::logprob_and_entropy(&model.logits(picked, grad)?, &targets, temperature)?,
+        Some(w) => token_stats::projected_logprob_and_entropy(picked, &w, targets, temperature, grad)?,
+        None => token_stats::logprob_and_entropy(&model.logits(picked, grad)?, targets, temperature)?,
     };
     Ok(TokenScores { logprobs: logprobs.to_dtype(DType::F32)?, entropy, spans })
 }
