@@ -17,18 +17,24 @@ use rayon::prelude::*;
 /// `(n, vocab)`, both `(n,)` and differentiable with respect to `logits`.
 pub(crate) fn logprob_and_entropy(logits: &Tensor, targets: &[u32], temperature: f32) -> Result<(Tensor, Tensor)> {
     let (n, vocab) = logits.dims2()?;
-    if targets.len() != n {
-        candle_core::bail!("{} targets for {n} rows of logits", targets.len());
-    }
-    if let Some(&t) = targets.iter().find(|&&t| t as usize >= vocab) {
-        candle_core::bail!("target token {t} outside the vocabulary of {vocab}");
-    }
+    check_targets(targets, n, vocab)?;
     if !logits.device().is_cpu() || logits.dtype() != DType::F32 {
         return generic(logits, targets, temperature);
     }
     let op = TargetLogprobEntropy { targets: Arc::new(targets.to_vec()), inv_temp: 1.0 / temperature };
     let both = logits.contiguous()?.apply_op1(op)?;
     Ok((both.narrow(1, 0, 1)?.squeeze(1)?, both.narrow(1, 1, 1)?.squeeze(1)?))
+}
+
+/// One target per row, each inside the vocabulary.
+fn check_targets(targets: &[u32], rows: usize, vocab: usize) -> Result<()> {
+    if targets.len() != rows {
+        candle_core::bail!("{} targets for {rows} rows", targets.len());
+    }
+    if let Some(&t) = targets.iter().find(|&&t| t as usize >= vocab) {
+        candle_core::bail!("target token {t} outside the vocabulary of {vocab}");
+    }
+    Ok(())
 }
 
 /// The same with candle's ops (any device).
@@ -144,14 +150,7 @@ pub(crate) fn projected_logprob_and_entropy(
     temperature: f32,
     grad: bool,
 ) -> Result<(Tensor, Tensor)> {
-    let n = hidden.dim(0)?;
-    if targets.len() != n {
-        candle_core::bail!("{} targets for {n} hidden rows", targets.len());
-    }
-    let vocab = weight.dim(0)?;
-    if let Some(&t) = targets.iter().find(|&&t| t as usize >= vocab) {
-        candle_core::bail!("target token {t} outside the vocabulary of {vocab}");
-    }
+    check_targets(targets, hidden.dim(0)?, weight.dim(0)?)?;
     if !hidden.device().is_cpu() || hidden.dtype() != DType::F32 || weight.dtype() != DType::F32 {
         return generic(&hidden.matmul(&weight.detach().t()?)?, targets, temperature);
     }
