@@ -8,8 +8,8 @@
 //!
 //! Cost (issue §6): the policy and the reference resume from the frozen trunk's hidden states
 //! kept during generation, run each distinct prompt of a micro-batch once (its rollouts attend
-//! to its keys and values), and compute logits only at completion positions. The old log-probs come from the sampler, and the
-//! reference is not run at all when the KL coefficient is 0.
+//! to its keys and values), and compute logits only at completion positions. The old log-probs
+//! come from the sampler, and the reference is not run at all when the KL coefficient is 0.
 
 use anyhow::{bail, Result};
 use candle_core::Tensor;
