@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use candle_core::Device;
 use coaug_augment::{PromptSet, Retriever};
 use coaug_data::Dataset;
 use coaug_dense::{SentenceEncoder, StoredPrecision};
@@ -22,7 +21,7 @@ use coaug_rl::{
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::dense::{load_encoder, store_dir, EncoderArgs};
-use super::DatasetArgs;
+use super::{DatasetArgs, DeviceArgs};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -88,6 +87,9 @@ pub struct Args {
     #[arg(long)]
     pub no_role_scaling: bool,
 
+    #[command(flatten)]
+    pub device: DeviceArgs,
+
     // Last: the heading applies to every option after it. Loaded only for a dense run.
     #[command(flatten, next_help_heading = "Dense retriever (only with --retriever dense)")]
     pub encoder: EncoderArgs,
@@ -108,7 +110,8 @@ pub fn run(args: Args) -> Result<()> {
     let train_qrels = dataset.qrels("train")?;
     let model_path = model_path(args.model.as_deref(), &config)?;
     eprintln!("loading the policy from {}", model_path.display());
-    let policy = Policy::load(&model_path, &config, &Device::Cpu)?;
+    let device = args.device.resolve()?;
+    let policy = Policy::load(&model_path, &config, &device)?;
     let prompts = match &args.prompts {
         Some(path) => PromptSet::load(path)?,
         None => PromptSet::default(),

@@ -1,17 +1,16 @@
 //! `coaug bench train`: seconds per phase of an RL step (generation, reward, update) for a
-//! fixed small configuration — the `cpu-small` preset on the dataset's train qrels — with the
+//! fixed configuration — the `cpu-small` preset, or `--config FILE`, on the dataset's train qrels — with the
 //! default policy LM.
 
 use std::path::PathBuf;
 
 use anyhow::Result;
-use candle_core::Device;
 use coaug_augment::PromptSet;
 use coaug_rl::{Policy, TrainConfig, TrainData, Trainer};
 use serde::Serialize;
 
 use super::median;
-use crate::cmd::DatasetArgs;
+use crate::cmd::{DatasetArgs, DeviceArgs};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -26,6 +25,14 @@ pub struct Args {
     #[arg(long, value_name = "PATH")]
     pub model: Option<PathBuf>,
 
+    /// TOML config (as for `coaug train`) replacing the `cpu-small` preset, e.g. a larger
+    /// configuration for a GPU. Validation is always off here.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub device: DeviceArgs,
+
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -33,7 +40,8 @@ pub struct Args {
 
 #[derive(Debug, Serialize)]
 struct Report {
-    config: &'static str,
+    config: String,
+    device: String,
     steps: usize,
     prompts_per_step: usize,
     rollouts_per_step: usize,
@@ -51,10 +59,14 @@ struct Report {
 
 pub fn run(args: Args) -> Result<()> {
     let dataset = args.dataset.resolve()?;
-    let mut config = TrainConfig::cpu_small();
+    let mut config = match &args.config {
+        Some(path) => TrainConfig::from_toml_file(path)?,
+        None => TrainConfig::cpu_small(),
+    };
     config.validation.every_steps = 0;
     let model = super::super::train::model_path(args.model.as_deref(), &config)?;
-    let policy = Policy::load(&model, &config, &Device::Cpu)?;
+    let device = args.device.resolve()?;
+    let policy = Policy::load(&model, &config, &device)?;
     let data = TrainData {
         corpus: dataset.load_corpus()?,
         queries: dataset.queries()?,
@@ -64,17 +76,15 @@ pub fn run(args: Args) -> Result<()> {
     let mut phases = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..args.steps.max(1) {
         let m = trainer.train_step()?;
-        if !args.json {
-            eprintln!(
-                "step {}: {:.1}s (generation {:.1}s, reward {:.3}s, update {:.1}s{})",
-                m.step,
-                m.step_s,
-                m.generation_s,
-                m.reward_s,
-                m.update_s,
-                if m.skipped { ", skipped" } else { "" }
-            );
-        }
+        eprintln!(
+            "step {}: {:.1}s (generation {:.1}s, reward {:.3}s, update {:.1}s{})",
+            m.step,
+            m.step_s,
+            m.generation_s,
+            m.reward_s,
+            m.update_s,
+            if m.skipped { ", skipped" } else { "" }
+        );
         phases.0.push(m.step_s);
         phases.1.push(m.generation_s);
         phases.2.push(m.reward_s);
@@ -85,7 +95,8 @@ pub fn run(args: Args) -> Result<()> {
     let (step_s, generation_s, reward_s, update_s) =
         (median(phases.0), median(phases.1), median(phases.2), median(phases.3));
     let report = Report {
-        config: "cpu-small",
+        config: config.preset.clone(),
+        device: device_name(&device),
         steps: args.steps.max(1),
         prompts_per_step: prompts,
         rollouts_per_step: prompts * config.rollout.samples_per_prompt,
@@ -100,10 +111,12 @@ pub fn run(args: Args) -> Result<()> {
         threads: rayon::current_num_threads(),
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        println!("{}", serde_json::to_string(&report)?);
     } else {
         println!(
-            "RL step (cpu-small, {} rollouts of ≤{} tokens, {} threads): step {:.1}s = generation {:.1}s + reward {:.3}s + update {:.1}s; step/generation {:.2}×",
+            "RL step ({}, {}, {} rollouts of ≤{} tokens, {} threads): step {:.1}s = generation {:.1}s + reward {:.3}s + update {:.1}s; step/generation {:.2}×",
+            report.config,
+            report.device,
             report.rollouts_per_step,
             report.max_new_tokens,
             report.threads,
@@ -115,4 +128,12 @@ pub fn run(args: Args) -> Result<()> {
         );
     }
     Ok(())
+}
+
+fn device_name(device: &candle_core::Device) -> String {
+    match device {
+        candle_core::Device::Cpu => "cpu".into(),
+        candle_core::Device::Cuda(_) => "cuda".into(),
+        candle_core::Device::Metal(_) => "metal".into(),
+    }
 }
