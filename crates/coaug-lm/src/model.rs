@@ -403,13 +403,20 @@ impl CausalLm {
         let len = k.dim(2)?;
         // Grouped-query attention without copying K/V: fold the query heads that share
         // a KV head into the row dimension.
-        let q = q.reshape((b, kvh, rep * t, hd))?;
-        let scores = (q.matmul(&k.t()?)? * (1.0 / (hd as f64).sqrt()))?;
+        // Scaling the queries is a pass over fewer numbers than scaling the scores.
+        let q = (q.reshape((b, kvh, rep * t, hd))? * (1.0 / (hd as f64).sqrt()))?;
+        let scores = q.matmul(&k.t()?)?;
         let scores = scores
             .reshape((b, kvh, rep, t, len))?
             .broadcast_add(&bias.unsqueeze(1)?)?
             .reshape((b, kvh, rep * t, len))?;
-        let probs = if g { ops::softmax(&scores, D::Minus1)? } else { ops::softmax_last_dim(&scores)? };
+        let probs = match g {
+            true => match crate::softmax::softmax_last_dim(&scores)? {
+                Some(p) => p,
+                None => ops::softmax(&scores, D::Minus1)?,
+            },
+            false => ops::softmax_last_dim(&scores)?,
+        };
         let out = probs.matmul(&v)?; // (b, kvh, rep*t, hd)
         let out = out.reshape((b, h, t, hd))?.transpose(1, 2)?.reshape((b, t, h * hd))?;
         blk.o.forward(&out, g)
@@ -418,7 +425,7 @@ impl CausalLm {
 
 fn rms_norm(x: &Tensor, w: &Tensor, eps: f64, g: bool) -> Result<Tensor> {
     if g {
-        ops::rms_norm_slow(x, w, eps as f32)
+        crate::rms_norm::rms_norm(x, w, eps as f32)
     } else {
         ops::rms_norm(&x.contiguous()?, w, eps as f32)
     }
@@ -428,6 +435,9 @@ fn rms_norm(x: &Tensor, w: &Tensor, eps: f64, g: bool) -> Result<Tensor> {
 fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor, g: bool) -> Result<Tensor> {
     if !g {
         return rotary_emb::rope(x, cos, sin);
+    }
+    if let Some(y) = crate::rope::rope(x, cos, sin)? {
+        return Ok(y);
     }
     let half = x.dim(D::Minus1)? / 2;
     let cos = Tensor::cat(&[cos, cos], D::Minus1)?.unsqueeze(1)?;
