@@ -123,6 +123,42 @@ impl Linear {
         y.reshape(out_shape)
     }
 
+    /// `forward` of several projections of the same input. Quantized 4-bit weights without
+    /// adapters share one dispatch at decode sizes (see [`Q4Matrix::matmul_many`]); anything
+    /// else runs them one by one.
+    pub fn forward_many(lins: &[&Linear], x: &Tensor, grad: bool) -> Result<Vec<Tensor>> {
+        let dims = x.dims().to_vec();
+        let in_dim = *dims.last().expect("linear input has a feature dim");
+        let rows: usize = dims[..dims.len() - 1].iter().product();
+        let q4: Option<Vec<&Q4Matrix>> = lins
+            .iter()
+            .map(|l| match (&l.weight, &l.lora) {
+                (Weight::Quantized(q), None) => match &q.few_rows {
+                    Some(FewRows::Q4(m)) => Some(m),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect();
+        let q4 = match q4 {
+            Some(ms) if rows <= q8::MAX_ROWS && lins.len() > 1 => ms,
+            _ => return lins.iter().map(|l| l.forward(x, grad)).collect(),
+        };
+        let ys = Q4Matrix::matmul_many(&q4, &x.reshape((rows, in_dim))?)?;
+        ys.into_iter()
+            .zip(lins)
+            .map(|(y, l)| {
+                let y = match &l.bias {
+                    Some(b) => y.broadcast_add(b)?,
+                    None => y,
+                };
+                let mut shape = dims.clone();
+                *shape.last_mut().expect("non-empty") = y.dim(1)?;
+                y.reshape(shape)
+            })
+            .collect()
+    }
+
     /// Full-precision weight with any adapter folded in (`W + scale · B A`).
     pub fn merged_weight(&self) -> Result<Tensor> {
         let w = match &self.weight {

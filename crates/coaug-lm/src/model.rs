@@ -339,8 +339,7 @@ impl CausalLm {
         let x = if last_only { x.narrow(1, x.dim(1)? - 1, 1)? } else { x.clone() };
         let x = (x + a)?;
         let h = rms_norm(&x, &view(&blk.mlp_norm, g), eps, g)?;
-        let gate = blk.gate.forward(&h, g)?;
-        let up = blk.up.forward(&h, g)?;
+        let [gate, up]: [Tensor; 2] = Linear::forward_many(&[&blk.gate, &blk.up], &h, g)?.try_into().expect("two projections");
         let m = blk.down.forward(&(ops::silu(&gate)? * up)?, g)?;
         x + m
     }
@@ -365,16 +364,22 @@ impl CausalLm {
         let heads = |y: Tensor, t: usize, n: usize| -> Result<Tensor> {
             y.reshape((b, t, n, hd))?.transpose(1, 2)?.contiguous()
         };
-        let k = heads(blk.k.forward(x, g)?, tk, kvh)?;
-        let v = heads(blk.v.forward(x, g)?, tk, kvh)?;
-        let k = rope(&k, cos, sin, g)?;
         // Every position's keys and values, but queries only where outputs are wanted.
+        let (q, k, v) = if last_only {
+            let [k, v]: [Tensor; 2] = Linear::forward_many(&[&blk.k, &blk.v], x, g)?.try_into().expect("two projections");
+            (blk.q.forward(&x.narrow(1, tk - 1, 1)?, g)?, k, v)
+        } else {
+            let [q, k, v]: [Tensor; 3] =
+                Linear::forward_many(&[&blk.q, &blk.k, &blk.v], x, g)?.try_into().expect("three projections");
+            (q, k, v)
+        };
+        let k = rope(&heads(k, tk, kvh)?, cos, sin, g)?;
+        let v = heads(v, tk, kvh)?;
         let (q, bias, t) = if last_only {
             let at = |y: &Tensor| y.narrow(1, tk - 1, 1)?.contiguous();
-            let q = heads(blk.q.forward(&x.narrow(1, tk - 1, 1)?, g)?, 1, h)?;
-            (rope(&q, &at(cos)?, &at(sin)?, g)?, bias.narrow(2, tk - 1, 1)?, 1)
+            (rope(&heads(q, 1, h)?, &at(cos)?, &at(sin)?, g)?, bias.narrow(2, tk - 1, 1)?, 1)
         } else {
-            (rope(&heads(blk.q.forward(x, g)?, tk, h)?, cos, sin, g)?, bias.clone(), tk)
+            (rope(&heads(q, tk, h)?, cos, sin, g)?, bias.clone(), tk)
         };
         let bias = &bias;
         let (k, v) = match keys {
