@@ -1,18 +1,17 @@
-//! Attention for a few new tokens against a KV cache, on raw CPU slices.
+//! Attention without gradients on raw CPU slices: decoding against a KV cache and prefill.
 //!
 //! During decoding each step brings one query per sequence. Through candle this is a
 //! batched matmul of `rows × kv_heads` tiny matrices, one gemm call (with its thread
 //! hand-off) per matrix, plus a bias broadcast and a softmax op: at batch 64 that
 //! overhead cost more than the model's projections. Here every (row, kv head) pair is
 //! one rayon task that scores its grouped queries against the cached keys, skips
-//! masked slots, and mixes the values — no repeated KV heads, no temporaries.
+//! masked slots, and mixes the values — no repeated KV heads, no temporaries. For a
+//! prefill the same kernel (with AVX-512) beat candle's path by ~4% (748 vs 717 tokens/s
+//! at 32 × 300): half of a causal score matrix is masked and never computed here, and the
+//! `(rows, heads, t, t)` score, bias and softmax tensors are never written.
 
 use candle_core::{DType, Device, Result, Storage, Tensor};
 use rayon::prelude::*;
-
-/// Most new tokens per row handled here; longer runs (prefill) keep candle's gemm,
-/// whose cost is then amortised over large matrices.
-pub(crate) const MAX_NEW_TOKENS: usize = 8;
 
 /// A strided 4-d f32 view `(b, heads, slots, head_dim)` with a contiguous last dim.
 struct View<'a> {
@@ -39,7 +38,7 @@ pub(crate) fn cached_attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: &Tensor
     }
     let (b, h, t, hd) = q.dims4()?;
     let (_, kvh, len, _) = k.dims4()?;
-    if t > MAX_NEW_TOKENS || h % kvh != 0 {
+    if h % kvh != 0 {
         return Ok(None);
     }
     let rep = h / kvh;
@@ -61,50 +60,111 @@ pub(crate) fn cached_attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: &Tensor
     let bdata = &bs.as_slice::<f32>()?[bl.start_offset()..];
 
     let mut out = vec![0f32; b * h * t * hd];
+    let shape = Shape { h, kvh, rep, t, hd, len };
+    let level = crate::q8::simd_level();
     // One task per (row, kv head): its `rep * t` query vectors are adjacent in `out`.
     out.par_chunks_mut(rep * t * hd).enumerate().for_each_init(
         || vec![0f32; len],
-        |scores, (task, dst)| {
-            let (row, g) = (task / kvh, task % kvh);
-            for r in 0..rep {
-                let head = g * rep + r;
-                for i in 0..t {
-                    let qv = &qdata[((row * h + head) * t + i) * hd..][..hd];
-                    let brow = &bdata[(row * t + i) * len..][..len];
-                    let mut max = f32::NEG_INFINITY;
-                    for (s, (sc, &bv)) in scores.iter_mut().zip(brow).enumerate() {
-                        *sc = if bv == f32::NEG_INFINITY {
-                            f32::NEG_INFINITY
-                        } else {
-                            dot(qv, kview.vec(row, g, s, hd)) * scale + bv
-                        };
-                        max = max.max(*sc);
-                    }
-                    let o = &mut dst[(r * t + i) * hd..][..hd];
-                    o.fill(0.0);
-                    if max == f32::NEG_INFINITY {
-                        continue; // fully masked query: its output is never read
-                    }
-                    let mut sum = 0f32;
-                    for (s, sc) in scores.iter().enumerate() {
-                        if *sc == f32::NEG_INFINITY {
-                            continue;
-                        }
-                        let p = (*sc - max).exp();
-                        sum += p;
-                        axpy(p, vview.vec(row, g, s, hd), o);
-                    }
-                    let inv = 1.0 / sum;
-                    o.iter_mut().for_each(|x| *x *= inv);
-                }
-            }
-        },
+        |scores, (task, dst)| attend_dispatch(level, &shape, task, dst, scores, qdata, bdata, &kview, &vview, scale),
     );
     Ok(Some(Tensor::from_vec(out, (b, h, t, hd), q.device())?))
 }
 
+struct Shape {
+    h: usize,
+    kvh: usize,
+    rep: usize,
+    t: usize,
+    hd: usize,
+    len: usize,
+}
+
+/// The queries of one (row, kv head) task against its keys and values.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn attend(
+    sh: &Shape,
+    task: usize,
+    dst: &mut [f32],
+    scores: &mut [f32],
+    qdata: &[f32],
+    bdata: &[f32],
+    kview: &View<'_>,
+    vview: &View<'_>,
+    scale: f32,
+) {
+    let Shape { h, kvh, rep, t, hd, len } = *sh;
+    let (row, g) = (task / kvh, task % kvh);
+    for r in 0..rep {
+        let head = g * rep + r;
+        for i in 0..t {
+            let qv = &qdata[((row * h + head) * t + i) * hd..][..hd];
+            let brow = &bdata[(row * t + i) * len..][..len];
+            let mut max = f32::NEG_INFINITY;
+            for (s, (sc, &bv)) in scores.iter_mut().zip(brow).enumerate() {
+                *sc = if bv == f32::NEG_INFINITY { f32::NEG_INFINITY } else { dot(qv, kview.vec(row, g, s, hd)) * scale + bv };
+                max = max.max(*sc);
+            }
+            let o = &mut dst[(r * t + i) * hd..][..hd];
+            o.fill(0.0);
+            if max == f32::NEG_INFINITY {
+                continue; // fully masked query: its output is never read
+            }
+            let mut sum = 0f32;
+            for (s, sc) in scores.iter().enumerate() {
+                if *sc == f32::NEG_INFINITY {
+                    continue;
+                }
+                let p = (*sc - max).exp();
+                sum += p;
+                axpy(p, vview.vec(row, g, s, hd), o);
+            }
+            let inv = 1.0 / sum;
+            o.iter_mut().for_each(|x| *x *= inv);
+        }
+    }
+}
+
+/// [`attend`] compiled again with AVX2/AVX-512 enabled, picked at run time (as in `q8`): for
+/// a prefill's long query runs the dot products are compute-bound.
+#[allow(clippy::too_many_arguments)]
+fn attend_dispatch(
+    level: crate::q8::SimdLevel,
+    sh: &Shape,
+    task: usize,
+    dst: &mut [f32],
+    scores: &mut [f32],
+    qdata: &[f32],
+    bdata: &[f32],
+    kview: &View<'_>,
+    vview: &View<'_>,
+    scale: f32,
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2,fma")]
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn avx2(sh: &Shape, task: usize, dst: &mut [f32], scores: &mut [f32], qdata: &[f32], bdata: &[f32], kview: &View<'_>, vview: &View<'_>, scale: f32) {
+            attend(sh, task, dst, scores, qdata, bdata, kview, vview, scale)
+        }
+        #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn avx512(sh: &Shape, task: usize, dst: &mut [f32], scores: &mut [f32], qdata: &[f32], bdata: &[f32], kview: &View<'_>, vview: &View<'_>, scale: f32) {
+            attend(sh, task, dst, scores, qdata, bdata, kview, vview, scale)
+        }
+        match level {
+            // SAFETY: `simd_level` detected these instructions on this CPU.
+            crate::q8::SimdLevel::Avx512 => return unsafe { avx512(sh, task, dst, scores, qdata, bdata, kview, vview, scale) },
+            crate::q8::SimdLevel::Avx2 => return unsafe { avx2(sh, task, dst, scores, qdata, bdata, kview, vview, scale) },
+            crate::q8::SimdLevel::Baseline => {}
+        }
+    }
+    let _ = level;
+    attend(sh, task, dst, scores, qdata, bdata, kview, vview, scale)
+}
+
 /// Dot product with 8 independent accumulators so the compiler keeps it in SIMD lanes.
-#[inline]
+#[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let (ac, ar) = a.split_at(a.len() / 8 * 8);
@@ -121,9 +181,41 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     s
 }
 
-#[inline]
+#[inline(always)]
 fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
     for (yi, xi) in y.iter_mut().zip(x) {
         *yi += alpha * xi;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_nn::ops;
+
+    #[test]
+    fn equals_candles_masked_softmax_attention_for_long_query_runs() {
+        let dev = Device::Cpu;
+        let (b, h, kvh, t, len, hd) = (2, 6, 2, 9, 12, 16);
+        let q = Tensor::randn(0f32, 1.0, (b, h, t, hd), &dev).unwrap();
+        let k = Tensor::randn(0f32, 1.0, (b, kvh, len, hd), &dev).unwrap();
+        let v = Tensor::randn(0f32, 1.0, (b, kvh, len, hd), &dev).unwrap();
+        // Causal over the last `t` slots, the first slot of row 1 padded out.
+        let bias: Vec<f32> = (0..b * t * len)
+            .map(|i| {
+                let (row, qi, s) = (i / (t * len), (i / len) % t, i % len);
+                if s > len - t + qi || (row == 1 && s == 0) { f32::NEG_INFINITY } else { 0.0 }
+            })
+            .collect();
+        let bias = Tensor::from_vec(bias, (b, 1, t, len), &dev).unwrap();
+        let scale = 0.25f32;
+        let got = cached_attention(&q, &k, &v, &bias, scale).unwrap().expect("f32 on the CPU");
+        let rep = h / kvh;
+        let kr = k.unsqueeze(2).unwrap().expand((b, kvh, rep, len, hd)).unwrap().reshape((b, h, len, hd)).unwrap();
+        let vr = v.unsqueeze(2).unwrap().expand((b, kvh, rep, len, hd)).unwrap().reshape((b, h, len, hd)).unwrap();
+        let scores = ((q.matmul(&kr.t().unwrap()).unwrap() * scale as f64).unwrap().broadcast_add(&bias)).unwrap();
+        let want = ops::softmax_last_dim(&scores).unwrap().matmul(&vr).unwrap();
+        let d = (got - want).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+        assert!(d < 1e-5, "max difference {d}");
     }
 }

@@ -398,7 +398,7 @@ impl CausalLm {
                 (k, v)
             }
         };
-        if !g && t <= attention::MAX_NEW_TOKENS {
+        if !g {
             let scale = 1.0 / (hd as f32).sqrt();
             if let Some(out) = attention::cached_attention(&q, &k, &v, bias, scale)? {
                 let out = out.transpose(1, 2)?.reshape((b, t, h * hd))?;

@@ -192,7 +192,7 @@ fn split_output_features(
 /// vectorizes; without `-C target-cpu` it may only assume SSE2, so each kernel is compiled
 /// again inside functions that enable AVX2+FMA or AVX-512 and picked at run time.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum SimdLevel {
+pub(crate) enum SimdLevel {
     Baseline,
     #[cfg(target_arch = "x86_64")]
     Avx2,
@@ -200,7 +200,7 @@ enum SimdLevel {
     Avx512,
 }
 
-fn simd_level() -> SimdLevel {
+pub(crate) fn simd_level() -> SimdLevel {
     static LEVEL: std::sync::OnceLock<SimdLevel> = std::sync::OnceLock::new();
     *LEVEL.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]
