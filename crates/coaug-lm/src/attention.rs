@@ -38,7 +38,10 @@ pub(crate) fn cached_attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: &Tensor
     }
     let (b, h, t, hd) = q.dims4()?;
     let (_, kvh, len, _) = k.dims4()?;
-    if h % kvh != 0 {
+    // A long query run over few (row, kv head) pairs (one prompt's prefill) splits better
+    // through candle's products: 742 tokens/s there against 678 here for a 400-token prompt.
+    let few_tasks = b * kvh < 4 * rayon::current_num_threads();
+    if h % kvh != 0 || (t > 8 && few_tasks) {
         return Ok(None);
     }
     let rep = h / kvh;
@@ -60,31 +63,45 @@ pub(crate) fn cached_attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: &Tensor
     let bdata = &bs.as_slice::<f32>()?[bl.start_offset()..];
 
     let mut out = vec![0f32; b * h * t * hd];
-    let shape = Shape { h, kvh, rep, t, hd, len };
+    let shape = Shape { h, rep, t, hd, len };
     let level = crate::q8::simd_level();
-    // One task per (row, kv head): its `rep * t` query vectors are adjacent in `out`.
-    out.par_chunks_mut(rep * t * hd).enumerate().for_each_init(
+    // One task per (row, kv head): its `rep * t` query vectors are adjacent in `out`, and its
+    // keys and values are read once for the group. Too few such tasks for the threads (one
+    // sequence has 3) and each query head is a task of its own instead.
+    let heads_per_task = if few_tasks { 1 } else { rep };
+    out.par_chunks_mut(heads_per_task * t * hd).enumerate().for_each_init(
         || vec![0f32; len],
-        |scores, (task, dst)| attend_dispatch(level, &shape, task, dst, scores, qdata, bdata, &kview, &vview, scale),
+        |scores, (task, dst)| {
+            let first_head = task * heads_per_task;
+            let (row, head) = (first_head / h, first_head % h);
+            let task = Task { row, group: head / rep, heads: head % rep..head % rep + heads_per_task };
+            attend_dispatch(level, &shape, &task, dst, scores, qdata, bdata, &kview, &vview, scale)
+        },
     );
     Ok(Some(Tensor::from_vec(out, (b, h, t, hd), q.device())?))
 }
 
+/// Query heads `heads` (within the group) of kv head `group` of sequence `row`.
+struct Task {
+    row: usize,
+    group: usize,
+    heads: std::ops::Range<usize>,
+}
+
 struct Shape {
     h: usize,
-    kvh: usize,
     rep: usize,
     t: usize,
     hd: usize,
     len: usize,
 }
 
-/// The queries of one (row, kv head) task against its keys and values.
+/// The queries of one task against its keys and values; `dst` holds the task's heads' outputs.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn attend(
     sh: &Shape,
-    task: usize,
+    task: &Task,
     dst: &mut [f32],
     scores: &mut [f32],
     qdata: &[f32],
@@ -93,9 +110,9 @@ fn attend(
     vview: &View<'_>,
     scale: f32,
 ) {
-    let Shape { h, kvh, rep, t, hd, len } = *sh;
-    let (row, g) = (task / kvh, task % kvh);
-    for r in 0..rep {
+    let Shape { h, rep, t, hd, len, .. } = *sh;
+    let (row, g) = (task.row, task.group);
+    for (ri, r) in task.heads.clone().enumerate() {
         let head = g * rep + r;
         for i in 0..t {
             let qv = &qdata[((row * h + head) * t + i) * hd..][..hd];
@@ -105,7 +122,7 @@ fn attend(
                 *sc = if bv == f32::NEG_INFINITY { f32::NEG_INFINITY } else { dot(qv, kview.vec(row, g, s, hd)) * scale + bv };
                 max = max.max(*sc);
             }
-            let o = &mut dst[(r * t + i) * hd..][..hd];
+            let o = &mut dst[(ri * t + i) * hd..][..hd];
             o.fill(0.0);
             if max == f32::NEG_INFINITY {
                 continue; // fully masked query: its output is never read
@@ -131,7 +148,7 @@ fn attend(
 fn attend_dispatch(
     level: crate::q8::SimdLevel,
     sh: &Shape,
-    task: usize,
+    task: &Task,
     dst: &mut [f32],
     scores: &mut [f32],
     qdata: &[f32],
@@ -144,12 +161,12 @@ fn attend_dispatch(
     {
         #[target_feature(enable = "avx2,fma")]
         #[allow(clippy::too_many_arguments)]
-        unsafe fn avx2(sh: &Shape, task: usize, dst: &mut [f32], scores: &mut [f32], qdata: &[f32], bdata: &[f32], kview: &View<'_>, vview: &View<'_>, scale: f32) {
+        unsafe fn avx2(sh: &Shape, task: &Task, dst: &mut [f32], scores: &mut [f32], qdata: &[f32], bdata: &[f32], kview: &View<'_>, vview: &View<'_>, scale: f32) {
             attend(sh, task, dst, scores, qdata, bdata, kview, vview, scale)
         }
         #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
         #[allow(clippy::too_many_arguments)]
-        unsafe fn avx512(sh: &Shape, task: usize, dst: &mut [f32], scores: &mut [f32], qdata: &[f32], bdata: &[f32], kview: &View<'_>, vview: &View<'_>, scale: f32) {
+        unsafe fn avx512(sh: &Shape, task: &Task, dst: &mut [f32], scores: &mut [f32], qdata: &[f32], bdata: &[f32], kview: &View<'_>, vview: &View<'_>, scale: f32) {
             attend(sh, task, dst, scores, qdata, bdata, kview, vview, scale)
         }
         match level {
@@ -195,16 +212,32 @@ mod tests {
 
     #[test]
     fn equals_candles_masked_softmax_attention_for_long_query_runs() {
+        // One sequence decoding (a task per query head), eight prefilling (a task per kv head).
+        for (b, t) in [(1, 1), (1, 3), (8, 9)] {
+            case(b, t);
+        }
+    }
+
+    #[test]
+    fn leaves_one_long_prompt_to_candle() {
         let dev = Device::Cpu;
-        let (b, h, kvh, t, len, hd) = (2, 6, 2, 9, 12, 16);
+        let q = Tensor::zeros((1, 6, 9, 16), DType::F32, &dev).unwrap();
+        let kv = Tensor::zeros((1, 2, 9, 16), DType::F32, &dev).unwrap();
+        let bias = Tensor::zeros((1, 1, 9, 9), DType::F32, &dev).unwrap();
+        assert!(cached_attention(&q, &kv, &kv, &bias, 1.0).unwrap().is_none());
+    }
+
+    fn case(b: usize, t: usize) {
+        let dev = Device::Cpu;
+        let (h, kvh, len, hd) = (6, 2, 12, 16);
         let q = Tensor::randn(0f32, 1.0, (b, h, t, hd), &dev).unwrap();
         let k = Tensor::randn(0f32, 1.0, (b, kvh, len, hd), &dev).unwrap();
         let v = Tensor::randn(0f32, 1.0, (b, kvh, len, hd), &dev).unwrap();
-        // Causal over the last `t` slots, the first slot of row 1 padded out.
+        // Causal over the last `t` slots, the first slot of odd rows padded out.
         let bias: Vec<f32> = (0..b * t * len)
             .map(|i| {
                 let (row, qi, s) = (i / (t * len), (i / len) % t, i % len);
-                if s > len - t + qi || (row == 1 && s == 0) { f32::NEG_INFINITY } else { 0.0 }
+                if s > len - t + qi || (row % 2 == 1 && s == 0) { f32::NEG_INFINITY } else { 0.0 }
             })
             .collect();
         let bias = Tensor::from_vec(bias, (b, 1, t, len), &dev).unwrap();
