@@ -13,6 +13,8 @@
 use candle_core::{DType, Device, Result, Storage, Tensor};
 use rayon::prelude::*;
 
+use crate::simd::{multiversion, simd_level};
+
 /// A strided 4-d f32 view `(b, heads, slots, head_dim)` with a contiguous last dim.
 struct View<'a> {
     data: &'a [f32],
@@ -63,8 +65,8 @@ pub(crate) fn cached_attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: &Tensor
     let bdata = &bs.as_slice::<f32>()?[bl.start_offset()..];
 
     let mut out = vec![0f32; b * h * t * hd];
-    let shape = Shape { h, rep, t, hd, len };
-    let level = crate::q8::simd_level();
+    let job = Attention { h, rep, t, hd, len, qdata, bdata, k: kview, v: vview, scale };
+    let level = simd_level();
     // One task per (row, kv head): its `rep * t` query vectors are adjacent in `out`, and its
     // keys and values are read once for the group. Too few such tasks for the threads (one
     // sequence has 3) and each query head is a task of its own instead.
@@ -75,7 +77,7 @@ pub(crate) fn cached_attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: &Tensor
             let first_head = task * heads_per_task;
             let (row, head) = (first_head / h, first_head % h);
             let task = Task { row, group: head / rep, heads: head % rep..head % rep + heads_per_task };
-            attend_dispatch(level, &shape, &task, dst, scores, qdata, bdata, &kview, &vview, scale)
+            attend_dispatch(level, &job, &task, dst, scores)
         },
     );
     Ok(Some(Tensor::from_vec(out, (b, h, t, hd), q.device())?))
@@ -88,97 +90,60 @@ struct Task {
     heads: std::ops::Range<usize>,
 }
 
-struct Shape {
+/// One call's inputs: queries `(b, h, t, hd)` and bias `(b, 1, t, len)` contiguous, keys and
+/// values as strided views, `rep` query heads per kv head.
+struct Attention<'a> {
     h: usize,
     rep: usize,
     t: usize,
     hd: usize,
     len: usize,
+    qdata: &'a [f32],
+    bdata: &'a [f32],
+    k: View<'a>,
+    v: View<'a>,
+    scale: f32,
 }
 
-/// The queries of one task against its keys and values; `dst` holds the task's heads' outputs.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn attend(
-    sh: &Shape,
-    task: &Task,
-    dst: &mut [f32],
-    scores: &mut [f32],
-    qdata: &[f32],
-    bdata: &[f32],
-    kview: &View<'_>,
-    vview: &View<'_>,
-    scale: f32,
-) {
-    let Shape { h, rep, t, hd, len, .. } = *sh;
-    let (row, g) = (task.row, task.group);
-    for (ri, r) in task.heads.clone().enumerate() {
-        let head = g * rep + r;
-        for i in 0..t {
-            let qv = &qdata[((row * h + head) * t + i) * hd..][..hd];
-            let brow = &bdata[(row * t + i) * len..][..len];
-            let mut max = f32::NEG_INFINITY;
-            for (s, (sc, &bv)) in scores.iter_mut().zip(brow).enumerate() {
-                *sc = if bv == f32::NEG_INFINITY { f32::NEG_INFINITY } else { dot(qv, kview.vec(row, g, s, hd)) * scale + bv };
-                max = max.max(*sc);
-            }
-            let o = &mut dst[(ri * t + i) * hd..][..hd];
-            o.fill(0.0);
-            if max == f32::NEG_INFINITY {
-                continue; // fully masked query: its output is never read
-            }
-            let mut sum = 0f32;
-            for (s, sc) in scores.iter().enumerate() {
-                if *sc == f32::NEG_INFINITY {
-                    continue;
+impl Attention<'_> {
+    /// The queries of one task against its keys and values; `dst` holds the task's heads' outputs.
+    #[inline(always)]
+    fn attend(&self, task: &Task, dst: &mut [f32], scores: &mut [f32]) {
+        let Attention { h, rep, t, hd, len, qdata, bdata, scale, .. } = *self;
+        let (row, g) = (task.row, task.group);
+        for (ri, r) in task.heads.clone().enumerate() {
+            let head = g * rep + r;
+            for i in 0..t {
+                let qv = &qdata[((row * h + head) * t + i) * hd..][..hd];
+                let brow = &bdata[(row * t + i) * len..][..len];
+                let mut max = f32::NEG_INFINITY;
+                for (s, (sc, &bv)) in scores.iter_mut().zip(brow).enumerate() {
+                    *sc = if bv == f32::NEG_INFINITY { f32::NEG_INFINITY } else { dot(qv, self.k.vec(row, g, s, hd)) * scale + bv };
+                    max = max.max(*sc);
                 }
-                let p = (*sc - max).exp();
-                sum += p;
-                axpy(p, vview.vec(row, g, s, hd), o);
+                let o = &mut dst[(ri * t + i) * hd..][..hd];
+                o.fill(0.0);
+                if max == f32::NEG_INFINITY {
+                    continue; // fully masked query: its output is never read
+                }
+                let mut sum = 0f32;
+                for (s, sc) in scores.iter().enumerate() {
+                    if *sc == f32::NEG_INFINITY {
+                        continue;
+                    }
+                    let p = (*sc - max).exp();
+                    sum += p;
+                    axpy(p, self.v.vec(row, g, s, hd), o);
+                }
+                let inv = 1.0 / sum;
+                o.iter_mut().for_each(|x| *x *= inv);
             }
-            let inv = 1.0 / sum;
-            o.iter_mut().for_each(|x| *x *= inv);
         }
     }
 }
 
-/// [`attend`] compiled again with AVX2/AVX-512 enabled, picked at run time (as in `q8`): for
-/// a prefill's long query runs the dot products are compute-bound.
-#[allow(clippy::too_many_arguments)]
-fn attend_dispatch(
-    level: crate::q8::SimdLevel,
-    sh: &Shape,
-    task: &Task,
-    dst: &mut [f32],
-    scores: &mut [f32],
-    qdata: &[f32],
-    bdata: &[f32],
-    kview: &View<'_>,
-    vview: &View<'_>,
-    scale: f32,
-) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx2,fma")]
-        #[allow(clippy::too_many_arguments)]
-        unsafe fn avx2(sh: &Shape, task: &Task, dst: &mut [f32], scores: &mut [f32], qdata: &[f32], bdata: &[f32], kview: &View<'_>, vview: &View<'_>, scale: f32) {
-            attend(sh, task, dst, scores, qdata, bdata, kview, vview, scale)
-        }
-        #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
-        #[allow(clippy::too_many_arguments)]
-        unsafe fn avx512(sh: &Shape, task: &Task, dst: &mut [f32], scores: &mut [f32], qdata: &[f32], bdata: &[f32], kview: &View<'_>, vview: &View<'_>, scale: f32) {
-            attend(sh, task, dst, scores, qdata, bdata, kview, vview, scale)
-        }
-        match level {
-            // SAFETY: `simd_level` detected these instructions on this CPU.
-            crate::q8::SimdLevel::Avx512 => return unsafe { avx512(sh, task, dst, scores, qdata, bdata, kview, vview, scale) },
-            crate::q8::SimdLevel::Avx2 => return unsafe { avx2(sh, task, dst, scores, qdata, bdata, kview, vview, scale) },
-            crate::q8::SimdLevel::Baseline => {}
-        }
-    }
-    let _ = level;
-    attend(sh, task, dst, scores, qdata, bdata, kview, vview, scale)
-}
+// For a prefill's long query runs the dot products are compute-bound: AVX-512 pays.
+multiversion!(Attention<'_>, attend, attend_avx2, attend_avx512, attend_dispatch(task: &Task, dst: &mut [f32], scores: &mut [f32]));
 
 /// Dot product with 8 independent accumulators so the compiler keeps it in SIMD lanes.
 #[inline(always)]

@@ -10,6 +10,7 @@ mod linear;
 mod q8;
 mod rms_norm;
 mod rope;
+mod simd;
 mod softmax;
 pub mod load;
 pub mod model;

@@ -10,6 +10,8 @@
 use candle_core::{Result, Tensor};
 use rayon::prelude::*;
 
+use crate::simd::{multiversion, simd_level, SimdLevel};
+
 /// Inputs per scale, as in GGUF's Q8_0.
 const BLOCK: usize = 32;
 /// Output features per rayon task.
@@ -114,26 +116,24 @@ impl Q4Matrix {
     }
 
     fn matmul_at(&self, x: &Tensor, level: SimdLevel) -> Result<Tensor> {
-        let (rows, xs) = input_rows(x, self.in_dim, "q4")?;
-        let nb = self.in_dim / BLOCK;
-        // `m` multiplies the block's input sum, shared by every output feature.
-        let xsum: Vec<f32> = xs.chunks_exact(BLOCK).map(|c| c.iter().sum()).collect();
-        split_output_features(x, self.out_dim, rows, |dst, first| {
-            q4_task_dispatch(level, self, dst, first, rows, &xs, &xsum, nb)
-        })
+        Ok(Self::matmul_many_at(&[self], x, level)?.remove(0))
     }
 
     /// `x Wᵢᵀ` for several weights sharing the input (a block's q/k/v, or gate/up), in one
     /// rayon dispatch. Decoding a single stream runs seven small products per block, and
     /// with few threads each dispatch's wake-up and join was a fifth of the step (perf).
     pub fn matmul_many(ms: &[&Q4Matrix], x: &Tensor) -> Result<Vec<Tensor>> {
+        Self::matmul_many_at(ms, x, simd_level())
+    }
+
+    fn matmul_many_at(ms: &[&Q4Matrix], x: &Tensor, level: SimdLevel) -> Result<Vec<Tensor>> {
         let Some(first) = ms.first() else { return Ok(Vec::new()) };
         if let Some(m) = ms.iter().find(|m| m.in_dim != first.in_dim) {
             candle_core::bail!("q4 matmul_many: inputs of {} and {} features", first.in_dim, m.in_dim);
         }
-        let level = simd_level();
         let (rows, xs) = input_rows(x, first.in_dim, "q4")?;
         let nb = first.in_dim / BLOCK;
+        // `m` multiplies the block's input sum, shared by every output feature.
         let xsum: Vec<f32> = xs.chunks_exact(BLOCK).map(|c| c.iter().sum()).collect();
         let mut outs: Vec<Vec<f32>> = ms.iter().map(|m| vec![0f32; m.out_dim * rows]).collect();
         let mut tasks: Vec<(usize, usize, &mut [f32])> = Vec::new();
@@ -186,66 +186,6 @@ fn split_output_features(
         .enumerate()
         .for_each(|(i, dst)| task(dst, i * FEATURES_PER_TASK));
     Tensor::from_vec(yt, (out_dim, rows), x.device())?.t()?.contiguous()
-}
-
-/// The widest vector instructions this CPU has. The kernels below are plain loops the compiler
-/// vectorizes; without `-C target-cpu` it may only assume SSE2, so each kernel is compiled
-/// again inside functions that enable AVX2+FMA or AVX-512 and picked at run time.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum SimdLevel {
-    Baseline,
-    #[cfg(target_arch = "x86_64")]
-    Avx2,
-    #[cfg(target_arch = "x86_64")]
-    Avx512,
-}
-
-pub(crate) fn simd_level() -> SimdLevel {
-    static LEVEL: std::sync::OnceLock<SimdLevel> = std::sync::OnceLock::new();
-    *LEVEL.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::env::var_os("COAUG_NO_SIMD_DISPATCH").is_some() {
-                return SimdLevel::Baseline;
-            }
-            if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw") && is_x86_feature_detected!("fma") {
-                return SimdLevel::Avx512;
-            }
-            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                return SimdLevel::Avx2;
-            }
-        }
-        SimdLevel::Baseline
-    })
-}
-
-/// Compiles `$method` of `$ty` again inside functions that enable wider vector instructions,
-/// and picks one at run time.
-macro_rules! multiversion {
-    ($ty:ty, $method:ident, $avx2:ident, $avx512:ident, $dispatch:ident ($($arg:ident: $t:ty),*)) => {
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn $avx2(m: &$ty, $($arg: $t),*) {
-            m.$method($($arg),*)
-        }
-
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
-        unsafe fn $avx512(m: &$ty, $($arg: $t),*) {
-            m.$method($($arg),*)
-        }
-
-        fn $dispatch(level: SimdLevel, m: &$ty, $($arg: $t),*) {
-            match level {
-                // SAFETY: `simd_level` detected these instructions on this CPU.
-                #[cfg(target_arch = "x86_64")]
-                SimdLevel::Avx512 => unsafe { $avx512(m, $($arg),*) },
-                #[cfg(target_arch = "x86_64")]
-                SimdLevel::Avx2 => unsafe { $avx2(m, $($arg),*) },
-                SimdLevel::Baseline => m.$method($($arg),*),
-            }
-        }
-    };
 }
 
 multiversion!(Q4Matrix, q4_task, q4_task_avx2, q4_task_avx512, q4_task_dispatch(dst: &mut [f32], first: usize, rows: usize, xs: &[f32], xsum: &[f32], nb: usize));
