@@ -213,7 +213,7 @@ mod tests {
         let vr = v.unsqueeze(2).unwrap().expand((b, kvh, rep, len, hd)).unwrap().reshape((b, h, len, hd)).unwrap();
         let scores = ((q.matmul(&kr.t().unwrap()).unwrap() * scale as f64).unwrap().broadcast_add(&bias)).unwrap();
         let want = ops::softmax_last_dim(&scores).unwrap().matmul(&vr).unwrap();
-        let d = (got - want).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+        let d = crate::cpu_f32::max_abs_diff(&got, &want);
         assert!(d < 1e-5, "max difference {d}");
     }
 }

@@ -3,6 +3,7 @@
 //! scoring, and training support (trainable subsets, LoRA, AdamW, checkpoints).
 
 mod attention;
+mod cpu_f32;
 pub mod cache;
 pub mod config;
 pub mod fetch;

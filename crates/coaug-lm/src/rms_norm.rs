@@ -5,9 +5,11 @@
 //! more than twice that many on the way back. In an RL update with the top blocks trained
 //! those passes were a visible share of the step.
 
-use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Storage, Tensor};
+use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use candle_nn::ops;
 use rayon::prelude::*;
+
+use crate::cpu_f32::{contiguous_f32, with_f32_slice};
 
 /// `x / sqrt(mean(x²) + eps) * w` over the last dimension, differentiable in `x` and `w`.
 pub(crate) fn rms_norm(x: &Tensor, w: &Tensor, eps: f32) -> Result<Tensor> {
@@ -15,11 +17,7 @@ pub(crate) fn rms_norm(x: &Tensor, w: &Tensor, eps: f32) -> Result<Tensor> {
         return ops::rms_norm_slow(x, w, eps);
     }
     if w.dims1()? != x.dim(candle_core::D::Minus1)? {
-        candle_core::bail!(
-            "rms-norm: weight {:?} does not match input {:?}",
-            w.shape(),
-            x.shape()
-        );
+        candle_core::bail!("rms-norm: weight {:?} does not match input {:?}", w.shape(), x.shape());
     }
     x.contiguous()?.apply_op2(&w.contiguous()?, RmsNorm { eps })
 }
@@ -34,99 +32,62 @@ fn inv_rms(row: &[f32], eps: f32) -> f32 {
     1.0 / (ss / row.len() as f32 + eps).sqrt()
 }
 
-fn slice<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
-    let Some((start, end)) = layout.contiguous_offsets() else {
-        candle_core::bail!("rms-norm needs contiguous inputs");
-    };
-    Ok(&storage.as_slice::<f32>()?[start..end])
-}
-
-fn with_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
-    let t = t.contiguous()?;
-    let (storage, layout) = t.storage_and_layout();
-    let Storage::Cpu(cpu) = &*storage else {
-        candle_core::bail!("rms-norm: tensor left the CPU");
-    };
-    f(slice(cpu, layout)?)
-}
-
 impl CustomOp2 for RmsNorm {
     fn name(&self) -> &'static str {
         "rms-norm-with-backward"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (x, w) = (slice(s1, l1)?, slice(s2, l2)?);
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (x, w) = (contiguous_f32(s1, l1)?, contiguous_f32(s2, l2)?);
         let d = w.len();
         let mut out = vec![0f32; x.len()];
-        out.par_chunks_mut(d)
-            .zip(x.par_chunks(d))
-            .for_each(|(o, row)| {
-                let r = inv_rms(row, self.eps);
-                for ((o, &v), &wi) in o.iter_mut().zip(row).zip(w) {
-                    *o = v * r * wi;
-                }
-            });
+        out.par_chunks_mut(d).zip(x.par_chunks(d)).for_each(|(o, row)| {
+            let r = inv_rms(row, self.eps);
+            for ((o, &v), &wi) in o.iter_mut().zip(row).zip(w) {
+                *o = v * r * wi;
+            }
+        });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
     /// With `r = 1/rms(x)` and `g = dy ⊙ w`: `dx = r·g − (r³/d)·x·Σ(g ⊙ x)`, `dw = Σ_rows dy ⊙ x·r`.
-    fn bwd(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(&self, x: &Tensor, w: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let d = w.dims1()?;
-        let (dx, dw) = with_slice(x, |xs| {
-            with_slice(w, |ws| {
-                with_slice(grad, |gs| {
-                    let mut dx = vec![0f32; xs.len()];
-                    let dw = dx
-                        .par_chunks_mut(d)
-                        .zip(xs.par_chunks(d).zip(gs.par_chunks(d)))
-                        .fold(
-                            || vec![0f32; d],
-                            |mut dw, (dxr, (row, g))| {
-                                let r = inv_rms(row, self.eps);
-                                let s: f32 =
-                                    g.iter().zip(ws).zip(row).map(|((g, w), x)| g * w * x).sum();
-                                let c = r * r * r * s / d as f32;
-                                for i in 0..d {
-                                    dxr[i] = r * g[i] * ws[i] - c * row[i];
-                                    dw[i] += g[i] * row[i] * r;
-                                }
-                                dw
-                            },
-                        )
-                        .reduce(
-                            || vec![0f32; d],
-                            |mut a, b| {
-                                a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-                                a
-                            },
-                        );
-                    Ok((dx, dw))
-                })
+        let ws = w.to_vec1::<f32>()?;
+        let (dx, dw) = with_f32_slice(x, |xs| {
+            with_f32_slice(grad, |gs| {
+                let mut dx = vec![0f32; xs.len()];
+                let dw = dx
+                    .par_chunks_mut(d)
+                    .zip(xs.par_chunks(d).zip(gs.par_chunks(d)))
+                    .fold(
+                        || vec![0f32; d],
+                        |mut dw, (dxr, (row, g))| {
+                            let r = inv_rms(row, self.eps);
+                            let s: f32 = g.iter().zip(&ws).zip(row).map(|((g, w), x)| g * w * x).sum();
+                            let c = r * r * r * s / d as f32;
+                            for i in 0..d {
+                                dxr[i] = r * g[i] * ws[i] - c * row[i];
+                                dw[i] += g[i] * row[i] * r;
+                            }
+                            dw
+                        },
+                    )
+                    .reduce(|| vec![0f32; d], |mut a, b| {
+                        a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+                        a
+                    });
+                Ok((dx, dw))
             })
         })?;
-        Ok((
-            Some(Tensor::from_vec(dx, x.shape(), x.device())?),
-            Some(Tensor::from_vec(dw, d, w.device())?),
-        ))
+        Ok((Some(Tensor::from_vec(dx, x.shape(), x.device())?), Some(Tensor::from_vec(dw, d, w.device())?)))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cpu_f32::{max_abs_diff, probe_grads};
     use candle_core::{Device, Var};
 
     #[test]
@@ -137,45 +98,10 @@ mod tests {
         let probe = Tensor::randn(0f32, 1.0, (3, 5, 16), &dev).unwrap();
         let a = rms_norm(x.as_tensor(), w.as_tensor(), 1e-5).unwrap();
         let b = ops::rms_norm_slow(x.as_tensor(), w.as_tensor(), 1e-5).unwrap();
-        let diff = |a: &Tensor, b: &Tensor| {
-            (a - b)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap()
-        };
-        assert!(diff(&a, &b) < 1e-5);
-        let ga = (&a * &probe)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let gb = (&b * &probe)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        assert!(
-            diff(
-                ga.get(x.as_tensor()).unwrap(),
-                gb.get(x.as_tensor()).unwrap()
-            ) < 1e-4,
-            "dx"
-        );
-        assert!(
-            diff(
-                ga.get(w.as_tensor()).unwrap(),
-                gb.get(w.as_tensor()).unwrap()
-            ) < 1e-4,
-            "dw"
-        );
+        assert!(max_abs_diff(&a, &b) < 1e-5);
+        let (ga, gb) = (probe_grads(&a, &probe), probe_grads(&b, &probe));
+        assert!(max_abs_diff(ga.get(x.as_tensor()).unwrap(), gb.get(x.as_tensor()).unwrap()) < 1e-4, "dx");
+        assert!(max_abs_diff(ga.get(w.as_tensor()).unwrap(), gb.get(w.as_tensor()).unwrap()) < 1e-4, "dw");
     }
 
     #[test]
@@ -185,17 +111,7 @@ mod tests {
         let w = Tensor::ones(8, DType::F32, &dev).unwrap();
         let a = rms_norm(&x, &w, 1e-6).unwrap();
         let b = ops::rms_norm_slow(&x, &w, 1e-6).unwrap();
-        let d = (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        assert!(d < 1e-5);
+        assert!(max_abs_diff(&a, &b) < 1e-5);
         assert!(rms_norm(&x, &Tensor::ones(6, DType::F32, &dev).unwrap(), 1e-6).is_err());
     }
 }

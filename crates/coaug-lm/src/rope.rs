@@ -5,8 +5,10 @@
 //! keys of every trained block. The rotation is orthogonal, so its gradient is the same
 //! rotation by the opposite angle.
 
-use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Storage, Tensor};
+use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
+
+use crate::cpu_f32::{contiguous_f32, with_f32_slice};
 
 /// `x` `(b, heads, t, head_dim)` rotated by `cos`/`sin` `(b, t, head_dim/2)`; differentiable
 /// in `x` (the tables are constants). `None` when the inputs are not f32 on the CPU.
@@ -16,21 +18,10 @@ pub(crate) fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Option<Tens
     }
     let (b, _, t, hd) = x.dims4()?;
     if hd % 2 != 0 || cos.dims3()? != (b, t, hd / 2) || sin.dims3()? != (b, t, hd / 2) {
-        candle_core::bail!(
-            "rope: tables {:?} do not fit input {:?}",
-            cos.shape(),
-            x.shape()
-        );
+        candle_core::bail!("rope: tables {:?} do not fit input {:?}", cos.shape(), x.shape());
     }
-    let op = Rope {
-        cos: flat(cos)?,
-        sin: flat(sin)?,
-    };
+    let op = Rope { cos: cos.flatten_all()?.to_vec1()?, sin: sin.flatten_all()?.to_vec1()? };
     Ok(Some(x.contiguous()?.apply_op1(op)?))
-}
-
-fn flat(t: &Tensor) -> Result<Vec<f32>> {
-    t.flatten_all()?.to_vec1::<f32>()
 }
 
 struct Rope {
@@ -45,21 +36,18 @@ impl Rope {
         let (_, heads, t, hd) = dims;
         let half = hd / 2;
         let mut out = vec![0f32; x.len()];
-        out.par_chunks_mut(hd)
-            .zip(x.par_chunks(hd))
-            .enumerate()
-            .for_each(|(row, (o, xr))| {
-                let (bi, ti) = (row / (heads * t), row % t);
-                let at = (bi * t + ti) * half;
-                let (c, s) = (&self.cos[at..at + half], &self.sin[at..at + half]);
-                let (x1, x2) = xr.split_at(half);
-                let (o1, o2) = o.split_at_mut(half);
-                for i in 0..half {
-                    let si = sign * s[i];
-                    o1[i] = x1[i] * c[i] - x2[i] * si;
-                    o2[i] = x2[i] * c[i] + x1[i] * si;
-                }
-            });
+        out.par_chunks_mut(hd).zip(x.par_chunks(hd)).enumerate().for_each(|(row, (o, xr))| {
+            let (bi, ti) = (row / (heads * t), row % t);
+            let at = (bi * t + ti) * half;
+            let (c, s) = (&self.cos[at..at + half], &self.sin[at..at + half]);
+            let (x1, x2) = xr.split_at(half);
+            let (o1, o2) = o.split_at_mut(half);
+            for i in 0..half {
+                let si = sign * s[i];
+                o1[i] = x1[i] * c[i] - x2[i] * si;
+                o2[i] = x2[i] * c[i] + x1[i] * si;
+            }
+        });
         out
     }
 }
@@ -70,27 +58,12 @@ impl CustomOp1 for Rope {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("rope needs a contiguous input");
-        };
-        let x = &storage.as_slice::<f32>()?[start..end];
-        Ok((
-            CpuStorage::F32(self.apply(x, layout.shape().dims4()?, 1.0)),
-            layout.shape().clone(),
-        ))
+        let x = contiguous_f32(storage, layout)?;
+        Ok((CpuStorage::F32(self.apply(x, layout.shape().dims4()?, 1.0)), layout.shape().clone()))
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        let grad = grad.contiguous()?;
-        let (storage, layout) = grad.storage_and_layout();
-        let Storage::Cpu(cpu) = &*storage else {
-            candle_core::bail!("rope: gradient left the CPU");
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("rope: non-contiguous gradient");
-        };
-        let g = &cpu.as_slice::<f32>()?[start..end];
-        let dx = self.apply(g, arg.dims4()?, -1.0);
+        let dx = with_f32_slice(grad, |g| Ok(self.apply(g, arg.dims4()?, -1.0)))?;
         Ok(Some(Tensor::from_vec(dx, arg.shape(), arg.device())?))
     }
 }
@@ -98,19 +71,14 @@ impl CustomOp1 for Rope {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cpu_f32::{max_abs_diff, probe_grads};
     use candle_core::{Device, Var, D};
 
     /// The generic-op formulation this replaces.
     fn reference(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Tensor {
         let half = x.dim(D::Minus1).unwrap() / 2;
-        let cos = Tensor::cat(&[cos, cos], D::Minus1)
-            .unwrap()
-            .unsqueeze(1)
-            .unwrap();
-        let sin = Tensor::cat(&[sin, sin], D::Minus1)
-            .unwrap()
-            .unsqueeze(1)
-            .unwrap();
+        let cos = Tensor::cat(&[cos, cos], D::Minus1).unwrap().unsqueeze(1).unwrap();
+        let sin = Tensor::cat(&[sin, sin], D::Minus1).unwrap().unsqueeze(1).unwrap();
         let x1 = x.narrow(D::Minus1, 0, half).unwrap();
         let x2 = x.narrow(D::Minus1, half, half).unwrap();
         let rotated = Tensor::cat(&[&x2.neg().unwrap(), &x1], D::Minus1).unwrap();
@@ -127,47 +95,12 @@ mod tests {
         let probe = Tensor::randn(0f32, 1.0, (b, h, t, hd), &dev).unwrap();
         let a = rope(x.as_tensor(), &cos, &sin).unwrap().unwrap();
         let r = reference(x.as_tensor(), &cos, &sin);
-        let diff = |a: &Tensor, b: &Tensor| {
-            (a - b)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap()
-        };
-        assert!(diff(&a, &r) < 1e-5);
-        let ga = (&a * &probe)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let gr = (&r * &probe)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        assert!(
-            diff(
-                ga.get(x.as_tensor()).unwrap(),
-                gr.get(x.as_tensor()).unwrap()
-            ) < 1e-5
-        );
+        assert!(max_abs_diff(&a, &r) < 1e-5);
+        let (ga, gr) = (probe_grads(&a, &probe), probe_grads(&r, &probe));
+        assert!(max_abs_diff(ga.get(x.as_tensor()).unwrap(), gr.get(x.as_tensor()).unwrap()) < 1e-5);
         // A strided input (queries transposed from (b, t, h, hd)) is rotated the same way.
-        let xt = x
-            .as_tensor()
-            .transpose(1, 2)
-            .unwrap()
-            .contiguous()
-            .unwrap()
-            .transpose(1, 2)
-            .unwrap();
-        assert!(diff(&rope(&xt, &cos, &sin).unwrap().unwrap(), &r) < 1e-5);
+        let xt = x.as_tensor().transpose(1, 2).unwrap().contiguous().unwrap().transpose(1, 2).unwrap();
+        assert!(max_abs_diff(&rope(&xt, &cos, &sin).unwrap().unwrap(), &r) < 1e-5);
         assert!(rope(x.as_tensor(), &cos.narrow(1, 0, 4).unwrap(), &sin).is_err());
     }
 }

@@ -9,9 +9,11 @@
 
 use std::sync::{Arc, Mutex};
 
-use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Storage, Tensor, D};
+use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor, D};
 use candle_nn::ops;
 use rayon::prelude::*;
+
+use crate::cpu_f32::{contiguous_f32, with_f32_slice};
 
 /// `(log_softmax(logits / T)[target], entropy of softmax(logits / T))` per row of `logits`
 /// `(n, vocab)`, both `(n,)` and differentiable with respect to `logits`.
@@ -68,13 +70,6 @@ fn row_stats(x: &[f32], inv_temp: f32) -> (f32, f64, f64) {
     (m, lse, lse - sz / s)
 }
 
-fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
-    let Some((start, end)) = layout.contiguous_offsets() else {
-        candle_core::bail!("fused log-prob op needs contiguous logits");
-    };
-    Ok(&storage.as_slice::<f32>()?[start..end])
-}
-
 /// `[log p_target, entropy]` of each row of `logits` `(n, vocab)`.
 fn forward_rows(x: &[f32], vocab: usize, targets: &[u32], inv_temp: f32) -> Vec<f32> {
     let mut out = vec![0f32; targets.len() * 2];
@@ -115,15 +110,6 @@ fn backward_rows_in_place(x: &mut [f32], vocab: usize, targets: &[u32], inv_temp
         }
         row[t] += g_lp * inv_temp;
     });
-}
-
-fn with_f32_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
-    let t = t.contiguous()?;
-    let (storage, layout) = t.storage_and_layout();
-    let Storage::Cpu(cpu) = &*storage else {
-        candle_core::bail!("fused log-prob op: tensor left the CPU");
-    };
-    f(contiguous_f32(cpu, layout)?)
 }
 
 impl CustomOp1 for TargetLogprobEntropy {
@@ -332,6 +318,7 @@ mod pool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cpu_f32::max_abs_diff;
     use candle_core::{Device, Var};
 
     #[test]
@@ -342,16 +329,14 @@ mod tests {
         for temperature in [1.0f32, 1.3, 0.7] {
             let (lp_a, h_a) = logprob_and_entropy(x.as_tensor(), &targets, temperature).unwrap();
             let (lp_b, h_b) = generic(x.as_tensor(), &targets, temperature).unwrap();
-            let diff = |a: &Tensor, b: &Tensor| (a - b).unwrap().abs().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
-            assert!(diff(&lp_a, &lp_b) < 1e-5, "log-probs at T={temperature}");
-            assert!(diff(&h_a, &h_b) < 1e-5, "entropies at T={temperature}");
+            assert!(max_abs_diff(&lp_a, &lp_b) < 1e-5, "log-probs at T={temperature}");
+            assert!(max_abs_diff(&h_a, &h_b) < 1e-5, "entropies at T={temperature}");
             // Weights on both outputs, as in the loss (advantage-weighted log-probs + entropy bonus).
             let w = Tensor::new(&[1.0f32, -2.0, 0.5, 0.0, 3.0], &Device::Cpu).unwrap();
             let objective = |lp: &Tensor, h: &Tensor| ((lp * &w).unwrap().sum_all().unwrap() + (h * 0.3).unwrap().sum_all().unwrap()).unwrap();
             let ga = objective(&lp_a, &h_a).backward().unwrap();
             let gb = objective(&lp_b, &h_b).backward().unwrap();
-            let (ga, gb) = (ga.get(x.as_tensor()).unwrap(), gb.get(x.as_tensor()).unwrap());
-            let d = (ga - gb).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+            let d = max_abs_diff(ga.get(x.as_tensor()).unwrap(), gb.get(x.as_tensor()).unwrap());
             assert!(d < 1e-5, "gradients at T={temperature}: {d}");
         }
     }
@@ -370,47 +355,16 @@ mod tests {
         let targets: Vec<u32> = (0..n).map(|i| ((i * 7919 + 3) % vocab) as u32).collect();
         let weights: Vec<f32> = (0..n).map(|i| [0.5f32, -1.0, 2.0, 1.0][i % 4]).collect();
         let weights = Tensor::new(weights.as_slice(), &Device::Cpu).unwrap();
-        let objective = |lp: &Tensor, e: &Tensor| {
-            ((lp * &weights).unwrap().sum_all().unwrap() - (e * 0.2).unwrap().sum_all().unwrap())
-                .unwrap()
-        };
-        let (lp_a, e_a) =
-            projected_logprob_and_entropy(h.as_tensor(), &w, &targets, 1.2, true).unwrap();
-        let (lp_b, e_b) = generic(
-            &h.as_tensor().matmul(&w.t().unwrap()).unwrap(),
-            &targets,
-            1.2,
-        )
-        .unwrap();
-        let diff = |a: &Tensor, b: &Tensor| {
-            (a - b)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap()
-        };
-        assert!(
-            diff(&lp_a, &lp_b) < 1e-4 && diff(&e_a, &e_b) < 1e-4,
-            "values at {n}×{d}×{vocab}"
-        );
+        let objective = |lp: &Tensor, e: &Tensor| ((lp * &weights).unwrap().sum_all().unwrap() - (e * 0.2).unwrap().sum_all().unwrap()).unwrap();
+        let (lp_a, e_a) = projected_logprob_and_entropy(h.as_tensor(), &w, &targets, 1.2, true).unwrap();
+        let (lp_b, e_b) = generic(&h.as_tensor().matmul(&w.t().unwrap()).unwrap(), &targets, 1.2).unwrap();
+        assert!(max_abs_diff(&lp_a, &lp_b) < 1e-4 && max_abs_diff(&e_a, &e_b) < 1e-4, "values at {n}×{d}×{vocab}");
         let ga = objective(&lp_a, &e_a).backward().unwrap();
         let gb = objective(&lp_b, &e_b).backward().unwrap();
-        assert!(
-            diff(
-                ga.get(h.as_tensor()).unwrap(),
-                gb.get(h.as_tensor()).unwrap()
-            ) < 1e-4,
-            "gradients at {n}×{d}×{vocab}"
-        );
+        assert!(max_abs_diff(ga.get(h.as_tensor()).unwrap(), gb.get(h.as_tensor()).unwrap()) < 1e-4, "gradients at {n}×{d}×{vocab}");
         // Without a graph nothing is kept and the values are the same.
-        let (lp_c, _) =
-            projected_logprob_and_entropy(h.as_tensor(), &w, &targets, 1.2, false).unwrap();
-        assert!(diff(&lp_a, &lp_c) == 0.0);
+        let (lp_c, _) = projected_logprob_and_entropy(h.as_tensor(), &w, &targets, 1.2, false).unwrap();
+        assert!(max_abs_diff(&lp_a, &lp_c) == 0.0);
     }
 
     #[test]
