@@ -26,6 +26,9 @@ struct RmsNorm {
     eps: f32,
 }
 
+/// Rows per parallel task of the backward pass.
+const DW_CHUNK_ROWS: usize = 64;
+
 #[inline]
 fn inv_rms(row: &[f32], eps: f32) -> f32 {
     let ss: f32 = row.iter().map(|v| v * v).sum();
@@ -57,12 +60,15 @@ impl CustomOp2 for RmsNorm {
         let (dx, dw) = with_f32_slice(x, |xs| {
             with_f32_slice(grad, |gs| {
                 let mut dx = vec![0f32; xs.len()];
-                let dw = dx
-                    .par_chunks_mut(d)
-                    .zip(xs.par_chunks(d).zip(gs.par_chunks(d)))
-                    .fold(
-                        || vec![0f32; d],
-                        |mut dw, (dxr, (row, g))| {
+                // `dw` sums over rows: partial sums over fixed row chunks, added in chunk order,
+                // so the result does not depend on how rayon schedules them (exact resume needs
+                // bit-identical steps).
+                let partial: Vec<Vec<f32>> = dx
+                    .par_chunks_mut(DW_CHUNK_ROWS * d)
+                    .zip(xs.par_chunks(DW_CHUNK_ROWS * d).zip(gs.par_chunks(DW_CHUNK_ROWS * d)))
+                    .map(|(dxc, (xc, gc))| {
+                        let mut dw = vec![0f32; d];
+                        for (dxr, (row, g)) in dxc.chunks_mut(d).zip(xc.chunks(d).zip(gc.chunks(d))) {
                             let r = inv_rms(row, self.eps);
                             let s: f32 = g.iter().zip(&ws).zip(row).map(|((g, w), x)| g * w * x).sum();
                             let c = r * r * r * s / d as f32;
@@ -70,13 +76,14 @@ impl CustomOp2 for RmsNorm {
                                 dxr[i] = r * g[i] * ws[i] - c * row[i];
                                 dw[i] += g[i] * row[i] * r;
                             }
-                            dw
-                        },
-                    )
-                    .reduce(|| vec![0f32; d], |mut a, b| {
-                        a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-                        a
-                    });
+                        }
+                        dw
+                    })
+                    .collect();
+                let mut dw = vec![0f32; d];
+                for p in &partial {
+                    dw.iter_mut().zip(p).for_each(|(a, b)| *a += b);
+                }
                 Ok((dx, dw))
             })
         })?;
@@ -102,6 +109,25 @@ mod tests {
         let (ga, gb) = (probe_grads(&a, &probe), probe_grads(&b, &probe));
         assert!(max_abs_diff(ga.get(x.as_tensor()).unwrap(), gb.get(x.as_tensor()).unwrap()) < 1e-4, "dx");
         assert!(max_abs_diff(ga.get(w.as_tensor()).unwrap(), gb.get(w.as_tensor()).unwrap()) < 1e-4, "dw");
+    }
+
+    #[test]
+    fn the_weight_gradient_does_not_depend_on_the_thread_count() {
+        let dev = Device::Cpu;
+        let x = Tensor::randn(0f32, 1.0, (300, 32), &dev).unwrap();
+        let w = Var::from_tensor(&Tensor::randn(1f32, 0.3, 32, &dev).unwrap()).unwrap();
+        let probe = Tensor::randn(0f32, 1.0, (300, 32), &dev).unwrap();
+        let dw = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                let y = rms_norm(&x, w.as_tensor(), 1e-5).unwrap();
+                probe_grads(&y, &probe).get(w.as_tensor()).unwrap().to_vec1::<f32>().unwrap()
+            })
+        };
+        let one = dw(1);
+        for threads in [2, 3, 7] {
+            assert_eq!(dw(threads), one, "{threads} threads");
+        }
     }
 
     #[test]
