@@ -13,7 +13,8 @@
 use candle_core::{DType, Device, Result, Storage, Tensor};
 use rayon::prelude::*;
 
-use crate::simd::{multiversion, simd_level};
+use crate::fast_exp;
+use crate::simd::{multiversion, simd_level, SimdLevel};
 
 /// A strided 4-d f32 view `(b, heads, slots, head_dim)` with a contiguous last dim.
 struct View<'a> {
@@ -65,14 +66,14 @@ pub(crate) fn cached_attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: &Tensor
     let bdata = &bs.as_slice::<f32>()?[bl.start_offset()..];
 
     let mut out = vec![0f32; b * h * t * hd];
-    let job = Attention { h, rep, t, hd, len, qdata, bdata, k: kview, v: vview, scale };
     let level = simd_level();
+    let job = Attention { h, rep, t, hd, len, qdata, bdata, k: kview, v: vview, scale, level };
     // One task per (row, kv head): its `rep * t` query vectors are adjacent in `out`, and its
     // keys and values are read once for the group. Too few such tasks for the threads (one
     // sequence has 3) and each query head is a task of its own instead.
-    let heads_per_task = if few_tasks { 1 } else { rep };
+    let heads_per_task = if few_tasks || rep > MAX_GROUP { 1 } else { rep };
     out.par_chunks_mut(heads_per_task * t * hd).enumerate().for_each_init(
-        || vec![0f32; len],
+        || vec![0f32; heads_per_task * len],
         |scores, (task, dst)| {
             let first_head = task * heads_per_task;
             let (row, head) = (first_head / h, first_head % h);
@@ -103,64 +104,228 @@ struct Attention<'a> {
     k: View<'a>,
     v: View<'a>,
     scale: f32,
+    level: SimdLevel,
 }
 
 impl Attention<'_> {
-    /// The queries of one task against its keys and values; `dst` holds the task's heads' outputs.
+    /// The queries of one task against its keys and values; `dst` holds the task's heads'
+    /// outputs, `scores` one row of `len` per head. Every cached key and value row is loaded
+    /// once for all the task's heads, and only the slots between the first and last unmasked
+    /// one are visited (left padding and a prefill's causal future are skipped).
     #[inline(always)]
     fn attend(&self, task: &Task, dst: &mut [f32], scores: &mut [f32]) {
         let Attention { h, rep, t, hd, len, qdata, bdata, scale, .. } = *self;
         let (row, g) = (task.row, task.group);
-        for (ri, r) in task.heads.clone().enumerate() {
-            let head = g * rep + r;
-            for i in 0..t {
-                let qv = &qdata[((row * h + head) * t + i) * hd..][..hd];
-                let brow = &bdata[(row * t + i) * len..][..len];
-                let mut max = f32::NEG_INFINITY;
-                for (s, (sc, &bv)) in scores.iter_mut().zip(brow).enumerate() {
-                    *sc = if bv == f32::NEG_INFINITY { f32::NEG_INFINITY } else { dot(qv, self.k.vec(row, g, s, hd)) * scale + bv };
-                    max = max.max(*sc);
+        let nh = task.heads.len();
+        let first_head = g * rep + task.heads.start;
+        dst.fill(0.0);
+        for i in 0..t {
+            let brow = &bdata[(row * t + i) * len..][..len];
+            let Some(lo) = brow.iter().position(|&b| b != f32::NEG_INFINITY) else {
+                continue; // fully masked query: its output is never read
+            };
+            let hi = len - brow.iter().rev().position(|&b| b != f32::NEG_INFINITY).expect("one slot is unmasked");
+            let query = |r: usize| &qdata[((row * h + first_head + r) * t + i) * hd..][..hd];
+            #[cfg(target_arch = "x86_64")]
+            if self.level == SimdLevel::Avx512 && hd % 16 == 0 && hd <= 128 {
+                for r in 0..nh {
+                    let sc = &mut scores[r * len..][..len];
+                    // SAFETY: AVX-512 was detected (`level`); `hd` is a multiple of 16.
+                    unsafe { avx512::scores(query(r), &self.k, row, g, lo..hi, scale, brow, sc) };
+                    let sc = &mut sc[lo..hi];
+                    let max = sc.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                    let inv = 1.0 / softmax_numerators(sc, max);
+                    let o = &mut dst[(r * t + i) * hd..][..hd];
+                    // SAFETY: as above.
+                    unsafe { avx512::mix_values(&scores[r * len..][..len], &self.v, row, g, lo..hi, inv, o) };
                 }
-                let o = &mut dst[(ri * t + i) * hd..][..hd];
-                o.fill(0.0);
-                if max == f32::NEG_INFINITY {
-                    continue; // fully masked query: its output is never read
+                continue;
+            }
+            for s in lo..hi {
+                let k = self.k.vec(row, g, s, hd);
+                for r in 0..nh {
+                    scores[r * len + s] = dot(query(r), k) * scale + brow[s];
                 }
-                let mut sum = 0f32;
-                for (s, sc) in scores.iter().enumerate() {
-                    if *sc == f32::NEG_INFINITY {
-                        continue;
-                    }
-                    let p = (*sc - max).exp();
-                    sum += p;
-                    axpy(p, self.v.vec(row, g, s, hd), o);
+            }
+            let mut inv = [0f32; MAX_GROUP];
+            for r in 0..nh {
+                let sc = &mut scores[r * len + lo..r * len + hi];
+                let max = sc.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                inv[r] = 1.0 / softmax_numerators(sc, max);
+            }
+            for s in lo..hi {
+                let v = self.v.vec(row, g, s, hd);
+                for r in 0..nh {
+                    axpy(scores[r * len + s], v, &mut dst[(r * t + i) * hd..][..hd]);
                 }
-                let inv = 1.0 / sum;
-                o.iter_mut().for_each(|x| *x *= inv);
+            }
+            for r in 0..nh {
+                dst[(r * t + i) * hd..][..hd].iter_mut().for_each(|x| *x *= inv[r]);
             }
         }
     }
 }
 
+/// Query heads one task may hold; a model whose kv heads serve more is split by head.
+const MAX_GROUP: usize = 16;
+
 // For a prefill's long query runs the dot products are compute-bound: AVX-512 pays.
 multiversion!(Attention<'_>, attend, attend_avx2, attend_avx512, attend_dispatch(task: &Task, dst: &mut [f32], scores: &mut [f32]));
 
-/// Dot product with 8 independent accumulators so the compiler keeps it in SIMD lanes.
+/// Replaces each score by `exp(score - max)` (0 where masked) and returns their sum.
+#[inline(always)]
+fn softmax_numerators(sc: &mut [f32], max: f32) -> f32 {
+    let mut acc = [0f32; 16];
+    let mut chunks = sc.chunks_exact_mut(16);
+    for c in &mut chunks {
+        for j in 0..16 {
+            let p = if c[j] == f32::NEG_INFINITY { 0.0 } else { fast_exp::exp(c[j] - max) };
+            c[j] = p;
+            acc[j] += p;
+        }
+    }
+    let mut sum = 0f32;
+    for x in chunks.into_remainder() {
+        *x = if *x == f32::NEG_INFINITY { 0.0 } else { fast_exp::exp(*x - max) };
+        sum += *x;
+    }
+    sum + fast_exp::tree_sum(acc)
+}
+
+/// Dot product in 16 independent lanes, summed as a tree, so it stays in vector registers.
 #[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ac, ar) = a.split_at(a.len() / 8 * 8);
+    let mut acc = [0f32; 16];
+    let (ac, ar) = a.split_at(a.len() / 16 * 16);
     let (bc, br) = b.split_at(ac.len());
-    for (x, y) in ac.chunks_exact(8).zip(bc.chunks_exact(8)) {
-        for j in 0..8 {
+    for (x, y) in ac.chunks_exact(16).zip(bc.chunks_exact(16)) {
+        for j in 0..16 {
             acc[j] += x[j] * y[j];
         }
     }
-    let mut s: f32 = acc.iter().sum();
+    let mut s = fast_exp::tree_sum(acc);
     for (x, y) in ar.iter().zip(br) {
         s += x * y;
     }
     s
+}
+
+/// The AVX-512 inner loops for head sizes that are multiples of 16: a query (or output)
+/// row lives in at most eight registers while the cached rows stream past.
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+    use std::ops::Range;
+
+    use super::View;
+
+    /// `out[s] = q · kₛ · scale + bias[s]` for `s` in `slots`.
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn scores(q: &[f32], k: &View, row: usize, g: usize, slots: Range<usize>, scale: f32, bias: &[f32], out: &mut [f32]) {
+        match q.len() / 16 {
+            1 => scores_n::<1>(q, k, row, g, slots, scale, bias, out),
+            2 => scores_n::<2>(q, k, row, g, slots, scale, bias, out),
+            4 => scores_n::<4>(q, k, row, g, slots, scale, bias, out),
+            8 => scores_n::<8>(q, k, row, g, slots, scale, bias, out),
+            c => scores_n_dyn(c, q, k, row, g, slots, scale, bias, out),
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn scores_n<const CH: usize>(q: &[f32], k: &View, row: usize, g: usize, slots: Range<usize>, scale: f32, bias: &[f32], out: &mut [f32]) {
+        let qr: [__m512; CH] = std::array::from_fn(|c| _mm512_loadu_ps(q[c * 16..].as_ptr()));
+        let dot = |s: usize| {
+            let kv = k.vec(row, g, s, CH * 16).as_ptr();
+            let mut acc = _mm512_mul_ps(qr[0], _mm512_loadu_ps(kv));
+            for (c, r) in qr.iter().enumerate().skip(1) {
+                acc = _mm512_fmadd_ps(*r, _mm512_loadu_ps(kv.add(c * 16)), acc);
+            }
+            acc
+        };
+        // Four slots at a time share one horizontal reduction (a full one per slot cost
+        // about as much as the products).
+        let (scale4, mut s) = (_mm_set1_ps(scale), slots.start);
+        while s + 4 <= slots.end {
+            let sums = reduce4(dot(s), dot(s + 1), dot(s + 2), dot(s + 3));
+            let v = _mm_fmadd_ps(sums, scale4, _mm_loadu_ps(bias[s..s + 4].as_ptr()));
+            _mm_storeu_ps(out[s..s + 4].as_mut_ptr(), v);
+            s += 4;
+        }
+        for s in s..slots.end {
+            let kv = k.vec(row, g, s, CH * 16).as_ptr();
+            let mut acc = _mm512_mul_ps(qr[0], _mm512_loadu_ps(kv));
+            for (c, r) in qr.iter().enumerate().skip(1) {
+                acc = _mm512_fmadd_ps(*r, _mm512_loadu_ps(kv.add(c * 16)), acc);
+            }
+            out[s] = _mm512_reduce_add_ps(acc) * scale + bias[s];
+        }
+    }
+
+    /// `[Σa, Σb, Σc, Σd]` of four 16-lane vectors.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn reduce4(a: __m512, b: __m512, c: __m512, d: __m512) -> __m128 {
+        // Per 128-bit lane: pairs of a, b (and c, d) interleaved and added, then the four
+        // vectors' partial sums side by side; finally the four lanes added.
+        let ab = _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
+        let cd = _mm512_add_ps(_mm512_unpacklo_ps(c, d), _mm512_unpackhi_ps(c, d));
+        let lo = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(ab), _mm512_castps_pd(cd)));
+        let hi = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(ab), _mm512_castps_pd(cd)));
+        let x = _mm512_add_ps(lo, hi); // lane j of each 128-bit part: [a, b, c, d] partials
+        let y = _mm512_add_ps(x, _mm512_shuffle_f32x4::<0b01_00_11_10>(x, x));
+        let z = _mm512_add_ps(y, _mm512_shuffle_f32x4::<0b10_11_00_01>(y, y));
+        _mm512_castps512_ps128(z)
+    }
+
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn scores_n_dyn(ch: usize, q: &[f32], k: &View, row: usize, g: usize, slots: Range<usize>, scale: f32, bias: &[f32], out: &mut [f32]) {
+        for s in slots {
+            let kv = k.vec(row, g, s, ch * 16).as_ptr();
+            let mut acc = _mm512_setzero_ps();
+            for c in 0..ch {
+                acc = _mm512_fmadd_ps(_mm512_loadu_ps(q[c * 16..].as_ptr()), _mm512_loadu_ps(kv.add(c * 16)), acc);
+            }
+            out[s] = _mm512_reduce_add_ps(acc) * scale + bias[s];
+        }
+    }
+
+    /// `out = inv · Σₛ p[s] · vₛ` over `slots`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn mix_values(p: &[f32], v: &View, row: usize, g: usize, slots: Range<usize>, inv: f32, out: &mut [f32]) {
+        match out.len() / 16 {
+            1 => mix_n::<1>(p, v, row, g, slots, inv, out),
+            2 => mix_n::<2>(p, v, row, g, slots, inv, out),
+            4 => mix_n::<4>(p, v, row, g, slots, inv, out),
+            8 => mix_n::<8>(p, v, row, g, slots, inv, out),
+            _ => {
+                let hd = out.len();
+                out.fill(0.0);
+                for s in slots {
+                    super::axpy(p[s], v.vec(row, g, s, hd), out);
+                }
+                out.iter_mut().for_each(|x| *x *= inv);
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn mix_n<const CH: usize>(p: &[f32], v: &View, row: usize, g: usize, slots: Range<usize>, inv: f32, out: &mut [f32]) {
+        let mut acc = [_mm512_setzero_ps(); CH];
+        for s in slots {
+            let vv = v.vec(row, g, s, CH * 16).as_ptr();
+            let w = _mm512_set1_ps(p[s]);
+            for (c, a) in acc.iter_mut().enumerate() {
+                *a = _mm512_fmadd_ps(w, _mm512_loadu_ps(vv.add(c * 16)), *a);
+            }
+        }
+        let inv = _mm512_set1_ps(inv);
+        for (c, a) in acc.iter().enumerate() {
+            _mm512_storeu_ps(out[c * 16..].as_mut_ptr(), _mm512_mul_ps(*a, inv));
+        }
+    }
 }
 
 #[inline(always)]
@@ -178,8 +343,12 @@ mod tests {
     #[test]
     fn equals_candles_masked_softmax_attention_for_long_query_runs() {
         // One sequence decoding (a task per query head), eight prefilling (a task per kv head).
-        for (b, t) in [(1, 1), (1, 3), (8, 9)] {
-            case(b, t);
+        // Head sizes with a register-resident AVX-512 path (16, 64), one without (48), and one
+        // that is not a multiple of 16 (the portable loops everywhere).
+        for hd in [16, 64, 48, 20] {
+            for (b, t) in [(1, 1), (1, 3), (8, 9)] {
+                case(b, t, hd);
+            }
         }
     }
 
@@ -192,9 +361,9 @@ mod tests {
         assert!(cached_attention(&q, &kv, &kv, &bias, 1.0).unwrap().is_none());
     }
 
-    fn case(b: usize, t: usize) {
+    fn case(b: usize, t: usize, hd: usize) {
         let dev = Device::Cpu;
-        let (h, kvh, len, hd) = (6, 2, 12, 16);
+        let (h, kvh, len) = (6, 2, 15);
         let q = Tensor::randn(0f32, 1.0, (b, h, t, hd), &dev).unwrap();
         let k = Tensor::randn(0f32, 1.0, (b, kvh, len, hd), &dev).unwrap();
         let v = Tensor::randn(0f32, 1.0, (b, kvh, len, hd), &dev).unwrap();

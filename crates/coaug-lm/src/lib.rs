@@ -4,6 +4,7 @@
 
 mod attention;
 mod cpu_f32;
+mod fast_exp;
 pub mod cache;
 pub mod config;
 pub mod fetch;
@@ -13,6 +14,7 @@ mod rms_norm;
 mod rope;
 mod simd;
 mod softmax;
+mod swiglu;
 pub mod load;
 pub mod model;
 pub mod tokenizer;

@@ -340,7 +340,8 @@ impl CausalLm {
         let x = (x + a)?;
         let h = rms_norm(&x, &view(&blk.mlp_norm, g), eps, g)?;
         let [gate, up]: [Tensor; 2] = Linear::forward_many(&[&blk.gate, &blk.up], &h, g)?.try_into().expect("two projections");
-        let m = blk.down.forward(&(ops::silu(&gate)? * up)?, g)?;
+        let act = if g { (ops::silu(&gate)? * up)? } else { crate::swiglu::swiglu(&gate, &up)? };
+        let m = blk.down.forward(&act, g)?;
         x + m
     }
 

@@ -51,8 +51,8 @@ impl SamplingParams {
 /// `log_softmax(logits / t)[token]`.
 pub fn token_logprob(logits: &[f32], token: u32, t: f32) -> f32 {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f64 = logits.iter().map(|&x| (((x - max) / t) as f64).exp()).sum();
-    (logits[token as usize] - max) / t - sum.ln() as f32
+    let sum = crate::fast_exp::sum_exp(logits, max, 1.0 / t);
+    (logits[token as usize] - max) / t - sum.ln()
 }
 
 /// Picks the next token. `seen[id]` marks ids in the context (for the penalty).
@@ -76,7 +76,8 @@ pub fn choose_token<R: Rng>(logits: &[f32], seen: &[bool], p: &SamplingParams, r
         return argmax(logits);
     }
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let probs: Vec<f32> = logits.iter().map(|&x| ((x - max) / p.temperature).exp()).collect();
+    let inv_t = 1.0 / p.temperature;
+    let probs: Vec<f32> = logits.iter().map(|&x| crate::fast_exp::exp((x - max) * inv_t)).collect();
     let truncate = (p.top_k > 0 && p.top_k < probs.len()) || p.top_p < 1.0;
     if !truncate {
         return draw(&probs, (0..probs.len() as u32).collect::<Vec<_>>().as_slice(), rng);

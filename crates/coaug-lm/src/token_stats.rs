@@ -13,7 +13,7 @@ use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor, D
 use candle_nn::ops;
 use rayon::prelude::*;
 
-use crate::cpu_f32::{contiguous_f32, with_f32_slice};
+use crate::cpu_f32::{contiguous_f32, gemm_f32, with_f32_slice};
 
 /// `(log_softmax(logits / T)[target], entropy of softmax(logits / T))` per row of `logits`
 /// `(n, vocab)`, both `(n,)` and differentiable with respect to `logits`.
@@ -174,7 +174,7 @@ impl ProjectedLogprobEntropy {
         with_f32_slice(&self.weight, |w| {
             // SAFETY: `hidden` is (n, d), `w` is (vocab, d) and `out` is (n, vocab), all
             // row-major; read through `w`'s rows as the columns of the right operand.
-            unsafe { gemm_f32(n, vocab, d, &mut out, vocab, hidden, d, 1, w, 1, d) };
+            unsafe { gemm_f32(n, vocab, d, out.as_mut_ptr(), vocab, 1, hidden, d, 1, w, 1, d) };
             Ok(())
         })?;
         Ok(out)
@@ -219,64 +219,12 @@ impl CustomOp1 for ProjectedLogprobEntropy {
         let mut grad = vec![0f32; n * d];
         with_f32_slice(&self.weight, |w| {
             // SAFETY: `logits` now holds the (n, vocab) gradient, `w` is (vocab, d), `grad` (n, d).
-            unsafe { gemm_f32(n, d, vocab, &mut grad, d, &logits, vocab, 1, w, d, 1) };
+            unsafe { gemm_f32(n, d, vocab, grad.as_mut_ptr(), d, 1, &logits, vocab, 1, w, d, 1) };
             Ok(())
         })?;
         pool::give(logits);
         Ok(Some(Tensor::from_vec(grad, (n, d), arg.device())?))
     }
-}
-
-/// `dst (m, n) = lhs (m, k) · rhs (k, n)` with row-major `dst` (row stride `dst_rs`) and
-/// `lhs`/`rhs` given by their (row, column) strides.
-///
-/// # Safety
-/// The slices must hold every element the strides reach.
-#[allow(clippy::too_many_arguments)]
-unsafe fn gemm_f32(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: &mut [f32],
-    dst_rs: usize,
-    lhs: &[f32],
-    lhs_rs: usize,
-    lhs_cs: usize,
-    rhs: &[f32],
-    rhs_rs: usize,
-    rhs_cs: usize,
-) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    debug_assert!(dst.len() >= (m - 1) * dst_rs + n);
-    let threads = rayon::current_num_threads();
-    let parallelism = if threads > 1 {
-        gemm::Parallelism::Rayon(threads)
-    } else {
-        gemm::Parallelism::None
-    };
-    gemm::gemm(
-        m,
-        n,
-        k,
-        dst.as_mut_ptr(),
-        1,
-        dst_rs as isize,
-        false,
-        lhs.as_ptr(),
-        lhs_cs as isize,
-        lhs_rs as isize,
-        rhs.as_ptr(),
-        rhs_cs as isize,
-        rhs_rs as isize,
-        0.0,
-        1.0,
-        false,
-        false,
-        false,
-        parallelism,
-    );
 }
 
 /// Reused `(tokens, vocab)` buffers for the projected op. A fresh one (264 MB for 1,344

@@ -1,0 +1,50 @@
+//! The MLP's gate, `silu(gate) ⊙ up`, in one pass for inference. Through candle it is a
+//! unary op (libm `expf` per element) and a binary op, two outputs and three passes over
+//! `(tokens, intermediate)` data: ~4% of a prefill.
+
+use candle_core::{DType, Result, Tensor};
+use rayon::prelude::*;
+
+use crate::cpu_f32::with_f32_slice;
+use crate::fast_exp;
+
+/// `silu(gate) * up` without gradients: fused on the CPU for f32, candle's ops elsewhere.
+pub(crate) fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
+    if !gate.device().is_cpu() || gate.dtype() != DType::F32 || up.dtype() != DType::F32 || gate.dims() != up.dims() {
+        return candle_nn::ops::silu(gate)? * up;
+    }
+    let mut out = vec![0f32; gate.elem_count()];
+    with_f32_slice(gate, |g| {
+        with_f32_slice(up, |u| {
+            const CHUNK: usize = 1 << 14;
+            out.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK)).zip(u.par_chunks(CHUNK)).for_each(|((o, g), u)| {
+                for ((o, &g), &u) in o.iter_mut().zip(g).zip(u) {
+                    *o = g / (1.0 + fast_exp::exp(-g)) * u;
+                }
+            });
+            Ok(())
+        })
+    })?;
+    Tensor::from_vec(out, gate.dims(), gate.device())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn equals_candles_silu_times_up() {
+        let dev = Device::Cpu;
+        let gate = (Tensor::randn(0f32, 1.0, (3, 40_000), &dev).unwrap() * 30.0).unwrap();
+        let up = Tensor::randn(0f32, 1.0, (3, 40_000), &dev).unwrap();
+        let want = (candle_nn::ops::silu(&gate).unwrap() * &up).unwrap();
+        let got = swiglu(&gate, &up).unwrap();
+        assert!(crate::cpu_f32::max_abs_diff(&got, &want) < 1e-4);
+        // Strided inputs are read in logical order.
+        let gt = gate.t().unwrap();
+        let ut = up.t().unwrap();
+        let want = (candle_nn::ops::silu(&gt).unwrap() * &ut).unwrap();
+        assert!(crate::cpu_f32::max_abs_diff(&swiglu(&gt, &ut).unwrap(), &want) < 1e-4);
+    }
+}
