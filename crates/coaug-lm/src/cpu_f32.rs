@@ -40,12 +40,54 @@ pub(crate) unsafe fn gemm_f32(
     rhs_rs: usize,
     rhs_cs: usize,
 ) {
+    let threads = rayon::current_num_threads();
+    let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+    unsafe { gemm_with(parallelism, m, n, k, dst, dst_rs, dst_cs, lhs, lhs_rs, lhs_cs, rhs, rhs_rs, rhs_cs) }
+}
+
+/// [`gemm_f32`] on the calling thread only, for products inside a parallel task.
+///
+/// # Safety
+/// As for [`gemm_f32`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn gemm_f32_serial(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    dst_rs: usize,
+    dst_cs: usize,
+    lhs: &[f32],
+    lhs_rs: usize,
+    lhs_cs: usize,
+    rhs: &[f32],
+    rhs_rs: usize,
+    rhs_cs: usize,
+) {
+    unsafe { gemm_with(gemm::Parallelism::None, m, n, k, dst, dst_rs, dst_cs, lhs, lhs_rs, lhs_cs, rhs, rhs_rs, rhs_cs) }
+}
+
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_with(
+    parallelism: gemm::Parallelism,
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    dst_rs: usize,
+    dst_cs: usize,
+    lhs: &[f32],
+    lhs_rs: usize,
+    lhs_cs: usize,
+    rhs: &[f32],
+    rhs_rs: usize,
+    rhs_cs: usize,
+) {
     if m == 0 || n == 0 {
         return;
     }
     debug_assert!(lhs.len() > (m - 1) * lhs_rs + (k.max(1) - 1) * lhs_cs);
-    let threads = rayon::current_num_threads();
-    let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+    debug_assert!(rhs.len() > (k.max(1) - 1) * rhs_rs + (n - 1) * rhs_cs);
     gemm::gemm(
         m,
         n,
