@@ -111,7 +111,7 @@ pub(crate) fn few_rows_matmul(x: &Tensor, w: &Tensor) -> Result<Tensor> {
 }
 
 /// `x Wᵀ` without gradients on the CPU: candle's matmul, minus the zero-fill of its output.
-fn dense_matmul(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+pub(crate) fn dense_matmul(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     let (rows, k) = x.dims2()?;
     let out = w.dim(0)?;
     with_f32_slice(x, |xs| {
