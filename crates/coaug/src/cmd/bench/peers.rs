@@ -42,7 +42,9 @@ impl PeerPython {
                 peers_dir.display()
             );
         }
-        eprintln!("setting up the peers' venv at {} (first time: a few minutes)…", venv.display());
+        if !venv.join("bin").join("python").exists() {
+            eprintln!("setting up the peers' venv at {} (first time: a few minutes)…", venv.display());
+        }
         let out = Command::new("bash")
             .arg(&setup)
             .arg(venv)
