@@ -63,6 +63,10 @@ pub struct BatchedFigures {
     pub decode_tok_s: f64,
     /// (prompt + generated tokens) / total time.
     pub total_tok_s: f64,
+    /// The same run's tokens over the time its f32 matmuls alone take at the rates measured
+    /// for their shapes (prefill products at 2048 rows, decoding's at 64, the vocabulary
+    /// projection only where a token is sampled): the compute limit of this workload.
+    pub matmul_limit_tok_s: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -138,10 +142,22 @@ pub fn bench_lm_with_progress(model_path: &Path, opts: &LmBenchOptions, stage: &
     };
     let cfg = dense.config();
     let (d, f, v) = (cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size);
-    let shapes = [(64, d, cfg.q_dim()), (64, d, f), (64, f, d), (64, d, v), (2048, d, f), (2048, f, d)];
+    let (q, kv) = (cfg.q_dim(), cfg.kv_dim());
+    let mut shapes = vec![];
+    for rows in [DECODE_ROWS, PREFILL_ROWS] {
+        for (k, n) in [(d, q), (d, kv), (q, d), (d, f), (f, d)] {
+            if !shapes.contains(&(rows, k, n)) {
+                shapes.push((rows, k, n));
+            }
+        }
+    }
+    shapes.push((DECODE_ROWS, d, v));
     stage("f32 matmul rate");
     let matmul: Vec<MatmulFigure> = shapes.iter().map(|&(m, k, n)| matmul_rate(m, k, n)).collect::<Result<_>>()?;
     let matmul_gflops = matmul.iter().map(|x| x.gflops).fold(0.0, f64::max);
+    for b in &mut batched {
+        b.matmul_limit_tok_s = workload_limit(cfg, &matmul, b);
+    }
     let per_layer = cfg.q_dim() * d * 2 + cfg.kv_dim() * d * 2 + 3 * d * f;
     let flops_per_token = 2.0 * (cfg.num_layers * per_layer + v * d) as f64;
     Ok(LmBenchReport {
@@ -158,6 +174,32 @@ pub fn bench_lm_with_progress(model_path: &Path, opts: &LmBenchOptions, stage: &
         matmul_gflops,
         flops_per_token,
     })
+}
+
+/// Rows of the matmul shapes measured for decoding and for prefill.
+const DECODE_ROWS: usize = 64;
+const PREFILL_ROWS: usize = 2048;
+
+/// Tokens per second if a batched run's f32 matmuls were all it did, each at its shape's
+/// measured rate: every prompt and generated token passes every block's seven projections,
+/// and the vocabulary projection runs once per sampled token (the prompt's last position
+/// and each generated token but the last).
+fn workload_limit(cfg: &crate::ModelConfig, rates: &[MatmulFigure], b: &BatchedFigures) -> f64 {
+    let (d, f, v) = (cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size);
+    let (q, kv) = (cfg.q_dim(), cfg.kv_dim());
+    let seconds_per_row = |rows: usize, k: usize, n: usize| -> f64 {
+        let rate = rates.iter().find(|x| (x.m, x.k, x.n) == (rows, k, n)).map_or(f64::NAN, |x| x.gflops);
+        2.0 * (k * n) as f64 / (rate * 1e9)
+    };
+    let block = |rows: usize| -> f64 {
+        let s = |k, n| seconds_per_row(rows, k, n);
+        cfg.num_layers as f64 * (s(d, q) + 2.0 * s(d, kv) + s(q, d) + 2.0 * s(d, f) + s(f, d))
+    };
+    let sampled = b.new_tokens as f64;
+    let seconds = b.prompt_tokens as f64 * block(PREFILL_ROWS)
+        + (b.new_tokens - b.batch) as f64 * block(DECODE_ROWS)
+        + sampled * seconds_per_row(DECODE_ROWS, d, v);
+    (b.prompt_tokens + b.new_tokens) as f64 / seconds
 }
 
 const FILLER: &str = "Dietary fibre, found in whole grains, legumes, fruits and vegetables, is associated with a lower risk \
@@ -236,6 +278,7 @@ pub fn batched_rate(model: &CausalLm, tok: &LmTokenizer, batch: usize, plen: usi
         prefill_tok_s: prompt_tokens as f64 / prefill_s,
         decode_tok_s: (new_tokens - batch) as f64 / decode_s,
         total_tok_s: (prompt_tokens + new_tokens) as f64 / total_s,
+        matmul_limit_tok_s: f64::NAN,
     })
 }
 
@@ -294,4 +337,39 @@ pub fn peak_rss_mb() -> f64 {
         })
         .map(|kb| kb / 1024.0)
         .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Architecture, ModelConfig};
+
+    #[test]
+    fn workload_limit_charges_each_product_at_its_shapes_rate() {
+        let cfg = ModelConfig::tiny(Architecture::Llama, 100);
+        let (d, f, v, q, kv) = (cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size, cfg.q_dim(), cfg.kv_dim());
+        // Prefill shapes run at 2 GFLOP/s, decoding's at 1, the vocabulary projection at 0.5.
+        let mut rates = vec![];
+        for (rows, gflops) in [(PREFILL_ROWS, 2.0), (DECODE_ROWS, 1.0)] {
+            for (k, n) in [(d, q), (d, kv), (q, d), (d, f), (f, d)] {
+                rates.push(MatmulFigure { m: rows, k, n, gflops });
+            }
+        }
+        rates.push(MatmulFigure { m: DECODE_ROWS, k: d, n: v, gflops: 0.5 });
+        let b = BatchedFigures {
+            batch: 2,
+            prompt_tokens: 10,
+            new_tokens: 6,
+            prefill_s: 1.0,
+            decode_s: 1.0,
+            prefill_tok_s: 0.0,
+            decode_tok_s: 0.0,
+            total_tok_s: 0.0,
+            matmul_limit_tok_s: f64::NAN,
+        };
+        let block_flops = cfg.num_layers as f64 * 2.0 * (2 * d * q + 2 * d * kv + 3 * d * f) as f64;
+        let seconds = 10.0 * block_flops / 2e9 + 4.0 * block_flops / 1e9 + 6.0 * 2.0 * (d * v) as f64 / 0.5e9;
+        let got = workload_limit(&cfg, &rates, &b);
+        assert!((got - 16.0 / seconds).abs() < 1e-9 * got, "{got} vs {}", 16.0 / seconds);
+    }
 }
