@@ -8,7 +8,7 @@ use candle_core::{DType, Module, Result, Tensor};
 
 use rayon::prelude::*;
 
-use crate::cpu_f32::{filled_by, gemm_f32, with_f32_slice};
+use crate::cpu_f32::{filled_by, gemm_f32, gemm_f32_serial, with_f32_slice};
 use crate::q8::{self, Q4Matrix, Q8Matrix};
 
 /// Weight of a projection `y = x Wᵀ`, stored as `(out, in)`.
@@ -123,12 +123,54 @@ pub(crate) fn dense_matmul(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     })
 }
 
+/// [`few_rows_matmul`] of one input by several weights in a single parallel region: each
+/// weight's output rows are cut into blocks, every block is one serial gemm task. At decode
+/// sizes a block's q/k/v (or gate/up) products are ~0.1 ms each, so handing each to the threads
+/// separately cost a wake-up and a join apiece, and the narrow k/v products ran at half the
+/// rate of the q product.
+pub(crate) fn few_rows_matmul_many(x: &Tensor, ws: &[&Tensor]) -> Result<Vec<Tensor>> {
+    const BLOCK: usize = 128;
+    let (rows, k) = x.dims2()?;
+    let outs: Vec<usize> = ws.iter().map(|w| w.dim(0)).collect::<Result<_>>()?;
+    let mut wx = vec![0f32; outs.iter().sum::<usize>() * rows];
+    with_f32_slice(x, |xs| {
+        let mut tasks: Vec<(&[f32], &mut [f32])> = Vec::new();
+        let mut rest = wx.as_mut_slice();
+        let weights: Vec<Tensor> = ws.iter().map(|w| w.contiguous()).collect::<Result<_>>()?;
+        let storages: Vec<_> = weights.iter().map(|w| w.storage_and_layout()).collect();
+        for ((st, layout), &out) in storages.iter().zip(&outs) {
+            let candle_core::Storage::Cpu(cpu) = &**st else { candle_core::bail!("few-rows product off the CPU") };
+            let w = crate::cpu_f32::contiguous_f32(cpu, layout)?;
+            for r0 in (0..out).step_by(BLOCK) {
+                let n = BLOCK.min(out - r0);
+                let (dst, tail) = rest.split_at_mut(n * rows);
+                rest = tail;
+                tasks.push((&w[r0 * k..(r0 + n) * k], dst));
+            }
+        }
+        tasks.into_par_iter().for_each(|(w, dst)| {
+            let n = w.len() / k;
+            // SAFETY: `w` is (n, k), `xs` (rows, k) and `dst` (n, rows), all row-major.
+            unsafe { gemm_f32_serial(n, rows, k, dst.as_mut_ptr(), rows, 1, w, k, 1, xs, 1, k) };
+        });
+        Ok(())
+    })?;
+    let mut at = 0;
+    outs.iter()
+        .map(|&out| {
+            let block = &wx[at * rows..(at + out) * rows];
+            at += out;
+            Tensor::from_vec(transpose(block, out, rows), (rows, out), x.device())
+        })
+        .collect()
+}
+
 /// `(n, m)` row-major from `(m, n)` row-major, in tiles that stay in L1.
 fn transpose(src: &[f32], m: usize, n: usize) -> Vec<f32> {
     const TILE: usize = 32;
     let mut dst = vec![0f32; m * n];
     // Each task writes TILE whole rows of `dst`, reading a TILE-wide column strip of `src`.
-    dst.par_chunks_mut(TILE * m).enumerate().for_each(|(bi, block)| {
+    let tile = |(bi, block): (usize, &mut [f32])| {
         let c0 = bi * TILE;
         let cols = block.len() / m;
         for r0 in (0..m).step_by(TILE) {
@@ -139,7 +181,13 @@ fn transpose(src: &[f32], m: usize, n: usize) -> Vec<f32> {
                 }
             }
         }
-    });
+    };
+    // A decode step's small outputs are copied before other threads would have woken up.
+    if m * n >= 1 << 18 {
+        dst.par_chunks_mut(TILE * m).enumerate().for_each(tile);
+    } else {
+        dst.chunks_mut(TILE * m).enumerate().for_each(tile);
+    }
     dst
 }
 
@@ -195,11 +243,19 @@ impl Linear {
                 _ => None,
             })
             .collect();
-        let q4 = match q4 {
-            Some(ms) if rows <= q8::MAX_ROWS && lins.len() > 1 => ms,
+        let dense: Option<Vec<&Tensor>> = lins
+            .iter()
+            .map(|l| match (&l.weight, &l.lora) {
+                (Weight::Dense(w), None) if w.device().is_cpu() && w.dtype() == DType::F32 => Some(w),
+                _ => None,
+            })
+            .collect();
+        let x2 = x.reshape((rows, in_dim))?;
+        let ys = match (q4, dense) {
+            (Some(ms), _) if rows <= q8::MAX_ROWS && lins.len() > 1 => Q4Matrix::matmul_many(&ms, &x2)?,
+            (_, Some(ws)) if !grad && rows <= FEW_ROWS && lins.len() > 1 && x.dtype() == DType::F32 => few_rows_matmul_many(&x2, &ws)?,
             _ => return lins.iter().map(|l| l.forward(x, grad)).collect(),
         };
-        let ys = Q4Matrix::matmul_many(&q4, &x.reshape((rows, in_dim))?)?;
         ys.into_iter()
             .zip(lins)
             .map(|(y, l)| {
@@ -258,6 +314,15 @@ mod tests {
                 assert_eq!(got.dims(), &[rows, out]);
                 assert!(crate::cpu_f32::max_abs_diff(&got, &want) < 1e-4);
             }
+        }
+        // Several weights at once: outputs off the 128-row block, one block, several blocks.
+        let x = Tensor::randn(0f32, 1.0, (9, 24), &dev).unwrap();
+        let ws: Vec<Tensor> = [200, 128, 5, 300].iter().map(|&o| Tensor::randn(0f32, 1.0, (o, 24), &dev).unwrap()).collect();
+        let got = few_rows_matmul_many(&x, &ws.iter().collect::<Vec<_>>()).unwrap();
+        for (g, w) in got.iter().zip(&ws) {
+            let want = x.matmul(&w.t().unwrap()).unwrap();
+            assert_eq!(g.dims(), want.dims());
+            assert!(crate::cpu_f32::max_abs_diff(g, &want) < 1e-4);
         }
         let xt = Tensor::randn(0f32, 1.0, (12, 7), &dev).unwrap().t().unwrap();
         let w = Tensor::randn(0f32, 1.0, (20, 12), &dev).unwrap();
