@@ -14,7 +14,7 @@
 use candle_core::{DType, Device, Result, Storage, Tensor};
 use rayon::prelude::*;
 
-use crate::cpu_f32::gemm_f32_serial;
+use crate::cpu_f32::{gemm_f32, Threads};
 use crate::fast_exp;
 use crate::simd::{multiversion, simd_level, SimdLevel};
 
@@ -119,7 +119,7 @@ impl Attention<'_> {
         let (row, g) = (task.row, task.group);
         let nh = task.heads.len();
         let first_head = g * rep + task.heads.start;
-        dst.fill(0.0);
+        // `dst` comes zeroed: fully masked queries keep that, the portable loops add into it.
         if t > BY_PRODUCTS_ABOVE {
             return self.attend_by_products(task, dst, scores);
         }
@@ -168,9 +168,7 @@ impl Attention<'_> {
             }
         }
     }
-}
 
-impl Attention<'_> {
     /// A prefill's long query runs as matrix products: per head and chunk of queries, the
     /// scores against the slots the chunk can see in one product, the softmax in place, and
     /// the weighted values in a second product. Per (query, slot) pair that is an FMA lane
@@ -197,7 +195,7 @@ impl Attention<'_> {
                 let sc = &mut scores[..m * n];
                 // SAFETY: q is (m, hd) row-major; key s of the group starts at s·kd in `kbase`
                 // (slots lo..=hi exist); `sc` holds (m, n).
-                unsafe { gemm_f32_serial(m, n, hd, sc.as_mut_ptr(), n, 1, q, hd, 1, &kbase[lo * kd..], 1, kd) };
+                unsafe { gemm_f32(Threads::Caller, m, n, hd, sc.as_mut_ptr(), n, 1, q, hd, 1, &kbase[lo * kd..], 1, kd) };
                 let mut inv = [0f32; QUERY_CHUNK];
                 for (i, srow) in sc.chunks_exact_mut(n).enumerate() {
                     let max = scale_bias_max(srow, &bias[i * len + lo..][..n], scale);
@@ -207,7 +205,7 @@ impl Attention<'_> {
                 let o = &mut dst[(ri * t + i0) * hd..][..m * hd];
                 // SAFETY: the weights are (m, n), value s of the group starts at s·vd in
                 // `vbase`, and `o` holds (m, hd).
-                unsafe { gemm_f32_serial(m, hd, n, o.as_mut_ptr(), hd, 1, sc, n, 1, &vbase[lo * vd..], vd, 1) };
+                unsafe { gemm_f32(Threads::Caller, m, hd, n, o.as_mut_ptr(), hd, 1, sc, n, 1, &vbase[lo * vd..], vd, 1) };
                 for (orow, &f) in o.chunks_exact_mut(hd).zip(&inv) {
                     orow.iter_mut().for_each(|x| *x *= f);
                 }

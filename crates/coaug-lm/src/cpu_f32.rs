@@ -12,64 +12,38 @@ pub(crate) fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout) -> Re
 
 /// Runs `f` on `t`'s f32 data (made contiguous first), as a backward pass needs.
 pub(crate) fn with_f32_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
-    let t = t.contiguous()?;
-    let (storage, layout) = t.storage_and_layout();
-    let Storage::Cpu(cpu) = &*storage else {
-        candle_core::bail!("fused op: tensor left the CPU");
-    };
-    f(contiguous_f32(cpu, layout)?)
+    with_f32_slices(&[t], |s| f(s[0]))
 }
 
-/// `dst (m, n) = lhs (m, k) · rhs (k, n)`, each matrix given by its (row, column) strides,
-/// on all of rayon's threads.
+/// [`with_f32_slice`] for several tensors at once.
+pub(crate) fn with_f32_slices<R>(ts: &[&Tensor], f: impl FnOnce(&[&[f32]]) -> Result<R>) -> Result<R> {
+    let ts: Vec<Tensor> = ts.iter().map(|t| t.contiguous()).collect::<Result<_>>()?;
+    let held: Vec<_> = ts.iter().map(|t| t.storage_and_layout()).collect();
+    let slices = held
+        .iter()
+        .map(|(storage, layout)| match &**storage {
+            Storage::Cpu(cpu) => contiguous_f32(cpu, layout),
+            _ => candle_core::bail!("fused op: tensor left the CPU"),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    f(&slices)
+}
+
+/// Where a product runs: split over all of rayon's threads, or on the calling thread only
+/// (a product inside a parallel task).
+#[derive(Clone, Copy)]
+pub(crate) enum Threads {
+    All,
+    Caller,
+}
+
+/// `dst (m, n) = lhs (m, k) · rhs (k, n)`, each matrix given by its (row, column) strides.
 ///
 /// # Safety
 /// `dst` and the slices must hold every element the strides reach.
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn gemm_f32(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: *mut f32,
-    dst_rs: usize,
-    dst_cs: usize,
-    lhs: &[f32],
-    lhs_rs: usize,
-    lhs_cs: usize,
-    rhs: &[f32],
-    rhs_rs: usize,
-    rhs_cs: usize,
-) {
-    let threads = rayon::current_num_threads();
-    let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
-    unsafe { gemm_with(parallelism, m, n, k, dst, dst_rs, dst_cs, lhs, lhs_rs, lhs_cs, rhs, rhs_rs, rhs_cs) }
-}
-
-/// [`gemm_f32`] on the calling thread only, for products inside a parallel task.
-///
-/// # Safety
-/// As for [`gemm_f32`].
-#[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn gemm_f32_serial(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: *mut f32,
-    dst_rs: usize,
-    dst_cs: usize,
-    lhs: &[f32],
-    lhs_rs: usize,
-    lhs_cs: usize,
-    rhs: &[f32],
-    rhs_rs: usize,
-    rhs_cs: usize,
-) {
-    unsafe { gemm_with(gemm::Parallelism::None, m, n, k, dst, dst_rs, dst_cs, lhs, lhs_rs, lhs_cs, rhs, rhs_rs, rhs_cs) }
-}
-
-#[allow(clippy::too_many_arguments)]
-unsafe fn gemm_with(
-    parallelism: gemm::Parallelism,
+    threads: Threads,
     m: usize,
     n: usize,
     k: usize,
@@ -88,6 +62,10 @@ unsafe fn gemm_with(
     }
     debug_assert!(lhs.len() > (m - 1) * lhs_rs + (k.max(1) - 1) * lhs_cs);
     debug_assert!(rhs.len() > (k.max(1) - 1) * rhs_rs + (n - 1) * rhs_cs);
+    let parallelism = match threads {
+        Threads::All if rayon::current_num_threads() > 1 => gemm::Parallelism::Rayon(rayon::current_num_threads()),
+        _ => gemm::Parallelism::None,
+    };
     gemm::gemm(
         m,
         n,

@@ -100,16 +100,12 @@ fn forward_capturing(
     capture: Option<usize>,
 ) -> Result<(Tensor, Option<Tensor>)> {
     let h = model.embed(ids, false)?;
-    let (bottom, trunk) = match capture {
-        None => (h, None),
-        Some(layer) => {
-            let trunk = model.forward_layers(&h, 0..layer, attn, Some(cache), false)?;
-            (trunk.clone(), Some((layer, trunk)))
-        }
+    let trunk = match capture {
+        Some(layer) => Some(model.forward_layers(&h, 0..layer, attn, Some(cache), false)?),
+        None => None,
     };
-    let start = trunk.as_ref().map_or(0, |(layer, _)| *layer);
-    let top = model.forward_prompt_last(&bottom, start..model.num_layers(), attn, Keys::Cache(cache), false)?;
-    Ok((model.final_norm(&top, false)?, trunk.map(|(_, t)| t)))
+    let top = model.forward_prompt_last(trunk.as_ref().unwrap_or(&h), capture.unwrap_or(0)..model.num_layers(), attn, Keys::Cache(cache), false)?;
+    Ok((model.final_norm(&top, false)?, trunk))
 }
 
 fn generate_inner(

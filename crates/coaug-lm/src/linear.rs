@@ -8,7 +8,7 @@ use candle_core::{DType, Module, Result, Tensor};
 
 use rayon::prelude::*;
 
-use crate::cpu_f32::{filled_by, gemm_f32, gemm_f32_serial, with_f32_slice};
+use crate::cpu_f32::{filled_by, gemm_f32, with_f32_slices, Threads};
 use crate::q8::{self, Q4Matrix, Q8Matrix};
 
 /// Weight of a projection `y = x Wᵀ`, stored as `(out, in)`.
@@ -94,53 +94,40 @@ pub(crate) const FEW_ROWS: usize = 64;
 /// cache-blocked pass of its own here (through candle's generic strided copy it was ~10% of
 /// a batch-64 decode step).
 pub(crate) fn few_rows_matmul(x: &Tensor, w: &Tensor) -> Result<Tensor> {
-    let (rows, k) = x.dims2()?;
-    let out = w.dim(0)?;
     if !x.device().is_cpu() || x.dtype() != DType::F32 || w.dtype() != DType::F32 {
         return w.detach().matmul(&x.t()?)?.t()?.contiguous();
     }
-    let mut wx = vec![0f32; out * rows];
-    with_f32_slice(x, |xs| {
-        with_f32_slice(w, |ws| {
-            // SAFETY: `xs` is (rows, k), `ws` (out, k) and `wx` (out, rows), all row-major.
-            unsafe { gemm_f32(out, rows, k, wx.as_mut_ptr(), rows, 1, ws, k, 1, xs, 1, k) };
-            Ok(())
-        })
-    })?;
-    Tensor::from_vec(transpose(&wx, out, rows), (rows, out), x.device())
+    Ok(few_rows_matmul_many(x, &[w])?.pop().expect("one product per weight"))
 }
 
 /// `x Wᵀ` without gradients on the CPU: candle's matmul, minus the zero-fill of its output.
 pub(crate) fn dense_matmul(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     let (rows, k) = x.dims2()?;
     let out = w.dim(0)?;
-    with_f32_slice(x, |xs| {
-        with_f32_slice(w, |ws| {
-            // SAFETY: `xs` is (rows, k) and `ws` (out, k) row-major; gemm writes every element
-            // of the (rows, out) output.
-            unsafe { filled_by(rows, out, |dst| gemm_f32(rows, out, k, dst, out, 1, xs, k, 1, ws, 1, k)) }
-        })
+    with_f32_slices(&[x, w], |s| {
+        let (xs, ws) = (s[0], s[1]);
+        // SAFETY: `xs` is (rows, k) and `ws` (out, k) row-major; gemm writes every element
+        // of the (rows, out) output.
+        unsafe { filled_by(rows, out, |dst| gemm_f32(Threads::All, rows, out, k, dst, out, 1, xs, k, 1, ws, 1, k)) }
     })
 }
 
-/// [`few_rows_matmul`] of one input by several weights in a single parallel region: each
-/// weight's output rows are cut into blocks, every block is one serial gemm task. At decode
-/// sizes a block's q/k/v (or gate/up) products are ~0.1 ms each, so handing each to the threads
-/// separately cost a wake-up and a join apiece, and the narrow k/v products ran at half the
-/// rate of the q product.
+/// [`few_rows_matmul`] of one input by several f32 CPU weights in a single parallel region:
+/// each weight's output rows are cut into blocks, every block is one serial gemm task. At
+/// decode sizes a block's q/k/v (or gate/up) products are ~0.1 ms each, so handing each to
+/// the threads separately cost a wake-up and a join apiece, and the narrow k/v products ran
+/// at half the rate of the q product.
 pub(crate) fn few_rows_matmul_many(x: &Tensor, ws: &[&Tensor]) -> Result<Vec<Tensor>> {
     const BLOCK: usize = 128;
     let (rows, k) = x.dims2()?;
     let outs: Vec<usize> = ws.iter().map(|w| w.dim(0)).collect::<Result<_>>()?;
     let mut wx = vec![0f32; outs.iter().sum::<usize>() * rows];
-    with_f32_slice(x, |xs| {
+    let inputs: Vec<&Tensor> = std::iter::once(x).chain(ws.iter().copied()).collect();
+    with_f32_slices(&inputs, |s| {
+        let (xs, weights) = (s[0], &s[1..]);
         let mut tasks: Vec<(&[f32], &mut [f32])> = Vec::new();
         let mut rest = wx.as_mut_slice();
-        let weights: Vec<Tensor> = ws.iter().map(|w| w.contiguous()).collect::<Result<_>>()?;
-        let storages: Vec<_> = weights.iter().map(|w| w.storage_and_layout()).collect();
-        for ((st, layout), &out) in storages.iter().zip(&outs) {
-            let candle_core::Storage::Cpu(cpu) = &**st else { candle_core::bail!("few-rows product off the CPU") };
-            let w = crate::cpu_f32::contiguous_f32(cpu, layout)?;
+        for (w, &out) in weights.iter().zip(&outs) {
             for r0 in (0..out).step_by(BLOCK) {
                 let n = BLOCK.min(out - r0);
                 let (dst, tail) = rest.split_at_mut(n * rows);
@@ -151,7 +138,7 @@ pub(crate) fn few_rows_matmul_many(x: &Tensor, ws: &[&Tensor]) -> Result<Vec<Ten
         tasks.into_par_iter().for_each(|(w, dst)| {
             let n = w.len() / k;
             // SAFETY: `w` is (n, k), `xs` (rows, k) and `dst` (n, rows), all row-major.
-            unsafe { gemm_f32_serial(n, rows, k, dst.as_mut_ptr(), rows, 1, w, k, 1, xs, 1, k) };
+            unsafe { gemm_f32(Threads::Caller, n, rows, k, dst.as_mut_ptr(), rows, 1, w, k, 1, xs, 1, k) };
         });
         Ok(())
     })?;

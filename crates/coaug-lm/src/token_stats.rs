@@ -13,7 +13,7 @@ use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor, D
 use candle_nn::ops;
 use rayon::prelude::*;
 
-use crate::cpu_f32::{contiguous_f32, gemm_f32, with_f32_slice};
+use crate::cpu_f32::{contiguous_f32, gemm_f32, with_f32_slice, Threads};
 
 /// `(log_softmax(logits / T)[target], entropy of softmax(logits / T))` per row of `logits`
 /// `(n, vocab)`, both `(n,)` and differentiable with respect to `logits`.
@@ -174,7 +174,7 @@ impl ProjectedLogprobEntropy {
         with_f32_slice(&self.weight, |w| {
             // SAFETY: `hidden` is (n, d), `w` is (vocab, d) and `out` is (n, vocab), all
             // row-major; read through `w`'s rows as the columns of the right operand.
-            unsafe { gemm_f32(n, vocab, d, out.as_mut_ptr(), vocab, 1, hidden, d, 1, w, 1, d) };
+            unsafe { gemm_f32(Threads::All, n, vocab, d, out.as_mut_ptr(), vocab, 1, hidden, d, 1, w, 1, d) };
             Ok(())
         })?;
         Ok(out)
@@ -219,7 +219,7 @@ impl CustomOp1 for ProjectedLogprobEntropy {
         let mut grad = vec![0f32; n * d];
         with_f32_slice(&self.weight, |w| {
             // SAFETY: `logits` now holds the (n, vocab) gradient, `w` is (vocab, d), `grad` (n, d).
-            unsafe { gemm_f32(n, d, vocab, grad.as_mut_ptr(), d, 1, &logits, vocab, 1, w, d, 1) };
+            unsafe { gemm_f32(Threads::All, n, d, vocab, grad.as_mut_ptr(), d, 1, &logits, vocab, 1, w, d, 1) };
             Ok(())
         })?;
         pool::give(logits);
