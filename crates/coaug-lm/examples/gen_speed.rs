@@ -1,5 +1,5 @@
 //! Quick generation timing for profiling: batched greedy generation on the default model.
-//! usage: gen_speed [f32|q8] BATCH PROMPT_TOKENS NEW_TOKENS
+//! usage: gen_speed [f32|q8] BATCH PROMPT_TOKENS NEW_TOKENS [f16 (KV cache)]
 use std::time::Instant;
 
 use candle_core::Device;
@@ -16,10 +16,12 @@ fn main() -> anyhow::Result<()> {
     let prompts: Vec<Vec<u32>> = (0..batch).map(|r| (0..plen as u32).map(|i| (i * 31 + r as u32 * 7 + 100) % vocab).collect()).collect();
     let req = GenerationRequest { prefix: &[], prompts: &prompts, stop_ids: &[], pad_id: 0 };
     let t0 = Instant::now();
-    generate(&model, &req, &SamplingParams::greedy(1))?;
+    let kv_cache = if a.get(5).map(String::as_str) == Some("f16") { KvPrecision::F16 } else { KvPrecision::F32 };
+    let greedy = |n: usize| SamplingParams { kv_cache, ..SamplingParams::greedy(n) };
+    generate(&model, &req, &greedy(1))?;
     let pre = t0.elapsed().as_secs_f64();
     let t0 = Instant::now();
-    generate(&model, &req, &SamplingParams::greedy(gen + 1))?;
+    generate(&model, &req, &greedy(gen + 1))?;
     let all = t0.elapsed().as_secs_f64();
     let dec = all - pre;
     println!(

@@ -6,83 +6,353 @@
 //! overhead cost more than the model's projections. Here every (row, kv head) pair is
 //! one rayon task that scores its grouped queries against the cached keys, skips
 //! masked slots, and mixes the values — no repeated KV heads, no temporaries. A prefill's
-//! long query runs go through two small products per head and chunk of queries instead,
-//! still inside one task per (row, kv head): the slots no query of a chunk can see are
-//! never computed, and the `(rows, heads, t, t)` score, bias and softmax tensors candle's
-//! path writes never exist (one 400-token prompt: 716–771 tokens/s against 481–578).
+//! long query runs go through two small products per chunk of queries instead, still inside
+//! one task per (row, kv head): the slots no query of a chunk can see are never computed,
+//! and the `(rows, heads, t, t)` score, bias and softmax tensors candle's path writes never
+//! exist (one 400-token prompt: 716–771 tokens/s against 481–578).
+//!
+//! Around it, the layout changes candle's path needs are folded into passes that happen
+//! anyway: the rotary embedding writes the queries straight into the grouped layout
+//! [`GroupedQueries`], and the new keys (rotated) and values straight into the cache
+//! ([`store_rows`]), in the cache's dtype; the attention writes its output in the
+//! `(rows, t, heads·hd)` order the output projection reads. Each of those was a strided copy
+//! of its own (~5% of a prefill).
 
-use candle_core::{DType, Device, Result, Storage, Tensor};
+use candle_core::{CpuStorage, DType, Layout, Result, Storage, Tensor};
+use half::f16;
 use rayon::prelude::*;
 
-use crate::cpu_f32::{gemm_f32, Threads};
+use crate::cpu_f32::{gemm_f32, with_f32_slices, Threads};
 use crate::fast_exp;
-use crate::simd::{multiversion, simd_level, SimdLevel};
+use crate::simd::{simd_level, SimdLevel};
 
-/// A strided 4-d f32 view `(b, heads, slots, head_dim)` with a contiguous last dim.
-struct View<'a> {
-    data: &'a [f32],
-    offset: usize,
-    stride: [usize; 3],
+/// An element type of cached keys and values. f16 halves the bytes that every decode step
+/// streams from memory (the whole cache, once per step), which is what bounds its attention.
+pub(crate) trait KvElem: Copy + Send + Sync + 'static {
+    /// Writes `src` over `dst` (same length).
+    fn store(src: &[f32], dst: &mut [Self]);
+    /// `src` as f32: itself, or converted into `scratch`.
+    fn as_f32<'a>(src: &'a [Self], scratch: &'a mut Vec<f32>) -> &'a [f32];
+    /// Sixteen elements from `p`, widened to f32.
+    ///
+    /// # Safety
+    /// AVX-512F is available and `p` points at sixteen readable elements.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn load16(p: *const Self) -> std::arch::x86_64::__m512;
 }
 
-impl View<'_> {
-    #[inline]
-    fn vec(&self, b: usize, h: usize, s: usize, d: usize) -> &[f32] {
-        let at = self.offset + b * self.stride[0] + h * self.stride[1] + s * self.stride[2];
-        &self.data[at..at + d]
+impl KvElem for f32 {
+    #[inline(always)]
+    fn store(src: &[f32], dst: &mut [f32]) {
+        dst.copy_from_slice(src);
+    }
+
+    #[inline(always)]
+    fn as_f32<'a>(src: &'a [f32], _: &'a mut Vec<f32>) -> &'a [f32] {
+        src
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load16(p: *const f32) -> std::arch::x86_64::__m512 {
+        // SAFETY: the caller's contract.
+        unsafe { std::arch::x86_64::_mm512_loadu_ps(p) }
     }
 }
 
-/// Grouped-query attention of `q` `(b, heads, t, hd)` over `k`, `v`
-/// `(b, kv_heads, len, hd)` with additive `bias` `(b, 1, t, len)` (0 or -inf).
-/// Returns `(b, heads, t, hd)`, or `None` when the inputs are not f32 on the CPU
-/// (the caller then uses the generic path).
-pub(crate) fn cached_attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: &Tensor, scale: f32) -> Result<Option<Tensor>> {
-    if !matches!(q.device(), Device::Cpu) || q.dtype() != DType::F32 || k.dtype() != DType::F32 {
+impl KvElem for f16 {
+    #[inline(always)]
+    fn store(src: &[f32], dst: &mut [f16]) {
+        use half::slice::HalfFloatSliceExt;
+        dst.convert_from_f32_slice(src);
+    }
+
+    #[inline(always)]
+    fn as_f32<'a>(src: &'a [f16], scratch: &'a mut Vec<f32>) -> &'a [f32] {
+        use half::slice::HalfFloatSliceExt;
+        scratch.resize(src.len(), 0.0);
+        src.convert_to_f32_slice(scratch);
+        scratch
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load16(p: *const f16) -> std::arch::x86_64::__m512 {
+        use std::arch::x86_64::*;
+        // SAFETY: the caller's contract; sixteen f16 are 256 bits.
+        unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i)) }
+    }
+}
+
+/// Rotate-half rotary embedding of one head vector (as candle's `rope`), into `out`.
+#[inline(always)]
+fn rotate_half(x: &[f32], cos: &[f32], sin: &[f32], out: &mut [f32]) {
+    let half = x.len() / 2;
+    let (x1, x2) = x.split_at(half);
+    let (o1, o2) = out.split_at_mut(half);
+    for j in 0..half {
+        o1[j] = x1[j] * cos[j] - x2[j] * sin[j];
+        o2[j] = x2[j] * cos[j] + x1[j] * sin[j];
+    }
+}
+
+/// Largest head size the fused passes take (a head vector lives on the stack).
+const MAX_HEAD_DIM: usize = 256;
+
+/// Queries rotated and laid out `(b, kv_heads, t, rep, hd)`: the `rep` query heads that share a
+/// kv head sit side by side for each position, so a chunk of positions of a whole group is one
+/// matrix with rows `(position, head)`.
+pub(crate) struct GroupedQueries {
+    data: Vec<f32>,
+    b: usize,
+    kvh: usize,
+    t: usize,
+    rep: usize,
+    hd: usize,
+}
+
+/// Rotates the projected queries `(b, t, heads·hd)` by `cos`, `sin` `(b, t, hd/2)` into the
+/// grouped layout. `None` when the inputs are not f32 on the CPU (the caller's generic path).
+pub(crate) fn group_queries(q: &Tensor, cos: &Tensor, sin: &Tensor, heads: usize, kv_heads: usize) -> Result<Option<GroupedQueries>> {
+    if !q.device().is_cpu() || q.dtype() != DType::F32 || cos.dtype() != DType::F32 || heads % kv_heads != 0 {
         return Ok(None);
     }
-    let (b, h, t, hd) = q.dims4()?;
-    let (_, kvh, len, _) = k.dims4()?;
-    let few_tasks = b * kvh < 4 * rayon::current_num_threads();
-    if h % kvh != 0 {
+    let (b, t, width) = q.dims3()?;
+    let hd = width / heads;
+    if hd % 2 != 0 || hd > MAX_HEAD_DIM || cos.dims() != [b, t, hd / 2] {
         return Ok(None);
     }
-    let rep = h / kvh;
-    let q = q.contiguous()?;
-    let bias = bias.contiguous()?;
-    let (qs, ql) = q.storage_and_layout();
+    let rep = heads / kv_heads;
+    let mut data = vec![0f32; b * t * width];
+    with_f32_slices(&[q, cos, sin], |s| {
+        let (qs, cs, ss) = (s[0], s[1], s[2]);
+        let half = hd / 2;
+        let row = |(r, dst): (usize, &mut [f32])| {
+            for i in 0..t {
+                let at = r * t + i;
+                let (c, s) = (&cs[at * half..][..half], &ss[at * half..][..half]);
+                for head in 0..heads {
+                    let (g, j) = (head / rep, head % rep);
+                    let out = &mut dst[((g * t + i) * rep + j) * hd..][..hd];
+                    rotate_half(&qs[(at * heads + head) * hd..][..hd], c, s, out);
+                }
+            }
+        };
+        let per_row = t * width;
+        if b > 1 && b * per_row >= 1 << 16 {
+            data.par_chunks_mut(per_row).enumerate().for_each(row);
+        } else {
+            data.chunks_mut(per_row).enumerate().for_each(row);
+        }
+        Ok(())
+    })?;
+    Ok(Some(GroupedQueries { data, b, kvh: kv_heads, t, rep, hd }))
+}
+
+/// The new tokens' keys (rotated when `rope` is given) or values, `(b, t, kv_heads·hd)`, written
+/// at slots `past..past + t` of `cache` `(b, kv_heads, capacity, hd)` in its dtype (f32 or
+/// f16). Returns false, writing nothing, when that is not a CPU f32 → f32/f16 write.
+pub(crate) fn store_rows(cache: &Tensor, new: &Tensor, rope: Option<(&Tensor, &Tensor)>, past: usize) -> Result<bool> {
+    if !cache.device().is_cpu() || new.dtype() != DType::F32 || !matches!(cache.dtype(), DType::F32 | DType::F16) {
+        return Ok(false);
+    }
+    let (b, kvh, capacity, hd) = cache.dims4()?;
+    let (nb, t, width) = new.dims3()?;
+    if nb != b || width != kvh * hd || past + t > capacity || hd > MAX_HEAD_DIM || !cache.is_contiguous() {
+        return Ok(false);
+    }
+    let mut inputs = vec![new];
+    if let Some((cos, sin)) = rope {
+        if cos.dims() != [b, t, hd / 2] || cos.dtype() != DType::F32 {
+            return Ok(false);
+        }
+        inputs.extend([cos, sin]);
+    }
+    with_f32_slices(&inputs, |s| {
+        let op = StoreRows { src: s[0], rope: rope.map(|_| (s[1], s[2])), b, t, kvh, hd, past };
+        cache.inplace_op1(&op)
+    })?;
+    Ok(true)
+}
+
+struct StoreRows<'a> {
+    src: &'a [f32],
+    rope: Option<(&'a [f32], &'a [f32])>,
+    b: usize,
+    t: usize,
+    kvh: usize,
+    hd: usize,
+    past: usize,
+}
+
+impl StoreRows<'_> {
+    fn write<E: KvElem>(&self, dst: &mut [E], capacity: usize) {
+        let StoreRows { src, rope, t, kvh, hd, past, .. } = *self;
+        let half = hd / 2;
+        let row = |(r, dst): (usize, &mut [E])| {
+            let mut rotated = [0f32; MAX_HEAD_DIM];
+            for i in 0..t {
+                let at = r * t + i;
+                for g in 0..kvh {
+                    let x = &src[(at * kvh + g) * hd..][..hd];
+                    let x = match rope {
+                        Some((cos, sin)) => {
+                            rotate_half(x, &cos[at * half..][..half], &sin[at * half..][..half], &mut rotated[..hd]);
+                            &rotated[..hd]
+                        }
+                        None => x,
+                    };
+                    E::store(x, &mut dst[(g * capacity + past + i) * hd..][..hd]);
+                }
+            }
+        };
+        let per_row = kvh * capacity * hd;
+        let dst = &mut dst[..self.b * per_row];
+        if self.b > 1 && self.b * t * kvh * hd >= 1 << 16 {
+            dst.par_chunks_mut(per_row).enumerate().for_each(row);
+        } else {
+            dst.chunks_mut(per_row).enumerate().for_each(row);
+        }
+    }
+}
+
+impl candle_core::InplaceOp1 for StoreRows<'_> {
+    fn name(&self) -> &'static str {
+        "kv-store"
+    }
+
+    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> Result<()> {
+        let capacity = layout.dims()[2];
+        let at = layout.start_offset();
+        match storage {
+            CpuStorage::F32(d) => self.write(&mut d[at..], capacity),
+            CpuStorage::F16(d) => self.write(&mut d[at..], capacity),
+            _ => candle_core::bail!("kv cache of an unsupported dtype"),
+        }
+        Ok(())
+    }
+}
+
+/// Grouped-query attention of `q` over keys and values `(b, kv_heads, len, hd)` (f32, or a
+/// cache's f16) with additive `bias` `(b, 1, t, len)` (0 or -inf). Returns `(b, t, heads·hd)`,
+/// or `None` when the inputs are not on this path (the caller then uses the generic one).
+pub(crate) fn attend(q: &GroupedQueries, k: &Tensor, v: &Tensor, bias: &Tensor, scale: f32) -> Result<Option<Tensor>> {
+    if !k.device().is_cpu() || k.dtype() != v.dtype() || bias.dtype() != DType::F32 {
+        return Ok(None);
+    }
+    let (b, kvh, len, hd) = k.dims4()?;
+    if (b, kvh, hd) != (q.b, q.kvh, q.hd) || v.dims() != k.dims() || bias.dims() != [b, 1, q.t, len] {
+        return Ok(None);
+    }
+    // Slots of a (row, kv head) must be adjacent rows of `hd`.
+    let packed = |x: &Tensor| -> Result<Tensor> {
+        let s = x.stride();
+        if s[3] == 1 && s[2] == hd {
+            Ok(x.clone())
+        } else {
+            x.contiguous()
+        }
+    };
+    let (k, v, bias) = (packed(k)?, packed(v)?, bias.contiguous()?);
     let (ks, kl) = k.storage_and_layout();
     let (vs, vl) = v.storage_and_layout();
     let (bs, bl) = bias.storage_and_layout();
-    let (Storage::Cpu(qs), Storage::Cpu(ks), Storage::Cpu(vs), Storage::Cpu(bs)) = (&*qs, &*ks, &*vs, &*bs) else {
+    let (Storage::Cpu(ks), Storage::Cpu(vs), Storage::Cpu(bs)) = (&*ks, &*vs, &*bs) else {
         return Ok(None);
     };
-    if kl.stride()[3] != 1 || vl.stride()[3] != 1 {
-        return Ok(None);
-    }
-    let kview = View { data: ks.as_slice::<f32>()?, offset: kl.start_offset(), stride: [kl.stride()[0], kl.stride()[1], kl.stride()[2]] };
-    let vview = View { data: vs.as_slice::<f32>()?, offset: vl.start_offset(), stride: [vl.stride()[0], vl.stride()[1], vl.stride()[2]] };
-    let qdata = &qs.as_slice::<f32>()?[ql.start_offset()..];
-    let bdata = &bs.as_slice::<f32>()?[bl.start_offset()..];
+    let bias = &bs.as_slice::<f32>()?[bl.start_offset()..][..b * q.t * len];
+    let shape = Shape { b, kvh, len, hd, t: q.t, rep: q.rep };
+    let out = match (ks, vs) {
+        (CpuStorage::F32(kd), CpuStorage::F32(vd)) => {
+            run(q, Slots::new(kd, kl), Slots::new(vd, vl), bias, &shape, scale)
+        }
+        (CpuStorage::F16(kd), CpuStorage::F16(vd)) => {
+            run(q, Slots::new(kd, kl), Slots::new(vd, vl), bias, &shape, scale)
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(Tensor::from_vec(out, (b, q.t, q.kvh * q.rep * hd), k.device())?))
+}
 
-    let mut out = vec![0f32; b * h * t * hd];
-    let level = simd_level();
-    let job = Attention { h, rep, t, hd, len, qdata, bdata, k: kview, v: vview, scale, level };
-    // One task per (row, kv head): its `rep * t` query vectors are adjacent in `out`, and its
-    // keys and values are read once for the group. Too few such tasks for the threads (one
-    // sequence has 3) and each query head is a task of its own instead.
-    let heads_per_task = if few_tasks || rep > MAX_GROUP { 1 } else { rep };
-    let scratch = if t > BY_PRODUCTS_ABOVE { QUERY_CHUNK * len } else { heads_per_task * len };
-    out.par_chunks_mut(heads_per_task * t * hd).enumerate().for_each_init(
-        || vec![0f32; scratch],
-        |scores, (task, dst)| {
-            let first_head = task * heads_per_task;
-            let (row, head) = (first_head / h, first_head % h);
-            let task = Task { row, group: head / rep, heads: head % rep..head % rep + heads_per_task };
-            attend_dispatch(level, &job, &task, dst, scores)
-        },
-    );
-    Ok(Some(Tensor::from_vec(out, (b, h, t, hd), q.device())?))
+#[derive(Clone, Copy)]
+struct Shape {
+    b: usize,
+    kvh: usize,
+    len: usize,
+    hd: usize,
+    t: usize,
+    rep: usize,
+}
+
+/// Keys or values `(b, kv_heads, len, hd)` whose slots are adjacent `hd` rows.
+#[derive(Clone, Copy)]
+struct Slots<'a, E> {
+    data: &'a [E],
+    offset: usize,
+    row_stride: usize,
+    group_stride: usize,
+}
+
+impl<'a, E> Slots<'a, E> {
+    fn new(data: &'a [E], layout: &Layout) -> Self {
+        let s = layout.stride();
+        Slots { data, offset: layout.start_offset(), row_stride: s[0], group_stride: s[1] }
+    }
+
+    /// Slots `0..len` of kv head `g` of sequence `row`, `len · hd` elements.
+    #[inline]
+    fn group(&self, row: usize, g: usize, len: usize, hd: usize) -> &'a [E] {
+        &self.data[self.offset + row * self.row_stride + g * self.group_stride..][..len * hd]
+    }
+}
+
+/// The attention output, shared by tasks that write disjoint head columns of it.
+#[derive(Clone, Copy)]
+struct Out(*mut f32);
+// SAFETY: every task writes only its own (row, head) vectors.
+unsafe impl Send for Out {}
+unsafe impl Sync for Out {}
+
+impl Out {
+    /// The `hd` outputs of query `i` of sequence `row`, head `head`.
+    ///
+    /// # Safety
+    /// No other live reference covers that vector.
+    #[inline(always)]
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn vec(&self, s: &Shape, row: usize, i: usize, head: usize) -> &mut [f32] {
+        let heads = s.kvh * s.rep;
+        // SAFETY: in bounds of the `(b, t, heads, hd)` output; exclusive by the caller.
+        unsafe { std::slice::from_raw_parts_mut(self.0.add(((row * s.t + i) * heads + head) * s.hd), s.hd) }
+    }
+}
+
+fn run<E: KvElem>(q: &GroupedQueries, k: Slots<E>, v: Slots<E>, bias: &[f32], s: &Shape, scale: f32) -> Vec<f32> {
+    let Shape { b, kvh, len, t, rep, hd } = *s;
+    // First and one-past-last visible slot of every query (None: fully masked), found once for
+    // all layers' heads of this call rather than per head.
+    let spans: Vec<Option<(usize, usize)>> = bias
+        .chunks_exact(len)
+        .map(|r| {
+            let lo = r.iter().position(|&x| x != f32::NEG_INFINITY)?;
+            Some((lo, len - r.iter().rev().position(|&x| x != f32::NEG_INFINITY).expect("one slot is visible")))
+        })
+        .collect();
+    let mut out = vec![0f32; b * t * kvh * rep * hd];
+    let dst = Out(out.as_mut_ptr());
+    // One task per (row, kv head); too few of them for the threads (one sequence has 3) and
+    // each query head is a task of its own instead.
+    let heads_per_task = if b * kvh < 4 * rayon::current_num_threads() || rep > MAX_GROUP { 1 } else { rep };
+    let job = Job { q, k, v, bias, spans: &spans, shape: *s, scale, level: simd_level(), dst };
+    let tasks = b * kvh * (rep / heads_per_task);
+    (0..tasks).into_par_iter().for_each_init(Scratch::default, |scratch, task| {
+        let per_group = rep / heads_per_task;
+        let (row, g) = (task / per_group / kvh, task / per_group % kvh);
+        let first = task % per_group * heads_per_task;
+        let task = Task { row, group: g, heads: first..first + heads_per_task };
+        attend_dispatch(&job, &task, scratch);
+    });
+    out
 }
 
 /// Query heads `heads` (within the group) of kv head `group` of sequence `row`.
@@ -92,121 +362,143 @@ struct Task {
     heads: std::ops::Range<usize>,
 }
 
-/// One call's inputs: queries `(b, h, t, hd)` and bias `(b, 1, t, len)` contiguous, keys and
-/// values as strided views, `rep` query heads per kv head.
-struct Attention<'a> {
-    h: usize,
-    rep: usize,
-    t: usize,
-    hd: usize,
-    len: usize,
-    qdata: &'a [f32],
-    bdata: &'a [f32],
-    k: View<'a>,
-    v: View<'a>,
-    scale: f32,
-    level: SimdLevel,
+/// A worker's buffers: scores, and keys and values widened to f32 where a path needs them.
+#[derive(Default)]
+struct Scratch {
+    scores: Vec<f32>,
+    keys: Vec<f32>,
+    values: Vec<f32>,
 }
 
-impl Attention<'_> {
-    /// The queries of one task against its keys and values; `dst` holds the task's heads'
-    /// outputs, `scores` one row of `len` per head. Every cached key and value row is loaded
-    /// once for all the task's heads, and only the slots between the first and last unmasked
-    /// one are visited (left padding and a prefill's causal future are skipped).
+/// One call's inputs.
+struct Job<'a, E> {
+    q: &'a GroupedQueries,
+    k: Slots<'a, E>,
+    v: Slots<'a, E>,
+    bias: &'a [f32],
+    spans: &'a [Option<(usize, usize)>],
+    shape: Shape,
+    scale: f32,
+    level: SimdLevel,
+    dst: Out,
+}
+
+impl<E: KvElem> Job<'_, E> {
+    /// Query `i`, head `j` of the group, of sequence `row`.
     #[inline(always)]
-    fn attend(&self, task: &Task, dst: &mut [f32], scores: &mut [f32]) {
-        let Attention { h, rep, t, hd, len, qdata, bdata, scale, .. } = *self;
+    fn query(&self, row: usize, g: usize, i: usize, j: usize) -> &[f32] {
+        let Shape { kvh, t, rep, hd, .. } = self.shape;
+        &self.q.data[(((row * kvh + g) * t + i) * rep + j) * hd..][..hd]
+    }
+
+    /// The queries of one task against its keys and values. Every query only visits the slots
+    /// between its first and last visible one (left padding and a prefill's causal future are
+    /// skipped).
+    #[inline(always)]
+    fn attend(&self, task: &Task, scratch: &mut Scratch) {
+        let Shape { len, t, rep, hd, .. } = self.shape;
         let (row, g) = (task.row, task.group);
-        let nh = task.heads.len();
-        let first_head = g * rep + task.heads.start;
-        // `dst` comes zeroed: fully masked queries keep that, the portable loops add into it.
         if t > BY_PRODUCTS_ABOVE {
-            return self.attend_by_products(task, dst, scores);
+            return self.attend_by_products(task, scratch);
         }
-        for i in 0..t {
-            let brow = &bdata[(row * t + i) * len..][..len];
-            let Some(lo) = brow.iter().position(|&b| b != f32::NEG_INFINITY) else {
-                continue; // fully masked query: its output is never read
-            };
-            let hi = len - brow.iter().rev().position(|&b| b != f32::NEG_INFINITY).expect("one slot is unmasked");
-            let query = |r: usize| &qdata[((row * h + first_head + r) * t + i) * hd..][..hd];
-            #[cfg(target_arch = "x86_64")]
-            if self.level == SimdLevel::Avx512 && hd % 16 == 0 && hd <= 128 {
-                for r in 0..nh {
-                    let sc = &mut scores[r * len..][..len];
-                    // SAFETY: AVX-512 was detected (`level`); `hd` is a multiple of 16.
-                    unsafe { avx512::scores(query(r), &self.k, row, g, lo..hi, scale, brow, sc) };
-                    let sc = &mut sc[lo..hi];
-                    let max = sc.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                    let inv = 1.0 / softmax_numerators(sc, max);
-                    let o = &mut dst[(r * t + i) * hd..][..hd];
+        let keys = self.k.group(row, g, len, hd);
+        let values = self.v.group(row, g, len, hd);
+        #[cfg(target_arch = "x86_64")]
+        if self.level == SimdLevel::Avx512 && hd % 16 == 0 && hd <= 128 {
+            scratch.scores.resize(len, 0.0);
+            for i in 0..t {
+                let Some((lo, hi)) = self.spans[row * t + i] else { continue };
+                let brow = &self.bias[(row * t + i) * len..][..len];
+                for j in task.heads.clone() {
+                    let sc = &mut scratch.scores[..];
+                    // SAFETY: AVX-512 was detected (`level`); `hd` is a multiple of 16 and the
+                    // group holds `len` slots of `hd`.
+                    unsafe { avx512::scores(self.query(row, g, i, j), keys, hd, lo..hi, self.scale, brow, sc) };
+                    let max = sc[lo..hi].iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                    let inv = 1.0 / softmax_numerators(&mut sc[lo..hi], max);
+                    // SAFETY: this task owns head `g·rep + j` of every query of `row`.
+                    let o = unsafe { self.dst.vec(&self.shape, row, i, g * rep + j) };
                     // SAFETY: as above.
-                    unsafe { avx512::mix_values(&scores[r * len..][..len], &self.v, row, g, lo..hi, inv, o) };
-                }
-                continue;
-            }
-            for s in lo..hi {
-                let k = self.k.vec(row, g, s, hd);
-                for r in 0..nh {
-                    scores[r * len + s] = dot(query(r), k) * scale + brow[s];
+                    unsafe { avx512::mix_values(sc, values, hd, lo..hi, inv, o) };
                 }
             }
-            let mut inv = [0f32; MAX_GROUP];
-            for r in 0..nh {
-                let sc = &mut scores[r * len + lo..r * len + hi];
-                let max = sc.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                inv[r] = 1.0 / softmax_numerators(sc, max);
-            }
-            for s in lo..hi {
-                let v = self.v.vec(row, g, s, hd);
-                for r in 0..nh {
-                    axpy(scores[r * len + s], v, &mut dst[(r * t + i) * hd..][..hd]);
+            return;
+        }
+        let Scratch { scores, keys: kbuf, values: vbuf } = scratch;
+        let keys = E::as_f32(keys, kbuf);
+        let values = E::as_f32(values, vbuf);
+        scores.resize(len, 0.0);
+        for i in 0..t {
+            let Some((lo, hi)) = self.spans[row * t + i] else { continue };
+            let brow = &self.bias[(row * t + i) * len..][..len];
+            for j in task.heads.clone() {
+                let q = self.query(row, g, i, j);
+                for s in lo..hi {
+                    scores[s] = dot(q, &keys[s * hd..][..hd]) * self.scale + brow[s];
                 }
-            }
-            for r in 0..nh {
-                dst[(r * t + i) * hd..][..hd].iter_mut().for_each(|x| *x *= inv[r]);
+                let max = scores[lo..hi].iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let inv = 1.0 / softmax_numerators(&mut scores[lo..hi], max);
+                // SAFETY: this task owns head `g·rep + j` of every query of `row`.
+                let o = unsafe { self.dst.vec(&self.shape, row, i, g * rep + j) };
+                for s in lo..hi {
+                    axpy(scores[s], &values[s * hd..][..hd], o);
+                }
+                o.iter_mut().for_each(|x| *x *= inv);
             }
         }
     }
 
-    /// A prefill's long query runs as matrix products: per head and chunk of queries, the
-    /// scores against the slots the chunk can see in one product, the softmax in place, and
-    /// the weighted values in a second product. Per (query, slot) pair that is an FMA lane
-    /// where the one-query kernel above needs a horizontal sum: 4× its speed on 300-token
-    /// prompts, while the chunking keeps the causal waste near 1/(2·chunks).
+    /// A prefill's long query runs as matrix products: per chunk of queries, the scores of all
+    /// the task's heads against the slots the chunk can see in one product (the grouped layout
+    /// makes the heads' queries one matrix), the softmax in place, and the weighted values in a
+    /// second product per head, written straight into the output. Per (query, slot) pair that
+    /// is an FMA lane where the one-query kernel above needs a horizontal sum: 4× its speed on
+    /// 300-token prompts, while the chunking keeps the causal waste near 1/(2·chunks).
     #[inline(always)]
-    fn attend_by_products(&self, task: &Task, dst: &mut [f32], scores: &mut [f32]) {
-        let Attention { h, rep, t, hd, len, qdata, bdata, scale, .. } = *self;
+    fn attend_by_products(&self, task: &Task, scratch: &mut Scratch) {
+        let Shape { len, t, rep, hd, .. } = self.shape;
         let (row, g) = (task.row, task.group);
-        let (kd, vd) = (self.k.stride[2], self.v.stride[2]);
-        let kbase = &self.k.data[self.k.offset + row * self.k.stride[0] + g * self.k.stride[1]..];
-        let vbase = &self.v.data[self.v.offset + row * self.v.stride[0] + g * self.v.stride[1]..];
-        for (ri, r) in task.heads.clone().enumerate() {
-            let head = g * rep + r;
-            for i0 in (0..t).step_by(QUERY_CHUNK) {
-                let m = QUERY_CHUNK.min(t - i0);
-                let bias = &bdata[(row * t + i0) * len..][..m * len];
-                let unmasked = |b: &[f32]| b.iter().position(|&x| x != f32::NEG_INFINITY);
-                let lo = bias.chunks_exact(len).filter_map(unmasked).min();
-                let hi = bias.chunks_exact(len).filter_map(|b| b.iter().rposition(|&x| x != f32::NEG_INFINITY)).max();
-                let (Some(lo), Some(hi)) = (lo, hi) else { continue };
-                let n = hi + 1 - lo;
-                let q = &qdata[((row * h + head) * t + i0) * hd..][..m * hd];
-                let sc = &mut scores[..m * n];
-                // SAFETY: q is (m, hd) row-major; key s of the group starts at s·kd in `kbase`
-                // (slots lo..=hi exist); `sc` holds (m, n).
-                unsafe { gemm_f32(Threads::Caller, m, n, hd, sc.as_mut_ptr(), n, 1, q, hd, 1, &kbase[lo * kd..], 1, kd) };
-                let mut inv = [0f32; QUERY_CHUNK];
-                for (i, srow) in sc.chunks_exact_mut(n).enumerate() {
-                    let max = scale_bias_max(srow, &bias[i * len + lo..][..n], scale);
-                    // A fully masked query keeps zeros: its output is never read.
-                    inv[i] = if max == f32::NEG_INFINITY { 0.0 } else { 1.0 / softmax_numerators(srow, max) };
-                }
-                let o = &mut dst[(ri * t + i0) * hd..][..m * hd];
-                // SAFETY: the weights are (m, n), value s of the group starts at s·vd in
-                // `vbase`, and `o` holds (m, hd).
-                unsafe { gemm_f32(Threads::Caller, m, hd, n, o.as_mut_ptr(), hd, 1, sc, n, 1, &vbase[lo * vd..], vd, 1) };
-                for (orow, &f) in o.chunks_exact_mut(hd).zip(&inv) {
+        let nh = task.heads.len();
+        let Scratch { scores, keys: kbuf, values: vbuf } = scratch;
+        let keys = E::as_f32(self.k.group(row, g, len, hd), kbuf);
+        let values = E::as_f32(self.v.group(row, g, len, hd), vbuf);
+        // Rows of the query matrix are (position, head): adjacent when the task has the whole
+        // group, `rep` apart when it has one head.
+        let q_rs = if nh == rep { hd } else { rep * hd };
+        for i0 in (0..t).step_by(QUERY_CHUNK) {
+            let m = QUERY_CHUNK.min(t - i0);
+            let spans = &self.spans[row * t + i0..][..m];
+            let (Some(lo), Some(hi)) = (spans.iter().flatten().map(|s| s.0).min(), spans.iter().flatten().map(|s| s.1).max()) else {
+                continue;
+            };
+            let n = hi - lo;
+            let rows = m * nh;
+            scores.resize(rows * n, 0.0);
+            let sc = &mut scores[..rows * n];
+            let q = &self.q.data[(((row * self.shape.kvh + g) * t + i0) * rep + task.heads.start) * hd..];
+            // SAFETY: query row r = (position, head) starts at r·q_rs in `q`; slot s of the
+            // group at s·hd in `keys` (slots lo..hi exist); `sc` holds (rows, n).
+            unsafe { gemm_f32(Threads::Caller, rows, n, hd, sc.as_mut_ptr(), n, 1, q, q_rs, 1, &keys[lo * hd..], 1, hd) };
+            let mut inv = [0f32; QUERY_CHUNK * MAX_GROUP];
+            for (r, srow) in sc.chunks_exact_mut(n).enumerate() {
+                let i = i0 + r / nh;
+                let max = scale_bias_max(srow, &self.bias[(row * t + i) * len + lo..][..n], self.scale);
+                // A fully masked query keeps zeros: its output is never read.
+                inv[r] = if max == f32::NEG_INFINITY { 0.0 } else { 1.0 / softmax_numerators(srow, max) };
+            }
+            for (jj, j) in task.heads.clone().enumerate() {
+                let head = g * rep + j;
+                // SAFETY: this task owns head `head` of every query of `row`; the chunk's m
+                // output vectors are `heads · hd` apart.
+                let o = unsafe { self.dst.vec(&self.shape, row, i0, head) }.as_mut_ptr();
+                let o_rs = self.shape.kvh * rep * hd;
+                // SAFETY: the weights of head jj are rows jj, jj + nh, … of `sc` (m of them, n
+                // wide); value s at s·hd in `values`; output row i at o + i·o_rs, hd wide.
+                unsafe { gemm_f32(Threads::Caller, m, hd, n, o, o_rs, 1, &sc[jj * n..], nh * n, 1, &values[lo * hd..], hd, 1) };
+                for i in 0..m {
+                    let f = inv[i * nh + jj];
+                    // SAFETY: as above.
+                    let orow = unsafe { std::slice::from_raw_parts_mut(o.add(i * o_rs), hd) };
                     orow.iter_mut().for_each(|x| *x *= f);
                 }
             }
@@ -214,7 +506,7 @@ impl Attention<'_> {
     }
 }
 
-/// Query runs longer than this (prefills) go through [`Attention::attend_by_products`].
+/// Query runs longer than this (prefills) go through [`Job::attend_by_products`].
 const BY_PRODUCTS_ABOVE: usize = 8;
 /// Queries per product in a prefill.
 const QUERY_CHUNK: usize = 64;
@@ -222,8 +514,30 @@ const QUERY_CHUNK: usize = 64;
 /// Query heads one task may hold; a model whose kv heads serve more is split by head.
 const MAX_GROUP: usize = 16;
 
-// For a prefill's long query runs the dot products are compute-bound: AVX-512 pays.
-multiversion!(Attention<'_>, attend, attend_avx2, attend_avx512, attend_dispatch(task: &Task, dst: &mut [f32], scores: &mut [f32]));
+// The loops above compiled again with wider vector instructions, picked at run time (see
+// `simd`; written out because the job is generic over the cache's element type).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn attend_avx2<E: KvElem>(job: &Job<'_, E>, task: &Task, scratch: &mut Scratch) {
+    job.attend(task, scratch)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
+unsafe fn attend_avx512<E: KvElem>(job: &Job<'_, E>, task: &Task, scratch: &mut Scratch) {
+    job.attend(task, scratch)
+}
+
+fn attend_dispatch<E: KvElem>(job: &Job<'_, E>, task: &Task, scratch: &mut Scratch) {
+    match job.level {
+        // SAFETY: `simd_level` detected these instructions on this CPU (F16C comes with both).
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 => unsafe { attend_avx512(job, task, scratch) },
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx2 => unsafe { attend_avx2(job, task, scratch) },
+        SimdLevel::Baseline => job.attend(task, scratch),
+    }
+}
 
 /// `x = x · scale + bias` for a row of scores; returns its maximum (16 lanes: `f32::max` in
 /// one running value would be a serial chain).
@@ -284,37 +598,46 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     s
 }
 
+#[inline(always)]
+fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
+    for (yi, xi) in y.iter_mut().zip(x) {
+        *yi += alpha * xi;
+    }
+}
+
 /// The AVX-512 inner loops for head sizes that are multiples of 16: a query (or output)
-/// row lives in at most eight registers while the cached rows stream past.
+/// row lives in at most eight registers while the cached rows (f32 or f16, `hd` apart) stream
+/// past.
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use std::arch::x86_64::*;
     use std::ops::Range;
 
-    use super::View;
+    use super::KvElem;
 
     /// `out[s] = q · kₛ · scale + bias[s]` for `s` in `slots`.
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn scores(q: &[f32], k: &View, row: usize, g: usize, slots: Range<usize>, scale: f32, bias: &[f32], out: &mut [f32]) {
+    pub(super) unsafe fn scores<E: KvElem>(q: &[f32], k: &[E], hd: usize, slots: Range<usize>, scale: f32, bias: &[f32], out: &mut [f32]) {
         match q.len() / 16 {
-            1 => scores_n::<1>(q, k, row, g, slots, scale, bias, out),
-            2 => scores_n::<2>(q, k, row, g, slots, scale, bias, out),
-            4 => scores_n::<4>(q, k, row, g, slots, scale, bias, out),
-            8 => scores_n::<8>(q, k, row, g, slots, scale, bias, out),
-            c => scores_n_dyn(c, q, k, row, g, slots, scale, bias, out),
+            1 => scores_n::<E, 1>(q, k, hd, slots, scale, bias, out),
+            2 => scores_n::<E, 2>(q, k, hd, slots, scale, bias, out),
+            4 => scores_n::<E, 4>(q, k, hd, slots, scale, bias, out),
+            8 => scores_n::<E, 8>(q, k, hd, slots, scale, bias, out),
+            c => scores_n_dyn(c, q, k, hd, slots, scale, bias, out),
         }
     }
 
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn scores_n<const CH: usize>(q: &[f32], k: &View, row: usize, g: usize, slots: Range<usize>, scale: f32, bias: &[f32], out: &mut [f32]) {
+    unsafe fn scores_n<E: KvElem, const CH: usize>(q: &[f32], k: &[E], hd: usize, slots: Range<usize>, scale: f32, bias: &[f32], out: &mut [f32]) {
+        assert!(slots.end * hd <= k.len() && slots.end <= bias.len() && slots.end <= out.len());
         let qr: [__m512; CH] = std::array::from_fn(|c| _mm512_loadu_ps(q[c * 16..].as_ptr()));
         let dot = |s: usize| {
-            let kv = k.vec(row, g, s, CH * 16).as_ptr();
-            let mut acc = _mm512_mul_ps(qr[0], _mm512_loadu_ps(kv));
+            let kv = k.as_ptr().add(s * hd);
+            let mut acc = _mm512_mul_ps(qr[0], E::load16(kv));
             for (c, r) in qr.iter().enumerate().skip(1) {
-                acc = _mm512_fmadd_ps(*r, _mm512_loadu_ps(kv.add(c * 16)), acc);
+                acc = _mm512_fmadd_ps(*r, E::load16(kv.add(c * 16)), acc);
             }
             acc
         };
@@ -323,17 +646,12 @@ mod avx512 {
         let (scale4, mut s) = (_mm_set1_ps(scale), slots.start);
         while s + 4 <= slots.end {
             let sums = reduce4(dot(s), dot(s + 1), dot(s + 2), dot(s + 3));
-            let v = _mm_fmadd_ps(sums, scale4, _mm_loadu_ps(bias[s..s + 4].as_ptr()));
-            _mm_storeu_ps(out[s..s + 4].as_mut_ptr(), v);
+            let v = _mm_fmadd_ps(sums, scale4, _mm_loadu_ps(bias.as_ptr().add(s)));
+            _mm_storeu_ps(out.as_mut_ptr().add(s), v);
             s += 4;
         }
         for s in s..slots.end {
-            let kv = k.vec(row, g, s, CH * 16).as_ptr();
-            let mut acc = _mm512_mul_ps(qr[0], _mm512_loadu_ps(kv));
-            for (c, r) in qr.iter().enumerate().skip(1) {
-                acc = _mm512_fmadd_ps(*r, _mm512_loadu_ps(kv.add(c * 16)), acc);
-            }
-            out[s] = _mm512_reduce_add_ps(acc) * scale + bias[s];
+            out[s] = _mm512_reduce_add_ps(dot(s)) * scale + bias[s];
         }
     }
 
@@ -355,12 +673,13 @@ mod avx512 {
 
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn scores_n_dyn(ch: usize, q: &[f32], k: &View, row: usize, g: usize, slots: Range<usize>, scale: f32, bias: &[f32], out: &mut [f32]) {
+    unsafe fn scores_n_dyn<E: KvElem>(ch: usize, q: &[f32], k: &[E], hd: usize, slots: Range<usize>, scale: f32, bias: &[f32], out: &mut [f32]) {
+        assert!(slots.end * hd <= k.len() && ch * 16 <= hd);
         for s in slots {
-            let kv = k.vec(row, g, s, ch * 16).as_ptr();
+            let kv = k.as_ptr().add(s * hd);
             let mut acc = _mm512_setzero_ps();
             for c in 0..ch {
-                acc = _mm512_fmadd_ps(_mm512_loadu_ps(q[c * 16..].as_ptr()), _mm512_loadu_ps(kv.add(c * 16)), acc);
+                acc = _mm512_fmadd_ps(_mm512_loadu_ps(q[c * 16..].as_ptr()), E::load16(kv.add(c * 16)), acc);
             }
             out[s] = _mm512_reduce_add_ps(acc) * scale + bias[s];
         }
@@ -368,17 +687,21 @@ mod avx512 {
 
     /// `out = inv · Σₛ p[s] · vₛ` over `slots`.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn mix_values(p: &[f32], v: &View, row: usize, g: usize, slots: Range<usize>, inv: f32, out: &mut [f32]) {
+    pub(super) unsafe fn mix_values<E: KvElem>(p: &[f32], v: &[E], hd: usize, slots: Range<usize>, inv: f32, out: &mut [f32]) {
         match out.len() / 16 {
-            1 => mix_n::<1>(p, v, row, g, slots, inv, out),
-            2 => mix_n::<2>(p, v, row, g, slots, inv, out),
-            4 => mix_n::<4>(p, v, row, g, slots, inv, out),
-            8 => mix_n::<8>(p, v, row, g, slots, inv, out),
-            _ => {
-                let hd = out.len();
+            1 => mix_n::<E, 1>(p, v, hd, slots, inv, out),
+            2 => mix_n::<E, 2>(p, v, hd, slots, inv, out),
+            4 => mix_n::<E, 4>(p, v, hd, slots, inv, out),
+            8 => mix_n::<E, 8>(p, v, hd, slots, inv, out),
+            ch => {
+                assert!(slots.end * hd <= v.len() && ch * 16 == hd);
                 out.fill(0.0);
                 for s in slots {
-                    super::axpy(p[s], v.vec(row, g, s, hd), out);
+                    let vv = v.as_ptr().add(s * hd);
+                    for c in 0..ch {
+                        let o = out[c * 16..].as_mut_ptr();
+                        _mm512_storeu_ps(o, _mm512_fmadd_ps(_mm512_set1_ps(p[s]), E::load16(vv.add(c * 16)), _mm512_loadu_ps(o)));
+                    }
                 }
                 out.iter_mut().for_each(|x| *x *= inv);
             }
@@ -386,13 +709,14 @@ mod avx512 {
     }
 
     #[target_feature(enable = "avx512f")]
-    unsafe fn mix_n<const CH: usize>(p: &[f32], v: &View, row: usize, g: usize, slots: Range<usize>, inv: f32, out: &mut [f32]) {
+    unsafe fn mix_n<E: KvElem, const CH: usize>(p: &[f32], v: &[E], hd: usize, slots: Range<usize>, inv: f32, out: &mut [f32]) {
+        assert!(slots.end * hd <= v.len() && slots.end <= p.len() && CH * 16 <= out.len());
         let mut acc = [_mm512_setzero_ps(); CH];
         for s in slots {
-            let vv = v.vec(row, g, s, CH * 16).as_ptr();
+            let vv = v.as_ptr().add(s * hd);
             let w = _mm512_set1_ps(p[s]);
             for (c, a) in acc.iter_mut().enumerate() {
-                *a = _mm512_fmadd_ps(w, _mm512_loadu_ps(vv.add(c * 16)), *a);
+                *a = _mm512_fmadd_ps(w, E::load16(vv.add(c * 16)), *a);
             }
         }
         let inv = _mm512_set1_ps(inv);
@@ -402,38 +726,41 @@ mod avx512 {
     }
 }
 
-#[inline(always)]
-fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
-    for (yi, xi) in y.iter_mut().zip(x) {
-        *yi += alpha * xi;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_nn::ops;
+    use candle_core::Device;
+    use candle_nn::{ops, rotary_emb};
 
     #[test]
     fn equals_candles_masked_softmax_attention_for_long_query_runs() {
         // One sequence decoding (a task per query head), eight prefilling (a task per kv head).
         // Head sizes with a register-resident AVX-512 path (16, 64), one without (48), and one
-        // that is not a multiple of 16 (the portable loops everywhere).
+        // that is not a multiple of 16 (the portable loops everywhere); f32 and f16 keys.
         for hd in [16, 64, 48, 20] {
             // Decoding, a short run, and prefills of one and of two query chunks (many tasks, and one
             // sequence's: a task per query head).
             for (b, t) in [(1, 1), (1, 3), (8, 9), (4, QUERY_CHUNK + 7), (1, QUERY_CHUNK + 7)] {
-                case(b, t, hd);
+                for dtype in [DType::F32, DType::F16] {
+                    case(b, t, hd, dtype);
+                }
             }
         }
     }
 
-    fn case(b: usize, t: usize, hd: usize) {
+    /// `(b, t, heads·hd)` projections from `(b, heads, t, hd)` vectors.
+    fn projections(x: &Tensor) -> Tensor {
+        let (b, h, t, hd) = x.dims4().unwrap();
+        x.transpose(1, 2).unwrap().contiguous().unwrap().reshape((b, t, h * hd)).unwrap()
+    }
+
+    fn case(b: usize, t: usize, hd: usize, dtype: DType) {
         let dev = Device::Cpu;
         let (h, kvh, len) = (6, 2, t + 6);
         let q = Tensor::randn(0f32, 1.0, (b, h, t, hd), &dev).unwrap();
-        let k = Tensor::randn(0f32, 1.0, (b, kvh, len, hd), &dev).unwrap();
-        let v = Tensor::randn(0f32, 1.0, (b, kvh, len, hd), &dev).unwrap();
+        // Keys and values as the cache holds them (rounded to f16 when it is f16).
+        let k = Tensor::randn(0f32, 1.0, (b, kvh, len, hd), &dev).unwrap().to_dtype(dtype).unwrap();
+        let v = Tensor::randn(0f32, 1.0, (b, kvh, len, hd), &dev).unwrap().to_dtype(dtype).unwrap();
         // Causal over the last `t` slots, the first slot of odd rows padded out.
         let bias: Vec<f32> = (0..b * t * len)
             .map(|i| {
@@ -443,13 +770,51 @@ mod tests {
             .collect();
         let bias = Tensor::from_vec(bias, (b, 1, t, len), &dev).unwrap();
         let scale = 0.25f32;
-        let got = cached_attention(&q, &k, &v, &bias, scale).unwrap().expect("f32 on the CPU");
+        // No rotation: cos 1, sin 0.
+        let cos = Tensor::ones((b, t, hd / 2), DType::F32, &dev).unwrap();
+        let sin = Tensor::zeros((b, t, hd / 2), DType::F32, &dev).unwrap();
+        let grouped = group_queries(&projections(&q), &cos, &sin, h, kvh).unwrap().expect("f32 on the CPU");
+        let got = attend(&grouped, &k, &v, &bias, scale).unwrap().expect("f32 on the CPU");
+        let (k, v) = (k.to_dtype(DType::F32).unwrap(), v.to_dtype(DType::F32).unwrap());
         let rep = h / kvh;
         let kr = k.unsqueeze(2).unwrap().expand((b, kvh, rep, len, hd)).unwrap().reshape((b, h, len, hd)).unwrap();
         let vr = v.unsqueeze(2).unwrap().expand((b, kvh, rep, len, hd)).unwrap().reshape((b, h, len, hd)).unwrap();
         let scores = ((q.matmul(&kr.t().unwrap()).unwrap() * scale as f64).unwrap().broadcast_add(&bias)).unwrap();
-        let want = ops::softmax_last_dim(&scores).unwrap().matmul(&vr).unwrap();
+        let want = projections(&ops::softmax_last_dim(&scores).unwrap().matmul(&vr).unwrap());
         let d = crate::cpu_f32::max_abs_diff(&got, &want);
-        assert!(d < 1e-5, "max difference {d}");
+        assert!(d < 1e-5, "b {b} t {t} hd {hd} {dtype:?}: max difference {d}");
+    }
+
+    #[test]
+    fn rotated_queries_and_stored_keys_equal_candles_rope() {
+        let dev = Device::Cpu;
+        let (b, t, h, kvh, hd, past, capacity) = (3, 5, 6, 2, 16, 2, 9);
+        let cos = Tensor::randn(0f32, 1.0, (b, t, hd / 2), &dev).unwrap();
+        let sin = Tensor::randn(0f32, 1.0, (b, t, hd / 2), &dev).unwrap();
+        let q = Tensor::randn(0f32, 1.0, (b, h, t, hd), &dev).unwrap();
+        let grouped = group_queries(&projections(&q), &cos, &sin, h, kvh).unwrap().expect("f32 on the CPU");
+        // The grouped layout (b, kvh, t, rep, hd) back to (b, h, t, hd).
+        let got = Tensor::from_vec(grouped.data, (b, kvh, t, h / kvh, hd), &dev).unwrap();
+        let got = got.transpose(2, 3).unwrap().contiguous().unwrap().reshape((b, h, t, hd)).unwrap();
+        let want = rotary_emb::rope(&q, &cos, &sin).unwrap();
+        assert!(crate::cpu_f32::max_abs_diff(&got, &want) < 1e-6);
+
+        let k = Tensor::randn(0f32, 1.0, (b, kvh, t, hd), &dev).unwrap();
+        let rotated = rotary_emb::rope(&k, &cos, &sin).unwrap();
+        for dtype in [DType::F32, DType::F16] {
+            let cache = Tensor::zeros((b, kvh, capacity, hd), dtype, &dev).unwrap();
+            assert!(store_rows(&cache, &projections(&k), Some((&cos, &sin)), past).unwrap());
+            let cache = cache.to_dtype(DType::F32).unwrap();
+            let written = cache.narrow(2, past, t).unwrap();
+            let tol = if dtype == DType::F16 { 1e-2 } else { 1e-6 };
+            assert!(crate::cpu_f32::max_abs_diff(&written, &rotated) < tol, "{dtype:?}");
+            let untouched = (cache.narrow(2, 0, past).unwrap().abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap(),
+                cache.narrow(2, past + t, capacity - past - t).unwrap().abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap());
+            assert_eq!(untouched, (0.0, 0.0), "{dtype:?}: slots outside past..past + t stay as they were");
+        }
+        // Values: stored as they are.
+        let cache = Tensor::zeros((b, kvh, capacity, hd), DType::F32, &dev).unwrap();
+        assert!(store_rows(&cache, &projections(&k), None, past).unwrap());
+        assert!(crate::cpu_f32::max_abs_diff(&cache.narrow(2, past, t).unwrap(), &k) == 0.0);
     }
 }

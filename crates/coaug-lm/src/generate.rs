@@ -7,7 +7,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rayon::prelude::*;
 
-use crate::cache::KvCache;
+use crate::cache::{KvCache, KvPrecision};
 use crate::model::{AttentionInput, CausalLm, Keys};
 use crate::sampler::{choose_token, token_logprob, SamplingParams};
 
@@ -132,7 +132,7 @@ fn generate_inner(
 
     let hidden = model.config().hidden_size;
     let mut trunks = capture.map(|layer| TrunkCapture { layer, hidden, prefix: Vec::new(), prompts: Vec::new(), generated: Vec::new() });
-    let prefix_cache = if plen > 0 { Some(prefill_prefix(model, req.prefix, &device, trunks.as_mut())?) } else { None };
+    let prefix_cache = if plen > 0 { Some(prefill_prefix(model, req.prefix, params.kv_cache, &device, trunks.as_mut())?) } else { None };
 
     // Prefill distinct prompts in row chunks, then stitch the caches together.
     let mut caches = Vec::new();
@@ -141,7 +141,7 @@ fn generate_inner(
         let rows = chunk.len();
         let mut cache = match &prefix_cache {
             Some(p) => KvCache::broadcast_prefix(p, rows, capacity)?,
-            None => KvCache::new(model.config(), rows, capacity, &device)?,
+            None => KvCache::new(model.config(), rows, capacity, params.kv_cache, &device)?,
         };
         let mut ids = Vec::with_capacity(rows * slen);
         let mut valid = Vec::with_capacity(rows);
@@ -328,9 +328,9 @@ impl std::ops::Deref for PrefixCache {
     }
 }
 
-fn prefill_prefix(model: &CausalLm, prefix: &[u32], device: &Device, capture: Option<&mut TrunkCapture>) -> Result<PrefixCache> {
+fn prefill_prefix(model: &CausalLm, prefix: &[u32], precision: KvPrecision, device: &Device, capture: Option<&mut TrunkCapture>) -> Result<PrefixCache> {
     let t = prefix.len();
-    let mut cache = KvCache::new(model.config(), 1, t, device)?;
+    let mut cache = KvCache::new(model.config(), 1, t, precision, device)?;
     let ids = Tensor::from_vec(prefix.to_vec(), (1, t), device)?;
     let attn = AttentionInput::causal(1, t, device)?;
     let (h, trunk) = forward_capturing(model, &ids, &attn, &mut cache, capture.as_ref().map(|c| c.layer))?;

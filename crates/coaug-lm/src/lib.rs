@@ -19,7 +19,7 @@ pub mod load;
 pub mod model;
 pub mod tokenizer;
 
-pub use cache::KvCache;
+pub use cache::{KvCache, KvPrecision};
 pub use config::{Architecture, ModelConfig};
 pub use fetch::{cache_root, default_model_path, fetch_default_model};
 pub use load::{load_model, Precision};

@@ -116,67 +116,54 @@ pub(crate) fn dense_matmul(x: &Tensor, w: &Tensor) -> Result<Tensor> {
 /// each weight's output rows are cut into blocks, every block is one serial gemm task. At
 /// decode sizes a block's q/k/v (or gate/up) products are ~0.1 ms each, so handing each to
 /// the threads separately cost a wake-up and a join apiece, and the narrow k/v products ran
-/// at half the rate of the q product.
+/// at half the rate of the q product. Each task writes its block of `W xᵀ` straight into the
+/// columns of the `(rows, out)` result: seen from gemm that is a column-major output, the
+/// order its kernel produces anyway (a row-major one went through a transpose pass, ~4% of a
+/// batch-64 decode step).
 pub(crate) fn few_rows_matmul_many(x: &Tensor, ws: &[&Tensor]) -> Result<Vec<Tensor>> {
     const BLOCK: usize = 128;
     let (rows, k) = x.dims2()?;
     let outs: Vec<usize> = ws.iter().map(|w| w.dim(0)).collect::<Result<_>>()?;
-    let mut wx = vec![0f32; outs.iter().sum::<usize>() * rows];
+    let mut results: Vec<Vec<f32>> = outs.iter().map(|&out| Vec::with_capacity(rows * out)).collect();
     let inputs: Vec<&Tensor> = std::iter::once(x).chain(ws.iter().copied()).collect();
     with_f32_slices(&inputs, |s| {
         let (xs, weights) = (s[0], &s[1..]);
-        let mut tasks: Vec<(&[f32], &mut [f32])> = Vec::new();
-        let mut rest = wx.as_mut_slice();
-        for (w, &out) in weights.iter().zip(&outs) {
+        let mut tasks: Vec<(&[f32], Columns)> = Vec::new();
+        for ((w, &out), dst) in weights.iter().zip(&outs).zip(results.iter_mut()) {
             for r0 in (0..out).step_by(BLOCK) {
                 let n = BLOCK.min(out - r0);
-                let (dst, tail) = rest.split_at_mut(n * rows);
-                rest = tail;
-                tasks.push((&w[r0 * k..(r0 + n) * k], dst));
+                // SAFETY: within the capacity of `dst`, which holds (rows, out).
+                tasks.push((&w[r0 * k..(r0 + n) * k], Columns { first: unsafe { dst.as_mut_ptr().add(r0) }, stride: out }));
             }
         }
         tasks.into_par_iter().for_each(|(w, dst)| {
             let n = w.len() / k;
-            // SAFETY: `w` is (n, k), `xs` (rows, k) and `dst` (n, rows), all row-major.
-            unsafe { gemm_f32(Threads::Caller, n, rows, k, dst.as_mut_ptr(), rows, 1, w, k, 1, xs, 1, k) };
+            // SAFETY: `w` is (n, k) and `xs` (rows, k) row-major; the task's output element
+            // (feature i, row r) is column i of row r of its (rows, out) result, written by this
+            // task alone.
+            unsafe { gemm_f32(Threads::Caller, n, rows, k, dst.first, 1, dst.stride, w, k, 1, xs, 1, k) };
         });
         Ok(())
     })?;
-    let mut at = 0;
     outs.iter()
-        .map(|&out| {
-            let block = &wx[at * rows..(at + out) * rows];
-            at += out;
-            Tensor::from_vec(transpose(block, out, rows), (rows, out), x.device())
+        .zip(results)
+        .map(|(&out, mut data)| {
+            // SAFETY: the tasks' blocks cover every column of every row.
+            unsafe { data.set_len(rows * out) };
+            Tensor::from_vec(data, (rows, out), x.device())
         })
         .collect()
 }
 
-/// `(n, m)` row-major from `(m, n)` row-major, in tiles that stay in L1.
-fn transpose(src: &[f32], m: usize, n: usize) -> Vec<f32> {
-    const TILE: usize = 32;
-    let mut dst = vec![0f32; m * n];
-    // Each task writes TILE whole rows of `dst`, reading a TILE-wide column strip of `src`.
-    let tile = |(bi, block): (usize, &mut [f32])| {
-        let c0 = bi * TILE;
-        let cols = block.len() / m;
-        for r0 in (0..m).step_by(TILE) {
-            for c in 0..cols {
-                let d = &mut block[c * m + r0..][..TILE.min(m - r0)];
-                for (i, x) in d.iter_mut().enumerate() {
-                    *x = src[(r0 + i) * n + c0 + c];
-                }
-            }
-        }
-    };
-    // A decode step's small outputs are copied before other threads would have woken up.
-    if m * n >= 1 << 18 {
-        dst.par_chunks_mut(TILE * m).enumerate().for_each(tile);
-    } else {
-        dst.chunks_mut(TILE * m).enumerate().for_each(tile);
-    }
-    dst
+/// Where a task of [`few_rows_matmul_many`] writes: its first output column of a row-major
+/// result with `stride` columns. Tasks write disjoint columns.
+struct Columns {
+    first: *mut f32,
+    stride: usize,
 }
+
+// SAFETY: see `Columns`: no two tasks write the same element.
+unsafe impl Send for Columns {}
 
 impl Linear {
     pub fn dense(weight: Tensor, bias: Option<Tensor>) -> Self {

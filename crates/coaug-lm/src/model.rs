@@ -353,7 +353,7 @@ impl CausalLm {
         cos: &Tensor,
         sin: &Tensor,
         bias: &Tensor,
-        keys: Keys<'_>,
+        mut keys: Keys<'_>,
         g: bool,
         last_only: bool,
     ) -> Result<Tensor> {
@@ -374,6 +374,11 @@ impl CausalLm {
                 Linear::forward_many(&[&blk.q, &blk.k, &blk.v], x, g)?.try_into().expect("three projections");
             (q, k, v)
         };
+        if !g {
+            if let Some(out) = self.fused_attention(l, &q, &k, &v, cos, sin, bias, &mut keys, last_only)? {
+                return blk.o.forward(&out, g);
+            }
+        }
         let k = rope(&heads(k, tk, kvh)?, cos, sin, g)?;
         let v = heads(v, tk, kvh)?;
         let (q, bias, t) = if last_only {
@@ -385,27 +390,10 @@ impl CausalLm {
         let bias = &bias;
         let (k, v) = match keys {
             Keys::Cache(c) => c.append(l, &k, &v)?,
-            Keys::Batch { after, record } => {
-                let (k, v) = match after {
-                    Some(kv) => {
-                        let (pk, pv) = &kv[0];
-                        (Tensor::cat(&[pk, &k], 2)?, Tensor::cat(&[pv, &v], 2)?)
-                    }
-                    None => (k, v),
-                };
-                if let Some(out) = record {
-                    out.push((k.clone(), v.clone()));
-                }
-                (k, v)
-            }
+            Keys::Batch { after, record } => Self::batch_keys(k, v, after, record)?,
         };
-        if !g {
-            let scale = 1.0 / (hd as f32).sqrt();
-            if let Some(out) = attention::cached_attention(&q, &k, &v, bias, scale)? {
-                let out = out.transpose(1, 2)?.reshape((b, t, h * hd))?;
-                return blk.o.forward(&out, g);
-            }
-        }
+        // A cache may hold f16; the generic path computes in f32.
+        let (k, v) = (k.to_dtype(DType::F32)?, v.to_dtype(DType::F32)?);
         let len = k.dim(2)?;
         // Grouped-query attention without copying K/V: fold the query heads that share
         // a KV head into the row dimension.
@@ -426,6 +414,70 @@ impl CausalLm {
         let out = probs.matmul(&v)?; // (b, kvh, rep*t, hd)
         let out = out.reshape((b, h, t, hd))?.transpose(1, 2)?.reshape((b, t, h * hd))?;
         blk.o.forward(&out, g)
+    }
+
+    /// The inference path on the CPU (see `attention`): queries rotated into the grouped layout,
+    /// keys and values rotated and stored in one pass, output in the order the output projection
+    /// reads. `None` where it does not apply; nothing has been stored then.
+    #[allow(clippy::too_many_arguments)]
+    fn fused_attention(
+        &self,
+        l: usize,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        bias: &Tensor,
+        keys: &mut Keys<'_>,
+        last_only: bool,
+    ) -> Result<Option<Tensor>> {
+        let (h, kvh, hd) = (self.cfg.num_heads, self.cfg.num_kv_heads, self.cfg.head_dim);
+        let tk = k.dim(1)?;
+        let (q_cos, q_sin, bias) = match last_only {
+            true => (cos.narrow(1, tk - 1, 1)?.contiguous()?, sin.narrow(1, tk - 1, 1)?.contiguous()?, bias.narrow(2, tk - 1, 1)?),
+            false => (cos.clone(), sin.clone(), bias.clone()),
+        };
+        let Some(q) = attention::group_queries(q, &q_cos, &q_sin, h, kvh)? else {
+            return Ok(None);
+        };
+        let (k, v) = match keys {
+            Keys::Cache(c) => match c.store(l, k, v, cos, sin)? {
+                Some(kv) => kv,
+                None => return Ok(None),
+            },
+            Keys::Batch { after, record } => {
+                let (b, _, _) = k.dims3()?;
+                let heads = |y: &Tensor| y.reshape((b, tk, kvh, hd))?.transpose(1, 2)?.contiguous();
+                let k = rope(&heads(k)?, cos, sin, false)?;
+                Self::batch_keys(k, heads(v)?, *after, record.as_deref_mut())?
+            }
+        };
+        // Past this point the keys are stored (or recorded): a fall back would do it twice.
+        match attention::attend(&q, &k, &v, &bias, 1.0 / (hd as f32).sqrt())? {
+            Some(out) => Ok(Some(out)),
+            None => candle_core::bail!("fused attention refused keys it had stored ({:?}, {:?})", k.dtype(), k.dims()),
+        }
+    }
+
+    /// A batch's own keys and values after `after`'s, recorded when asked.
+    fn batch_keys(
+        k: Tensor,
+        v: Tensor,
+        after: Option<&[(Tensor, Tensor)]>,
+        record: Option<&mut Vec<(Tensor, Tensor)>>,
+    ) -> Result<(Tensor, Tensor)> {
+        let (k, v) = match after {
+            Some(kv) => {
+                let (pk, pv) = &kv[0];
+                (Tensor::cat(&[pk, &k], 2)?, Tensor::cat(&[pv, &v], 2)?)
+            }
+            None => (k, v),
+        };
+        if let Some(out) = record {
+            out.push((k.clone(), v.clone()));
+        }
+        Ok((k, v))
     }
 }
 

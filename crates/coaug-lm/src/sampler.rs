@@ -3,6 +3,8 @@
 
 use rand::Rng;
 
+use crate::cache::KvPrecision;
+
 /// Decoding settings. `temperature == 0` is greedy.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SamplingParams {
@@ -17,6 +19,9 @@ pub struct SamplingParams {
     /// Samples per prompt; they share the prompt's prefill.
     pub n: usize,
     pub seed: u64,
+    /// How the KV cache holds keys and values: `F16` decodes faster, `F32` keeps the reported
+    /// log-probs equal to the scorer's (what training needs).
+    pub kv_cache: KvPrecision,
 }
 
 impl Default for SamplingParams {
@@ -29,6 +34,7 @@ impl Default for SamplingParams {
             max_new_tokens: 128,
             n: 1,
             seed: 0,
+            kv_cache: KvPrecision::F32,
         }
     }
 }
