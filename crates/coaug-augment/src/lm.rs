@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{ensure, Context};
 use candle_core::Device;
-use coaug_lm::{generate, CausalLm, LmTokenizer, Precision, SamplingParams};
+use coaug_lm::{generate, CausalLm, KvPrecision, LmTokenizer, Precision, SamplingParams};
 use sha2::{Digest, Sha256};
 
 use crate::generator::{DecodeSettings, Generation, GenerationRequest, Generator};
@@ -20,6 +20,7 @@ pub struct LmGenerator {
     model: CausalLm,
     tokenizer: LmTokenizer,
     fingerprint: String,
+    kv_cache: KvPrecision,
     /// Where the weights came from, for reports.
     pub source: String,
 }
@@ -32,7 +33,7 @@ impl LmGenerator {
         let weights = weights_fingerprint(path)?;
         // The precision changes the arithmetic, hence (rarely) a greedy token: it is part of the key.
         let fingerprint = format!("{weights}:{}", precision_name(precision, &model));
-        Ok(Self { model, tokenizer, fingerprint, source: path.display().to_string() })
+        Ok(Self { model, tokenizer, fingerprint, kv_cache: KvPrecision::F32, source: path.display().to_string() })
     }
 
     /// The base model in f32 with a training checkpoint's tensors loaded: the RL-trained policy.
@@ -43,7 +44,7 @@ impl LmGenerator {
         coaug_lm::load_checkpoint(&mut model, checkpoint)
             .with_context(|| format!("cannot apply the checkpoint {} to {}", checkpoint.display(), path.display()))?;
         let fingerprint = format!("{}:f32+{}", weights_fingerprint(path)?, weights_fingerprint(checkpoint)?);
-        Ok(Self { model, tokenizer, fingerprint, source: format!("{} + {}", path.display(), checkpoint.display()) })
+        Ok(Self { model, tokenizer, fingerprint, kv_cache: KvPrecision::F32, source: format!("{} + {}", path.display(), checkpoint.display()) })
     }
 
     /// A tiny randomly initialised Llama with a byte-level tokenizer, for tests and dry runs of the
@@ -54,7 +55,20 @@ impl LmGenerator {
         cfg.max_position_embeddings = 4096;
         cfg.eos_token_id = tokenizer.token_to_id("<|im_end|>");
         let model = CausalLm::random(&cfg, seed, &Device::Cpu)?;
-        Ok(Self { model, tokenizer, fingerprint: format!("tiny-random-llama:{seed}"), source: "tiny random".into() })
+        Ok(Self { model, tokenizer, fingerprint: format!("tiny-random-llama:{seed}"), kv_cache: KvPrecision::F32, source: "tiny random".into() })
+    }
+
+    /// Generates with the KV cache in this precision (f32 unless set). f16 is faster and changes
+    /// the arithmetic, hence (rarely) a greedy token: it becomes part of the fingerprint.
+    pub fn with_kv_cache(mut self, kv_cache: KvPrecision) -> Self {
+        if kv_cache != self.kv_cache {
+            self.fingerprint = match kv_cache {
+                KvPrecision::F16 => format!("{}:kv-f16", self.fingerprint),
+                KvPrecision::F32 => self.fingerprint.trim_end_matches(":kv-f16").to_string(),
+            };
+            self.kv_cache = kv_cache;
+        }
+        self
     }
 
     pub fn tokenizer(&self) -> &LmTokenizer {
@@ -125,6 +139,7 @@ impl Generator for LmGenerator {
             max_new_tokens: decoding.max_new_tokens,
             n: 1,
             seed: 0,
+            kv_cache: self.kv_cache,
         };
         let mut out: Vec<Option<Generation>> = vec![None; requests.len()];
         if decoding.is_greedy() {

@@ -8,6 +8,7 @@ use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
 use serde::Serialize;
 
+use crate::cache::KvPrecision;
 use crate::generate::{generate, generate_timed, GenerationRequest};
 use crate::load::Precision;
 use crate::model::{AttentionInput, CausalLm};
@@ -30,6 +31,9 @@ pub struct LmBenchOptions {
     pub batch_prompt_tokens: usize,
     /// Tokens generated per sequence in batched generation.
     pub batch_new_tokens: usize,
+    /// KV cache of batched generation (f16, as `coaug augment` generates). The largest batch
+    /// also runs with the other precision, for comparison.
+    pub batch_kv_cache: KvPrecision,
     /// Training micro-batch: sequences × tokens.
     pub train_batch: (usize, usize),
     pub train_set: TrainableSet,
@@ -45,6 +49,7 @@ impl Default for LmBenchOptions {
             batch_sizes: vec![16, 64],
             batch_prompt_tokens: 300,
             batch_new_tokens: 64,
+            batch_kv_cache: KvPrecision::F16,
             train_batch: (8, 256),
             train_set: TrainableSet::All,
             skip_train: false,
@@ -55,6 +60,8 @@ impl Default for LmBenchOptions {
 #[derive(Debug, Clone, Serialize)]
 pub struct BatchedFigures {
     pub batch: usize,
+    /// `f16` or `f32`.
+    pub kv_cache: String,
     pub prompt_tokens: usize,
     pub new_tokens: usize,
     pub prefill_s: f64,
@@ -103,7 +110,7 @@ pub fn bench_lm(model_path: &Path, opts: &LmBenchOptions) -> Result<LmBenchRepor
 
 /// Number of measurement stages [`bench_lm_with_progress`] reports.
 pub fn bench_stages(opts: &LmBenchOptions) -> usize {
-    5 + opts.batch_sizes.len() + usize::from(!opts.skip_train) + 1
+    5 + opts.batch_sizes.len() + usize::from(!opts.batch_sizes.is_empty()) + usize::from(!opts.skip_train) + 1
 }
 
 /// [`bench_lm`], calling `stage` with a label before each of its [`bench_stages`] stages.
@@ -129,9 +136,15 @@ pub fn bench_lm_with_progress(model_path: &Path, opts: &LmBenchOptions, stage: &
     let single_decode_tok_s_f32 = single_decode_rate(&dense, &short, opts.single_decode_tokens)?;
 
     let mut batched = Vec::new();
-    for &b in &opts.batch_sizes {
-        stage(&format!("batched generation, {b} sequences"));
-        batched.push(batched_rate(&dense, &tok, b, opts.batch_prompt_tokens, opts.batch_new_tokens)?);
+    let other = match opts.batch_kv_cache {
+        KvPrecision::F16 => KvPrecision::F32,
+        KvPrecision::F32 => KvPrecision::F16,
+    };
+    let largest = opts.batch_sizes.iter().copied().max();
+    let runs = opts.batch_sizes.iter().map(|&b| (b, opts.batch_kv_cache)).chain(largest.map(|b| (b, other)));
+    for (b, kv) in runs {
+        stage(&format!("batched generation, {b} sequences, {} KV cache", kv_name(kv)));
+        batched.push(batched_rate(&dense, &tok, b, opts.batch_prompt_tokens, opts.batch_new_tokens, kv)?);
     }
     let (train_tok_s, train_step_s) = if opts.skip_train {
         (None, None)
@@ -249,7 +262,15 @@ pub fn single_decode_rate(model: &CausalLm, prompt: &[u32], n: usize) -> Result<
     Ok(n as f64 / (full - prefill_only).max(1e-9))
 }
 
-pub fn batched_rate(model: &CausalLm, tok: &LmTokenizer, batch: usize, plen: usize, gen: usize) -> Result<BatchedFigures> {
+/// `f16` or `f32`.
+pub fn kv_name(kv: KvPrecision) -> &'static str {
+    match kv {
+        KvPrecision::F16 => "f16",
+        KvPrecision::F32 => "f32",
+    }
+}
+
+pub fn batched_rate(model: &CausalLm, tok: &LmTokenizer, batch: usize, plen: usize, gen: usize, kv_cache: KvPrecision) -> Result<BatchedFigures> {
     let base = filler_prompt(tok, plen)?;
     // Distinct prompts (rotate the body) so nothing is shared between rows.
     let prompts: Vec<Vec<u32>> = (0..batch)
@@ -263,14 +284,16 @@ pub fn batched_rate(model: &CausalLm, tok: &LmTokenizer, batch: usize, plen: usi
         })
         .collect();
     let req = GenerationRequest { prefix: &[], prompts: &prompts, stop_ids: &[], pad_id: tok.pad_id() };
-    generate(model, &req, &SamplingParams::greedy(2))?; // warm-up (allocator, thread pool)
-    let (_, timing) = generate_timed(model, &req, &SamplingParams::greedy(gen))?;
+    let greedy = |n| SamplingParams { kv_cache, ..SamplingParams::greedy(n) };
+    generate(model, &req, &greedy(2))?; // warm-up (allocator, thread pool)
+    let (_, timing) = generate_timed(model, &req, &greedy(gen))?;
     let (prefill_s, decode_s) = (timing.prefill_s, timing.decode_s.max(1e-9));
     let total_s = prefill_s + decode_s;
     let prompt_tokens: usize = prompts.iter().map(|p| p.len()).sum();
     let new_tokens = batch * gen;
     Ok(BatchedFigures {
         batch,
+        kv_cache: kv_name(kv_cache).to_string(),
         prompt_tokens,
         new_tokens,
         prefill_s,
@@ -358,6 +381,7 @@ mod tests {
         rates.push(MatmulFigure { m: DECODE_ROWS, k: d, n: v, gflops: 0.5 });
         let b = BatchedFigures {
             batch: 2,
+            kv_cache: "f32".into(),
             prompt_tokens: 10,
             new_tokens: 6,
             prefill_s: 1.0,

@@ -336,9 +336,15 @@ impl CausalLm {
         let eps = self.cfg.rms_norm_eps;
         let h = rms_norm(x, &view(&blk.attn_norm, g), eps, g)?;
         let a = self.attention(l, &h, cos, sin, bias, keys, g, last_only)?;
-        let x = if last_only { x.narrow(1, x.dim(1)? - 1, 1)? } else { x.clone() };
-        let x = (x + a)?;
-        let h = rms_norm(&x, &view(&blk.mlp_norm, g), eps, g)?;
+        let x = if last_only { x.narrow(1, x.dim(1)? - 1, 1)?.contiguous()? } else { x.clone() };
+        let (x, h) = match g {
+            true => {
+                let x = (x + a)?;
+                let h = rms_norm(&x, &view(&blk.mlp_norm, g), eps, g)?;
+                (x, h)
+            }
+            false => crate::rms_norm::add_rms_norm(&x, Some(&a), &blk.mlp_norm, eps as f32)?,
+        };
         let [gate, up]: [Tensor; 2] = Linear::forward_many(&[&blk.gate, &blk.up], &h, g)?.try_into().expect("two projections");
         let act = if g { (ops::silu(&gate)? * up)? } else { crate::swiglu::swiglu(&gate, &up)? };
         let m = blk.down.forward(&act, g)?;
@@ -485,7 +491,7 @@ fn rms_norm(x: &Tensor, w: &Tensor, eps: f64, g: bool) -> Result<Tensor> {
     if g {
         crate::rms_norm::rms_norm(x, w, eps as f32)
     } else {
-        ops::rms_norm(&x.contiguous()?, w, eps as f32)
+        Ok(crate::rms_norm::add_rms_norm(&x.contiguous()?, None, w, eps as f32)?.1)
     }
 }
 

@@ -238,6 +238,9 @@ impl Trainer {
             max_new_tokens: r.max_new_tokens,
             n: r.samples_per_prompt,
             seed,
+            // The update's importance ratios start from exactly 1 only if the sampler's
+            // log-probs equal the scorer's: an f32 cache.
+            kv_cache: coaug_lm::KvPrecision::F32,
         };
         // Only blocks from the first trainable one run again in the update.
         let keep_trunk_at = Some(self.policy.first_trainable_layer).filter(|&l| l > 0);

@@ -9,7 +9,7 @@ use coaug_augment::{
     write_corpus_jsonl, write_queries_jsonl, AugmentItem, AugmentJob, AugmentReport, AugmentStore, Composition,
     DecodeSettings, Generator, LmGenerator, PromptSet, Retriever, Role, StoredAugmentation,
 };
-use coaug_lm::Precision;
+use coaug_lm::{KvPrecision, Precision};
 
 use super::DatasetArgs;
 
@@ -26,6 +26,12 @@ pub struct ModelArgs {
     /// faster single-stream decoding; batches go through candle's quantized kernels).
     #[arg(long, default_value = "f32", value_parser = ["quantized", "f32"])]
     pub precision: String,
+
+    /// How the KV cache holds keys and values while generating: `f16` halves the memory every
+    /// decode step reads (attention still computes in f32); `f32` is what training samples with.
+    /// Part of the augmentation store's key, like the precision.
+    #[arg(long, default_value = "f16", value_parser = ["f16", "f32"])]
+    pub kv_cache: String,
 }
 
 impl ModelArgs {
@@ -36,11 +42,19 @@ impl ModelArgs {
         }
     }
 
+    pub fn kv_precision(&self) -> KvPrecision {
+        if self.kv_cache == "f32" {
+            KvPrecision::F32
+        } else {
+            KvPrecision::F16
+        }
+    }
+
     pub fn load(&self) -> Result<LmGenerator> {
         let precision = if self.precision == "f32" { Precision::F32 } else { Precision::Quantized };
         let path = self.path()?;
         let started = std::time::Instant::now();
-        let generator = LmGenerator::load(&path, precision)?;
+        let generator = LmGenerator::load(&path, precision)?.with_kv_cache(self.kv_precision());
         tracing::info!(model = %path.display(), secs = started.elapsed().as_secs_f64(), "loaded the LM");
         Ok(generator)
     }

@@ -163,7 +163,7 @@ pub fn run(ctx: EvalContext<'_>, args: &EvalAugmentArgs) -> Result<()> {
     let mut base = Augmentations::default();
     if need_queries || need_docs {
         let mut generator = match (&args.policy, policy_replaces_base) {
-            (Some(ckpt), true) => LmGenerator::load_with_checkpoint(&args.model.path()?, ckpt)?,
+            (Some(ckpt), true) => LmGenerator::load_with_checkpoint(&args.model.path()?, ckpt)?.with_kv_cache(args.model.kv_precision()),
             _ => args.model.load()?,
         };
         let sides = Sides { retriever: written_for, queries: need_queries, docs: need_docs };
@@ -172,7 +172,7 @@ pub fn run(ctx: EvalContext<'_>, args: &EvalAugmentArgs) -> Result<()> {
     let mut trained = None;
     if let (Some(ckpt), true) = (&args.policy, args.table) {
         eprintln!("augmenting with the RL-trained policy {}", ckpt.display());
-        let mut generator = LmGenerator::load_with_checkpoint(&args.model.path()?, ckpt)?;
+        let mut generator = LmGenerator::load_with_checkpoint(&args.model.path()?, ckpt)?.with_kv_cache(args.model.kv_precision());
         let sides = Sides { retriever: written_for, queries: true, docs: true };
         trained = Some(Augmentations::generate(&mut generator, &mut store, &prompts, &args.generation, queries, docs, sides)?);
     }

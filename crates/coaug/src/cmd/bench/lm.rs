@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use coaug_lm::bench::{bench_lm_with_progress, bench_stages, LmBenchOptions, LmBenchReport};
-use coaug_lm::TrainableSet;
+use coaug_lm::{KvPrecision, TrainableSet};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 
@@ -29,6 +29,11 @@ pub struct Args {
     /// Tokens generated per sequence in batched generation.
     #[arg(long, default_value_t = 64)]
     pub new_tokens: usize,
+
+    /// KV cache of batched generation: `f16` (what `coaug augment` uses) or `f32` (what the RL
+    /// sampler uses). The largest batch also runs with the other one.
+    #[arg(long, default_value = "f16", value_parser = ["f16", "f32"])]
+    pub kv_cache: String,
 
     /// Which weights the training step updates: `all`, or `last:K` for the top K blocks.
     #[arg(long, default_value = "last:4", value_parser = parse_train_set)]
@@ -70,6 +75,7 @@ pub fn run(args: Args) -> Result<()> {
         batch_sizes: args.batches.clone(),
         batch_prompt_tokens: args.prompt_tokens,
         batch_new_tokens: args.new_tokens,
+        batch_kv_cache: if args.kv_cache == "f32" { KvPrecision::F32 } else { KvPrecision::F16 },
         train_set: args.train.clone(),
         skip_train: args.skip_train,
         ..Default::default()
@@ -113,7 +119,7 @@ pub fn run(args: Args) -> Result<()> {
     };
     bar.finish_and_clear();
 
-    let summary = summarize(&report, peers.as_ref(), &args.train);
+    let summary = summarize(&report, peers.as_ref(), &args.train, &args.kv_cache);
     print_table(&report, &summary);
     if args.json {
         println!("{}", json!({ "summary": summary, "coaug": report, "llamacpp": peers.map(|(s, b)| json!({"single": s, "batched": b})) }));
@@ -122,8 +128,10 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 /// The headline figures and ratios (coaug / llama.cpp).
-fn summarize(r: &LmBenchReport, peers: Option<&(Value, Value)>, train: &TrainableSet) -> Value {
-    let largest = r.batched.iter().max_by_key(|b| b.batch);
+fn summarize(r: &LmBenchReport, peers: Option<&(Value, Value)>, train: &TrainableSet, kv_cache: &str) -> Value {
+    let largest = r.batched.iter().filter(|b| b.kv_cache == kv_cache).max_by_key(|b| b.batch);
+    // The extra run of the largest batch with the other KV cache.
+    let other_kv = r.batched.iter().find(|b| b.kv_cache != kv_cache);
     let coaug_batched = largest.map(|b| b.total_tok_s).unwrap_or(f64::NAN);
     let coaug_prefill = r.prefill_tok_s_f32.max(r.prefill_tok_s_quantized);
     let coaug_single = r.single_decode_tok_s_f32.max(r.single_decode_tok_s_quantized);
@@ -151,6 +159,10 @@ fn summarize(r: &LmBenchReport, peers: Option<&(Value, Value)>, train: &Trainabl
         "coaug_single_tok_s": num(coaug_single),
         "coaug_batched_tok_s": num(coaug_batched),
         "coaug_batched_batch": largest.map(|b| b.batch),
+        "coaug_batched_kv_cache": kv_cache,
+        "coaug_batched_other_kv_cache": other_kv.map(|b| b.kv_cache.clone()),
+        "coaug_batched_other_kv_tok_s": num(other_kv.map(|b| b.total_tok_s).unwrap_or(f64::NAN)),
+        "other_kv_fraction_of_workload_limit": num(other_kv.map(|b| b.total_tok_s / b.matmul_limit_tok_s).unwrap_or(f64::NAN)),
         "coaug_batched_decode_tok_s": num(largest.map(|b| b.decode_tok_s).unwrap_or(f64::NAN)),
         "llamacpp_prefill_tok_s": num(l_prefill),
         "llamacpp_single_tok_s": num(l_single),
@@ -180,8 +192,9 @@ fn print_table(r: &LmBenchReport, s: &Value) {
     println!("  coaug prefill: quantized {:.1}, f32 {:.1}; single decode: quantized {:.1}, f32 {:.1}", r.prefill_tok_s_quantized, r.prefill_tok_s_f32, r.single_decode_tok_s_quantized, r.single_decode_tok_s_f32);
     for b in &r.batched {
         println!(
-            "  coaug batch {:>3}: prefill {:.1} tok/s, decode {:.1} tok/s, end-to-end {:.1} tok/s ({:.0}% of its matmuls' limit, {:.0} tok/s)",
+            "  coaug batch {:>3}, {} KV: prefill {:.1} tok/s, decode {:.1} tok/s, end-to-end {:.1} tok/s ({:.0}% of its matmuls' limit, {:.0} tok/s)",
             b.batch,
+            b.kv_cache,
             b.prefill_tok_s,
             b.decode_tok_s,
             b.total_tok_s,
