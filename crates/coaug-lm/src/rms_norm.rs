@@ -156,33 +156,37 @@ impl NormRows<'_> {
     #[inline(always)]
     fn rows(&self, first: usize, out: &mut [MaybeUninit<f32>], mut sum: Option<&mut [MaybeUninit<f32>]>) {
         let d = self.d;
+        let mut added = vec![0f32; if self.a.is_some() { d } else { 0 }];
         for (r, o) in out.chunks_exact_mut(d).enumerate() {
             let at = (first + r) * d;
             let x = &self.x[at..at + d];
-            let v = |i: usize| match self.a {
-                Some(a) => x[i] + a[at + i],
-                None => x[i],
+            let row: &[f32] = match self.a {
+                Some(a) => {
+                    for ((s, &x), &a) in added.iter_mut().zip(x).zip(&a[at..at + d]) {
+                        *s = x + a;
+                    }
+                    if let Some(sm) = sum.as_deref_mut() {
+                        for (dst, &v) in sm[r * d..(r + 1) * d].iter_mut().zip(&added) {
+                            dst.write(v);
+                        }
+                    }
+                    &added
+                }
+                None => x,
             };
             // Sixteen lanes, so the squares vectorize.
             let mut acc = [0f32; 16];
-            for c in 0..d / 16 {
+            let chunks = row.chunks_exact(16);
+            let mut ss: f32 = chunks.remainder().iter().map(|v| v * v).sum();
+            for c in chunks {
                 for j in 0..16 {
-                    let y = v(c * 16 + j);
-                    acc[j] += y * y;
+                    acc[j] += c[j] * c[j];
                 }
             }
-            let mut ss = crate::fast_exp::tree_sum(acc);
-            for i in d / 16 * 16..d {
-                ss += v(i) * v(i);
-            }
+            ss += crate::fast_exp::tree_sum(acc);
             let inv = 1.0 / (ss / d as f32 + self.eps).sqrt();
-            if let Some(sm) = sum.as_deref_mut() {
-                for (i, s) in sm[r * d..(r + 1) * d].iter_mut().enumerate() {
-                    s.write(v(i));
-                }
-            }
-            for (i, (o, &w)) in o.iter_mut().zip(self.w).enumerate() {
-                o.write(v(i) * inv * w);
+            for ((o, &v), &w) in o.iter_mut().zip(row).zip(self.w) {
+                o.write(v * inv * w);
             }
         }
     }
