@@ -28,8 +28,9 @@ pub struct LmGenerator {
 impl LmGenerator {
     /// Loads a GGUF file or a HF directory (`config.json`, `*.safetensors`, `tokenizer.json`).
     pub fn load(path: &Path, precision: Precision) -> anyhow::Result<Self> {
-        let (model, tokenizer) = coaug_lm::load_model(path, precision, &Device::Cpu)
+        let (mut model, tokenizer) = coaug_lm::load_model(path, precision, &Device::Cpu)
             .with_context(|| format!("cannot load the model {}", path.display()))?;
+        model.prepare_for_decoding()?;
         let weights = weights_fingerprint(path)?;
         // The precision changes the arithmetic, hence (rarely) a greedy token: it is part of the key.
         let fingerprint = format!("{weights}:{}", precision_name(precision, &model));
@@ -43,6 +44,7 @@ impl LmGenerator {
             .with_context(|| format!("cannot load the model {}", path.display()))?;
         coaug_lm::load_checkpoint(&mut model, checkpoint)
             .with_context(|| format!("cannot apply the checkpoint {} to {}", checkpoint.display(), path.display()))?;
+        model.prepare_for_decoding()?;
         let fingerprint = format!("{}:f32+{}", weights_fingerprint(path)?, weights_fingerprint(checkpoint)?);
         Ok(Self { model, tokenizer, fingerprint, kv_cache: KvPrecision::F32, source: format!("{} + {}", path.display(), checkpoint.display()) })
     }
@@ -54,7 +56,8 @@ impl LmGenerator {
         let mut cfg = coaug_lm::ModelConfig::tiny(coaug_lm::Architecture::Llama, tokenizer.vocab_size());
         cfg.max_position_embeddings = 4096;
         cfg.eos_token_id = tokenizer.token_to_id("<|im_end|>");
-        let model = CausalLm::random(&cfg, seed, &Device::Cpu)?;
+        let mut model = CausalLm::random(&cfg, seed, &Device::Cpu)?;
+        model.prepare_for_decoding()?;
         Ok(Self { model, tokenizer, fingerprint: format!("tiny-random-llama:{seed}"), kv_cache: KvPrecision::F32, source: "tiny random".into() })
     }
 

@@ -11,7 +11,9 @@ fn main() -> anyhow::Result<()> {
     let num = |i: usize, d: usize| a.get(i).and_then(|s| s.parse().ok()).unwrap_or(d);
     let (batch, plen, gen) = (num(2, 16), num(3, 300), num(4, 32));
     let path = fetch_default_model(&cache_root())?;
-    let model = CausalLm::from_gguf(&path, prec, &Device::Cpu)?;
+    let mut model = CausalLm::from_gguf(&path, prec, &Device::Cpu)?;
+    // As `coaug augment` runs it.
+    model.prepare_for_decoding()?;
     let vocab = model.config().vocab_size as u32;
     let prompts: Vec<Vec<u32>> = (0..batch).map(|r| (0..plen as u32).map(|i| (i * 31 + r as u32 * 7 + 100) % vocab).collect()).collect();
     let req = GenerationRequest { prefix: &[], prompts: &prompts, stop_ids: &[], pad_id: 0 };

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::cache::KvPrecision;
 use crate::generate::{generate, generate_timed, GenerationRequest};
+use crate::linear::Dense;
 use crate::load::Precision;
 use crate::model::{AttentionInput, CausalLm};
 use crate::optim::{AdamW, AdamWConfig};
@@ -119,7 +120,9 @@ pub fn bench_lm_with_progress(model_path: &Path, opts: &LmBenchOptions, stage: &
     stage("loading the model (quantized and f32)");
     let tok = LmTokenizer::from_gguf(model_path)?;
     let quant = CausalLm::from_gguf(model_path, Precision::Quantized, &device)?;
-    let dense = CausalLm::from_gguf(model_path, Precision::F32, &device)?;
+    let mut dense = CausalLm::from_gguf(model_path, Precision::F32, &device)?;
+    // As `coaug augment` holds it (the training measurement's copy drops the extra copies).
+    dense.prepare_for_decoding()?;
     let filler = filler_prompt(&tok, opts.prefill_tokens)?;
 
     stage("prefill, quantized");
@@ -332,10 +335,12 @@ pub fn matmul_rate(m: usize, k: usize, n: usize) -> Result<MatmulFigure> {
     // three times and the best window kept, so a busy moment on a shared machine does not
     // lower the limit (and flatter the ratios measured against it).
     let plain = || a.matmul(&w.t()?);
-    let few_rows = || crate::linear::few_rows_matmul(&a, &w);
+    let few_rows = || crate::linear::few_rows_matmul(&a, Dense::plain(&w));
+    let wt = w.t()?.contiguous()?;
+    let transposed = || crate::linear::few_rows_matmul(&a, Dense { w: &w, t: Some(&wt) });
     let dense = || crate::linear::dense_matmul(&a, &w);
     let mut best = 0f64;
-    for f in [&plain as &dyn Fn() -> candle_core::Result<Tensor>, &few_rows, &dense] {
+    for f in [&plain as &dyn Fn() -> candle_core::Result<Tensor>, &few_rows, &transposed, &dense] {
         f()?;
         for _ in 0..3 {
             let start = Instant::now();

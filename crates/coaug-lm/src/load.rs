@@ -112,7 +112,7 @@ impl CausalLm {
                 }
                 Precision::F32 => Weight::Dense(dense(&q)?),
             };
-            Ok(Linear { weight, bias: None, lora: None })
+            Ok(Linear { weight, bias: None, lora: None, decode: None })
         };
         let token_embd = get("token_embd.weight")?;
         let embed = dense(&token_embd)?;

@@ -9,7 +9,7 @@ use candle_nn::{ops, rotary_emb};
 use crate::attention;
 use crate::cache::KvCache;
 use crate::config::ModelConfig;
-use crate::linear::{view, Linear, Weight};
+use crate::linear::{view, Dense, Linear, Weight};
 
 /// One transformer block.
 #[derive(Clone)]
@@ -107,6 +107,8 @@ pub struct CausalLm {
     pub(crate) first_grad_layer: usize,
     /// Whether the embedding table is trainable.
     pub(crate) embed_trainable: bool,
+    /// The tied embedding's transpose, for decoding (see [`CausalLm::prepare_for_decoding`]).
+    embed_t: Option<Tensor>,
 }
 
 impl CausalLm {
@@ -131,6 +133,7 @@ impl CausalLm {
             sin,
             first_grad_layer: n,
             embed_trainable: false,
+            embed_t: None,
         })
     }
 
@@ -149,6 +152,38 @@ impl CausalLm {
     /// True when any projection runs on GGUF-quantized blocks.
     pub fn is_quantized(&self) -> bool {
         self.blocks.iter().any(|b| matches!(b.q.weight, Weight::Quantized(_)))
+    }
+
+    /// Readies a model that will only generate from now on: every weight becomes a plain
+    /// tensor again (a trained checkpoint's variables too; a later `set_trainable` starts over
+    /// from these values), and each dense f32 CPU projection, the tied vocabulary one included,
+    /// gets a transposed copy that decoding reads in place (see `linear::Dense`): batch-64
+    /// decoding FIXME, for the weights' size again in memory (540 MB for the 135M model).
+    /// Anything that changes weights afterwards (`set_trainable`, loading a checkpoint) drops
+    /// the copies.
+    pub fn prepare_for_decoding(&mut self) -> Result<()> {
+        for slot in self.slots() {
+            *slot.tensor = slot.tensor.detach();
+        }
+        self.first_grad_layer = self.cfg.num_layers;
+        self.embed_trainable = false;
+        let transposed = |w: &Tensor| -> Result<Option<Tensor>> {
+            Ok((w.device().is_cpu() && w.dtype() == DType::F32).then(|| w.t()?.contiguous()).transpose()?)
+        };
+        for (_, _, lin) in self.projections_mut() {
+            if let Weight::Dense(w) = &lin.weight {
+                lin.decode = transposed(w)?;
+            }
+        }
+        if let Some(head) = &mut self.lm_head {
+            if let Weight::Dense(w) = &head.weight {
+                head.decode = transposed(w)?;
+            }
+        }
+        if self.lm_head.is_none() {
+            self.embed_t = transposed(&self.embed)?;
+        }
+        Ok(())
     }
 
     /// Token embeddings `(rows, t, hidden)` for ids `(rows, t)`.
@@ -292,7 +327,7 @@ impl CausalLm {
             None => {
                 let g = grad && self.embed_trainable;
                 if !g && normed.dim(0)? <= crate::linear::FEW_ROWS && self.device.is_cpu() {
-                    crate::linear::few_rows_matmul(normed, &self.embed)
+                    crate::linear::few_rows_matmul(normed, Dense { w: &self.embed, t: self.embed_t.as_ref() })
                 } else {
                     normed.matmul(&view(&self.embed, g).t()?)
                 }
@@ -534,7 +569,9 @@ pub(crate) struct Slot<'a> {
 impl CausalLm {
     /// Every dense tensor under its HF name (LoRA factors as `<proj>.lora_a` / `.lora_b`).
     /// Quantized weights are not listed: they cannot be trained or exported as-is.
+    /// Every weight, mutably. Whoever changes one makes the decoding copies stale: they go.
     pub(crate) fn slots(&mut self) -> Vec<Slot<'_>> {
+        self.drop_decoding_copies();
         let mut out = vec![Slot { name: "model.embed_tokens.weight".into(), layer: None, tensor: &mut self.embed }];
         for (i, b) in self.blocks.iter_mut().enumerate() {
             let p = format!("model.layers.{i}");
@@ -562,6 +599,7 @@ impl CausalLm {
 
     /// Projections of each block by HF name, for attaching adapters.
     pub(crate) fn projections_mut(&mut self) -> Vec<(String, usize, &mut Linear)> {
+        self.drop_decoding_copies();
         let mut out = Vec::new();
         for (i, b) in self.blocks.iter_mut().enumerate() {
             let p = format!("model.layers.{i}");
@@ -574,6 +612,16 @@ impl CausalLm {
             out.push((format!("{p}.mlp.down_proj"), i, &mut b.down));
         }
         out
+    }
+}
+
+impl CausalLm {
+    fn drop_decoding_copies(&mut self) {
+        self.embed_t = None;
+        let heads = self.lm_head.iter_mut();
+        for lin in self.blocks.iter_mut().flat_map(|b| [&mut b.q, &mut b.k, &mut b.v, &mut b.o, &mut b.gate, &mut b.up, &mut b.down]).chain(heads) {
+            lin.decode = None;
+        }
     }
 }
 

@@ -458,3 +458,38 @@ fn grouped_scoring_resumes_from_kept_hidden_states() {
         assert!(max_abs_diff(&plain.logprobs, &grouped.logprobs) < 1e-5, "{arch:?} one-token completions");
     }
 }
+
+#[test]
+fn decoding_copies_change_nothing_and_never_go_stale() {
+    for arch in archs() {
+        let m = tiny(arch, 5);
+        let ps = prompts();
+        let req = GenerationRequest { prefix: &[], prompts: &ps, stop_ids: &[], pad_id: 0 };
+        let params = SamplingParams::greedy(8);
+        let plain = generate(&m, &req, &params).unwrap();
+        let mut fast = m.clone();
+        fast.prepare_for_decoding().unwrap();
+        let prepared = generate(&fast, &req, &params).unwrap();
+        for (a, b) in plain.iter().zip(&prepared) {
+            assert_eq!(a.tokens, b.tokens, "{arch:?}");
+            for (x, y) in a.logprobs.iter().zip(&b.logprobs) {
+                assert!((x - y).abs() < 1e-5, "{arch:?}: {x} vs {y}");
+            }
+        }
+        // Training the prepared model drops its copies: samples follow the updated weights.
+        let tr = fast.set_trainable(&TrainableSet::All).unwrap();
+        let mut opt = AdamW::new(&tr, AdamWConfig { lr: 5e-2, ..Default::default() }).unwrap();
+        opt.accumulate(&toy_loss(&fast)).unwrap();
+        opt.step().unwrap();
+        let after = generate(&fast, &req, &params).unwrap();
+        assert_ne!(after, prepared, "{arch:?}: the step changed nothing");
+        let full: Vec<&[u32]> = after.iter().map(|s| ps[s.prompt_index].as_slice()).collect();
+        let comps: Vec<&[u32]> = after.iter().map(|s| s.tokens.as_slice()).collect();
+        let scored = score(&fast, &full, &comps, 0, 1.0, true).unwrap().logprobs_per_sequence().unwrap();
+        for (s, lp) in after.iter().zip(&scored) {
+            for (a, b) in s.logprobs.iter().zip(lp) {
+                assert!((a - b).abs() < 1e-4, "{arch:?}: sampler {a} vs scorer {b} after a step");
+            }
+        }
+    }
+}
