@@ -405,10 +405,31 @@ impl<E: KvElem> Job<'_, E> {
         let values = self.v.group(row, g, len, hd);
         #[cfg(target_arch = "x86_64")]
         if self.level == SimdLevel::Avx512 && hd % 16 == 0 && hd <= 128 {
-            scratch.scores.resize(len, 0.0);
+            let nh = task.heads.len();
+            scratch.scores.resize(nh * len, 0.0);
             for i in 0..t {
                 let Some((lo, hi)) = self.spans[row * t + i] else { continue };
                 let brow = &self.bias[(row * t + i) * len..][..len];
+                // A whole group in one pass over its keys and one over its values: each cached
+                // row is loaded (and widened) once for all its query heads.
+                if nh == rep && avx512::GROUPED.contains(&(hd, rep)) {
+                    let sc = &mut scratch.scores[..rep * len];
+                    let q = &self.q.data[(((row * self.shape.kvh + g) * t + i) * rep) * hd..][..rep * hd];
+                    // SAFETY: AVX-512 was detected (`level`); (hd, rep) is a grouped kernel's;
+                    // the group holds `len` slots of `hd`.
+                    unsafe { avx512::scores_grouped(q, keys, hd, rep, lo..hi, self.scale, brow, sc) };
+                    let mut inv = [0f32; MAX_GROUP];
+                    for (r, srow) in sc.chunks_exact_mut(len).enumerate() {
+                        let max = srow[lo..hi].iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                        inv[r] = 1.0 / softmax_numerators(&mut srow[lo..hi], max);
+                    }
+                    // SAFETY: this task owns the group's heads of every query of `row`, whose
+                    // outputs are adjacent (heads g·rep..(g + 1)·rep).
+                    let o = unsafe { std::slice::from_raw_parts_mut(self.dst.vec(&self.shape, row, i, g * rep).as_mut_ptr(), rep * hd) };
+                    // SAFETY: as above.
+                    unsafe { avx512::mix_grouped(sc, values, hd, rep, lo..hi, &inv[..rep], o) };
+                    continue;
+                }
                 for j in task.heads.clone() {
                     let sc = &mut scratch.scores[..];
                     // SAFETY: AVX-512 was detected (`level`); `hd` is a multiple of 16 and the
@@ -685,6 +706,94 @@ mod avx512 {
         }
     }
 
+    /// (head size, query heads per kv head) with a grouped kernel: 64-wide heads in groups of
+    /// 2–4 (SmolLM2, Llama 3.2, Qwen2.5 small models).
+    pub(super) const GROUPED: [(usize, usize); 3] = [(64, 2), (64, 3), (64, 4)];
+
+    /// [`scores`] for the `rep` heads of a group at once: `q` holds their queries side by side,
+    /// `out` their score rows (`len` apart, `len = bias.len()`).
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn scores_grouped<E: KvElem>(q: &[f32], k: &[E], hd: usize, rep: usize, slots: Range<usize>, scale: f32, bias: &[f32], out: &mut [f32]) {
+        match (hd, rep) {
+            (64, 2) => scores_group_n::<E, 4, 2>(q, k, slots, scale, bias, out),
+            (64, 3) => scores_group_n::<E, 4, 3>(q, k, slots, scale, bias, out),
+            (64, 4) => scores_group_n::<E, 4, 4>(q, k, slots, scale, bias, out),
+            _ => unreachable!("callers check GROUPED"),
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn scores_group_n<E: KvElem, const CH: usize, const R: usize>(q: &[f32], k: &[E], slots: Range<usize>, scale: f32, bias: &[f32], out: &mut [f32]) {
+        let (hd, len) = (CH * 16, bias.len());
+        assert!(q.len() == R * hd && slots.end * hd <= k.len() && slots.end <= len && out.len() >= R * len);
+        let qr: [[__m512; CH]; R] = std::array::from_fn(|r| std::array::from_fn(|c| _mm512_loadu_ps(q[r * hd + c * 16..].as_ptr())));
+        // One slot's key, loaded once, against every head's query.
+        let dots = |s: usize| -> [__m512; R] {
+            let kp = k.as_ptr().add(s * hd);
+            let kv: [__m512; CH] = std::array::from_fn(|c| E::load16(kp.add(c * 16)));
+            std::array::from_fn(|r| {
+                let mut acc = _mm512_mul_ps(qr[r][0], kv[0]);
+                for c in 1..CH {
+                    acc = _mm512_fmadd_ps(qr[r][c], kv[c], acc);
+                }
+                acc
+            })
+        };
+        let (scale4, mut s) = (_mm_set1_ps(scale), slots.start);
+        while s + 4 <= slots.end {
+            let (d0, d1, d2, d3) = (dots(s), dots(s + 1), dots(s + 2), dots(s + 3));
+            let b = _mm_loadu_ps(bias.as_ptr().add(s));
+            for r in 0..R {
+                let sums = reduce4(d0[r], d1[r], d2[r], d3[r]);
+                _mm_storeu_ps(out.as_mut_ptr().add(r * len + s), _mm_fmadd_ps(sums, scale4, b));
+            }
+            s += 4;
+        }
+        for s in s..slots.end {
+            let d = dots(s);
+            for r in 0..R {
+                out[r * len + s] = _mm512_reduce_add_ps(d[r]) * scale + bias[s];
+            }
+        }
+    }
+
+    /// [`mix_values`] for the `rep` heads of a group at once: `p` holds their weight rows (`len`
+    /// apart), `out` their outputs side by side, `inv` their normalisers.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn mix_grouped<E: KvElem>(p: &[f32], v: &[E], hd: usize, rep: usize, slots: Range<usize>, inv: &[f32], out: &mut [f32]) {
+        match (hd, rep) {
+            (64, 2) => mix_group_n::<E, 4, 2>(p, v, slots, inv, out),
+            (64, 3) => mix_group_n::<E, 4, 3>(p, v, slots, inv, out),
+            (64, 4) => mix_group_n::<E, 4, 4>(p, v, slots, inv, out),
+            _ => unreachable!("callers check GROUPED"),
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn mix_group_n<E: KvElem, const CH: usize, const R: usize>(p: &[f32], v: &[E], slots: Range<usize>, inv: &[f32], out: &mut [f32]) {
+        let hd = CH * 16;
+        let len = p.len() / R;
+        assert!(slots.end * hd <= v.len() && slots.end <= len && out.len() == R * hd && inv.len() == R);
+        let mut acc = [[_mm512_setzero_ps(); CH]; R];
+        for s in slots {
+            let vp = v.as_ptr().add(s * hd);
+            let vv: [__m512; CH] = std::array::from_fn(|c| E::load16(vp.add(c * 16)));
+            for r in 0..R {
+                let w = _mm512_set1_ps(*p.get_unchecked(r * len + s));
+                for c in 0..CH {
+                    acc[r][c] = _mm512_fmadd_ps(w, vv[c], acc[r][c]);
+                }
+            }
+        }
+        for r in 0..R {
+            let f = _mm512_set1_ps(inv[r]);
+            for c in 0..CH {
+                _mm512_storeu_ps(out[r * hd + c * 16..].as_mut_ptr(), _mm512_mul_ps(acc[r][c], f));
+            }
+        }
+    }
+
     /// `out = inv · Σₛ p[s] · vₛ` over `slots`.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn mix_values<E: KvElem>(p: &[f32], v: &[E], hd: usize, slots: Range<usize>, inv: f32, out: &mut [f32]) {
@@ -737,15 +846,23 @@ mod tests {
         // One sequence decoding (a task per query head), eight prefilling (a task per kv head).
         // Head sizes with a register-resident AVX-512 path (16, 64), one without (48), and one
         // that is not a multiple of 16 (the portable loops everywhere); f32 and f16 keys.
-        for hd in [16, 64, 48, 20] {
-            // Decoding, a short run, and prefills of one and of two query chunks (many tasks, and one
-            // sequence's: a task per query head).
-            for (b, t) in [(1, 1), (1, 3), (8, 9), (4, QUERY_CHUNK + 7), (1, QUERY_CHUNK + 7)] {
-                for dtype in [DType::F32, DType::F16] {
-                    case(b, t, hd, dtype);
+        // One thread, so which tasks run does not depend on the machine.
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        pool.install(|| {
+            for hd in [16, 64, 48, 20] {
+                // Decoding one sequence (a task per query head) and eight (a task per kv head),
+                // a short run, and prefills of one and of two query chunks (many tasks, and one
+                // sequence's).
+                for (b, t) in [(1, 1), (8, 1), (1, 3), (8, 3), (8, 9), (4, QUERY_CHUNK + 7), (1, QUERY_CHUNK + 7)] {
+                    for dtype in [DType::F32, DType::F16] {
+                        // Groups of 3, and of 2 and 4 (the grouped decoding kernels' sizes).
+                        for (h, kvh) in [(6, 2), (4, 2), (8, 2)] {
+                            case(b, t, hd, h, kvh, dtype);
+                        }
+                    }
                 }
             }
-        }
+        });
     }
 
     /// `(b, t, heads·hd)` projections from `(b, heads, t, hd)` vectors.
@@ -754,9 +871,9 @@ mod tests {
         x.transpose(1, 2).unwrap().contiguous().unwrap().reshape((b, t, h * hd)).unwrap()
     }
 
-    fn case(b: usize, t: usize, hd: usize, dtype: DType) {
+    fn case(b: usize, t: usize, hd: usize, h: usize, kvh: usize, dtype: DType) {
         let dev = Device::Cpu;
-        let (h, kvh, len) = (6, 2, t + 6);
+        let len = t + 6;
         let q = Tensor::randn(0f32, 1.0, (b, h, t, hd), &dev).unwrap();
         // Keys and values as the cache holds them (rounded to f16 when it is f16).
         let k = Tensor::randn(0f32, 1.0, (b, kvh, len, hd), &dev).unwrap().to_dtype(dtype).unwrap();
@@ -782,7 +899,7 @@ mod tests {
         let scores = ((q.matmul(&kr.t().unwrap()).unwrap() * scale as f64).unwrap().broadcast_add(&bias)).unwrap();
         let want = projections(&ops::softmax_last_dim(&scores).unwrap().matmul(&vr).unwrap());
         let d = crate::cpu_f32::max_abs_diff(&got, &want);
-        assert!(d < 1e-5, "b {b} t {t} hd {hd} {dtype:?}: max difference {d}");
+        assert!(d < 1e-5, "b {b} t {t} hd {hd} heads {h}/{kvh} {dtype:?}: max difference {d}");
     }
 
     #[test]
