@@ -56,7 +56,7 @@ impl SamplingParams {
 
 /// `log_softmax(logits / t)[token]`.
 pub fn token_logprob(logits: &[f32], token: u32, t: f32) -> f32 {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let max = crate::fast_exp::max(logits);
     let sum = crate::fast_exp::sum_exp(logits, max, 1.0 / t);
     (logits[token as usize] - max) / t - sum.ln()
 }
@@ -81,7 +81,7 @@ pub fn choose_token<R: Rng>(logits: &[f32], seen: &[bool], p: &SamplingParams, r
     if p.temperature <= 0.0 {
         return argmax(logits);
     }
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let max = crate::fast_exp::max(logits);
     let inv_t = 1.0 / p.temperature;
     let probs: Vec<f32> = logits.iter().map(|&x| crate::fast_exp::exp((x - max) * inv_t)).collect();
     let truncate = (p.top_k > 0 && p.top_k < probs.len()) || p.top_p < 1.0;
@@ -131,14 +131,10 @@ fn draw<R: Rng>(probs: &[f32], cand: &[u32], rng: &mut R) -> u32 {
     *cand.last().expect("at least one candidate")
 }
 
+/// The first index of the largest logit (a NaN never wins).
 fn argmax(xs: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &x) in xs.iter().enumerate() {
-        if x > xs[best] {
-            best = i;
-        }
-    }
-    best as u32
+    let max = crate::fast_exp::max(xs);
+    xs.iter().position(|&x| x == max).unwrap_or(0) as u32
 }
 
 #[cfg(test)]
