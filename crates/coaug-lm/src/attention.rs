@@ -114,12 +114,12 @@ pub(crate) struct GroupedQueries {
 /// Rotates the projected queries `(b, t, heads·hd)` by `cos`, `sin` `(b, t, hd/2)` into the
 /// grouped layout. `None` when the inputs are not f32 on the CPU (the caller's generic path).
 pub(crate) fn group_queries(q: &Tensor, cos: &Tensor, sin: &Tensor, heads: usize, kv_heads: usize) -> Result<Option<GroupedQueries>> {
-    if !q.device().is_cpu() || q.dtype() != DType::F32 || cos.dtype() != DType::F32 || heads % kv_heads != 0 {
+    if !q.device().is_cpu() || q.dtype() != DType::F32 || cos.dtype() != DType::F32 || kv_heads == 0 || !heads.is_multiple_of(kv_heads) {
         return Ok(None);
     }
     let (b, t, width) = q.dims3()?;
     let hd = width / heads;
-    if hd % 2 != 0 || hd > MAX_HEAD_DIM || cos.dims() != [b, t, hd / 2] {
+    if !hd.is_multiple_of(2) || hd > MAX_HEAD_DIM || cos.dims() != [b, t, hd / 2] {
         return Ok(None);
     }
     let rep = heads / kv_heads;
@@ -779,17 +779,17 @@ mod avx512 {
         for s in slots {
             let vp = v.as_ptr().add(s * hd);
             let vv: [__m512; CH] = std::array::from_fn(|c| E::load16(vp.add(c * 16)));
-            for r in 0..R {
+            for (r, a) in acc.iter_mut().enumerate() {
                 let w = _mm512_set1_ps(*p.get_unchecked(r * len + s));
-                for c in 0..CH {
-                    acc[r][c] = _mm512_fmadd_ps(w, vv[c], acc[r][c]);
+                for (a, v) in a.iter_mut().zip(&vv) {
+                    *a = _mm512_fmadd_ps(w, *v, *a);
                 }
             }
         }
-        for r in 0..R {
+        for (r, a) in acc.iter().enumerate() {
             let f = _mm512_set1_ps(inv[r]);
-            for c in 0..CH {
-                _mm512_storeu_ps(out[r * hd + c * 16..].as_mut_ptr(), _mm512_mul_ps(acc[r][c], f));
+            for (c, a) in a.iter().enumerate() {
+                _mm512_storeu_ps(out[r * hd + c * 16..].as_mut_ptr(), _mm512_mul_ps(*a, f));
             }
         }
     }

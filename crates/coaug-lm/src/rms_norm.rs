@@ -120,7 +120,7 @@ pub(crate) fn add_rms_norm(x: &Tensor, a: Option<&Tensor>, w: &Tensor, eps: f32)
         const ROWS: usize = 16;
         let sums = sum.spare_capacity_mut();
         let outs = &mut out.spare_capacity_mut()[..n];
-        let task = |(i, (o, sm)): (usize, (&mut [MaybeUninit<f32>], Option<&mut [MaybeUninit<f32>]>))| {
+        let task = |(i, (o, sm)): (usize, (&mut [Uninit], Option<&mut [Uninit]>))| {
             norm_rows_dispatch(level, &job, i * ROWS, o, sm)
         };
         if a.is_some() {
@@ -142,6 +142,8 @@ pub(crate) fn add_rms_norm(x: &Tensor, a: Option<&Tensor>, w: &Tensor, eps: f32)
     let sum = if a.is_some() { Tensor::from_vec(sum, x.dims(), x.device())? } else { x.clone() };
     Ok((sum, normed))
 }
+
+type Uninit = MaybeUninit<f32>;
 
 struct NormRows<'a> {
     x: &'a [f32],
