@@ -46,6 +46,7 @@ impl CausalLm {
             };
             let (qb, kb, vb) = (bias(cfg.q_dim())?, bias(cfg.kv_dim())?, bias(cfg.kv_dim())?);
             blocks.push(Block {
+                gate_up: None,
                 attn_norm: Tensor::ones(d, DType::F32, device)?,
                 q: Linear::dense(draw(cfg.q_dim(), d)?, qb),
                 k: Linear::dense(draw(cfg.kv_dim(), d)?, kb),
@@ -128,6 +129,7 @@ impl CausalLm {
                 v.bias = Some(dense(&get(&p("attn_v.bias"))?)?);
             }
             blocks.push(Block {
+                gate_up: None,
                 attn_norm: dense(&get(&p("attn_norm.weight"))?)?,
                 q,
                 k,
@@ -172,6 +174,7 @@ pub(crate) fn from_named_tensors(cfg: ModelConfig, mut t: HashMap<String, Tensor
         let up = lin("mlp.up_proj", false)?;
         let down = lin("mlp.down_proj", false)?;
         blocks.push(Block {
+                gate_up: None,
             attn_norm: take(&p("input_layernorm.weight"))?,
             q,
             k,

@@ -23,6 +23,10 @@ pub(crate) struct Block {
     pub gate: Linear,
     pub up: Linear,
     pub down: Linear,
+    /// `[gate; up]` `(2·intermediate, hidden)` in one tensor, whose halves `gate` and `up` then
+    /// view (see [`CausalLm::prepare_for_decoding`]): a prefill's MLP input goes through one
+    /// product instead of two.
+    pub gate_up: Option<Tensor>,
 }
 
 /// Where new tokens sit: their rotary positions `(rows, t)` (u32) and an additive
@@ -170,10 +174,31 @@ impl CausalLm {
         let transposed = |w: &Tensor| -> Result<Option<Tensor>> {
             (w.device().is_cpu() && w.dtype() == DType::F32).then(|| w.t()?.contiguous()).transpose()
         };
+        let mut gate_ups = Vec::with_capacity(self.blocks.len());
+        for blk in &mut self.blocks {
+            let plain = |l: &Linear| match (&l.weight, &l.bias, &l.lora) {
+                (Weight::Dense(w), None, None) if w.device().is_cpu() && w.dtype() == DType::F32 => Some(w.clone()),
+                _ => None,
+            };
+            gate_ups.push(match (plain(&blk.gate), plain(&blk.up)) {
+                (Some(gate), Some(up)) => {
+                    let fused = Tensor::cat(&[&gate, &up], 0)?;
+                    let f = gate.dim(0)?;
+                    blk.gate.weight = Weight::Dense(fused.narrow(0, 0, f)?);
+                    blk.up.weight = Weight::Dense(fused.narrow(0, f, up.dim(0)?)?);
+                    Some(fused)
+                }
+                _ => None,
+            });
+        }
         for (_, _, lin) in self.projections_mut() {
             if let Weight::Dense(w) = &lin.weight {
                 lin.decode = transposed(w)?;
             }
+        }
+        // After `projections_mut`, which drops every copy.
+        for (blk, fused) in self.blocks.iter_mut().zip(gate_ups) {
+            blk.gate_up = fused;
         }
         if let Some(head) = &mut self.lm_head {
             if let Weight::Dense(w) = &head.weight {
@@ -380,8 +405,14 @@ impl CausalLm {
             }
             false => crate::rms_norm::add_rms_norm(&x, Some(&a), &blk.mlp_norm, eps as f32)?,
         };
-        let [gate, up]: [Tensor; 2] = Linear::forward_many(&[&blk.gate, &blk.up], &h, g)?.try_into().expect("two projections");
-        let act = if g { (ops::silu(&gate)? * up)? } else { crate::swiglu::swiglu(&gate, &up)? };
+        let (b, t, d) = h.dims3()?;
+        let act = match &blk.gate_up {
+            Some(fused) if !g && b * t > crate::linear::FEW_ROWS => crate::swiglu::gated_product(&h.reshape((b * t, d))?, fused)?.reshape((b, t, ()))?,
+            _ => {
+                let [gate, up]: [Tensor; 2] = Linear::forward_many(&[&blk.gate, &blk.up], &h, g)?.try_into().expect("two projections");
+                if g { (ops::silu(&gate)? * up)? } else { crate::swiglu::swiglu(&gate, &up)? }
+            }
+        };
         let m = blk.down.forward(&act, g)?;
         x + m
     }
@@ -618,6 +649,9 @@ impl CausalLm {
 impl CausalLm {
     fn drop_decoding_copies(&mut self) {
         self.embed_t = None;
+        for blk in &mut self.blocks {
+            blk.gate_up = None;
+        }
         let heads = self.lm_head.iter_mut();
         for lin in self.blocks.iter_mut().flat_map(|b| [&mut b.q, &mut b.k, &mut b.v, &mut b.o, &mut b.gate, &mut b.up, &mut b.down]).chain(heads) {
             lin.decode = None;

@@ -32,6 +32,39 @@ pub(crate) fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
     Tensor::from_vec(out, gate.dims(), gate.device())
 }
 
+/// `swiglu(x gateᵀ, x upᵀ)` through one product with `fused = [gate; up]` `(2·f, in)` (see
+/// `Block::gate_up`), for many rows of `x` `(rows, in)`: the wider product runs at a better
+/// rate than two. It goes in row blocks whose product output stays under 16 MiB: glibc hands
+/// out anything over 32 MiB as a fresh `mmap`, and a whole prefill chunk's `(rows, 2·f)`
+/// (59 MB for 4800 rows of the 135M model) then cost page faults every layer, 8% of a prefill.
+pub(crate) fn gated_product(x: &Tensor, fused: &Tensor) -> Result<Tensor> {
+    let (rows, _) = x.dims2()?;
+    let (two_f, _) = fused.dims2()?;
+    let f = two_f / 2;
+    let n = rows * f;
+    let block = ((4 << 20) / two_f.max(1)).max(1);
+    let level = simd_level();
+    let mut out: Vec<f32> = Vec::with_capacity(n);
+    let dst = &mut out.spare_capacity_mut()[..n];
+    for (b, dst) in dst.chunks_mut(block * f).enumerate() {
+        let r = dst.len() / f;
+        let y = crate::linear::dense_matmul(&x.narrow(0, b * block, r)?, fused)?;
+        with_f32_slices(&[&y], |s| {
+            let per_task = (1 << 14) / f.max(1) + 1;
+            dst.par_chunks_mut(per_task * f).zip(s[0].par_chunks(per_task * two_f)).for_each(|(o, y)| {
+                for (o, y) in o.chunks_exact_mut(f).zip(y.chunks_exact(two_f)) {
+                    let (gate, up) = y.split_at(f);
+                    swiglu_dispatch(level, &Gated { gate, up }, o);
+                }
+            });
+            Ok(())
+        })?;
+    }
+    // SAFETY: every row of the output was written above.
+    unsafe { out.set_len(n) };
+    Tensor::from_vec(out, (rows, f), x.device())
+}
+
 struct Gated<'a> {
     gate: &'a [f32],
     up: &'a [f32],
@@ -67,5 +100,11 @@ mod tests {
         let ut = up.t().unwrap();
         let want = (candle_nn::ops::silu(&gt).unwrap() * &ut).unwrap();
         assert!(crate::cpu_f32::max_abs_diff(&swiglu(&gt, &ut).unwrap(), &want) < 1e-4);
+        // Through one product with both weights (rows beyond one block of it).
+        let x = Tensor::randn(0f32, 1.0, (3000, 8), &dev).unwrap();
+        let (wg, wu) = (Tensor::randn(0f32, 1.0, (700, 8), &dev).unwrap(), Tensor::randn(0f32, 1.0, (700, 8), &dev).unwrap());
+        let fused = Tensor::cat(&[&wg, &wu], 0).unwrap();
+        let want = swiglu(&x.matmul(&wg.t().unwrap()).unwrap(), &x.matmul(&wu.t().unwrap()).unwrap()).unwrap();
+        assert!(crate::cpu_f32::max_abs_diff(&gated_product(&x, &fused).unwrap(), &want) < 1e-4);
     }
 }

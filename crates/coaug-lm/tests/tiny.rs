@@ -463,7 +463,8 @@ fn grouped_scoring_resumes_from_kept_hidden_states() {
 fn decoding_copies_change_nothing_and_never_go_stale() {
     for arch in archs() {
         let m = tiny(arch, 5);
-        let ps = prompts();
+        // Long enough that the prefill (> 64 rows) takes the fused MLP product.
+        let ps: Vec<Vec<u32>> = (0..4u32).map(|r| (0..20 + 7 * r).map(|i| (i * 13 + r * 5) % 60 + 1).collect()).collect();
         let req = GenerationRequest { prefix: &[], prompts: &ps, stop_ids: &[], pad_id: 0 };
         let params = SamplingParams::greedy(8);
         let plain = generate(&m, &req, &params).unwrap();
