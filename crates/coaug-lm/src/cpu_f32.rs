@@ -89,6 +89,24 @@ pub(crate) unsafe fn gemm_f32(
     );
 }
 
+/// `dst (m, n) += lhs (m, k) · rhs_stored (n, k)ᵀ` on all threads, every matrix row-major:
+/// an output projection added straight onto the residual rows in `dst`.
+///
+/// # Safety
+/// `dst` holds `m · n` elements; `lhs` `m · k`, `rhs_stored` `n · k`.
+pub(crate) unsafe fn gemm_f32_acc(m: usize, n: usize, k: usize, dst: *mut f32, lhs: &[f32], rhs_stored: &[f32]) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    debug_assert!(lhs.len() >= m * k && rhs_stored.len() >= n * k);
+    let parallelism = match rayon::current_num_threads() {
+        t if t > 1 => gemm::Parallelism::Rayon(t),
+        _ => gemm::Parallelism::None,
+    };
+    // dst = 1·dst + 1·lhs·rhs (gemm's alpha scales what dst held, beta the product).
+    gemm::gemm(m, n, k, dst, 1, n as isize, true, lhs.as_ptr(), 1, k as isize, rhs_stored.as_ptr(), k as isize, 1, 1.0, 1.0, false, false, false, parallelism);
+}
+
 /// A `(rows, cols)` f32 tensor on the CPU whose data `fill` writes through a raw pointer;
 /// it must write every element (gemm without `read_dst` does). Skipping the zero-fill of
 /// `vec![0.0; n]` saved a pass over every projection's output (~5% of a prefill).

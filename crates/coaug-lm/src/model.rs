@@ -24,8 +24,8 @@ pub(crate) struct Block {
     pub up: Linear,
     pub down: Linear,
     /// `[gate; up]` `(2·intermediate, hidden)` in one tensor, whose halves `gate` and `up` then
-    /// view (see [`CausalLm::prepare_for_decoding`]): a prefill's MLP input goes through one
-    /// product instead of two.
+    /// view (see [`CausalLm::prepare_for_decoding`]): a prefill's MLP goes through one input
+    /// product instead of two (`swiglu::mlp_residual`).
     pub gate_up: Option<Tensor>,
 }
 
@@ -406,13 +406,14 @@ impl CausalLm {
             false => crate::rms_norm::add_rms_norm(&x, Some(&a), &blk.mlp_norm, eps as f32)?,
         };
         let (b, t, d) = h.dims3()?;
-        let act = match &blk.gate_up {
-            Some(fused) if !g && b * t > crate::linear::FEW_ROWS => crate::swiglu::gated_product(&h.reshape((b * t, d))?, fused)?.reshape((b, t, ()))?,
-            _ => {
-                let [gate, up]: [Tensor; 2] = Linear::forward_many(&[&blk.gate, &blk.up], &h, g)?.try_into().expect("two projections");
-                if g { (ops::silu(&gate)? * up)? } else { crate::swiglu::swiglu(&gate, &up)? }
+        if let (Some(fused), Weight::Dense(down), None, None) = (&blk.gate_up, &blk.down.weight, &blk.down.bias, &blk.down.lora) {
+            if !g && b * t > crate::linear::FEW_ROWS {
+                let rows = |y: &Tensor| y.reshape((b * t, d));
+                return crate::swiglu::mlp_residual(&rows(&x)?, &rows(&h)?, fused, down)?.reshape((b, t, d));
             }
-        };
+        }
+        let [gate, up]: [Tensor; 2] = Linear::forward_many(&[&blk.gate, &blk.up], &h, g)?.try_into().expect("two projections");
+        let act = if g { (ops::silu(&gate)? * up)? } else { crate::swiglu::swiglu(&gate, &up)? };
         let m = blk.down.forward(&act, g)?;
         x + m
     }

@@ -32,37 +32,50 @@ pub(crate) fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
     Tensor::from_vec(out, gate.dims(), gate.device())
 }
 
-/// `swiglu(x gateᵀ, x upᵀ)` through one product with `fused = [gate; up]` `(2·f, in)` (see
-/// `Block::gate_up`), for many rows of `x` `(rows, in)`: the wider product runs at a better
-/// rate than two. It goes in row blocks whose product output stays under 16 MiB: glibc hands
-/// out anything over 32 MiB as a fresh `mmap`, and a whole prefill chunk's `(rows, 2·f)`
-/// (59 MB for 4800 rows of the 135M model) then cost page faults every layer, 8% of a prefill.
-pub(crate) fn gated_product(x: &Tensor, fused: &Tensor) -> Result<Tensor> {
-    let (rows, _) = x.dims2()?;
+/// A prefill's MLP with its residual: `x + swiglu(h gateᵀ, h upᵀ) downᵀ` for many rows, with
+/// `fused = [gate; up]` `(2·f, in)` (see `Block::gate_up`) and `down` `(in, f)`. The wider
+/// input product runs at a better rate than two. It goes in row blocks whose product output
+/// stays under 16 MiB: glibc hands out anything over 32 MiB as a fresh `mmap`, and a whole
+/// prefill chunk's `(rows, 2·f)` (59 MB for 4800 rows of the 135M model) then cost page faults
+/// every layer. Each block's down product accumulates straight onto its rows of `x`, so the
+/// residual add is no pass of its own.
+pub(crate) fn mlp_residual(x: &Tensor, h: &Tensor, fused: &Tensor, down: &Tensor) -> Result<Tensor> {
+    let (rows, d) = x.dims2()?;
     let (two_f, _) = fused.dims2()?;
     let f = two_f / 2;
-    let n = rows * f;
+    if !x.device().is_cpu() || x.dtype() != DType::F32 || down.dims() != [d, f] || h.dims() != x.dims() {
+        let y = h.matmul(&fused.t()?)?;
+        let act = swiglu(&y.narrow(1, 0, f)?, &y.narrow(1, f, f)?)?;
+        return x + act.matmul(&down.t()?)?;
+    }
     let block = ((4 << 20) / two_f.max(1)).max(1);
     let level = simd_level();
-    let mut out: Vec<f32> = Vec::with_capacity(n);
-    let dst = &mut out.spare_capacity_mut()[..n];
-    for (b, dst) in dst.chunks_mut(block * f).enumerate() {
-        let r = dst.len() / f;
-        let y = crate::linear::dense_matmul(&x.narrow(0, b * block, r)?, fused)?;
-        with_f32_slices(&[&y], |s| {
-            let per_task = (1 << 14) / f.max(1) + 1;
-            dst.par_chunks_mut(per_task * f).zip(s[0].par_chunks(per_task * two_f)).for_each(|(o, y)| {
-                for (o, y) in o.chunks_exact_mut(f).zip(y.chunks_exact(two_f)) {
-                    let (gate, up) = y.split_at(f);
-                    swiglu_dispatch(level, &Gated { gate, up }, o);
-                }
-            });
-            Ok(())
-        })?;
-    }
-    // SAFETY: every row of the output was written above.
-    unsafe { out.set_len(n) };
-    Tensor::from_vec(out, (rows, f), x.device())
+    let mut out = x.flatten_all()?.to_vec1::<f32>()?;
+    let mut act: Vec<f32> = Vec::with_capacity(block * f);
+    with_f32_slices(&[down], |w| {
+        for (b, dst) in out.chunks_mut(block * d).enumerate() {
+            let r = dst.len() / d;
+            let y = crate::linear::dense_matmul(&h.narrow(0, b * block, r)?, fused)?;
+            let act = &mut act.spare_capacity_mut()[..r * f];
+            with_f32_slices(&[&y], |s| {
+                let per_task = (1 << 14) / f.max(1) + 1;
+                act.par_chunks_mut(per_task * f).zip(s[0].par_chunks(per_task * two_f)).for_each(|(o, y)| {
+                    for (o, y) in o.chunks_exact_mut(f).zip(y.chunks_exact(two_f)) {
+                        let (gate, up) = y.split_at(f);
+                        swiglu_dispatch(level, &Gated { gate, up }, o);
+                    }
+                });
+                Ok(())
+            })?;
+            // SAFETY: every row of the block's activations was written just above.
+            let act: &[f32] = unsafe { std::slice::from_raw_parts(act.as_ptr() as *const f32, r * f) };
+            // SAFETY: act is (r, f) row-major, `down` (d, f) row-major read as its transpose
+            // (f, d), and `dst` (r, d) holds the block's residual rows, accumulated onto.
+            unsafe { crate::cpu_f32::gemm_f32_acc(r, d, f, dst.as_mut_ptr(), act, w[0]) };
+        }
+        Ok(())
+    })?;
+    Tensor::from_vec(out, (rows, d), x.device())
 }
 
 struct Gated<'a> {
@@ -100,11 +113,14 @@ mod tests {
         let ut = up.t().unwrap();
         let want = (candle_nn::ops::silu(&gt).unwrap() * &ut).unwrap();
         assert!(crate::cpu_f32::max_abs_diff(&swiglu(&gt, &ut).unwrap(), &want) < 1e-4);
-        // Through one product with both weights (rows beyond one block of it).
+        // The whole MLP with its residual, through one input product (rows beyond one block).
+        let h = Tensor::randn(0f32, 1.0, (3000, 8), &dev).unwrap();
         let x = Tensor::randn(0f32, 1.0, (3000, 8), &dev).unwrap();
         let (wg, wu) = (Tensor::randn(0f32, 1.0, (700, 8), &dev).unwrap(), Tensor::randn(0f32, 1.0, (700, 8), &dev).unwrap());
+        let down = Tensor::randn(0f32, 0.1, (8, 700), &dev).unwrap();
         let fused = Tensor::cat(&[&wg, &wu], 0).unwrap();
-        let want = swiglu(&x.matmul(&wg.t().unwrap()).unwrap(), &x.matmul(&wu.t().unwrap()).unwrap()).unwrap();
-        assert!(crate::cpu_f32::max_abs_diff(&gated_product(&x, &fused).unwrap(), &want) < 1e-4);
+        let act = swiglu(&h.matmul(&wg.t().unwrap()).unwrap(), &h.matmul(&wu.t().unwrap()).unwrap()).unwrap();
+        let want = (&x + act.matmul(&down.t().unwrap()).unwrap()).unwrap();
+        assert!(crate::cpu_f32::max_abs_diff(&mlp_residual(&x, &h, &fused, &down).unwrap(), &want) < 1e-3);
     }
 }
