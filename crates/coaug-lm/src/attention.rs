@@ -96,6 +96,16 @@ fn rotate_half(x: &[f32], cos: &[f32], sin: &[f32], out: &mut [f32]) {
     }
 }
 
+/// Runs `f` on every `per_row` chunk of `dst` with its index: across the threads when there are
+/// several and `work` elements are enough to pay for waking them (a decode step's few are not).
+fn each_row<T: Send>(dst: &mut [T], per_row: usize, work: usize, f: impl Fn((usize, &mut [T])) + Send + Sync) {
+    if dst.len() > per_row && work >= 1 << 16 {
+        dst.par_chunks_mut(per_row).enumerate().for_each(f);
+    } else {
+        dst.chunks_mut(per_row).enumerate().for_each(f);
+    }
+}
+
 /// Largest head size the fused passes take (a head vector lives on the stack).
 const MAX_HEAD_DIM: usize = 256;
 
@@ -138,12 +148,7 @@ pub(crate) fn group_queries(q: &Tensor, cos: &Tensor, sin: &Tensor, heads: usize
                 }
             }
         };
-        let per_row = t * width;
-        if b > 1 && b * per_row >= 1 << 16 {
-            data.par_chunks_mut(per_row).enumerate().for_each(row);
-        } else {
-            data.chunks_mut(per_row).enumerate().for_each(row);
-        }
+        each_row(&mut data, t * width, b * t * width, row);
         Ok(())
     })?;
     Ok(Some(GroupedQueries { data, b, kvh: kv_heads, t, rep, hd }))
@@ -207,12 +212,7 @@ impl StoreRows<'_> {
             }
         };
         let per_row = kvh * capacity * hd;
-        let dst = &mut dst[..self.b * per_row];
-        if self.b > 1 && self.b * t * kvh * hd >= 1 << 16 {
-            dst.par_chunks_mut(per_row).enumerate().for_each(row);
-        } else {
-            dst.chunks_mut(per_row).enumerate().for_each(row);
-        }
+        each_row(&mut dst[..self.b * per_row], per_row, self.b * t * kvh * hd, row);
     }
 }
 
@@ -329,8 +329,8 @@ impl Out {
 
 fn run<E: KvElem>(q: &GroupedQueries, k: Slots<E>, v: Slots<E>, bias: &[f32], s: &Shape, scale: f32) -> Vec<f32> {
     let Shape { b, kvh, len, t, rep, hd } = *s;
-    // First and one-past-last visible slot of every query (None: fully masked), found once for
-    // all layers' heads of this call rather than per head.
+    // First and one-past-last visible slot of every query (None: fully masked), found once per
+    // call for all its heads rather than per head.
     let spans: Vec<Option<(usize, usize)>> = bias
         .chunks_exact(len)
         .map(|r| {

@@ -68,9 +68,7 @@ impl KvCache {
     /// `layer` and returns views over everything cached so far, new tokens included.
     pub(crate) fn append(&mut self, layer: usize, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
         let t = k.dim(2)?;
-        if self.len + t > self.capacity {
-            candle_core::bail!("kv cache full: {} cached + {t} new > capacity {}", self.len, self.capacity);
-        }
+        self.check_room(t)?;
         let (kc, vc) = &self.layers[layer];
         kc.slice_set(&k.to_dtype(kc.dtype())?.contiguous()?, 2, self.len)?;
         vc.slice_set(&v.to_dtype(vc.dtype())?.contiguous()?, 2, self.len)?;
@@ -83,9 +81,7 @@ impl KvCache {
     /// that fused write does not apply (off the CPU); the caller then appends.
     pub(crate) fn store(&mut self, layer: usize, k: &Tensor, v: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Option<(Tensor, Tensor)>> {
         let t = k.dim(1)?;
-        if self.len + t > self.capacity {
-            candle_core::bail!("kv cache full: {} cached + {t} new > capacity {}", self.len, self.capacity);
-        }
+        self.check_room(t)?;
         let (kc, vc) = &self.layers[layer];
         if !attention::store_rows(kc, k, Some((cos, sin)), self.len)? {
             return Ok(None);
@@ -94,6 +90,13 @@ impl KvCache {
             candle_core::bail!("values could not be stored where keys were");
         }
         Ok(Some((kc.narrow(2, 0, self.len + t)?, vc.narrow(2, 0, self.len + t)?)))
+    }
+
+    fn check_room(&self, t: usize) -> Result<()> {
+        if self.len + t > self.capacity {
+            candle_core::bail!("kv cache full: {} cached + {t} new > capacity {}", self.len, self.capacity);
+        }
+        Ok(())
     }
 
     /// Marks `t` more positions as cached once every layer has appended them.

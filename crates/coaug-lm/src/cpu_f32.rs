@@ -57,6 +57,39 @@ pub(crate) unsafe fn gemm_f32(
     rhs_rs: usize,
     rhs_cs: usize,
 ) {
+    // SAFETY: the caller's contract.
+    unsafe { gemm_into(threads, false, m, n, k, dst, dst_rs, dst_cs, lhs, lhs_rs, lhs_cs, rhs, rhs_rs, rhs_cs) }
+}
+
+/// `dst (m, n) += lhs (m, k) · rhs_stored (n, k)ᵀ` on all threads, every matrix row-major:
+/// an output projection added straight onto the residual rows in `dst`.
+///
+/// # Safety
+/// `dst` holds `m · n` elements; `lhs` `m · k`, `rhs_stored` `n · k`.
+pub(crate) unsafe fn gemm_f32_acc(m: usize, n: usize, k: usize, dst: *mut f32, lhs: &[f32], rhs_stored: &[f32]) {
+    // SAFETY: the caller's contract; the transpose of `rhs_stored` (n, k) is (k, n) with
+    // row stride 1 and column stride k.
+    unsafe { gemm_into(Threads::All, true, m, n, k, dst, n, 1, lhs, k, 1, rhs_stored, 1, k) }
+}
+
+/// [`gemm_f32`], adding the product onto what `dst` holds when `accumulate`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_into(
+    threads: Threads,
+    accumulate: bool,
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    dst_rs: usize,
+    dst_cs: usize,
+    lhs: &[f32],
+    lhs_rs: usize,
+    lhs_cs: usize,
+    rhs: &[f32],
+    rhs_rs: usize,
+    rhs_cs: usize,
+) {
     if m == 0 || n == 0 {
         return;
     }
@@ -73,38 +106,21 @@ pub(crate) unsafe fn gemm_f32(
         dst,
         dst_cs as isize,
         dst_rs as isize,
-        false,
+        accumulate,
         lhs.as_ptr(),
         lhs_cs as isize,
         lhs_rs as isize,
         rhs.as_ptr(),
         rhs_cs as isize,
         rhs_rs as isize,
-        0.0,
+        // dst = alpha·dst + beta·lhs·rhs (alpha only applies when dst is read).
+        if accumulate { 1.0 } else { 0.0 },
         1.0,
         false,
         false,
         false,
         parallelism,
     );
-}
-
-/// `dst (m, n) += lhs (m, k) · rhs_stored (n, k)ᵀ` on all threads, every matrix row-major:
-/// an output projection added straight onto the residual rows in `dst`.
-///
-/// # Safety
-/// `dst` holds `m · n` elements; `lhs` `m · k`, `rhs_stored` `n · k`.
-pub(crate) unsafe fn gemm_f32_acc(m: usize, n: usize, k: usize, dst: *mut f32, lhs: &[f32], rhs_stored: &[f32]) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    debug_assert!(lhs.len() >= m * k && rhs_stored.len() >= n * k);
-    let parallelism = match rayon::current_num_threads() {
-        t if t > 1 => gemm::Parallelism::Rayon(t),
-        _ => gemm::Parallelism::None,
-    };
-    // dst = 1·dst + 1·lhs·rhs (gemm's alpha scales what dst held, beta the product).
-    gemm::gemm(m, n, k, dst, 1, n as isize, true, lhs.as_ptr(), 1, k as isize, rhs_stored.as_ptr(), k as isize, 1, 1.0, 1.0, false, false, false, parallelism);
 }
 
 /// A `(rows, cols)` f32 tensor on the CPU whose data `fill` writes through a raw pointer;

@@ -108,10 +108,8 @@ pub(crate) const FEW_ROWS: usize = 64;
 /// candle's `x.matmul(W.t())` makes gemm repack the whole weight on every call (its
 /// microkernel wants the output-feature dimension contiguous), which at decode batch
 /// sizes cost more than the multiply itself. Computing `W xᵀ` instead lets gemm read
-/// the weight in place and pack only the small activation block. gemm's kernel then runs
-/// along the rows, so its output comes in `(out, rows)` order; the transpose back is a
-/// cache-blocked pass of its own here (through candle's generic strided copy it was ~10% of
-/// a batch-64 decode step).
+/// the weight in place and pack only the small activation block (see
+/// [`few_rows_matmul_many`] for how the output lands in `(rows, out)` order).
 pub(crate) fn few_rows_matmul(x: &Tensor, w: Dense) -> Result<Tensor> {
     if !x.device().is_cpu() || x.dtype() != DType::F32 || w.w.dtype() != DType::F32 {
         return w.w.detach().matmul(&x.t()?)?.t()?.contiguous();

@@ -435,9 +435,6 @@ impl CausalLm {
         let (b, tk, _) = x.dims3()?;
         let (h, kvh, hd) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
         let rep = h / kvh;
-        let heads = |y: Tensor, t: usize, n: usize| -> Result<Tensor> {
-            y.reshape((b, t, n, hd))?.transpose(1, 2)?.contiguous()
-        };
         // Every position's keys and values, but queries only where outputs are wanted.
         let (q, k, v) = if last_only {
             let [k, v]: [Tensor; 2] = Linear::forward_many(&[&blk.k, &blk.v], x, g)?.try_into().expect("two projections");
@@ -452,13 +449,13 @@ impl CausalLm {
                 return blk.o.forward(&out, g);
             }
         }
-        let k = rope(&heads(k, tk, kvh)?, cos, sin, g)?;
-        let v = heads(v, tk, kvh)?;
+        let k = rope(&split_heads(&k, kvh)?, cos, sin, g)?;
+        let v = split_heads(&v, kvh)?;
         let (q, bias, t) = if last_only {
             let at = |y: &Tensor| y.narrow(1, tk - 1, 1)?.contiguous();
-            (rope(&heads(q, 1, h)?, &at(cos)?, &at(sin)?, g)?, bias.narrow(2, tk - 1, 1)?, 1)
+            (rope(&split_heads(&q, h)?, &at(cos)?, &at(sin)?, g)?, bias.narrow(2, tk - 1, 1)?, 1)
         } else {
-            (rope(&heads(q, tk, h)?, cos, sin, g)?, bias.clone(), tk)
+            (rope(&split_heads(&q, h)?, cos, sin, g)?, bias.clone(), tk)
         };
         let bias = &bias;
         let (k, v) = match keys {
@@ -520,10 +517,8 @@ impl CausalLm {
                 None => return Ok(None),
             },
             Keys::Batch { after, record } => {
-                let (b, _, _) = k.dims3()?;
-                let heads = |y: &Tensor| y.reshape((b, tk, kvh, hd))?.transpose(1, 2)?.contiguous();
-                let k = rope(&heads(k)?, cos, sin, false)?;
-                Self::batch_keys(k, heads(v)?, *after, record.as_deref_mut())?
+                let k = rope(&split_heads(k, kvh)?, cos, sin, false)?;
+                Self::batch_keys(k, split_heads(v, kvh)?, *after, record.as_deref_mut())?
             }
         };
         // Past this point the keys are stored (or recorded): a fall back would do it twice.
@@ -552,6 +547,12 @@ impl CausalLm {
         }
         Ok((k, v))
     }
+}
+
+/// `(b, t, heads·hd)` projections as contiguous `(b, heads, t, hd)`.
+fn split_heads(y: &Tensor, heads: usize) -> Result<Tensor> {
+    let (b, t, width) = y.dims3()?;
+    y.reshape((b, t, heads, width / heads))?.transpose(1, 2)?.contiguous()
 }
 
 fn rms_norm(x: &Tensor, w: &Tensor, eps: f64, g: bool) -> Result<Tensor> {
@@ -600,8 +601,8 @@ pub(crate) struct Slot<'a> {
 
 impl CausalLm {
     /// Every dense tensor under its HF name (LoRA factors as `<proj>.lora_a` / `.lora_b`).
-    /// Quantized weights are not listed: they cannot be trained or exported as-is.
-    /// Every weight, mutably. Whoever changes one makes the decoding copies stale: they go.
+    /// Quantized weights are not listed: they cannot be trained or exported as-is. Whoever
+    /// changes one makes the decoding copies stale, so they go.
     pub(crate) fn slots(&mut self) -> Vec<Slot<'_>> {
         self.drop_decoding_copies();
         let mut out = vec![Slot { name: "model.embed_tokens.weight".into(), layer: None, tensor: &mut self.embed }];
