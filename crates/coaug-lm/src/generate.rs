@@ -58,7 +58,7 @@ pub fn generate_timed(
     req: &GenerationRequest,
     params: &SamplingParams,
 ) -> Result<(Vec<Sample>, GenerationTiming)> {
-    let (samples, timing, _) = generate_inner(model, req, params, None)?;
+    let (samples, timing, _) = in_pool(|| generate_inner(model, req, params, None))?;
     Ok((samples, timing))
 }
 
@@ -75,8 +75,16 @@ pub fn generate_with_trunk(
     if layer > model.num_layers() {
         bail!("layer {layer} is past the model's {} blocks", model.num_layers());
     }
-    let (samples, _, trunks) = generate_inner(model, req, params, Some(layer))?;
+    let (samples, _, trunks) = in_pool(|| generate_inner(model, req, params, Some(layer)))?;
     Ok((samples, trunks.expect("captured when a layer is given")))
+}
+
+/// Runs `f` on a rayon worker thread. A decode step dispatches a few parallel products per
+/// block; from a thread outside the pool each one is injected, wakes the workers and puts the
+/// caller to sleep until they finish, three threads taking turns on what may be two cores.
+/// From a worker the products' tasks go on its own queue and it works on them itself.
+fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    rayon::scope(|_| f())
 }
 
 /// Hidden states entering the capture layer, gathered as generation runs.
