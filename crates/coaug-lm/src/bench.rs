@@ -71,10 +71,14 @@ pub struct BatchedFigures {
     pub decode_tok_s: f64,
     /// (prompt + generated tokens) / total time.
     pub total_tok_s: f64,
-    /// The same run's tokens over the time its f32 matmuls alone take at the rates measured
-    /// for their shapes (prefill products at 2048 rows, decoding's at 64, the vocabulary
-    /// projection only where a token is sampled): the compute limit of this workload.
+    /// The same run's tokens over the time its f32 matrix products alone take at the rates
+    /// measured for their shapes: the projections (prefill's at 2048 rows, decoding's at 64,
+    /// the vocabulary projection only where a token is sampled) and the prompts' attention
+    /// products (see `workload_seconds`). The compute limit of this workload.
     pub matmul_limit_tok_s: f64,
+    /// The same with the projections alone (this benchmark's limit before it counted the
+    /// attention products).
+    pub projection_limit_tok_s: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -168,11 +172,16 @@ pub fn bench_lm_with_progress(model_path: &Path, opts: &LmBenchOptions, stage: &
         }
     }
     shapes.push((DECODE_ROWS, d, v));
+    let (scores, mix) = attention_shapes(cfg);
+    shapes.extend([scores, mix]);
     stage("f32 matmul rate");
     let matmul: Vec<MatmulFigure> = shapes.iter().map(|&(m, k, n)| matmul_rate(m, k, n)).collect::<Result<_>>()?;
     let matmul_gflops = matmul.iter().map(|x| x.gflops).fold(0.0, f64::max);
     for b in &mut batched {
-        b.matmul_limit_tok_s = workload_limit(cfg, &matmul, b);
+        let w = workload_seconds(cfg, &matmul, b);
+        let tokens = (b.prompt_tokens + b.new_tokens) as f64;
+        b.matmul_limit_tok_s = tokens / (w.projections + w.attention);
+        b.projection_limit_tok_s = tokens / w.projections;
     }
     let per_layer = cfg.q_dim() * d * 2 + cfg.kv_dim() * d * 2 + 3 * d * f;
     let flops_per_token = 2.0 * (cfg.num_layers * per_layer + v * d) as f64;
@@ -196,26 +205,50 @@ pub fn bench_lm_with_progress(model_path: &Path, opts: &LmBenchOptions, stage: &
 const DECODE_ROWS: usize = 64;
 const PREFILL_ROWS: usize = 2048;
 
-/// Tokens per second if a batched run's f32 matmuls were all it did, each at its shape's
-/// measured rate: every prompt and generated token passes every block's seven projections,
-/// and the vocabulary projection runs once per sampled token (the prompt's last position
-/// and each generated token but the last).
-fn workload_limit(cfg: &crate::ModelConfig, rates: &[MatmulFigure], b: &BatchedFigures) -> f64 {
+/// Queries per attention product in a prefill, and the slots a product's chunk sees for the
+/// measured shape: the mean over a causal 300-token prompt's chunks is ~180.
+const ATTENTION_QUERIES: usize = 64;
+const ATTENTION_SLOTS: usize = 192;
+
+/// The prefill's two attention products as `(m, k, n)`: a chunk's scores, all heads of a kv
+/// group against the slots (`(queries · heads per group, head dim) × (head dim, slots)`), and
+/// one head's weighted values (`(queries, slots) × (slots, head dim)`).
+fn attention_shapes(cfg: &crate::ModelConfig) -> ((usize, usize, usize), (usize, usize, usize)) {
+    let rep = cfg.num_heads / cfg.num_kv_heads.max(1);
+    ((ATTENTION_QUERIES * rep, cfg.head_dim, ATTENTION_SLOTS), (ATTENTION_QUERIES, ATTENTION_SLOTS, cfg.head_dim))
+}
+
+/// Seconds a batched run's f32 matrix products take at their shapes' measured rates.
+struct WorkloadSeconds {
+    /// Every prompt and generated token passes every block's seven projections, and the
+    /// vocabulary projection runs once per sampled token (the prompt's last position and each
+    /// generated token but the last).
+    projections: f64,
+    /// The prompts' scores and weighted values, at the causal minimum: query `i` against
+    /// slots `0..=i`, `2 · head_dim` FLOPs per head for each product (the run computes more,
+    /// chunks see a few slots past their queries). A decoding step's attention is left out:
+    /// it reads each cached row once, bounded by memory rather than by these rates.
+    attention: f64,
+}
+
+fn workload_seconds(cfg: &crate::ModelConfig, rates: &[MatmulFigure], b: &BatchedFigures) -> WorkloadSeconds {
     let (d, f, v) = (cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size);
     let (q, kv) = (cfg.q_dim(), cfg.kv_dim());
-    let seconds_per_row = |rows: usize, k: usize, n: usize| -> f64 {
-        let rate = rates.iter().find(|x| (x.m, x.k, x.n) == (rows, k, n)).map_or(f64::NAN, |x| x.gflops);
-        2.0 * (k * n) as f64 / (rate * 1e9)
-    };
+    let rate = |(m, k, n): (usize, usize, usize)| rates.iter().find(|x| (x.m, x.k, x.n) == (m, k, n)).map_or(f64::NAN, |x| x.gflops * 1e9);
+    let seconds_per_row = |rows: usize, k: usize, n: usize| 2.0 * (k * n) as f64 / rate((rows, k, n));
     let block = |rows: usize| -> f64 {
         let s = |k, n| seconds_per_row(rows, k, n);
         cfg.num_layers as f64 * (s(d, q) + 2.0 * s(d, kv) + s(q, d) + 2.0 * s(d, f) + s(f, d))
     };
     let sampled = b.new_tokens as f64;
-    let seconds = b.prompt_tokens as f64 * block(PREFILL_ROWS)
+    let projections = b.prompt_tokens as f64 * block(PREFILL_ROWS)
         + (b.new_tokens - b.batch) as f64 * block(DECODE_ROWS)
         + sampled * seconds_per_row(DECODE_ROWS, d, v);
-    (b.prompt_tokens + b.new_tokens) as f64 / seconds
+    let t = b.prompt_tokens as f64 / b.batch as f64;
+    let pairs = b.batch as f64 * t * (t + 1.0) / 2.0;
+    let flops = pairs * (cfg.num_layers * cfg.num_heads) as f64 * 2.0 * cfg.head_dim as f64;
+    let (scores, mix) = attention_shapes(cfg);
+    WorkloadSeconds { projections, attention: flops / rate(scores) + flops / rate(mix) }
 }
 
 const FILLER: &str = "Dietary fibre, found in whole grains, legumes, fruits and vegetables, is associated with a lower risk \
@@ -305,6 +338,7 @@ pub fn batched_rate(model: &CausalLm, tok: &LmTokenizer, batch: usize, plen: usi
         decode_tok_s: (new_tokens - batch) as f64 / decode_s,
         total_tok_s: (prompt_tokens + new_tokens) as f64 / total_s,
         matmul_limit_tok_s: f64::NAN,
+        projection_limit_tok_s: f64::NAN,
     })
 }
 
@@ -339,15 +373,30 @@ pub fn matmul_rate(m: usize, k: usize, n: usize) -> Result<MatmulFigure> {
     let wt = w.t()?.contiguous()?;
     let transposed = || crate::linear::few_rows_matmul(&a, Dense { w: &w, t: Some(&wt) });
     let dense = || crate::linear::dense_matmul(&a, &w);
+    // As a prefill's attention runs its products: one whole product per thread, all threads at
+    // once (each thread's product counts).
+    let threads = rayon::current_num_threads();
+    let (xs, ws) = (vec![1f32; m * k], vec![1f32; n * k]);
+    let concurrent = || -> candle_core::Result<Tensor> {
+        use rayon::prelude::*;
+        (0..threads).into_par_iter().for_each(|_| {
+            let mut out = vec![0f32; m * n];
+            // SAFETY: `out` is (m, n), `xs` (m, k) and `ws` (n, k) row-major, read as (k, n).
+            unsafe { crate::cpu_f32::gemm_f32(crate::cpu_f32::Threads::Caller, m, n, k, out.as_mut_ptr(), n, 1, &xs, k, 1, &ws, 1, k) };
+        });
+        Ok(a.clone())
+    };
     let mut best = 0f64;
-    for f in [&plain as &dyn Fn() -> candle_core::Result<Tensor>, &few_rows, &transposed, &dense] {
+    let ways: [(&dyn Fn() -> candle_core::Result<Tensor>, f64); 5] =
+        [(&plain, 1.0), (&few_rows, 1.0), (&transposed, 1.0), (&dense, 1.0), (&concurrent, threads as f64)];
+    for (f, products) in ways {
         f()?;
         for _ in 0..3 {
             let start = Instant::now();
             for _ in 0..reps {
                 f()?;
             }
-            best = best.max(flops * reps as f64 / start.elapsed().as_secs_f64() / 1e9);
+            best = best.max(products * flops * reps as f64 / start.elapsed().as_secs_f64() / 1e9);
         }
     }
     Ok(MatmulFigure { m, k, n, gflops: best })
@@ -376,7 +425,8 @@ mod tests {
     fn workload_limit_charges_each_product_at_its_shapes_rate() {
         let cfg = ModelConfig::tiny(Architecture::Llama, 100);
         let (d, f, v, q, kv) = (cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size, cfg.q_dim(), cfg.kv_dim());
-        // Prefill shapes run at 2 GFLOP/s, decoding's at 1, the vocabulary projection at 0.5.
+        // Prefill shapes run at 2 GFLOP/s, decoding's at 1, the vocabulary projection at 0.5,
+        // the attention scores at 0.25 and the weighted values at 0.125.
         let mut rates = vec![];
         for (rows, gflops) in [(PREFILL_ROWS, 2.0), (DECODE_ROWS, 1.0)] {
             for (k, n) in [(d, q), (d, kv), (q, d), (d, f), (f, d)] {
@@ -384,6 +434,11 @@ mod tests {
             }
         }
         rates.push(MatmulFigure { m: DECODE_ROWS, k: d, n: v, gflops: 0.5 });
+        let (scores, mix) = attention_shapes(&cfg);
+        assert_eq!(scores, (ATTENTION_QUERIES * cfg.num_heads / cfg.num_kv_heads, cfg.head_dim, ATTENTION_SLOTS));
+        rates.push(MatmulFigure { m: scores.0, k: scores.1, n: scores.2, gflops: 0.25 });
+        rates.push(MatmulFigure { m: mix.0, k: mix.1, n: mix.2, gflops: 0.125 });
+        // Two prompts of 5 tokens, 3 new tokens each.
         let b = BatchedFigures {
             batch: 2,
             kv_cache: "f32".into(),
@@ -395,10 +450,15 @@ mod tests {
             decode_tok_s: 0.0,
             total_tok_s: 0.0,
             matmul_limit_tok_s: f64::NAN,
+            projection_limit_tok_s: f64::NAN,
         };
         let block_flops = cfg.num_layers as f64 * 2.0 * (2 * d * q + 2 * d * kv + 3 * d * f) as f64;
-        let seconds = 10.0 * block_flops / 2e9 + 4.0 * block_flops / 1e9 + 6.0 * 2.0 * (d * v) as f64 / 0.5e9;
-        let got = workload_limit(&cfg, &rates, &b);
-        assert!((got - 16.0 / seconds).abs() < 1e-9 * got, "{got} vs {}", 16.0 / seconds);
+        let projections = 10.0 * block_flops / 2e9 + 4.0 * block_flops / 1e9 + 6.0 * 2.0 * (d * v) as f64 / 0.5e9;
+        // 1 + 2 + … + 5 = 15 (query, slot) pairs per prompt and head.
+        let attention_flops = 2.0 * 15.0 * (cfg.num_layers * cfg.num_heads) as f64 * 2.0 * cfg.head_dim as f64;
+        let attention = attention_flops / 0.25e9 + attention_flops / 0.125e9;
+        let got = workload_seconds(&cfg, &rates, &b);
+        assert!((got.projections - projections).abs() < 1e-9 * projections, "{} vs {projections}", got.projections);
+        assert!((got.attention - attention).abs() < 1e-9 * attention, "{} vs {attention}", got.attention);
     }
 }
