@@ -367,7 +367,10 @@ impl Trainer {
             micro_batch_size: o.micro_batch_size,
             temperature: self.config.rollout.temperature as f32,
         };
-        policy_update(&self.policy, &mut self.optimizer, &items, &shape, &self.config.loss)
+        let (policy, optimizer, loss) = (&self.policy, &mut self.optimizer, &self.config.loss);
+        // On a rayon worker, as generation runs (see `coaug_lm::generate`): the many small
+        // parallel ops of a forward and backward pass then skip the hand-off to the pool.
+        rayon::scope(|_| policy_update(policy, optimizer, &items, &shape, loss))
     }
 
     /// Writes `checkpoints/step-NNNNNN.safetensors` (trained tensors and optimizer state) and
