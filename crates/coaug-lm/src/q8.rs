@@ -55,10 +55,9 @@ impl Q8Matrix {
                 scales.push(scale);
                 quants.extend_from_slice(&q);
             }
-            for _ in in_dim / BLOCK..nbp {
-                scales.push(0.0);
-                quants.extend_from_slice(&[0; BLOCK]);
-            }
+            let padding = nbp - in_dim / BLOCK;
+            scales.resize(scales.len() + padding, 0.0);
+            quants.resize(quants.len() + padding * BLOCK, 0);
         }
         Ok(Some(Q8Matrix { out_dim, in_dim, scales, quants }))
     }
