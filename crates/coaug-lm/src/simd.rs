@@ -1,9 +1,9 @@
 //! Run-time choice of the widest vector instructions for the hand-written kernels.
 
-/// The widest vector instructions this CPU has. The kernels (`q8`, `attention`) are plain
-/// loops the compiler vectorizes; without `-C target-cpu` it may only assume SSE2, so each
-/// kernel is compiled again inside functions that enable AVX2+FMA or AVX-512 and picked at
-/// run time.
+/// The widest vector instructions this CPU has. The kernels (`attention`, `rms_norm`,
+/// `swiglu`) are plain loops the compiler vectorizes; without `-C target-cpu` it may only
+/// assume SSE2, so each kernel is compiled again inside functions that enable AVX2+FMA or
+/// AVX-512 and picked at run time. (`q8`'s integer kernels pick their own level.)
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum SimdLevel {
     Baseline,
