@@ -72,9 +72,9 @@ pub struct BatchedFigures {
     /// (prompt + generated tokens) / total time.
     pub total_tok_s: f64,
     /// The same run's tokens over the time its f32 matrix products alone take at the rates
-    /// measured for their shapes: the projections (prefill's at 2048 rows, decoding's at 64,
-    /// the vocabulary projection only where a token is sampled) and the prompts' attention
-    /// products (see `workload_seconds`). The compute limit of this workload.
+    /// measured for their shapes: the projections (prefill's at 2048 rows, decoding's at the
+    /// batch's rows, the vocabulary projection only where a token is sampled) and the prompts'
+    /// attention products (see `workload_seconds`). The compute limit of this workload.
     pub matmul_limit_tok_s: f64,
     /// The same with the projections alone (this benchmark's limit before it counted the
     /// attention products).
@@ -164,14 +164,20 @@ pub fn bench_lm_with_progress(model_path: &Path, opts: &LmBenchOptions, stage: &
     let (d, f, v) = (cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size);
     let (q, kv) = (cfg.q_dim(), cfg.kv_dim());
     let mut shapes = vec![];
-    for rows in [DECODE_ROWS, PREFILL_ROWS] {
+    // A decoding step multiplies as many rows as the batch has sequences.
+    let mut decode_rows = opts.batch_sizes.clone();
+    decode_rows.sort_unstable();
+    decode_rows.dedup();
+    for &rows in decode_rows.iter().chain([&PREFILL_ROWS]) {
         for (k, n) in [(d, q), (d, kv), (q, d), (d, f), (f, d)] {
             if !shapes.contains(&(rows, k, n)) {
                 shapes.push((rows, k, n));
             }
         }
     }
-    shapes.push((DECODE_ROWS, d, v));
+    for &rows in &decode_rows {
+        shapes.push((rows, d, v));
+    }
     let (scores, mix) = attention_shapes(cfg);
     shapes.extend([scores, mix]);
     stage("f32 matmul rate");
@@ -201,8 +207,7 @@ pub fn bench_lm_with_progress(model_path: &Path, opts: &LmBenchOptions, stage: &
     })
 }
 
-/// Rows of the matmul shapes measured for decoding and for prefill.
-const DECODE_ROWS: usize = 64;
+/// Rows of the matmul shapes measured for prefill (decoding's are the batch sizes).
 const PREFILL_ROWS: usize = 2048;
 
 /// Queries per attention product in a prefill, and the slots a product's chunk sees for the
@@ -242,8 +247,8 @@ fn workload_seconds(cfg: &crate::ModelConfig, rates: &[MatmulFigure], b: &Batche
     };
     let sampled = b.new_tokens as f64;
     let projections = b.prompt_tokens as f64 * block(PREFILL_ROWS)
-        + (b.new_tokens - b.batch) as f64 * block(DECODE_ROWS)
-        + sampled * seconds_per_row(DECODE_ROWS, d, v);
+        + (b.new_tokens - b.batch) as f64 * block(b.batch)
+        + sampled * seconds_per_row(b.batch, d, v);
     let t = b.prompt_tokens as f64 / b.batch as f64;
     let pairs = b.batch as f64 * t * (t + 1.0) / 2.0;
     let flops = pairs * (cfg.num_layers * cfg.num_heads) as f64 * 2.0 * cfg.head_dim as f64;
@@ -428,12 +433,13 @@ mod tests {
         // Prefill shapes run at 2 GFLOP/s, decoding's at 1, the vocabulary projection at 0.5,
         // the attention scores at 0.25 and the weighted values at 0.125.
         let mut rates = vec![];
-        for (rows, gflops) in [(PREFILL_ROWS, 2.0), (DECODE_ROWS, 1.0)] {
+        // Decoding's shapes have the batch's 2 rows.
+        for (rows, gflops) in [(PREFILL_ROWS, 2.0), (2, 1.0)] {
             for (k, n) in [(d, q), (d, kv), (q, d), (d, f), (f, d)] {
                 rates.push(MatmulFigure { m: rows, k, n, gflops });
             }
         }
-        rates.push(MatmulFigure { m: DECODE_ROWS, k: d, n: v, gflops: 0.5 });
+        rates.push(MatmulFigure { m: 2, k: d, n: v, gflops: 0.5 });
         let (scores, mix) = attention_shapes(&cfg);
         assert_eq!(scores, (ATTENTION_QUERIES * cfg.num_heads / cfg.num_kv_heads, cfg.head_dim, ATTENTION_SLOTS));
         rates.push(MatmulFigure { m: scores.0, k: scores.1, n: scores.2, gflops: 0.25 });
