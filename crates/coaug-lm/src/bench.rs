@@ -382,10 +382,11 @@ pub fn matmul_rate(m: usize, k: usize, n: usize) -> Result<MatmulFigure> {
     // once (each thread's product counts).
     let threads = rayon::current_num_threads();
     let (xs, ws) = (vec![1f32; m * k], vec![1f32; n * k]);
+    // Outputs allocated once, outside the timed calls (as the attention's scratch is).
+    let outs = std::sync::Mutex::new(vec![vec![0f32; m * n]; threads]);
     let concurrent = || -> candle_core::Result<Tensor> {
         use rayon::prelude::*;
-        (0..threads).into_par_iter().for_each(|_| {
-            let mut out = vec![0f32; m * n];
+        outs.lock().expect("no panics while held").par_iter_mut().for_each(|out| {
             // SAFETY: `out` is (m, n), `xs` (m, k) and `ws` (n, k) row-major, read as (k, n).
             unsafe { crate::cpu_f32::gemm_f32(crate::cpu_f32::Threads::Caller, m, n, k, out.as_mut_ptr(), n, 1, &xs, k, 1, &ws, 1, k) };
         });

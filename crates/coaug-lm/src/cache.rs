@@ -10,9 +10,9 @@ use crate::config::ModelConfig;
 
 /// How a [`KvCache`] stores keys and values. Decoding reads the whole cache at every step, so
 /// its attention is bound by memory: f16 halves those bytes (batch 64, 300-token prompts:
-/// decoding 420 → 453 tokens/s in one `coaug bench lm` run). Attention still computes in f32 on the widened values, but the log-probs of
-/// generation then differ from the f32 scorer's by ~1e-3, so training samples with `F32`
-/// (its importance ratios start from exactly 1).
+/// decoding 420 → 453 tokens/s in one `coaug bench lm` run). Attention still computes in f32
+/// on the widened values, but the log-probs of generation then differ from the f32 scorer's by
+/// ~1e-3, so training samples with `F32` (its importance ratios start from exactly 1).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum KvPrecision {
     #[default]

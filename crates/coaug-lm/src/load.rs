@@ -174,7 +174,7 @@ pub(crate) fn from_named_tensors(cfg: ModelConfig, mut t: HashMap<String, Tensor
         let up = lin("mlp.up_proj", false)?;
         let down = lin("mlp.down_proj", false)?;
         blocks.push(Block {
-                gate_up: None,
+            gate_up: None,
             attn_norm: take(&p("input_layernorm.weight"))?,
             q,
             k,

@@ -162,7 +162,8 @@ impl CausalLm {
     /// tensor again (a trained checkpoint's variables too; a later `set_trainable` starts over
     /// from these values), and each dense f32 CPU projection, the tied vocabulary one included,
     /// gets a transposed copy that decoding reads in place (see `linear::Dense`): batch-64
-    /// decoding 484–493 → 545–569 tokens/s, for the weights' size again in memory (540 MB for the 135M model).
+    /// decoding 484–493 → 545–569 tokens/s, for the weights' size again in memory (540 MB for
+    /// the 135M model).
     /// Anything that changes weights afterwards (`set_trainable`, loading a checkpoint) drops
     /// the copies.
     pub fn prepare_for_decoding(&mut self) -> Result<()> {

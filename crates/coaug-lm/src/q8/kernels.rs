@@ -7,6 +7,7 @@
 //! first block in its low nibble and input `i` of the second in its high one.
 
 use super::BLOCK;
+use crate::simd::{simd_level, SimdLevel};
 
 /// Instructions the dot products may use.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -20,31 +21,16 @@ pub(crate) enum DotLevel {
     Avx512Vnni,
 }
 
+/// The widest level of [`simd_level`]'s choice (which honours `COAUG_NO_SIMD_DISPATCH`) with
+/// the integer instructions a kernel needs.
 pub(crate) fn dot_level() -> DotLevel {
-    static LEVEL: std::sync::OnceLock<DotLevel> = std::sync::OnceLock::new();
-    *LEVEL.get_or_init(|| {
+    match simd_level() {
         #[cfg(target_arch = "x86_64")]
-        {
-            if std::env::var_os("COAUG_NO_SIMD_DISPATCH").is_some() {
-                return DotLevel::Scalar;
-            }
-            let has = |f: &str| match f {
-                "avx512f" => is_x86_feature_detected!("avx512f"),
-                "avx512bw" => is_x86_feature_detected!("avx512bw"),
-                "avx512vnni" => is_x86_feature_detected!("avx512vnni"),
-                "avx2" => is_x86_feature_detected!("avx2"),
-                "fma" => is_x86_feature_detected!("fma"),
-                _ => false,
-            };
-            if ["avx512f", "avx512bw", "avx512vnni", "avx2", "fma"].iter().all(|f| has(f)) {
-                return DotLevel::Avx512Vnni;
-            }
-            if has("avx2") && has("fma") {
-                return DotLevel::Avx2;
-            }
-        }
-        DotLevel::Scalar
-    })
+        SimdLevel::Avx512 if is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx2") => DotLevel::Avx512Vnni,
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 | SimdLevel::Avx2 if is_x86_feature_detected!("avx2") => DotLevel::Avx2,
+        _ => DotLevel::Scalar,
+    }
 }
 
 /// Every level this CPU can run, for tests.
@@ -221,6 +207,25 @@ mod x86 {
         _mm512_permutexvar_ps(idx, dd)
     }
 
+    /// `Σ_p products(p) · scales(p)` over `pairs` pairs of blocks, in two accumulators (the
+    /// FMA latency would otherwise chain every pair).
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn sum_pairs(pairs: usize, pair: impl Fn(usize) -> (__m512, __m512)) -> (__m512, __m512) {
+        let (mut acc0, mut acc1) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+        for p in (0..pairs / 2).map(|i| 2 * i) {
+            let (s, d) = pair(p);
+            acc0 = _mm512_fmadd_ps(s, d, acc0);
+            let (s, d) = pair(p + 1);
+            acc1 = _mm512_fmadd_ps(s, d, acc1);
+        }
+        if pairs % 2 == 1 {
+            let (s, d) = pair(pairs - 1);
+            acc0 = _mm512_fmadd_ps(s, d, acc0);
+        }
+        (acc0, acc1)
+    }
+
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma")]
     pub(super) unsafe fn q4_vnni(w: &Q4Row, x: &InputRow) -> f32 {
         let mask = _mm256_set1_epi8(0x0F);
@@ -235,18 +240,7 @@ mod x86 {
             let s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wv, xv);
             (_mm512_cvtepi32_ps(s), pair_scales(wd, xd, p, idx))
         };
-        let pairs = x.d.len() / 2;
-        let (mut acc0, mut acc1) = (_mm512_setzero_ps(), _mm512_setzero_ps());
-        for p in (0..pairs / 2).map(|i| 2 * i) {
-            let (s, d) = pair(p);
-            acc0 = _mm512_fmadd_ps(s, d, acc0);
-            let (s, d) = pair(p + 1);
-            acc1 = _mm512_fmadd_ps(s, d, acc1);
-        }
-        if pairs % 2 == 1 {
-            let (s, d) = pair(pairs - 1);
-            acc0 = _mm512_fmadd_ps(s, d, acc0);
-        }
+        let (acc0, mut acc1) = sum_pairs(x.d.len() / 2, pair);
         // The offsets' share, sixteen blocks at a time.
         for c in (0..x.d.len()).step_by(16) {
             let lanes = (1u32 << (x.d.len() - c).min(16)) - 1;
@@ -270,18 +264,7 @@ mod x86 {
             let s = _mm512_dpbusd_epi32(start, wv, xv);
             (_mm512_cvtepi32_ps(s), pair_scales(ws, xd, p, idx))
         };
-        let pairs = x.d.len() / 2;
-        let (mut acc0, mut acc1) = (_mm512_setzero_ps(), _mm512_setzero_ps());
-        for p in (0..pairs / 2).map(|i| 2 * i) {
-            let (s, d) = pair(p);
-            acc0 = _mm512_fmadd_ps(s, d, acc0);
-            let (s, d) = pair(p + 1);
-            acc1 = _mm512_fmadd_ps(s, d, acc1);
-        }
-        if pairs % 2 == 1 {
-            let (s, d) = pair(pairs - 1);
-            acc0 = _mm512_fmadd_ps(s, d, acc0);
-        }
+        let (acc0, acc1) = sum_pairs(x.d.len() / 2, pair);
         _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1))
     }
 }
