@@ -61,13 +61,15 @@ impl LmGenerator {
         Ok(Self { model, tokenizer, fingerprint: format!("tiny-random-llama:{seed}"), kv_cache: KvPrecision::F32, source: "tiny random".into() })
     }
 
-    /// Generates with the KV cache in this precision (f32 unless set). f16 is faster and changes
-    /// the arithmetic, hence (rarely) a greedy token: it becomes part of the fingerprint.
+    /// Generates with the KV cache in this precision (f32 unless set). f16 and 8 bits are faster
+    /// and change the arithmetic, hence (rarely) a greedy token: the precision becomes part of
+    /// the fingerprint (`…:kv-f16`, `…:kv-q8`; f32 adds nothing, as before there was a choice).
     pub fn with_kv_cache(mut self, kv_cache: KvPrecision) -> Self {
         if kv_cache != self.kv_cache {
+            let base = self.fingerprint.strip_suffix(&format!(":kv-{}", self.kv_cache.name())).unwrap_or(&self.fingerprint).to_string();
             self.fingerprint = match kv_cache {
-                KvPrecision::F16 => format!("{}:kv-f16", self.fingerprint),
-                KvPrecision::F32 => self.fingerprint.trim_end_matches(":kv-f16").to_string(),
+                KvPrecision::F32 => base,
+                other => format!("{base}:kv-{}", other.name()),
             };
             self.kv_cache = kv_cache;
         }
@@ -291,6 +293,17 @@ mod tests {
 
     fn request(system: &str, text: &str, seed: u64) -> GenerationRequest {
         GenerationRequest { system_prompt: system.into(), user_text: text.into(), seed }
+    }
+
+    #[test]
+    fn the_kv_cache_precision_is_part_of_the_fingerprint() {
+        let f32_print = LmGenerator::tiny_random(4).unwrap().fingerprint();
+        let g = LmGenerator::tiny_random(4).unwrap().with_kv_cache(KvPrecision::F16);
+        assert_eq!(g.fingerprint(), format!("{f32_print}:kv-f16"));
+        let g = g.with_kv_cache(KvPrecision::Q8);
+        assert_eq!(g.fingerprint(), format!("{f32_print}:kv-q8"));
+        // Back to f32: the fingerprint stores made before the choice existed.
+        assert_eq!(g.with_kv_cache(KvPrecision::F32).fingerprint(), f32_print);
     }
 
     #[test]

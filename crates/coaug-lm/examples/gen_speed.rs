@@ -1,5 +1,5 @@
 //! Quick generation timing for profiling: batched greedy generation on the default model.
-//! usage: gen_speed [f32|q8] BATCH PROMPT_TOKENS NEW_TOKENS [f16 (KV cache)]
+//! usage: gen_speed [f32|q8] BATCH PROMPT_TOKENS NEW_TOKENS [f32|f16|q8 (KV cache)]
 use std::time::Instant;
 
 use candle_core::Device;
@@ -17,15 +17,14 @@ fn main() -> anyhow::Result<()> {
     let vocab = model.config().vocab_size as u32;
     let prompts: Vec<Vec<u32>> = (0..batch).map(|r| (0..plen as u32).map(|i| (i * 31 + r as u32 * 7 + 100) % vocab).collect()).collect();
     let req = GenerationRequest { prefix: &[], prompts: &prompts, stop_ids: &[], pad_id: 0 };
-    let t0 = Instant::now();
-    let kv_cache = if a.get(5).map(String::as_str) == Some("f16") { KvPrecision::F16 } else { KvPrecision::F32 };
+    let kv_cache: KvPrecision = a.get(5).map_or(Ok(KvPrecision::F32), |s| s.parse()).map_err(anyhow::Error::msg)?;
     let greedy = |n: usize| SamplingParams { kv_cache, ..SamplingParams::greedy(n) };
-    generate(&model, &req, &greedy(1))?;
-    let pre = t0.elapsed().as_secs_f64();
+    // As `coaug bench lm` times it: a short warm-up run, then one timed run.
+    generate(&model, &req, &greedy(2))?;
     let t0 = Instant::now();
-    generate(&model, &req, &greedy(gen + 1))?;
+    let (_, timing) = generate_timed(&model, &req, &greedy(gen + 1))?;
     let all = t0.elapsed().as_secs_f64();
-    let dec = all - pre;
+    let (pre, dec) = (timing.prefill_s, timing.decode_s);
     println!(
         "batch {batch} prompt {plen} gen {gen}: prefill {pre:.2}s ({:.1} tok/s), decode {dec:.2}s ({:.1} tok/s), total {:.1} tok/s",
         (batch * plen) as f64 / pre,

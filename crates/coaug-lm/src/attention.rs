@@ -26,30 +26,53 @@ use crate::cpu_f32::{gemm_f32, with_f32_slices, Threads};
 use crate::fast_exp;
 use crate::simd::{simd_level, SimdLevel};
 
-/// An element type of cached keys and values. f16 halves the bytes that every decode step
-/// streams from memory (the whole cache, once per step), which is what bounds its attention.
+/// An element type of cached keys and values. A cached slot (one position of one kv head) is
+/// [`KvElem::slot_len`] elements: `hd` values for f32 and f16, or for [`Q8`] `hd` signed bytes
+/// followed by the slot's f32 scale. Decoding streams the whole cache from memory at every step,
+/// which is what bounds its attention: f16 halves those bytes, 8 bits nearly halves them again.
 pub(crate) trait KvElem: Copy + Send + Sync + 'static {
-    /// Writes `src` over `dst` (same length).
+    /// Whether slots carry a scale that their dot products must be multiplied by.
+    const SCALED: bool;
+    /// Elements per slot of `hd` values.
+    fn slot_len(hd: usize) -> usize;
+    /// Writes the `hd` values `src` as one slot `dst` (`slot_len(hd)` elements).
     fn store(src: &[f32], dst: &mut [Self]);
-    /// `src` as f32: itself, or converted into `scratch`.
-    fn as_f32<'a>(src: &'a [Self], scratch: &'a mut Vec<f32>) -> &'a [f32];
-    /// Sixteen elements from `p`, widened to f32.
+    /// Slots of `hd` values as f32 (`hd` apart): itself, or widened into `scratch`.
+    fn as_f32<'a>(src: &'a [Self], hd: usize, scratch: &'a mut Vec<f32>) -> &'a [f32];
+    /// The scale of the slot at `p` (1 where slots have none).
     ///
     /// # Safety
-    /// AVX-512F is available and `p` points at sixteen readable elements.
+    /// `p` points at a whole slot of `hd` values.
+    unsafe fn scale(p: *const Self, hd: usize) -> f32;
+    /// Sixteen values from `p` (within one slot), widened to f32, unscaled.
+    ///
+    /// # Safety
+    /// AVX-512F is available and `p` points at sixteen readable values.
     #[cfg(target_arch = "x86_64")]
     unsafe fn load16(p: *const Self) -> std::arch::x86_64::__m512;
 }
 
 impl KvElem for f32 {
+    const SCALED: bool = false;
+
+    #[inline(always)]
+    fn slot_len(hd: usize) -> usize {
+        hd
+    }
+
     #[inline(always)]
     fn store(src: &[f32], dst: &mut [f32]) {
         dst.copy_from_slice(src);
     }
 
     #[inline(always)]
-    fn as_f32<'a>(src: &'a [f32], _: &'a mut Vec<f32>) -> &'a [f32] {
+    fn as_f32<'a>(src: &'a [f32], _: usize, _: &'a mut Vec<f32>) -> &'a [f32] {
         src
+    }
+
+    #[inline(always)]
+    unsafe fn scale(_: *const f32, _: usize) -> f32 {
+        1.0
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -61,6 +84,13 @@ impl KvElem for f32 {
 }
 
 impl KvElem for f16 {
+    const SCALED: bool = false;
+
+    #[inline(always)]
+    fn slot_len(hd: usize) -> usize {
+        hd
+    }
+
     #[inline(always)]
     fn store(src: &[f32], dst: &mut [f16]) {
         use half::slice::HalfFloatSliceExt;
@@ -68,11 +98,16 @@ impl KvElem for f16 {
     }
 
     #[inline(always)]
-    fn as_f32<'a>(src: &'a [f16], scratch: &'a mut Vec<f32>) -> &'a [f32] {
+    fn as_f32<'a>(src: &'a [f16], _: usize, scratch: &'a mut Vec<f32>) -> &'a [f32] {
         use half::slice::HalfFloatSliceExt;
         scratch.resize(src.len(), 0.0);
         src.convert_to_f32_slice(scratch);
         scratch
+    }
+
+    #[inline(always)]
+    unsafe fn scale(_: *const f16, _: usize) -> f32 {
+        1.0
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -81,6 +116,65 @@ impl KvElem for f16 {
         use std::arch::x86_64::*;
         // SAFETY: the caller's contract; sixteen f16 are 256 bits.
         unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i)) }
+    }
+}
+
+/// A byte of an 8-bit cache slot: `hd` values `round(x / scale)` in `-127..=127`, then the
+/// slot's `scale = max|x| / 127` as four little-endian bytes. One scale per head vector keeps
+/// the rounding error under 0.4% of the vector's largest value (llama.cpp's `q8_0` cache uses
+/// one per 32 values).
+pub(crate) type Q8 = u8;
+
+/// Bytes of a slot's scale in an 8-bit cache.
+pub(crate) const Q8_SCALE_BYTES: usize = 4;
+
+impl KvElem for Q8 {
+    const SCALED: bool = true;
+
+    #[inline(always)]
+    fn slot_len(hd: usize) -> usize {
+        hd + Q8_SCALE_BYTES
+    }
+
+    #[inline(always)]
+    fn store(src: &[f32], dst: &mut [u8]) {
+        // Adding and removing 1.5·2²³ rounds to the nearest integer (ties to even) in plain f32
+        // arithmetic, which vectorizes; `f32::round` is a libm call per value on baseline x86-64.
+        const ROUND: f32 = 12_582_912.0;
+        let hd = src.len();
+        let max = src.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let scale = max / 127.0;
+        let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+        for (d, x) in dst[..hd].iter_mut().zip(src) {
+            *d = (((x * inv + ROUND) - ROUND) as i32 as i8) as u8;
+        }
+        dst[hd..hd + Q8_SCALE_BYTES].copy_from_slice(&scale.to_le_bytes());
+    }
+
+    fn as_f32<'a>(src: &'a [u8], hd: usize, scratch: &'a mut Vec<f32>) -> &'a [f32] {
+        let sl = Self::slot_len(hd);
+        scratch.resize(src.len() / sl * hd, 0.0);
+        for (slot, out) in src.chunks_exact(sl).zip(scratch.chunks_exact_mut(hd)) {
+            let scale = f32::from_le_bytes(slot[hd..sl].try_into().expect("four bytes"));
+            for (o, &q) in out.iter_mut().zip(&slot[..hd]) {
+                *o = q as i8 as f32 * scale;
+            }
+        }
+        scratch
+    }
+
+    #[inline(always)]
+    unsafe fn scale(p: *const u8, hd: usize) -> f32 {
+        // SAFETY: the slot at `p` holds its scale after its `hd` values.
+        f32::from_le_bytes(unsafe { std::ptr::read_unaligned(p.add(hd) as *const [u8; 4]) })
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load16(p: *const u8) -> std::arch::x86_64::__m512 {
+        use std::arch::x86_64::*;
+        // SAFETY: the caller's contract; sixteen values are 128 bits.
+        unsafe { _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(p as *const __m128i))) }
     }
 }
 
@@ -155,13 +249,15 @@ pub(crate) fn group_queries(q: &Tensor, cos: &Tensor, sin: &Tensor, heads: usize
 }
 
 /// The new tokens' keys (rotated when `rope` is given) or values, `(b, t, kv_heads·hd)`, written
-/// at slots `past..past + t` of `cache` `(b, kv_heads, capacity, hd)` in its dtype (f32 or
-/// f16). Returns false, writing nothing, when that is not a CPU f32 → f32/f16 write.
+/// at slots `past..past + t` of `cache` `(b, kv_heads, capacity, slot)` in its dtype (f32, f16,
+/// or 8-bit slots as U8, see [`KvElem`]). Returns false, writing nothing, when that is not such
+/// a write from f32 on the CPU.
 pub(crate) fn store_rows(cache: &Tensor, new: &Tensor, rope: Option<(&Tensor, &Tensor)>, past: usize) -> Result<bool> {
-    if !cache.device().is_cpu() || new.dtype() != DType::F32 || !matches!(cache.dtype(), DType::F32 | DType::F16) {
+    if !cache.device().is_cpu() || new.dtype() != DType::F32 || !matches!(cache.dtype(), DType::F32 | DType::F16 | DType::U8) {
         return Ok(false);
     }
-    let (b, kvh, capacity, hd) = cache.dims4()?;
+    let (b, kvh, capacity, slot) = cache.dims4()?;
+    let hd = head_dim(cache.dtype(), slot);
     let (nb, t, width) = new.dims3()?;
     if nb != b || width != kvh * hd || past + t > capacity || hd > MAX_HEAD_DIM || !cache.is_contiguous() {
         return Ok(false);
@@ -193,7 +289,7 @@ struct StoreRows<'a> {
 impl StoreRows<'_> {
     fn write<E: KvElem>(&self, dst: &mut [E], capacity: usize) {
         let StoreRows { src, rope, t, kvh, hd, past, .. } = *self;
-        let half = hd / 2;
+        let (half, sl) = (hd / 2, E::slot_len(hd));
         let row = |(r, dst): (usize, &mut [E])| {
             let mut rotated = [0f32; MAX_HEAD_DIM];
             for i in 0..t {
@@ -207,11 +303,11 @@ impl StoreRows<'_> {
                         }
                         None => x,
                     };
-                    E::store(x, &mut dst[(g * capacity + past + i) * hd..][..hd]);
+                    E::store(x, &mut dst[(g * capacity + past + i) * sl..][..sl]);
                 }
             }
         };
-        let per_row = kvh * capacity * hd;
+        let per_row = kvh * capacity * sl;
         each_row(&mut dst[..self.b * per_row], per_row, self.b * t * kvh * hd, row);
     }
 }
@@ -227,27 +323,37 @@ impl candle_core::InplaceOp1 for StoreRows<'_> {
         match storage {
             CpuStorage::F32(d) => self.write(&mut d[at..], capacity),
             CpuStorage::F16(d) => self.write(&mut d[at..], capacity),
+            CpuStorage::U8(d) => self.write::<Q8>(&mut d[at..], capacity),
             _ => candle_core::bail!("kv cache of an unsupported dtype"),
         }
         Ok(())
     }
 }
 
-/// Grouped-query attention of `q` over keys and values `(b, kv_heads, len, hd)` (f32, or a
-/// cache's f16) with additive `bias` `(b, 1, t, len)` (0 or -inf). Returns `(b, t, heads·hd)`,
+/// Values per slot of a cache of `dtype` whose slots are `slot` elements (see [`KvElem`]).
+pub(crate) fn head_dim(dtype: DType, slot: usize) -> usize {
+    match dtype {
+        DType::U8 => slot.saturating_sub(Q8_SCALE_BYTES),
+        _ => slot,
+    }
+}
+
+/// Grouped-query attention of `q` over keys and values `(b, kv_heads, len, slot)` (f32, or a
+/// cache's f16 or 8-bit slots, see [`KvElem`]) with additive `bias` `(b, 1, t, len)` (0 or -inf). Returns `(b, t, heads·hd)`,
 /// or `None` when the inputs are not on this path (the caller then uses the generic one).
 pub(crate) fn attend(q: &GroupedQueries, k: &Tensor, v: &Tensor, bias: &Tensor, scale: f32) -> Result<Option<Tensor>> {
     if !k.device().is_cpu() || k.dtype() != v.dtype() || bias.dtype() != DType::F32 {
         return Ok(None);
     }
-    let (b, kvh, len, hd) = k.dims4()?;
+    let (b, kvh, len, slot) = k.dims4()?;
+    let hd = head_dim(k.dtype(), slot);
     if (b, kvh, hd) != (q.b, q.kvh, q.hd) || v.dims() != k.dims() || bias.dims() != [b, 1, q.t, len] {
         return Ok(None);
     }
-    // Slots of a (row, kv head) must be adjacent rows of `hd`.
+    // Slots of a (row, kv head) must be adjacent.
     let packed = |x: &Tensor| -> Result<Tensor> {
         let s = x.stride();
-        if s[3] == 1 && s[2] == hd {
+        if s[3] == 1 && s[2] == slot {
             Ok(x.clone())
         } else {
             x.contiguous()
@@ -269,6 +375,9 @@ pub(crate) fn attend(q: &GroupedQueries, k: &Tensor, v: &Tensor, bias: &Tensor, 
         (CpuStorage::F16(kd), CpuStorage::F16(vd)) => {
             run(q, Slots::new(kd, kl), Slots::new(vd, vl), bias, &shape, scale)
         }
+        (CpuStorage::U8(kd), CpuStorage::U8(vd)) => {
+            run::<Q8>(q, Slots::new(kd, kl), Slots::new(vd, vl), bias, &shape, scale)
+        }
         _ => return Ok(None),
     };
     Ok(Some(Tensor::from_vec(out, (b, q.t, q.kvh * q.rep * hd), k.device())?))
@@ -284,7 +393,7 @@ struct Shape {
     rep: usize,
 }
 
-/// Keys or values `(b, kv_heads, len, hd)` whose slots are adjacent `hd` rows.
+/// Keys or values `(b, kv_heads, len, slot)` whose slots are adjacent.
 #[derive(Clone, Copy)]
 struct Slots<'a, E> {
     data: &'a [E],
@@ -293,16 +402,16 @@ struct Slots<'a, E> {
     group_stride: usize,
 }
 
-impl<'a, E> Slots<'a, E> {
+impl<'a, E: KvElem> Slots<'a, E> {
     fn new(data: &'a [E], layout: &Layout) -> Self {
         let s = layout.stride();
         Slots { data, offset: layout.start_offset(), row_stride: s[0], group_stride: s[1] }
     }
 
-    /// Slots `0..len` of kv head `g` of sequence `row`, `len · hd` elements.
+    /// Slots `0..len` of kv head `g` of sequence `row`.
     #[inline]
     fn group(&self, row: usize, g: usize, len: usize, hd: usize) -> &'a [E] {
-        &self.data[self.offset + row * self.row_stride + g * self.group_stride..][..len * hd]
+        &self.data[self.offset + row * self.row_stride + g * self.group_stride..][..len * E::slot_len(hd)]
     }
 }
 
@@ -446,8 +555,8 @@ impl<E: KvElem> Job<'_, E> {
             return;
         }
         let Scratch { scores, keys: kbuf, values: vbuf } = scratch;
-        let keys = E::as_f32(keys, kbuf);
-        let values = E::as_f32(values, vbuf);
+        let keys = E::as_f32(keys, hd, kbuf);
+        let values = E::as_f32(values, hd, vbuf);
         scores.resize(len, 0.0);
         for i in 0..t {
             let Some((lo, hi)) = self.spans[row * t + i] else { continue };
@@ -481,8 +590,8 @@ impl<E: KvElem> Job<'_, E> {
         let (row, g) = (task.row, task.group);
         let nh = task.heads.len();
         let Scratch { scores, keys: kbuf, values: vbuf } = scratch;
-        let keys = E::as_f32(self.k.group(row, g, len, hd), kbuf);
-        let values = E::as_f32(self.v.group(row, g, len, hd), vbuf);
+        let keys = E::as_f32(self.k.group(row, g, len, hd), hd, kbuf);
+        let values = E::as_f32(self.v.group(row, g, len, hd), hd, vbuf);
         // Rows of the query matrix are (position, head): adjacent when the task has the whole
         // group, `rep` apart when it has one head.
         let q_rs = if nh == rep { hd } else { rep * hd };
@@ -652,10 +761,11 @@ mod avx512 {
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
     unsafe fn scores_n<E: KvElem, const CH: usize>(q: &[f32], k: &[E], hd: usize, slots: Range<usize>, scale: f32, bias: &[f32], out: &mut [f32]) {
-        assert!(slots.end * hd <= k.len() && slots.end <= bias.len() && slots.end <= out.len());
+        let sl = E::slot_len(hd);
+        assert!(slots.end * sl <= k.len() && slots.end <= bias.len() && slots.end <= out.len());
         let qr: [__m512; CH] = std::array::from_fn(|c| _mm512_loadu_ps(q[c * 16..].as_ptr()));
         let dot = |s: usize| {
-            let kv = k.as_ptr().add(s * hd);
+            let kv = k.as_ptr().add(s * sl);
             let mut acc = _mm512_mul_ps(qr[0], E::load16(kv));
             for (c, r) in qr.iter().enumerate().skip(1) {
                 acc = _mm512_fmadd_ps(*r, E::load16(kv.add(c * 16)), acc);
@@ -666,14 +776,24 @@ mod avx512 {
         // about as much as the products).
         let (scale4, mut s) = (_mm_set1_ps(scale), slots.start);
         while s + 4 <= slots.end {
-            let sums = reduce4(dot(s), dot(s + 1), dot(s + 2), dot(s + 3));
+            let sums = scaled4::<E>(reduce4(dot(s), dot(s + 1), dot(s + 2), dot(s + 3)), k, s, sl, hd);
             let v = _mm_fmadd_ps(sums, scale4, _mm_loadu_ps(bias.as_ptr().add(s)));
             _mm_storeu_ps(out.as_mut_ptr().add(s), v);
             s += 4;
         }
         for s in s..slots.end {
-            out[s] = _mm512_reduce_add_ps(dot(s)) * scale + bias[s];
+            out[s] = _mm512_reduce_add_ps(dot(s)) * E::scale(k.as_ptr().add(s * sl), hd) * scale + bias[s];
         }
+    }
+
+    /// Four adjacent slots' dot products `sums` (from slot `s`) times their slots' scales.
+    #[inline(always)]
+    unsafe fn scaled4<E: KvElem>(sums: __m128, k: &[E], s: usize, sl: usize, hd: usize) -> __m128 {
+        if !E::SCALED {
+            return sums;
+        }
+        let at = |i: usize| E::scale(k.as_ptr().add((s + i) * sl), hd);
+        _mm_mul_ps(sums, _mm_setr_ps(at(0), at(1), at(2), at(3)))
     }
 
     /// `[Σa, Σb, Σc, Σd]` of four 16-lane vectors.
@@ -695,14 +815,15 @@ mod avx512 {
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
     unsafe fn scores_n_dyn<E: KvElem>(ch: usize, q: &[f32], k: &[E], hd: usize, slots: Range<usize>, scale: f32, bias: &[f32], out: &mut [f32]) {
-        assert!(slots.end * hd <= k.len() && ch * 16 <= hd);
+        let sl = E::slot_len(hd);
+        assert!(slots.end * sl <= k.len() && ch * 16 <= hd);
         for s in slots {
-            let kv = k.as_ptr().add(s * hd);
+            let kv = k.as_ptr().add(s * sl);
             let mut acc = _mm512_setzero_ps();
             for c in 0..ch {
                 acc = _mm512_fmadd_ps(_mm512_loadu_ps(q[c * 16..].as_ptr()), E::load16(kv.add(c * 16)), acc);
             }
-            out[s] = _mm512_reduce_add_ps(acc) * scale + bias[s];
+            out[s] = _mm512_reduce_add_ps(acc) * E::scale(kv, hd) * scale + bias[s];
         }
     }
 
@@ -726,11 +847,12 @@ mod avx512 {
     #[target_feature(enable = "avx512f")]
     unsafe fn scores_group_n<E: KvElem, const CH: usize, const R: usize>(q: &[f32], k: &[E], slots: Range<usize>, scale: f32, bias: &[f32], out: &mut [f32]) {
         let (hd, len) = (CH * 16, bias.len());
-        assert!(q.len() == R * hd && slots.end * hd <= k.len() && slots.end <= len && out.len() >= R * len);
+        let sl = E::slot_len(hd);
+        assert!(q.len() == R * hd && slots.end * sl <= k.len() && slots.end <= len && out.len() >= R * len);
         let qr: [[__m512; CH]; R] = std::array::from_fn(|r| std::array::from_fn(|c| _mm512_loadu_ps(q[r * hd + c * 16..].as_ptr())));
         // One slot's key, loaded once, against every head's query.
         let dots = |s: usize| -> [__m512; R] {
-            let kp = k.as_ptr().add(s * hd);
+            let kp = k.as_ptr().add(s * sl);
             let kv: [__m512; CH] = std::array::from_fn(|c| E::load16(kp.add(c * 16)));
             std::array::from_fn(|r| {
                 let mut acc = _mm512_mul_ps(qr[r][0], kv[0]);
@@ -744,16 +866,19 @@ mod avx512 {
         while s + 4 <= slots.end {
             let (d0, d1, d2, d3) = (dots(s), dots(s + 1), dots(s + 2), dots(s + 3));
             let b = _mm_loadu_ps(bias.as_ptr().add(s));
+            // The slots' own scales folded into the query scale once for all heads.
+            let f = scaled4::<E>(scale4, k, s, sl, hd);
             for r in 0..R {
                 let sums = reduce4(d0[r], d1[r], d2[r], d3[r]);
-                _mm_storeu_ps(out.as_mut_ptr().add(r * len + s), _mm_fmadd_ps(sums, scale4, b));
+                _mm_storeu_ps(out.as_mut_ptr().add(r * len + s), _mm_fmadd_ps(sums, f, b));
             }
             s += 4;
         }
         for s in s..slots.end {
             let d = dots(s);
+            let f = E::scale(k.as_ptr().add(s * sl), hd) * scale;
             for r in 0..R {
-                out[r * len + s] = _mm512_reduce_add_ps(d[r]) * scale + bias[s];
+                out[r * len + s] = _mm512_reduce_add_ps(d[r]) * f + bias[s];
             }
         }
     }
@@ -773,14 +898,16 @@ mod avx512 {
     #[target_feature(enable = "avx512f")]
     unsafe fn mix_group_n<E: KvElem, const CH: usize, const R: usize>(p: &[f32], v: &[E], slots: Range<usize>, inv: &[f32], out: &mut [f32]) {
         let hd = CH * 16;
+        let sl = E::slot_len(hd);
         let len = p.len() / R;
-        assert!(slots.end * hd <= v.len() && slots.end <= len && out.len() == R * hd && inv.len() == R);
+        assert!(slots.end * sl <= v.len() && slots.end <= len && out.len() == R * hd && inv.len() == R);
         let mut acc = [[_mm512_setzero_ps(); CH]; R];
         for s in slots {
-            let vp = v.as_ptr().add(s * hd);
+            let vp = v.as_ptr().add(s * sl);
             let vv: [__m512; CH] = std::array::from_fn(|c| E::load16(vp.add(c * 16)));
+            let vs = E::scale(vp, hd);
             for (r, a) in acc.iter_mut().enumerate() {
-                let w = _mm512_set1_ps(*p.get_unchecked(r * len + s));
+                let w = _mm512_set1_ps(*p.get_unchecked(r * len + s) * vs);
                 for (a, v) in a.iter_mut().zip(&vv) {
                     *a = _mm512_fmadd_ps(w, *v, *a);
                 }
@@ -803,13 +930,15 @@ mod avx512 {
             4 => mix_n::<E, 4>(p, v, hd, slots, inv, out),
             8 => mix_n::<E, 8>(p, v, hd, slots, inv, out),
             ch => {
-                assert!(slots.end * hd <= v.len() && ch * 16 == hd);
+                let sl = E::slot_len(hd);
+                assert!(slots.end * sl <= v.len() && ch * 16 == hd);
                 out.fill(0.0);
                 for s in slots {
-                    let vv = v.as_ptr().add(s * hd);
+                    let vv = v.as_ptr().add(s * sl);
+                    let w = _mm512_set1_ps(p[s] * E::scale(vv, hd));
                     for c in 0..ch {
                         let o = out[c * 16..].as_mut_ptr();
-                        _mm512_storeu_ps(o, _mm512_fmadd_ps(_mm512_set1_ps(p[s]), E::load16(vv.add(c * 16)), _mm512_loadu_ps(o)));
+                        _mm512_storeu_ps(o, _mm512_fmadd_ps(w, E::load16(vv.add(c * 16)), _mm512_loadu_ps(o)));
                     }
                 }
                 out.iter_mut().for_each(|x| *x *= inv);
@@ -819,11 +948,12 @@ mod avx512 {
 
     #[target_feature(enable = "avx512f")]
     unsafe fn mix_n<E: KvElem, const CH: usize>(p: &[f32], v: &[E], hd: usize, slots: Range<usize>, inv: f32, out: &mut [f32]) {
-        assert!(slots.end * hd <= v.len() && slots.end <= p.len() && CH * 16 <= out.len());
+        let sl = E::slot_len(hd);
+        assert!(slots.end * sl <= v.len() && slots.end <= p.len() && CH * 16 <= out.len());
         let mut acc = [_mm512_setzero_ps(); CH];
         for s in slots {
-            let vv = v.as_ptr().add(s * hd);
-            let w = _mm512_set1_ps(p[s]);
+            let vv = v.as_ptr().add(s * sl);
+            let w = _mm512_set1_ps(p[s] * E::scale(vv, hd));
             for (c, a) in acc.iter_mut().enumerate() {
                 *a = _mm512_fmadd_ps(w, E::load16(vv.add(c * 16)), *a);
             }
@@ -845,7 +975,7 @@ mod tests {
     fn equals_candles_masked_softmax_attention_for_long_query_runs() {
         // One sequence decoding (a task per query head), eight prefilling (a task per kv head).
         // Head sizes with a register-resident AVX-512 path (16, 64), one without (48), and one
-        // that is not a multiple of 16 (the portable loops everywhere); f32 and f16 keys.
+        // that is not a multiple of 16 (the portable loops everywhere); f32, f16 and 8-bit keys.
         // One thread, so which tasks run does not depend on the machine.
         let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
         pool.install(|| {
@@ -854,7 +984,7 @@ mod tests {
                 // a short run, and prefills of one and of two query chunks (many tasks, and one
                 // sequence's).
                 for (b, t) in [(1, 1), (8, 1), (1, 3), (8, 3), (8, 9), (4, QUERY_CHUNK + 7), (1, QUERY_CHUNK + 7)] {
-                    for dtype in [DType::F32, DType::F16] {
+                    for dtype in [DType::F32, DType::F16, DType::U8] {
                         // Groups of 3, and of 2 and 4 (the grouped decoding kernels' sizes).
                         for (h, kvh) in [(6, 2), (4, 2), (8, 2)] {
                             case(b, t, hd, h, kvh, dtype);
@@ -875,9 +1005,15 @@ mod tests {
         let dev = Device::Cpu;
         let len = t + 6;
         let q = Tensor::randn(0f32, 1.0, (b, h, t, hd), &dev).unwrap();
-        // Keys and values as the cache holds them (rounded to f16 when it is f16).
-        let k = Tensor::randn(0f32, 1.0, (b, kvh, len, hd), &dev).unwrap().to_dtype(dtype).unwrap();
-        let v = Tensor::randn(0f32, 1.0, (b, kvh, len, hd), &dev).unwrap().to_dtype(dtype).unwrap();
+        // Keys and values stored as a cache of `dtype` holds them.
+        let cached = || {
+            let x = Tensor::randn(0f32, 1.0, (b, kvh, len, hd), &dev).unwrap();
+            let slot = if dtype == DType::U8 { hd + Q8_SCALE_BYTES } else { hd };
+            let cache = Tensor::zeros((b, kvh, len, slot), dtype, &dev).unwrap();
+            assert!(store_rows(&cache, &projections(&x), None, 0).unwrap());
+            cache
+        };
+        let (k, v) = (cached(), cached());
         // Causal over the last `t` slots, the first slot of odd rows padded out.
         let bias: Vec<f32> = (0..b * t * len)
             .map(|i| {
@@ -892,7 +1028,8 @@ mod tests {
         let sin = Tensor::zeros((b, t, hd / 2), DType::F32, &dev).unwrap();
         let grouped = group_queries(&projections(&q), &cos, &sin, h, kvh).unwrap().expect("f32 on the CPU");
         let got = attend(&grouped, &k, &v, &bias, scale).unwrap().expect("f32 on the CPU");
-        let (k, v) = (k.to_dtype(DType::F32).unwrap(), v.to_dtype(DType::F32).unwrap());
+        // The reference computes on the values the cache holds.
+        let (k, v) = (widened(&k), widened(&v));
         let rep = h / kvh;
         let kr = k.unsqueeze(2).unwrap().expand((b, kvh, rep, len, hd)).unwrap().reshape((b, h, len, hd)).unwrap();
         let vr = v.unsqueeze(2).unwrap().expand((b, kvh, rep, len, hd)).unwrap().reshape((b, h, len, hd)).unwrap();
@@ -900,6 +1037,41 @@ mod tests {
         let want = projections(&ops::softmax_last_dim(&scores).unwrap().matmul(&vr).unwrap());
         let d = crate::cpu_f32::max_abs_diff(&got, &want);
         assert!(d < 1e-5, "b {b} t {t} hd {hd} heads {h}/{kvh} {dtype:?}: max difference {d}");
+    }
+
+    /// A cache's slots as f32 `(b, kv_heads, len, hd)`.
+    fn widened(cache: &Tensor) -> Tensor {
+        if cache.dtype() != DType::U8 {
+            return cache.to_dtype(DType::F32).unwrap();
+        }
+        let (b, kvh, len, slot) = cache.dims4().unwrap();
+        let hd = slot - Q8_SCALE_BYTES;
+        let bytes = cache.flatten_all().unwrap().to_vec1::<u8>().unwrap();
+        let mut scratch = Vec::new();
+        let values = Q8::as_f32(&bytes, hd, &mut scratch).to_vec();
+        Tensor::from_vec(values, (b, kvh, len, hd), &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn eight_bit_slots_round_to_within_half_a_step_of_their_scale() {
+        let hd = 64;
+        let x: Vec<f32> = (0..hd).map(|i| ((i * 37 % 19) as f32 - 9.0) * 0.173 + if i == 5 { 4.0 } else { 0.0 }).collect();
+        let mut slot = vec![0u8; Q8::slot_len(hd)];
+        Q8::store(&x, &mut slot);
+        let scale = f32::from_le_bytes(slot[hd..].try_into().unwrap());
+        let max = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+        assert!((scale - max / 127.0).abs() < 1e-7);
+        // SAFETY: `slot` is one whole slot.
+        assert_eq!(unsafe { Q8::scale(slot.as_ptr(), hd) }, scale);
+        let mut scratch = Vec::new();
+        let back = Q8::as_f32(&slot, hd, &mut scratch);
+        for (a, b) in x.iter().zip(back) {
+            assert!((a - b).abs() <= scale * 0.5 + 1e-6, "{a} came back as {b}");
+        }
+        // The largest value is exact in its scale (±127 steps), and a zero vector stays zero.
+        assert_eq!(back[5], 127.0 * scale);
+        Q8::store(&[0.0; 64], &mut slot);
+        assert!(Q8::as_f32(&slot, hd, &mut scratch).iter().all(|&v| v == 0.0));
     }
 
     #[test]
@@ -918,12 +1090,19 @@ mod tests {
 
         let k = Tensor::randn(0f32, 1.0, (b, kvh, t, hd), &dev).unwrap();
         let rotated = rotary_emb::rope(&k, &cos, &sin).unwrap();
-        for dtype in [DType::F32, DType::F16] {
-            let cache = Tensor::zeros((b, kvh, capacity, hd), dtype, &dev).unwrap();
+        for dtype in [DType::F32, DType::F16, DType::U8] {
+            let slot = if dtype == DType::U8 { hd + Q8_SCALE_BYTES } else { hd };
+            let cache = Tensor::zeros((b, kvh, capacity, slot), dtype, &dev).unwrap();
             assert!(store_rows(&cache, &projections(&k), Some((&cos, &sin)), past).unwrap());
-            let cache = cache.to_dtype(DType::F32).unwrap();
+            let cache = widened(&cache);
             let written = cache.narrow(2, past, t).unwrap();
-            let tol = if dtype == DType::F16 { 1e-2 } else { 1e-6 };
+            // 8 bits round to half a step of the largest value over 127.
+            let largest = rotated.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+            let tol = match dtype {
+                DType::F16 => 1e-2,
+                DType::U8 => largest / 254.0 + 1e-6,
+                _ => 1e-6,
+            };
             assert!(crate::cpu_f32::max_abs_diff(&written, &rotated) < tol, "{dtype:?}");
             let untouched = (cache.narrow(2, 0, past).unwrap().abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap(),
                 cache.narrow(2, past + t, capacity - past - t).unwrap().abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap());

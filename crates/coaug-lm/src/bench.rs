@@ -50,7 +50,7 @@ impl Default for LmBenchOptions {
             batch_sizes: vec![16, 64],
             batch_prompt_tokens: 300,
             batch_new_tokens: 64,
-            batch_kv_cache: KvPrecision::F16,
+            batch_kv_cache: KvPrecision::Q8,
             train_batch: (8, 256),
             train_set: TrainableSet::All,
             skip_train: false,
@@ -143,12 +143,10 @@ pub fn bench_lm_with_progress(model_path: &Path, opts: &LmBenchOptions, stage: &
     let single_decode_tok_s_f32 = single_decode_rate(&dense, &short, opts.single_decode_tokens)?;
 
     let mut batched = Vec::new();
-    let other = match opts.batch_kv_cache {
-        KvPrecision::F16 => KvPrecision::F32,
-        KvPrecision::F32 => KvPrecision::F16,
-    };
+    // The largest batch also runs with each other KV cache, for the comparison.
+    let others: Vec<KvPrecision> = [KvPrecision::Q8, KvPrecision::F16, KvPrecision::F32].into_iter().filter(|&kv| kv != opts.batch_kv_cache).collect();
     let largest = opts.batch_sizes.iter().copied().max();
-    let runs = opts.batch_sizes.iter().map(|&b| (b, opts.batch_kv_cache)).chain(largest.map(|b| (b, other)));
+    let runs = opts.batch_sizes.iter().map(|&b| (b, opts.batch_kv_cache)).chain(largest.into_iter().flat_map(|b| others.iter().map(move |&kv| (b, kv))));
     for (b, kv) in runs {
         stage(&format!("batched generation, {b} sequences, {} KV cache", kv_name(kv)));
         batched.push(batched_rate(&dense, &tok, b, opts.batch_prompt_tokens, opts.batch_new_tokens, kv)?);
@@ -305,11 +303,11 @@ pub fn single_decode_rate(model: &CausalLm, prompt: &[u32], n: usize) -> Result<
 
 /// `f16` or `f32`.
 pub fn kv_name(kv: KvPrecision) -> &'static str {
-    match kv {
-        KvPrecision::F16 => "f16",
-        KvPrecision::F32 => "f32",
-    }
+    kv.name()
 }
+
+/// Timed runs of each batched generation; the fastest counts.
+const BATCHED_RUNS: usize = 2;
 
 pub fn batched_rate(model: &CausalLm, tok: &LmTokenizer, batch: usize, plen: usize, gen: usize, kv_cache: KvPrecision) -> Result<BatchedFigures> {
     let base = filler_prompt(tok, plen)?;
@@ -327,7 +325,16 @@ pub fn batched_rate(model: &CausalLm, tok: &LmTokenizer, batch: usize, plen: usi
     let req = GenerationRequest { prefix: &[], prompts: &prompts, stop_ids: &[], pad_id: tok.pad_id() };
     let greedy = |n| SamplingParams { kv_cache, ..SamplingParams::greedy(n) };
     generate(model, &req, &greedy(2))?; // warm-up (allocator, thread pool)
-    let (_, timing) = generate_timed(model, &req, &greedy(gen))?;
+    // The faster of two runs, as the matmul limit it is compared with keeps the best of its
+    // timing windows: a busy moment on a shared machine should lower neither side.
+    let mut best: Option<crate::GenerationTiming> = None;
+    for _ in 0..BATCHED_RUNS {
+        let (_, timing) = generate_timed(model, &req, &greedy(gen))?;
+        if best.as_ref().is_none_or(|b| timing.prefill_s + timing.decode_s < b.prefill_s + b.decode_s) {
+            best = Some(timing);
+        }
+    }
+    let timing = best.expect("at least one run");
     let (prefill_s, decode_s) = (timing.prefill_s, timing.decode_s.max(1e-9));
     let total_s = prefill_s + decode_s;
     let prompt_tokens: usize = prompts.iter().map(|p| p.len()).sum();

@@ -10,14 +10,17 @@ use crate::config::ModelConfig;
 
 /// How a [`KvCache`] stores keys and values. Decoding reads the whole cache at every step, so
 /// its attention is bound by memory: f16 halves those bytes (batch 64, 300-token prompts:
-/// decoding 420 → 453 tokens/s in one `coaug bench lm` run). Attention still computes in f32
-/// on the widened values, but the log-probs of generation then differ from the f32 scorer's by
-/// ~1e-3, so training samples with `F32` (its importance ratios start from exactly 1).
+/// decoding 420 → 453 tokens/s in one `coaug bench lm` run), 8 bits with a scale per head
+/// vector (`Q8`, 68 bytes for a 64-wide head) nearly halve them again. Attention still
+/// computes in f32 on the widened values, but the log-probs of generation then differ from
+/// the f32 scorer's (~1e-3 for f16), so training samples with `F32` (its importance ratios
+/// start from exactly 1). `Q8` needs the CPU.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum KvPrecision {
     #[default]
     F32,
     F16,
+    Q8,
 }
 
 impl KvPrecision {
@@ -25,12 +28,44 @@ impl KvPrecision {
         match self {
             KvPrecision::F32 => DType::F32,
             KvPrecision::F16 => DType::F16,
+            KvPrecision::Q8 => DType::U8,
+        }
+    }
+
+    /// Elements of one cached head vector of `head_dim` values.
+    fn slot(self, head_dim: usize) -> usize {
+        match self {
+            KvPrecision::Q8 => head_dim + attention::Q8_SCALE_BYTES,
+            _ => head_dim,
+        }
+    }
+
+    /// The name the CLI and the benchmarks use.
+    pub fn name(self) -> &'static str {
+        match self {
+            KvPrecision::F32 => "f32",
+            KvPrecision::F16 => "f16",
+            KvPrecision::Q8 => "q8",
         }
     }
 }
 
-/// Keys and values of every layer for `rows` sequences: `(rows, kv_heads, capacity, head_dim)`,
-/// in f32 or f16 (see [`KvPrecision`]).
+impl std::str::FromStr for KvPrecision {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "f32" => Ok(KvPrecision::F32),
+            "f16" => Ok(KvPrecision::F16),
+            "q8" => Ok(KvPrecision::Q8),
+            _ => Err(format!("unknown KV cache precision `{s}` (f32, f16 or q8)")),
+        }
+    }
+}
+
+/// Keys and values of every layer for `rows` sequences: `(rows, kv_heads, capacity, slot)`, a
+/// slot being `head_dim` values in f32 or f16, or 8-bit values and their scale (see
+/// [`KvPrecision`]).
 pub struct KvCache {
     layers: Vec<(Tensor, Tensor)>,
     len: usize,
@@ -39,7 +74,10 @@ pub struct KvCache {
 
 impl KvCache {
     pub fn new(cfg: &ModelConfig, rows: usize, capacity: usize, precision: KvPrecision, device: &Device) -> Result<Self> {
-        let shape = (rows, cfg.num_kv_heads, capacity, cfg.head_dim);
+        if precision == KvPrecision::Q8 && !device.is_cpu() {
+            candle_core::bail!("the 8-bit KV cache runs on the CPU only; use f16 or f32 on {device:?}");
+        }
+        let shape = (rows, cfg.num_kv_heads, capacity, precision.slot(cfg.head_dim));
         let dtype = precision.dtype();
         let layers = (0..cfg.num_layers)
             .map(|_| Ok((Tensor::zeros(shape, dtype, device)?, Tensor::zeros(shape, dtype, device)?)))
@@ -70,6 +108,9 @@ impl KvCache {
         let t = k.dim(2)?;
         self.check_room(t)?;
         let (kc, vc) = &self.layers[layer];
+        if kc.dtype() == DType::U8 {
+            candle_core::bail!("the 8-bit KV cache is written by the CPU attention only (f32 activations, even head size up to 256)");
+        }
         kc.slice_set(&k.to_dtype(kc.dtype())?.contiguous()?, 2, self.len)?;
         vc.slice_set(&v.to_dtype(vc.dtype())?.contiguous()?, 2, self.len)?;
         Ok((kc.narrow(2, 0, self.len + t)?, vc.narrow(2, 0, self.len + t)?))

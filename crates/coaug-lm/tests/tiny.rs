@@ -62,8 +62,9 @@ fn left_padding_does_not_change_logits() {
 
 #[test]
 fn sampler_logprobs_equal_scorer_logprobs() {
-    // An f32 cache reproduces the scorer's log-probs; an f16 one stays close to them.
-    for (kv_cache, tolerance) in [(KvPrecision::F32, 1e-4), (KvPrecision::F16, 2e-2)] {
+    // An f32 cache reproduces the scorer's log-probs; f16 and 8-bit ones stay close to them
+    // (the tiny model's keys are small random vectors: 8 bits round them by up to 0.4%).
+    for (kv_cache, tolerance) in [(KvPrecision::F32, 1e-4), (KvPrecision::F16, 2e-2), (KvPrecision::Q8, 5e-3)] {
         for arch in archs() {
             let m = tiny(arch, 3);
             let prefix = [1u32, 2, 3];
@@ -94,9 +95,9 @@ fn sampler_logprobs_equal_scorer_logprobs() {
                     worst = worst.max((a - b).abs());
                 }
             }
-            if kv_cache == KvPrecision::F16 {
+            if kv_cache != KvPrecision::F32 {
                 // It is a different cache: some rounding shows.
-                assert!(worst > 0.0, "{arch:?}: f16 cache gave exactly the f32 log-probs");
+                assert!(worst > 0.0, "{arch:?}: {kv_cache:?} cache gave exactly the f32 log-probs");
             }
             // Samples of one prompt differ (they are drawn independently).
             assert!(samples[0].tokens != samples[1].tokens || samples[1].tokens != samples[2].tokens);

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use coaug_lm::bench::{bench_lm_with_progress, bench_stages, LmBenchOptions, LmBenchReport};
-use coaug_lm::{KvPrecision, TrainableSet};
+use coaug_lm::TrainableSet;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 
@@ -30,9 +30,9 @@ pub struct Args {
     #[arg(long, default_value_t = 64)]
     pub new_tokens: usize,
 
-    /// KV cache of batched generation: `f16` (what `coaug augment` uses) or `f32` (what the RL
-    /// sampler uses). The largest batch also runs with the other one.
-    #[arg(long, default_value = "f16", value_parser = ["f16", "f32"])]
+    /// KV cache of batched generation: `q8` (what `coaug augment` uses), `f16`, or `f32` (what the
+    /// RL sampler uses). The largest batch also runs with each of the others.
+    #[arg(long, default_value = "q8", value_parser = ["q8", "f16", "f32"])]
     pub kv_cache: String,
 
     /// Which weights the training step updates: `all`, or `last:K` for the top K blocks.
@@ -75,7 +75,7 @@ pub fn run(args: Args) -> Result<()> {
         batch_sizes: args.batches.clone(),
         batch_prompt_tokens: args.prompt_tokens,
         batch_new_tokens: args.new_tokens,
-        batch_kv_cache: if args.kv_cache == "f32" { KvPrecision::F32 } else { KvPrecision::F16 },
+        batch_kv_cache: args.kv_cache.parse().map_err(anyhow::Error::msg)?,
         train_set: args.train.clone(),
         skip_train: args.skip_train,
         ..Default::default()
@@ -130,8 +130,14 @@ pub fn run(args: Args) -> Result<()> {
 /// The headline figures and ratios (coaug / llama.cpp).
 fn summarize(r: &LmBenchReport, peers: Option<&(Value, Value)>, train: &TrainableSet, kv_cache: &str) -> Value {
     let largest = r.batched.iter().filter(|b| b.kv_cache == kv_cache).max_by_key(|b| b.batch);
-    // The extra run of the largest batch with the other KV cache.
+    // The extra runs of the largest batch with the other KV caches.
     let other_kv = r.batched.iter().find(|b| b.kv_cache != kv_cache);
+    let by_kv: serde_json::Map<String, Value> = r
+        .batched
+        .iter()
+        .filter(|b| Some(b.batch) == largest.map(|l| l.batch))
+        .map(|b| (b.kv_cache.clone(), json!({ "tok_s": b.total_tok_s, "fraction_of_workload_limit": b.total_tok_s / b.matmul_limit_tok_s })))
+        .collect();
     let coaug_batched = largest.map(|b| b.total_tok_s).unwrap_or(f64::NAN);
     let coaug_prefill = r.prefill_tok_s_f32.max(r.prefill_tok_s_quantized);
     let coaug_single = r.single_decode_tok_s_f32.max(r.single_decode_tok_s_quantized);
@@ -164,6 +170,7 @@ fn summarize(r: &LmBenchReport, peers: Option<&(Value, Value)>, train: &Trainabl
         "coaug_batched_other_kv_cache": other_kv.map(|b| b.kv_cache.clone()),
         "coaug_batched_other_kv_tok_s": num(other_kv.map(|b| b.total_tok_s).unwrap_or(f64::NAN)),
         "other_kv_fraction_of_workload_limit": num(other_kv.map(|b| b.total_tok_s / b.matmul_limit_tok_s).unwrap_or(f64::NAN)),
+        "coaug_batched_by_kv_cache": by_kv,
         "coaug_batched_decode_tok_s": num(largest.map(|b| b.decode_tok_s).unwrap_or(f64::NAN)),
         "llamacpp_prefill_tok_s": num(l_prefill),
         "llamacpp_single_tok_s": num(l_single),
