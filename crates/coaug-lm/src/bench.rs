@@ -307,7 +307,7 @@ pub fn kv_name(kv: KvPrecision) -> &'static str {
 }
 
 /// Timed runs of each batched generation; the fastest counts.
-const BATCHED_RUNS: usize = 2;
+const BATCHED_RUNS: usize = 3;
 
 pub fn batched_rate(model: &CausalLm, tok: &LmTokenizer, batch: usize, plen: usize, gen: usize, kv_cache: KvPrecision) -> Result<BatchedFigures> {
     let base = filler_prompt(tok, plen)?;
@@ -325,8 +325,8 @@ pub fn batched_rate(model: &CausalLm, tok: &LmTokenizer, batch: usize, plen: usi
     let req = GenerationRequest { prefix: &[], prompts: &prompts, stop_ids: &[], pad_id: tok.pad_id() };
     let greedy = |n| SamplingParams { kv_cache, ..SamplingParams::greedy(n) };
     generate(model, &req, &greedy(2))?; // warm-up (allocator, thread pool)
-    // The faster of two runs, as the matmul limit it is compared with keeps the best of its
-    // timing windows: a busy moment on a shared machine should lower neither side.
+    // The fastest of three runs, as the matmul limit it is compared with keeps the best of its
+    // three timing windows: a busy moment on a shared machine should lower neither side.
     let mut best: Option<crate::GenerationTiming> = None;
     for _ in 0..BATCHED_RUNS {
         let (_, timing) = generate_timed(model, &req, &greedy(gen))?;
