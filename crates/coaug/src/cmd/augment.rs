@@ -29,7 +29,7 @@ pub struct ModelArgs {
 
     /// How the KV cache holds keys and values while generating. Every decode step reads the whole
     /// cache, so its bytes bound the attention: `q8` stores 8 bits and a scale per head vector
-    /// (53% of f16's bytes; batch-64 decoding ~14% faster than f16 in `coaug bench lm`, the same
+    /// (53% of f16's bytes; batch-64 decoding 5–14% faster than f16 in `coaug bench lm`, the same
     /// nDCG@10 within 0.0007 on NFCorpus's quick table); `f16` halves f32's bytes; `f32` is the
     /// exact arithmetic training samples with. Attention computes in f32 in every case. Part of
     /// the augmentation store's key, like the precision.
