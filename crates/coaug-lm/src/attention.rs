@@ -126,7 +126,7 @@ impl KvElem for f16 {
 pub(crate) type Q8 = u8;
 
 /// Bytes of a slot's scale in an 8-bit cache.
-pub(crate) const Q8_SCALE_BYTES: usize = 4;
+const Q8_SCALE_BYTES: usize = 4;
 
 impl KvElem for Q8 {
     const SCALED: bool = true;
@@ -330,7 +330,16 @@ impl candle_core::InplaceOp1 for StoreRows<'_> {
     }
 }
 
-/// Values per slot of a cache of `dtype` whose slots are `slot` elements (see [`KvElem`]).
+/// Elements per slot of `hd` values in a cache of `dtype` (U8: 8-bit slots, see [`KvElem`]).
+pub(crate) fn slot_len(dtype: DType, hd: usize) -> usize {
+    match dtype {
+        DType::U8 => Q8::slot_len(hd),
+        _ => hd,
+    }
+}
+
+/// Values per slot of a cache of `dtype` whose slots are `slot` elements: the inverse of
+/// [`slot_len`].
 pub(crate) fn head_dim(dtype: DType, slot: usize) -> usize {
     match dtype {
         DType::U8 => slot.saturating_sub(Q8_SCALE_BYTES),
@@ -1008,8 +1017,7 @@ mod tests {
         // Keys and values stored as a cache of `dtype` holds them.
         let cached = || {
             let x = Tensor::randn(0f32, 1.0, (b, kvh, len, hd), &dev).unwrap();
-            let slot = if dtype == DType::U8 { hd + Q8_SCALE_BYTES } else { hd };
-            let cache = Tensor::zeros((b, kvh, len, slot), dtype, &dev).unwrap();
+            let cache = Tensor::zeros((b, kvh, len, slot_len(dtype, hd)), dtype, &dev).unwrap();
             assert!(store_rows(&cache, &projections(&x), None, 0).unwrap());
             cache
         };
@@ -1045,7 +1053,7 @@ mod tests {
             return cache.to_dtype(DType::F32).unwrap();
         }
         let (b, kvh, len, slot) = cache.dims4().unwrap();
-        let hd = slot - Q8_SCALE_BYTES;
+        let hd = head_dim(DType::U8, slot);
         let bytes = cache.flatten_all().unwrap().to_vec1::<u8>().unwrap();
         let mut scratch = Vec::new();
         let values = Q8::as_f32(&bytes, hd, &mut scratch).to_vec();
@@ -1091,8 +1099,7 @@ mod tests {
         let k = Tensor::randn(0f32, 1.0, (b, kvh, t, hd), &dev).unwrap();
         let rotated = rotary_emb::rope(&k, &cos, &sin).unwrap();
         for dtype in [DType::F32, DType::F16, DType::U8] {
-            let slot = if dtype == DType::U8 { hd + Q8_SCALE_BYTES } else { hd };
-            let cache = Tensor::zeros((b, kvh, capacity, slot), dtype, &dev).unwrap();
+            let cache = Tensor::zeros((b, kvh, capacity, slot_len(dtype, hd)), dtype, &dev).unwrap();
             assert!(store_rows(&cache, &projections(&k), Some((&cos, &sin)), past).unwrap());
             let cache = widened(&cache);
             let written = cache.narrow(2, past, t).unwrap();

@@ -148,7 +148,7 @@ pub fn bench_lm_with_progress(model_path: &Path, opts: &LmBenchOptions, stage: &
     let largest = opts.batch_sizes.iter().copied().max();
     let runs = opts.batch_sizes.iter().map(|&b| (b, opts.batch_kv_cache)).chain(largest.into_iter().flat_map(|b| others.iter().map(move |&kv| (b, kv))));
     for (b, kv) in runs {
-        stage(&format!("batched generation, {b} sequences, {} KV cache", kv_name(kv)));
+        stage(&format!("batched generation, {b} sequences, {} KV cache", kv.name()));
         batched.push(batched_rate(&dense, &tok, b, opts.batch_prompt_tokens, opts.batch_new_tokens, kv)?);
     }
     let (train_tok_s, train_step_s) = if opts.skip_train {
@@ -301,11 +301,6 @@ pub fn single_decode_rate(model: &CausalLm, prompt: &[u32], n: usize) -> Result<
     Ok(n as f64 / (full - prefill_only).max(1e-9))
 }
 
-/// `f16` or `f32`.
-pub fn kv_name(kv: KvPrecision) -> &'static str {
-    kv.name()
-}
-
 /// Timed runs of each batched generation; the fastest counts.
 const BATCHED_RUNS: usize = 3;
 
@@ -341,7 +336,7 @@ pub fn batched_rate(model: &CausalLm, tok: &LmTokenizer, batch: usize, plen: usi
     let new_tokens = batch * gen;
     Ok(BatchedFigures {
         batch,
-        kv_cache: kv_name(kv_cache).to_string(),
+        kv_cache: kv_cache.name().to_string(),
         prompt_tokens,
         new_tokens,
         prefill_s,

@@ -32,14 +32,6 @@ impl KvPrecision {
         }
     }
 
-    /// Elements of one cached head vector of `head_dim` values.
-    fn slot(self, head_dim: usize) -> usize {
-        match self {
-            KvPrecision::Q8 => head_dim + attention::Q8_SCALE_BYTES,
-            _ => head_dim,
-        }
-    }
-
     /// The name the CLI and the benchmarks use.
     pub fn name(self) -> &'static str {
         match self {
@@ -77,7 +69,7 @@ impl KvCache {
         if precision == KvPrecision::Q8 && !device.is_cpu() {
             candle_core::bail!("the 8-bit KV cache runs on the CPU only; use f16 or f32 on {device:?}");
         }
-        let shape = (rows, cfg.num_kv_heads, capacity, precision.slot(cfg.head_dim));
+        let shape = (rows, cfg.num_kv_heads, capacity, attention::slot_len(precision.dtype(), cfg.head_dim));
         let dtype = precision.dtype();
         let layers = (0..cfg.num_layers)
             .map(|_| Ok((Tensor::zeros(shape, dtype, device)?, Tensor::zeros(shape, dtype, device)?)))

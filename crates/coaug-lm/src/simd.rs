@@ -3,7 +3,8 @@
 /// The widest vector instructions this CPU has. The kernels (`attention`, `rms_norm`,
 /// `swiglu`) are plain loops the compiler vectorizes; without `-C target-cpu` it may only
 /// assume SSE2, so each kernel is compiled again inside functions that enable AVX2+FMA or
-/// AVX-512 and picked at run time. (`q8`'s integer kernels pick their own level.)
+/// AVX-512 and picked at run time. (`q8`'s integer kernels narrow this choice to the
+/// instructions they need, see `q8::kernels::dot_level`.)
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum SimdLevel {
     Baseline,
