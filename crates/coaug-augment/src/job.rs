@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::io::IsTerminal;
 use std::time::Instant;
 
 use anyhow::{ensure, Context};
@@ -53,9 +54,16 @@ pub struct AugmentJob<'a> {
     /// Generate the missing inputs longest first, so each batch holds inputs of similar length
     /// and a batched LM pads little. Results do not change: every request has its own seed.
     pub group_by_length: bool,
-    /// Draw a progress bar with ETA on stderr (indicatif hides it when stderr is not a terminal).
+    /// Draw a progress bar with ETA on stderr; when stderr is not a terminal (a log file, `nohup`),
+    /// log a progress line with ETA every [`LOG_EVERY`] instead.
     pub show_progress: bool,
+    /// The items are queries with pseudo-relevance feedback ([`crate::prompts::query_with_context`]):
+    /// the system prompt gains the note on using the retrieved passages.
+    pub with_context: bool,
 }
+
+/// How often a job whose stderr is not a terminal logs its progress.
+pub const LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Why an item was not sent to the model as is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,11 +157,17 @@ impl<'a> AugmentJob<'a> {
             parse_policy: ParsePolicy::Strict,
             group_by_length: true,
             show_progress: false,
+            with_context: false,
         }
     }
 
-    pub fn system_prompt(&self) -> &str {
-        self.prompts.get(self.role, self.retriever)
+    pub fn system_prompt(&self) -> String {
+        let prompt = self.prompts.get(self.role, self.retriever);
+        if self.with_context {
+            format!("{prompt} {}", self.prompts.context_note)
+        } else {
+            prompt.to_string()
+        }
     }
 
     fn prepare(&self, text: &str) -> PreparedInput {
@@ -172,7 +186,7 @@ impl<'a> AugmentJob<'a> {
 
     /// The store key of a model input, for the generator with fingerprint `model`.
     fn key(&self, model: &str, input: &str) -> AugmentationKey {
-        AugmentationKey::new(model, self.system_prompt(), self.role, &self.decoding, input)
+        AugmentationKey::new(model, &self.system_prompt(), self.role, &self.decoding, input)
     }
 
     /// Each item's stored augmentation, in order; `None` where the item was skipped (empty, no
@@ -248,11 +262,13 @@ impl<'a> AugmentJob<'a> {
         report.already_stored = keys.len() - missing.len();
 
         let progress = self.progress_bar(missing.len() as u64);
+        let mut log = ProgressLog::new(self.show_progress && !std::io::stderr().is_terminal(), missing.len());
+        let system_prompt = self.system_prompt();
         for (batch_no, batch) in missing.chunks(self.batch_size).enumerate() {
             let requests: Vec<GenerationRequest> = batch
                 .iter()
                 .map(|key| GenerationRequest {
-                    system_prompt: self.system_prompt().to_string(),
+                    system_prompt: system_prompt.clone(),
                     user_text: pending[key].1.clone(),
                     seed: key.item_seed(),
                 })
@@ -292,6 +308,7 @@ impl<'a> AugmentJob<'a> {
             report.generated += store.put_batch(&rows)?;
             report.batches += 1;
             progress.inc(batch.len() as u64);
+            log.advance(batch.len(), &format!("augmenting {}s ({})", self.role, self.retriever));
         }
         progress.finish_and_clear();
         report.elapsed_s = started.elapsed().as_secs_f64();
@@ -312,6 +329,35 @@ impl<'a> AugmentJob<'a> {
         );
         bar.set_message(format!("augmenting {}s ({})", self.role, self.retriever));
         bar
+    }
+}
+
+/// Progress as log lines, for runs whose stderr is a file: done/total, rate and ETA every
+/// [`LOG_EVERY`].
+struct ProgressLog {
+    enabled: bool,
+    total: usize,
+    done: usize,
+    started: Instant,
+    last: Instant,
+}
+
+impl ProgressLog {
+    fn new(enabled: bool, total: usize) -> Self {
+        let now = Instant::now();
+        Self { enabled, total, done: 0, started: now, last: now }
+    }
+
+    fn advance(&mut self, n: usize, what: &str) {
+        self.done += n;
+        if !self.enabled || (self.last.elapsed() < LOG_EVERY && self.done < self.total) {
+            return;
+        }
+        self.last = Instant::now();
+        let secs = self.started.elapsed().as_secs_f64();
+        let rate = self.done as f64 / secs.max(1e-9);
+        let eta = (self.total - self.done) as f64 / rate.max(1e-9);
+        tracing::info!("{what}: {}/{} ({:.2}/s, elapsed {:.0} s, ETA {:.0} s)", self.done, self.total, rate, secs, eta);
     }
 }
 

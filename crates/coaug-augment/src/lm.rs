@@ -17,7 +17,10 @@ use crate::text::TokenBudget;
 
 /// A causal LM and its tokenizer, completing augmentation prompts.
 pub struct LmGenerator {
-    model: CausalLm,
+    /// Loaded on first use when opened with [`LmGenerator::open`].
+    model: Option<CausalLm>,
+    /// What loads the weights when `model` is still empty.
+    deferred: Option<(PathBuf, Precision)>,
     tokenizer: LmTokenizer,
     fingerprint: String,
     kv_cache: KvPrecision,
@@ -34,7 +37,42 @@ impl LmGenerator {
         let weights = weights_fingerprint(path)?;
         // The precision changes the arithmetic, hence (rarely) a greedy token: it is part of the key.
         let fingerprint = format!("{weights}:{}", precision_name(precision, &model));
-        Ok(Self { model, tokenizer, fingerprint, kv_cache: KvPrecision::F32, source: path.display().to_string() })
+        Ok(Self { model: Some(model), deferred: None, tokenizer, fingerprint, kv_cache: KvPrecision::F32, source: path.display().to_string() })
+    }
+
+    /// Like [`LmGenerator::load`], but f32 weights are read only when something must be
+    /// generated: the tokenizer and the fingerprint (all a store lookup needs) are ready at once.
+    /// Dequantizing a 1.5B GGUF to f32 takes about a minute here, which `coaug eval` on a filled
+    /// store should not pay. Quantized weights load at once (they load fast, and whether a GGUF's
+    /// weights are quantized is only known once they are read).
+    pub fn open(path: &Path, precision: Precision) -> anyhow::Result<Self> {
+        if precision != Precision::F32 {
+            return Self::load(path, precision);
+        }
+        let tokenizer = coaug_lm::load_tokenizer(path).with_context(|| format!("cannot load the tokenizer of {}", path.display()))?;
+        let fingerprint = format!("{}:f32", weights_fingerprint(path)?);
+        Ok(Self {
+            model: None,
+            deferred: Some((path.to_path_buf(), precision)),
+            tokenizer,
+            fingerprint,
+            kv_cache: KvPrecision::F32,
+            source: path.display().to_string(),
+        })
+    }
+
+    /// The model, loading deferred weights now.
+    fn loaded(&mut self) -> anyhow::Result<&CausalLm> {
+        if self.model.is_none() {
+            let (path, precision) = self.deferred.take().expect("a generator has a model or a deferred load");
+            let started = std::time::Instant::now();
+            let (mut model, _) = coaug_lm::load_model(&path, precision, &Device::Cpu)
+                .with_context(|| format!("cannot load the model {}", path.display()))?;
+            model.prepare_for_decoding()?;
+            tracing::info!(model = %path.display(), secs = started.elapsed().as_secs_f64(), "loaded the LM");
+            self.model = Some(model);
+        }
+        Ok(self.model.as_ref().expect("just loaded"))
     }
 
     /// The base model in f32 with a training checkpoint's tensors loaded: the RL-trained policy.
@@ -46,7 +84,14 @@ impl LmGenerator {
             .with_context(|| format!("cannot apply the checkpoint {} to {}", checkpoint.display(), path.display()))?;
         model.prepare_for_decoding()?;
         let fingerprint = format!("{}:f32+{}", weights_fingerprint(path)?, weights_fingerprint(checkpoint)?);
-        Ok(Self { model, tokenizer, fingerprint, kv_cache: KvPrecision::F32, source: format!("{} + {}", path.display(), checkpoint.display()) })
+        Ok(Self {
+            model: Some(model),
+            deferred: None,
+            tokenizer,
+            fingerprint,
+            kv_cache: KvPrecision::F32,
+            source: format!("{} + {}", path.display(), checkpoint.display()),
+        })
     }
 
     /// A tiny randomly initialised Llama with a byte-level tokenizer, for tests and dry runs of the
@@ -58,7 +103,7 @@ impl LmGenerator {
         cfg.eos_token_id = tokenizer.token_to_id("<|im_end|>");
         let mut model = CausalLm::random(&cfg, seed, &Device::Cpu)?;
         model.prepare_for_decoding()?;
-        Ok(Self { model, tokenizer, fingerprint: format!("tiny-random-llama:{seed}"), kv_cache: KvPrecision::F32, source: "tiny random".into() })
+        Ok(Self { model: Some(model), deferred: None, tokenizer, fingerprint: format!("tiny-random-llama:{seed}"), kv_cache: KvPrecision::F32, source: "tiny random".into() })
     }
 
     /// Generates with the KV cache in this precision (f32 unless set). f16 and 8 bits are faster
@@ -80,8 +125,9 @@ impl LmGenerator {
         &self.tokenizer
     }
 
-    pub fn model(&self) -> &CausalLm {
-        &self.model
+    /// The model, loading deferred weights first.
+    pub fn model(&mut self) -> anyhow::Result<&CausalLm> {
+        self.loaded()
     }
 
     /// Counts and cuts model inputs with this model's tokenizer.
@@ -115,7 +161,8 @@ impl LmGenerator {
             stop_ids: self.tokenizer.stop_ids(),
             pad_id: self.tokenizer.pad_id(),
         };
-        let samples = generate(&self.model, &request, params)?;
+        let model = self.model.as_ref().expect("generate loads the model first");
+        let samples = generate(model, &request, params)?;
         ensure!(samples.len() == requests.len(), "{} samples for {} prompts", samples.len(), requests.len());
         samples
             .into_iter()
@@ -131,11 +178,14 @@ impl Generator for LmGenerator {
         self.fingerprint.clone()
     }
 
-    /// Greedy requests are generated together (grouped by system prompt); their outputs do not
-    /// depend on the batch beyond float rounding of padded rows (coaug-lm's padding test: 1e-5).
-    /// Sampled requests are generated one at a time, each seeded by its own request seed: coaug-lm
-    /// seeds rows by their batch position, which would tie a sample to its batch.
+    /// Requests are generated together (grouped by system prompt); their outputs do not depend on
+    /// the batch beyond float rounding of padded rows (coaug-lm's padding test: 1e-5). A sampled
+    /// request draws from its own seed (coaug-lm's per-prompt seeds), whatever shares its batch.
     fn generate(&mut self, requests: &[GenerationRequest], decoding: &DecodeSettings) -> anyhow::Result<Vec<Generation>> {
+        if requests.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.loaded()?;
         let base = SamplingParams {
             temperature: decoding.temperature,
             top_p: decoding.top_p,
@@ -144,24 +194,23 @@ impl Generator for LmGenerator {
             max_new_tokens: decoding.max_new_tokens,
             n: 1,
             seed: 0,
+            prompt_seeds: Vec::new(),
             kv_cache: self.kv_cache,
         };
         let mut out: Vec<Option<Generation>> = vec![None; requests.len()];
-        if decoding.is_greedy() {
-            let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-            for (i, r) in requests.iter().enumerate() {
-                groups.entry(r.system_prompt.as_str()).or_default().push(i);
-            }
-            for (system, indices) in groups {
-                let group: Vec<&GenerationRequest> = indices.iter().map(|&i| &requests[i]).collect();
-                for (i, g) in indices.into_iter().zip(self.run_group(system, &group, &base)?) {
-                    out[i] = Some(g);
-                }
-            }
-        } else {
-            for (i, r) in requests.iter().enumerate() {
-                let params = SamplingParams { seed: r.seed, ..base.clone() };
-                out[i] = self.run_group(&r.system_prompt, &[r], &params)?.pop();
+        let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (i, r) in requests.iter().enumerate() {
+            groups.entry(r.system_prompt.as_str()).or_default().push(i);
+        }
+        for (system, indices) in groups {
+            let group: Vec<&GenerationRequest> = indices.iter().map(|&i| &requests[i]).collect();
+            let params = if decoding.is_greedy() {
+                base.clone()
+            } else {
+                SamplingParams { prompt_seeds: group.iter().map(|r| r.seed).collect(), ..base.clone() }
+            };
+            for (i, g) in indices.into_iter().zip(self.run_group(system, &group, &params)?) {
+                out[i] = Some(g);
             }
         }
         Ok(out.into_iter().map(|g| g.expect("every request answered")).collect())

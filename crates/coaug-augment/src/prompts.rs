@@ -100,6 +100,21 @@ will be placed in front of the document, so it should read as its introduction. 
 <answer> </answer>. \
 Example: <answer> abstract </answer>";
 
+/// Appended to the query's system prompt when the user turn carries retrieved passages
+/// (pseudo-relevance feedback, `--query-context K`).
+const CONTEXT_NOTE: &str = "The user also gives passages that a search engine returned for the query; \
+some may be irrelevant. Use the relevant ones to choose the words that documents about the query use.";
+
+/// The user turn of a query with pseudo-relevance feedback: the query, then the passages a
+/// plain search returned for it, numbered.
+pub fn query_with_context<S: AsRef<str>>(query: &str, passages: &[S]) -> String {
+    let mut text = format!("Query: {}\n\nSearch results:", query.trim());
+    for (i, p) in passages.iter().enumerate() {
+        text.push_str(&format!("\n[{}] {}", i + 1, p.as_ref().trim()));
+    }
+    text
+}
+
 /// The system prompts for one role, one per retriever.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -112,6 +127,7 @@ pub struct RolePrompts {
 ///
 /// File format (TOML; JSON with the same shape is accepted too):
 /// ```toml
+/// context_note = "..."
 /// [query]
 /// sparse = "..."
 /// [document]
@@ -121,6 +137,8 @@ pub struct RolePrompts {
 pub struct PromptSet {
     pub query: RolePrompts,
     pub document: RolePrompts,
+    /// Appended to the query prompt when the query comes with retrieved passages.
+    pub context_note: String,
 }
 
 impl Default for PromptSet {
@@ -128,6 +146,7 @@ impl Default for PromptSet {
         Self {
             query: RolePrompts { sparse: QUERY_SPARSE.into(), dense: QUERY_DENSE.into() },
             document: RolePrompts { sparse: DOCUMENT_SPARSE.into(), dense: DOCUMENT_DENSE.into() },
+            context_note: CONTEXT_NOTE.into(),
         }
     }
 }
@@ -140,6 +159,7 @@ struct PromptOverrides {
     query: RoleOverrides,
     #[serde(default)]
     document: RoleOverrides,
+    context_note: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -181,6 +201,9 @@ impl PromptSet {
     }
 
     fn apply(&mut self, overrides: PromptOverrides) {
+        if let Some(note) = overrides.context_note {
+            self.context_note = note;
+        }
         let pairs = [(&mut self.query, overrides.query), (&mut self.document, overrides.document)];
         for (prompts, o) in pairs {
             if let Some(p) = o.sparse {

@@ -86,9 +86,6 @@ pub enum DataError {
         origin: DataDirOrigin,
     },
 
-    #[error("no user cache directory on this system: set $COAUG_CACHE or pass a data directory")]
-    NoCacheDir,
-
     #[error("downloading {url}: {message}")]
     Download { url: String, message: String },
 

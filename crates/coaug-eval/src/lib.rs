@@ -5,10 +5,14 @@
 //!   keyed by BEIR's names (`"NDCG@10"`, `"MAP@10"`, `"Recall@100"`, `"P@10"`, `"MRR@10"`).
 //! - [`gain`]: the nDCG formula on plain gain lists, for rewards computed inside training loops.
 //! - [`table`]: plain-text and Markdown tables of results.
+//! - [`fusion`]: several runs fused into one (RRF, normalised sums).
+//! - [`bootstrap`]: paired differences between two systems with a bootstrap interval.
 //!
 //! Agreement with pytrec_eval is checked by `tests/golden.rs` on a real NFCorpus run.
 
+pub mod bootstrap;
 pub mod evaluate;
+pub mod fusion;
 pub mod gain;
 pub mod measure;
 pub mod ranking;
@@ -16,7 +20,9 @@ pub mod run;
 pub mod table;
 pub mod trec_file;
 
+pub use bootstrap::{bootstrap_deltas, paired_bootstrap, PairedDelta, DEFAULT_RESAMPLES};
 pub use evaluate::{evaluate, evaluate_query, EvalOptions, Metrics};
+pub use fusion::{fuse_runs, Fusion};
 pub use gain::{dcg_at_k, ideal_dcg_at_k, ndcg_at_k, query_ndcg_at_k};
 pub use measure::Measure;
 pub use ranking::{ScorePrecision, ScoredDoc};

@@ -16,8 +16,29 @@ pub enum StopWords {
     None,
     /// Tantivy's list for [`AnalyzerConfig::language`] (for English: Lucene's 33 words).
     Language,
+    /// NLTK's English list (179 words, bm25s's `en_plus`), less the forms with an apostrophe,
+    /// which the tokenizer never produces (it splits "don't" into "don" and "t", both listed).
+    Nltk,
     Custom(Vec<String>),
 }
+
+/// [`StopWords::Nltk`]: NLTK's English stop words without the apostrophe forms.
+pub const NLTK_ENGLISH: &[&str] = &[
+    "a", "about", "above", "after", "again", "against", "ain", "all", "am", "an", "and", "any",
+    "are", "aren", "as", "at", "be", "because", "been", "before", "being", "below", "between",
+    "both", "but", "by", "can", "couldn", "d", "did", "didn", "do", "does", "doesn", "doing",
+    "don", "down", "during", "each", "few", "for", "from", "further", "had", "hadn", "has",
+    "hasn", "have", "haven", "having", "he", "her", "here", "hers", "herself", "him", "himself",
+    "his", "how", "i", "if", "in", "into", "is", "isn", "it", "its", "itself", "just", "ll",
+    "m", "ma", "me", "mightn", "more", "most", "mustn", "my", "myself", "needn", "no", "nor",
+    "not", "now", "o", "of", "off", "on", "once", "only", "or", "other", "our", "ours",
+    "ourselves", "out", "over", "own", "re", "s", "same", "shan", "she", "should", "shouldn",
+    "so", "some", "such", "t", "than", "that", "the", "their", "theirs", "them", "themselves",
+    "then", "there", "these", "they", "this", "those", "through", "to", "too", "under", "until",
+    "up", "ve", "very", "was", "wasn", "we", "were", "weren", "what", "when", "where", "which",
+    "while", "who", "whom", "why", "will", "with", "won", "wouldn", "y", "you", "your", "yours",
+    "yourself", "yourselves",
+];
 
 /// How text becomes terms. Part of an index's fingerprint: changing it rebuilds the index.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,21 +129,6 @@ impl Analyzer {
         terms
     }
 
-    /// Distinct terms of `text` in first-occurrence order, each with its number of
-    /// occurrences: a query as a bag of words whose repeats still count.
-    pub fn counted_terms(&self, text: &str) -> Vec<(String, u32)> {
-        let mut counted: Vec<(String, u32)> = Vec::new();
-        let mut position: std::collections::HashMap<String, usize> = Default::default();
-        self.for_each_term(text, |term| match position.get(term) {
-            Some(&i) => counted[i].1 += 1,
-            None => {
-                position.insert(term.to_owned(), counted.len());
-                counted.push((term.to_owned(), 1));
-            }
-        });
-        counted
-    }
-
     /// Number of terms in `text`: its field length as tantivy records it.
     pub fn num_terms(&self, text: &str) -> u32 {
         let mut n = 0;
@@ -155,6 +161,9 @@ fn build_pipeline(config: &AnalyzerConfig) -> Result<TextAnalyzer, AnalyzerError
                 .ok_or(AnalyzerError::NoStopWords(config.language))?;
             builder = builder.filter_dynamic(filter);
         }
+        StopWords::Nltk => {
+            builder = builder.filter_dynamic(StopWordFilter::remove(NLTK_ENGLISH.iter().map(|w| w.to_string())));
+        }
         StopWords::Custom(words) => {
             builder = builder.filter_dynamic(StopWordFilter::remove(words.iter().cloned()));
         }
@@ -176,13 +185,6 @@ mod tests {
             a.terms("The Running dogs: are they HAPPY?"),
             ["run", "dog", "happi"]
         );
-    }
-
-    #[test]
-    fn counted_terms_keep_first_occurrence_order() {
-        let a = Analyzer::default();
-        let counted = a.counted_terms("bone Cells, bones and the cell bone");
-        assert_eq!(counted, [("bone".into(), 3), ("cell".into(), 2)]);
     }
 
     #[test]
@@ -209,6 +211,15 @@ mod tests {
         .unwrap();
         // Stop words are removed before stemming, so "dogs" survives and "dog" does not.
         assert_eq!(custom.terms("the dog dogs"), ["the", "dog"]);
+    }
+
+    #[test]
+    fn nltk_list_drops_more_function_words_than_lucene() {
+        let text = "What are the effects of these drugs on my heart, and why don't they work?";
+        assert_eq!(Analyzer::default().terms(text), ["what", "effect", "drug", "my", "heart", "whi", "don", "t", "work"]);
+        let nltk = Analyzer::new(AnalyzerConfig { stop_words: StopWords::Nltk, ..AnalyzerConfig::default() }).unwrap();
+        assert_eq!(nltk.terms(text), ["effect", "drug", "heart", "work"]);
+        assert!(NLTK_ENGLISH.iter().all(|w| !w.contains('\'') && w.to_lowercase() == *w));
     }
 
     #[test]

@@ -13,6 +13,7 @@ use crate::analyzer::Analyzer;
 use crate::error::{io_err, tantivy_err, IndexError, Result};
 use crate::impacts::FieldImpacts;
 use crate::manifest::{IndexConfig, Manifest, MANIFEST_FILE};
+use crate::query::{FieldWeights, WeightedQuery};
 use crate::schema::{IndexDoc, IndexSchema, SearchField, ANALYZER_NAME};
 use crate::scorer::Bm25Scorer;
 use crate::search::{hit_order, keep_top_k, Hit, QueryPlan, Scratch};
@@ -197,7 +198,22 @@ impl Bm25Index {
     }
 
     fn plan(&self, query: &str) -> QueryPlan {
-        QueryPlan::new(&self.fields, &self.analyzer.counted_terms(query))
+        self.weighted_plan(&self.query(query), FieldWeights::default())
+    }
+
+    fn weighted_plan(&self, query: &WeightedQuery, weights: FieldWeights) -> QueryPlan {
+        let field_weights: Vec<f32> = (self.searched.iter())
+            .map(|f| match f {
+                SearchField::Body => 1.0,
+                SearchField::Augmentation => weights.augmentation,
+            })
+            .collect();
+        QueryPlan::new(&self.fields, &field_weights, query)
+    }
+
+    /// `text` analysed as this index analyses documents, every token with weight 1.
+    pub fn query(&self, text: &str) -> WeightedQuery {
+        WeightedQuery::from_text(&self.analyzer, text)
     }
 
     /// The `k` best documents for `query` (OR of its terms), best first.
@@ -213,6 +229,23 @@ impl Bm25Index {
             .map_init(
                 || Scratch::new(self.num_docs()),
                 |scratch, q| scratch.search(&self.fields, &self.plan(q.as_ref()), k),
+            )
+            .collect()
+    }
+
+    /// The `k` best documents for each weighted query, with the fields weighted by `weights`
+    /// (the augmentation weight matters only when the augmentation has a field of its own).
+    pub fn search_weighted(
+        &self,
+        queries: &[WeightedQuery],
+        weights: FieldWeights,
+        k: usize,
+    ) -> Vec<Vec<Hit>> {
+        queries
+            .par_iter()
+            .map_init(
+                || Scratch::new(self.num_docs()),
+                |scratch, q| scratch.search(&self.fields, &self.weighted_plan(q, weights), k),
             )
             .collect()
     }

@@ -11,15 +11,17 @@ mod error;
 mod impacts;
 mod index;
 mod manifest;
+mod query;
 mod schema;
 pub mod scorer;
 mod search;
 pub mod stats;
 
-pub use analyzer::{Analyzer, AnalyzerConfig, AnalyzerError, StopWords};
+pub use analyzer::{Analyzer, AnalyzerConfig, AnalyzerError, StopWords, NLTK_ENGLISH};
 pub use error::{IndexError, Result};
 pub use index::Bm25Index;
 pub use manifest::{IndexConfig, Manifest, FORMAT_VERSION, MANIFEST_FILE};
+pub use query::{FieldWeights, WeightedQuery};
 pub use schema::{AugmentationPlacement, FieldSetup, IndexDoc, SearchField};
 pub use scorer::{AnalysedDoc, AnalysedQuery, Bm25Scorer, ScoreMatrix};
 pub use search::{hit_order, Hit};

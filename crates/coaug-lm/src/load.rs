@@ -266,6 +266,19 @@ fn unpermute_rows(q: &QTensor, heads: usize, device: &Device) -> Result<QTensor>
     Ok(QTensor::new(storage, (rows, cols))?)
 }
 
+/// Loads only the tokenizer of a GGUF file or a HF directory (`tokenizer.json`; the end-of-text
+/// id from `config.json`).
+pub fn load_tokenizer(path: &Path) -> Result<crate::tokenizer::LmTokenizer> {
+    if path.is_dir() {
+        let cfg_path = path.join("config.json");
+        let text = std::fs::read_to_string(&cfg_path).with_context(|| format!("reading {}", cfg_path.display()))?;
+        let cfg = ModelConfig::from_hf_json(&text).with_context(|| format!("parsing {}", cfg_path.display()))?;
+        crate::tokenizer::LmTokenizer::from_file(&path.join("tokenizer.json"), cfg.eos_token_id)
+    } else {
+        crate::tokenizer::LmTokenizer::from_gguf(path)
+    }
+}
+
 /// Loads a model and its tokenizer from a GGUF file or a HF directory.
 pub fn load_model(path: &Path, precision: Precision, device: &Device) -> Result<(CausalLm, crate::tokenizer::LmTokenizer)> {
     if path.is_dir() {

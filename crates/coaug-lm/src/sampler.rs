@@ -19,6 +19,9 @@ pub struct SamplingParams {
     /// Samples per prompt; they share the prompt's prefill.
     pub n: usize,
     pub seed: u64,
+    /// When non-empty, one seed per prompt: prompt `i`'s samples draw from `prompt_seeds[i]`
+    /// instead of `seed`, so a sample does not depend on which prompts share its batch.
+    pub prompt_seeds: Vec<u64>,
     /// How the KV cache holds keys and values: `F16` decodes faster, `F32` keeps the reported
     /// log-probs equal to the scorer's (what training needs).
     pub kv_cache: KvPrecision,
@@ -34,6 +37,7 @@ impl Default for SamplingParams {
             max_new_tokens: 128,
             n: 1,
             seed: 0,
+            prompt_seeds: Vec::new(),
             kv_cache: KvPrecision::F32,
         }
     }

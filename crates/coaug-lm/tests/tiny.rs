@@ -77,6 +77,7 @@ fn sampler_logprobs_equal_scorer_logprobs() {
                 max_new_tokens: 12,
                 n: 3,
                 seed: 11,
+                prompt_seeds: Vec::new(),
                 kv_cache,
             };
             let req = GenerationRequest { prefix: &prefix, prompts: &ps, stop_ids: &[0], pad_id: 0 };
@@ -116,6 +117,24 @@ fn generation_is_reproducible_for_a_seed() {
     assert_eq!(a, b);
     let c = generate(&m, &req, &SamplingParams { seed: 6, ..p }).unwrap();
     assert_ne!(a.iter().map(|s| &s.tokens).collect::<Vec<_>>(), c.iter().map(|s| &s.tokens).collect::<Vec<_>>());
+}
+
+#[test]
+fn prompt_seeds_make_samples_independent_of_the_batch() {
+    let m = tiny(Architecture::Llama, 4);
+    let ps = prompts();
+    let p = SamplingParams { temperature: 1.2, max_new_tokens: 10, n: 2, prompt_seeds: vec![7, 8, 9], ..Default::default() };
+    let batched = generate(&m, &GenerationRequest { prefix: &[], prompts: &ps[..3], stop_ids: &[0], pad_id: 0 }, &p).unwrap();
+    for i in 0..3 {
+        let alone = SamplingParams { prompt_seeds: vec![p.prompt_seeds[i]], ..p.clone() };
+        let one = generate(&m, &GenerationRequest { prefix: &[], prompts: &ps[i..i + 1], stop_ids: &[0], pad_id: 0 }, &alone).unwrap();
+        for j in 0..2 {
+            assert_eq!(batched[i * 2 + j].tokens, one[j].tokens, "prompt {i} sample {j}");
+        }
+    }
+    assert_ne!(batched[0].tokens, batched[1].tokens, "the samples of one prompt differ");
+    let wrong = SamplingParams { prompt_seeds: vec![1], ..p };
+    assert!(generate(&m, &GenerationRequest { prefix: &[], prompts: &ps[..3], stop_ids: &[0], pad_id: 0 }, &wrong).is_err());
 }
 
 #[test]

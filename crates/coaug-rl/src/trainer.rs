@@ -238,6 +238,7 @@ impl Trainer {
             max_new_tokens: r.max_new_tokens,
             n: r.samples_per_prompt,
             seed,
+            prompt_seeds: Vec::new(),
             // The update's importance ratios start from exactly 1 only if the sampler's
             // log-probs equal the scorer's: an f32 cache.
             kv_cache: coaug_lm::KvPrecision::F32,

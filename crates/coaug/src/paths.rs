@@ -8,11 +8,3 @@ pub fn peers_dir(flag: Option<PathBuf>) -> PathBuf {
     flag.or_else(|| std::env::var_os("COAUG_PEERS").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("../shared/peers"))
 }
-
-/// Root for caches (models, datasets, indexes): `$COAUG_CACHE`, else the user cache directory.
-pub fn cache_root() -> PathBuf {
-    std::env::var_os("COAUG_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| dirs::cache_dir().map(|d| d.join("coaug")))
-        .unwrap_or_else(|| PathBuf::from(".coaug-cache"))
-}

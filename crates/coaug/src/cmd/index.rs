@@ -1,8 +1,6 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use coaug_index::IndexConfig;
-
 use super::retrieval::{default_index_dir, open_or_build_index};
 use super::DatasetArgs;
 
@@ -15,13 +13,17 @@ pub struct Args {
     /// Where to put the index (default: the cache, one folder per dataset).
     #[arg(long, value_name = "DIR")]
     pub index_dir: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub bm25: super::retrieval::Bm25Args,
 }
 
 pub fn run(args: Args) -> Result<()> {
     let dataset = args.dataset.resolve()?;
     let corpus = dataset.load_corpus()?;
-    let dir = args.index_dir.unwrap_or_else(|| default_index_dir(&dataset));
-    let index = open_or_build_index(&dir, &corpus, &IndexConfig::default())?;
+    let (stop_list, analyzer) = args.bm25.analyzer()?;
+    let dir = args.index_dir.unwrap_or_else(|| default_index_dir(&dataset, &stop_list));
+    let index = open_or_build_index(&dir, &corpus, &analyzer)?;
     println!("{} documents indexed in {}", index.num_docs(), dir.display());
     Ok(())
 }

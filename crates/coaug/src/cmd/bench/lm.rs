@@ -1,7 +1,6 @@
 //! `coaug bench lm`: the policy LM's generation and training throughput on this CPU,
 //! next to llama.cpp on the same GGUF, measured in the same run.
 
-use std::path::PathBuf;
 
 use anyhow::Result;
 use coaug_lm::bench::{bench_lm_with_progress, bench_stages, LmBenchOptions, LmBenchReport};
@@ -13,9 +12,10 @@ use super::peers::{PeerArgs, field};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// GGUF model to measure (default: the default model, fetched into the cache if absent).
-    #[arg(long, value_name = "GGUF")]
-    pub model: Option<PathBuf>,
+    /// GGUF model to measure: a file or a known model's name (`coaug model list`, fetched on
+    /// first use). Default: smollm2-135m. llama.cpp runs the same file.
+    #[arg(long, value_name = "GGUF|NAME")]
+    pub model: Option<String>,
 
     /// Batch sizes (sequences) for batched generation; the largest is compared with
     /// llama.cpp at the same batch size.
@@ -67,10 +67,7 @@ fn parse_train_set(s: &str) -> Result<TrainableSet, String> {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let model = match &args.model {
-        Some(p) => p.clone(),
-        None => coaug_lm::fetch_default_model(&crate::paths::cache_root())?,
-    };
+    let model = coaug_lm::resolve_model(args.model.as_deref().unwrap_or(coaug_lm::DEFAULT_MODEL), &coaug_data::cache_root())?;
     let opts = LmBenchOptions {
         batch_sizes: args.batches.clone(),
         batch_prompt_tokens: args.prompt_tokens,

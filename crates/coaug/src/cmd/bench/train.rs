@@ -21,9 +21,10 @@ pub struct Args {
     #[arg(long, default_value_t = 3)]
     pub steps: usize,
 
-    /// Policy weights (default: SmolLM2-135M-Instruct GGUF from the cache).
-    #[arg(long, value_name = "PATH")]
-    pub model: Option<PathBuf>,
+    /// Policy weights: a path, a known model's name or a Hugging Face id (default: the
+    /// config's model, smollm2-135m).
+    #[arg(long, value_name = "PATH|NAME|ORG/NAME")]
+    pub model: Option<String>,
 
     /// TOML config (as for `coaug train`) replacing the `cpu-small` preset, e.g. a larger
     /// configuration for a GPU. Validation is always off here.

@@ -1,9 +1,10 @@
-//! Hybrid retrieval: fusing the runs of several retrievers (BM25 and dense) into one.
+//! Fusing several runs into one: hybrid retrieval (BM25 and dense), or one query searched with
+//! several texts (the original and each sampled expansion).
 
 use std::collections::BTreeMap;
 
-use coaug_eval::ranking::ScorePrecision;
-use coaug_eval::Run;
+use crate::ranking::ScorePrecision;
+use crate::run::Run;
 
 /// How per-retriever rankings are combined.
 #[derive(Debug, Clone, Copy, PartialEq)]

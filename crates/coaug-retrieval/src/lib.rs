@@ -1,0 +1,12 @@
+//! The augmented retrieval pipeline, one for every caller: how an augmented query and an
+//! augmented document are composed ([`Composition`]), and ranking a corpus with them
+//! ([`AugmentedBm25`]). `coaug eval`, `coaug search`, the exports, the RL reward and RL validation
+//! all go through it, so training optimises exactly what evaluation measures.
+
+pub mod augmentations;
+pub mod bm25;
+pub mod composition;
+
+pub use augmentations::Augmentations;
+pub use bm25::{AugmentedBm25, QueryToRank};
+pub use composition::{Composition, DocField, QueryWeight, SampleFusion};
