@@ -36,7 +36,7 @@ impl LmGenerator {
         model.prepare_for_decoding()?;
         let weights = weights_fingerprint(path)?;
         // The precision changes the arithmetic, hence (rarely) a greedy token: it is part of the key.
-        let fingerprint = format!("{weights}:{}", precision_name(precision, &model));
+        let fingerprint = format!("{weights}:{}{}", precision_name(precision, &model), template_tag(&tokenizer));
         Ok(Self { model: Some(model), deferred: None, tokenizer, fingerprint, kv_cache: KvPrecision::F32, source: path.display().to_string() })
     }
 
@@ -50,7 +50,7 @@ impl LmGenerator {
             return Self::load(path, precision);
         }
         let tokenizer = coaug_lm::load_tokenizer(path).with_context(|| format!("cannot load the tokenizer of {}", path.display()))?;
-        let fingerprint = format!("{}:f32", weights_fingerprint(path)?);
+        let fingerprint = format!("{}:f32{}", weights_fingerprint(path)?, template_tag(&tokenizer));
         Ok(Self {
             model: None,
             deferred: Some((path.to_path_buf(), precision)),
@@ -83,7 +83,7 @@ impl LmGenerator {
         coaug_lm::load_checkpoint(&mut model, checkpoint)
             .with_context(|| format!("cannot apply the checkpoint {} to {}", checkpoint.display(), path.display()))?;
         model.prepare_for_decoding()?;
-        let fingerprint = format!("{}:f32+{}", weights_fingerprint(path)?, weights_fingerprint(checkpoint)?);
+        let fingerprint = format!("{}:f32+{}{}", weights_fingerprint(path)?, weights_fingerprint(checkpoint)?, template_tag(&tokenizer));
         Ok(Self {
             model: Some(model),
             deferred: None,
@@ -136,27 +136,18 @@ impl LmGenerator {
         LmTokenBudget { tokenizer: self.tokenizer.clone() }
     }
 
-    /// The tokens of the system turn and the opening of the user turn: identical for every
-    /// request with this system prompt, so prefilled once per batch.
-    fn prefix_ids(&self, system_prompt: &str) -> anyhow::Result<Vec<u32>> {
-        self.tokenizer.encode(&format!("<|im_start|>system\n{system_prompt}<|im_end|>\n<|im_start|>user\n"))
-    }
-
-    /// The rest of one prompt: the user text, closing its turn and opening the assistant's.
-    fn suffix_ids(&self, user_text: &str) -> anyhow::Result<Vec<u32>> {
-        self.tokenizer.encode(&format!("{user_text}<|im_end|>\n<|im_start|>assistant\n"))
-    }
-
     fn run_group(
         &self,
         system_prompt: &str,
         requests: &[&GenerationRequest],
         params: &SamplingParams,
     ) -> anyhow::Result<Vec<Generation>> {
-        let prefix = self.prefix_ids(system_prompt)?;
-        let prompts = requests.iter().map(|r| self.suffix_ids(&r.user_text)).collect::<anyhow::Result<Vec<_>>>()?;
+        // The system turn (and the opening of the user turn) is the same for every request of the
+        // group: prefilled once.
+        let chat = self.tokenizer.chat_prompt(system_prompt)?;
+        let prompts = requests.iter().map(|r| chat.user_ids(&self.tokenizer, &r.user_text)).collect::<anyhow::Result<Vec<_>>>()?;
         let request = coaug_lm::GenerationRequest {
-            prefix: &prefix,
+            prefix: &chat.prefix,
             prompts: &prompts,
             stop_ids: self.tokenizer.stop_ids(),
             pad_id: self.tokenizer.pad_id(),
@@ -252,6 +243,17 @@ impl TokenBudget for LmTokenBudget {
             head.rfind(char::is_whitespace).map(|i| head[..i].trim_end().len()).unwrap_or(0)
         };
         &text[..word_end]
+    }
+}
+
+/// The chat template changes the prompt the model reads, so it is part of the fingerprint, except
+/// for templates that render as ChatML (what every store held before templates were read).
+fn template_tag(tokenizer: &LmTokenizer) -> String {
+    let chat = tokenizer.chat_template();
+    if chat.renders_as_chatml() {
+        String::new()
+    } else {
+        format!(":chat-{}", &hex::encode(Sha256::digest(chat.source().as_bytes()))[..16])
     }
 }
 
@@ -362,8 +364,9 @@ mod tests {
             &[(coaug_lm::Role::System, "sys <answer>"), (coaug_lm::Role::User, "Vitamin D, bones.")],
             true,
         );
-        let mut split = g.prefix_ids("sys <answer>").unwrap();
-        split.extend(g.suffix_ids("Vitamin D, bones.").unwrap());
+        let chat = g.tokenizer.chat_prompt("sys <answer>").unwrap();
+        let mut split = chat.prefix.clone();
+        split.extend(chat.user_ids(&g.tokenizer, "Vitamin D, bones.").unwrap());
         assert_eq!(split, g.tokenizer.encode(&whole).unwrap());
     }
 

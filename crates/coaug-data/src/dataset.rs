@@ -32,6 +32,16 @@ pub struct LoadedSplit {
     pub report: ValidationReport,
 }
 
+impl LoadedSplit {
+    /// Keeps the first `n` judged queries (in the queries file's order) and only their
+    /// judgements: a smaller, fixed tuning set.
+    pub fn keep_first_queries(&mut self, n: usize) {
+        self.queries.truncate(n);
+        let kept: std::collections::HashSet<String> = self.queries.iter().map(|q| q.id.clone()).collect();
+        self.qrels.retain_queries(|id| kept.contains(id));
+    }
+}
+
 impl Dataset {
     /// Fails with a list of what is missing when `dir` is not a dataset.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self> {

@@ -6,6 +6,7 @@ mod attention;
 mod cpu_f32;
 mod fast_exp;
 pub mod cache;
+pub mod chat;
 pub mod config;
 pub mod fetch;
 pub mod hub;
@@ -27,7 +28,8 @@ pub use fetch::{
 };
 pub use load::{load_model, load_tokenizer, Precision};
 pub use model::{AttentionInput, CausalLm, Keys};
-pub use tokenizer::{render_chatml, LmTokenizer, Role};
+pub use chat::ChatTemplate;
+pub use tokenizer::{render_chatml, ChatPrompt, LmTokenizer, Role};
 pub mod generate;
 pub mod sampler;
 pub use generate::{generate, generate_timed, generate_with_trunk, GenerationRequest, GenerationTiming, Sample};

@@ -1,4 +1,4 @@
-//! Tokenizer from `tokenizer.json` or from GGUF metadata, plus the ChatML template.
+//! Tokenizer from `tokenizer.json` or from GGUF metadata, with the model's chat template.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -14,6 +14,8 @@ use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::{AddedToken, PreTokenizerWrapper, SplitDelimiterBehavior, Tokenizer};
+
+use crate::chat::ChatTemplate;
 
 /// ChatML turn markers used by SmolLM2 and Qwen2.
 pub const IM_START: &str = "<|im_start|>";
@@ -31,7 +33,7 @@ pub enum Role {
 }
 
 impl Role {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Role::System => "system",
             Role::User => "user",
@@ -53,12 +55,29 @@ pub fn render_chatml(turns: &[(Role, &str)], add_generation_prompt: bool) -> Str
     s
 }
 
-/// A tokenizer together with the ids generation needs.
+/// A tokenizer together with the ids generation needs and the model's chat template.
 #[derive(Clone)]
 pub struct LmTokenizer {
     inner: Tokenizer,
     stop_ids: Vec<u32>,
     pad_id: u32,
+    chat: ChatTemplate,
+}
+
+/// A system prompt in the model's chat template, tokenized: the shared prefix (the system turn
+/// and the opening of the user turn), and what closes any user text (the end of its turn and the
+/// opening of the assistant's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatPrompt {
+    pub prefix: Vec<u32>,
+    suffix: String,
+}
+
+impl ChatPrompt {
+    /// The tokens after the prefix for one user text.
+    pub fn user_ids(&self, tokenizer: &LmTokenizer, user: &str) -> Result<Vec<u32>> {
+        tokenizer.encode(&format!("{user}{}", self.suffix))
+    }
 }
 
 impl LmTokenizer {
@@ -73,13 +92,35 @@ impl LmTokenizer {
             }
         }
         let pad_id = stop_ids.first().copied().unwrap_or(0);
-        LmTokenizer { inner, stop_ids, pad_id }
+        LmTokenizer { inner, stop_ids, pad_id, chat: ChatTemplate::chatml() }
     }
 
-    /// Reads a HF `tokenizer.json`.
+    /// The same tokenizer with another chat template.
+    pub fn with_chat_template(mut self, chat: ChatTemplate) -> Self {
+        self.chat = chat;
+        self
+    }
+
+    pub fn chat_template(&self) -> &ChatTemplate {
+        &self.chat
+    }
+
+    /// `system` in the chat template, ready for many user texts (see [`ChatPrompt`]).
+    pub fn chat_prompt(&self, system: &str) -> Result<ChatPrompt> {
+        let (prefix, suffix) = self.chat.split_user_turn(system)?;
+        Ok(ChatPrompt { prefix: self.encode(&prefix)?, suffix })
+    }
+
+    /// Reads a HF `tokenizer.json`, and the chat template of `tokenizer_config.json` beside it
+    /// (ChatML when there is none).
     pub fn from_file(path: &Path, eos_id: Option<u32>) -> Result<Self> {
         let inner = Tokenizer::from_file(path).map_err(|e| anyhow!("{}: {e}", path.display()))?;
-        Ok(Self::new(inner, eos_id))
+        let tokenizer = Self::new(inner, eos_id);
+        let config = path.with_file_name("tokenizer_config.json");
+        Ok(match ChatTemplate::from_tokenizer_config(&config)? {
+            Some(chat) => tokenizer.with_chat_template(chat),
+            None => tokenizer,
+        })
     }
 
     /// Builds the byte-level BPE tokenizer described by a GGUF file's `tokenizer.ggml.*` metadata.
@@ -143,7 +184,11 @@ impl LmTokenizer {
             .collect();
         tk.add_special_tokens(&added);
         let eos = md.get("tokenizer.ggml.eos_token_id").and_then(|v| v.to_u32().ok());
-        Ok(Self::new(tk, eos))
+        let tokenizer = Self::new(tk, eos);
+        Ok(match ChatTemplate::from_gguf_metadata(md, &tokens, "the GGUF's tokenizer.chat_template")? {
+            Some(chat) => tokenizer.with_chat_template(chat),
+            None => tokenizer,
+        })
     }
 
     /// Token ids of `text`; special tokens written in the text (e.g. ChatML markers) are recognised.

@@ -17,7 +17,7 @@ use coaug_augment::{
     TokenBudget,
 };
 use candle_core::Tensor;
-use coaug_lm::{generate, generate_with_trunk, render_chatml, GenerationRequest, LmTokenizer, SamplingParams};
+use coaug_lm::{generate, generate_with_trunk, GenerationRequest, LmTokenizer, SamplingParams};
 
 use crate::layout::RolloutLayout;
 use crate::policy::Policy;
@@ -94,7 +94,8 @@ pub fn sample_role(
     };
     let tok = &policy.tokenizer;
     let system = prompts.get(role, sampling.retriever);
-    let prefix = tok.encode(&render_chatml(&[(coaug_lm::Role::System, system)], false))?;
+    // The model's chat template, split as augmentation splits it (coaug-augment's LmGenerator).
+    let chat = tok.chat_prompt(system)?;
     let user_turns = originals
         .iter()
         .map(|text| {
@@ -102,11 +103,11 @@ pub fn sample_role(
                 Some(budget) => truncate_to_tokens(tok, text, budget),
                 None => text.as_str(),
             };
-            tok.encode(&render_chatml(&[(coaug_lm::Role::User, input)], true))
+            chat.user_ids(tok, input)
         })
         .collect::<Result<Vec<_>>>()?;
     let request = GenerationRequest {
-        prefix: &prefix,
+        prefix: &chat.prefix,
         prompts: &user_turns,
         stop_ids: tok.stop_ids(),
         pad_id: tok.pad_id(),
@@ -124,7 +125,7 @@ pub fn sample_role(
     };
     let full_prompts: Vec<Arc<[u32]>> = user_turns
         .iter()
-        .map(|turn| Arc::from([prefix.as_slice(), turn.as_slice()].concat()))
+        .map(|turn| Arc::from([chat.prefix.as_slice(), turn.as_slice()].concat()))
         .collect();
     samples
         .into_iter()

@@ -176,6 +176,8 @@ pub struct EvalContext<'a> {
     /// BM25 analyses (stop lists) to evaluate; the first is the one of plain BM25 and of the
     /// query context.
     pub analyzers: &'a [(String, AnalyzerConfig)],
+    /// Evaluate only the first N judged queries.
+    pub eval_limit: Option<usize>,
 }
 
 pub fn run(ctx: EvalContext<'_>, args: &EvalAugmentArgs) -> Result<()> {
@@ -184,8 +186,11 @@ pub fn run(ctx: EvalContext<'_>, args: &EvalAugmentArgs) -> Result<()> {
     args.generation.check()?;
     // The LM writes for the retriever that will read it (method.md §2's four prompts).
     let written_for = if kind == RetrieverKind::Dense { Retriever::Dense } else { Retriever::Sparse };
-    let split = ctx.dataset.load_split(ctx.split)?;
+    let mut split = ctx.dataset.load_split(ctx.split)?;
     eprintln!("{}", split.report);
+    if let Some(n) = ctx.eval_limit {
+        split.keep_first_queries(n);
+    }
     // Opened first: a missing encoder should fail before hours of generation, not after.
     let dense = if kind == RetrieverKind::Dense { Some(DenseIndex::open(ctx.retriever, ctx.dataset, &split.corpus)?) } else { None };
     let plain = if dense.is_some() { "dense" } else { "BM25" };

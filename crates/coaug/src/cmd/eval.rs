@@ -26,6 +26,11 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub index_dir: Option<PathBuf>,
 
+    /// Evaluate only the first N judged queries of the split (in the queries file's order): a
+    /// quicker, fixed tuning set.
+    #[arg(long, value_name = "N")]
+    pub eval_limit: Option<usize>,
+
     /// Documents retrieved per query.
     #[arg(long, default_value_t = 1000)]
     pub top_k: usize,
@@ -57,11 +62,15 @@ pub fn run(args: Args) -> Result<()> {
             index_dir: args.index_dir.as_deref(),
             retriever: &args.retriever,
             analyzers: &analyzers,
+            eval_limit: args.eval_limit,
         };
         return super::augmented_eval::run(ctx, &args.augmentation);
     }
-    let split = dataset.load_split(&args.split)?;
+    let mut split = dataset.load_split(&args.split)?;
     eprintln!("{}", split.report);
+    if let Some(n) = args.eval_limit {
+        split.keep_first_queries(n);
+    }
     let kind = args.retriever.retriever;
     // Both retrievers are opened (index built, corpus encoded) before the clock starts, so
     // queries/s measures retrieval alone.
