@@ -270,7 +270,7 @@ impl<'a> AugmentJob<'a> {
                 .map(|key| GenerationRequest {
                     system_prompt: system_prompt.clone(),
                     user_text: pending[key].1.clone(),
-                    seed: key.item_seed(),
+                    seed: AugmentationKey::item_seed(&system_prompt, self.role, &self.decoding, &pending[key].1),
                 })
                 .collect();
             let first_id = &items[pending[&batch[0]].0].id;
@@ -308,7 +308,7 @@ impl<'a> AugmentJob<'a> {
             report.generated += store.put_batch(&rows)?;
             report.batches += 1;
             progress.inc(batch.len() as u64);
-            log.advance(batch.len(), &format!("augmenting {}s ({})", self.role, self.retriever));
+            log.advance(batch.len(), &format!("augmenting {} ({})", self.role.plural(), self.retriever));
         }
         progress.finish_and_clear();
         report.elapsed_s = started.elapsed().as_secs_f64();
@@ -327,7 +327,7 @@ impl<'a> AugmentJob<'a> {
             )
             .expect("valid template"),
         );
-        bar.set_message(format!("augmenting {}s ({})", self.role, self.retriever));
+        bar.set_message(format!("augmenting {} ({})", self.role.plural(), self.retriever));
         bar
     }
 }

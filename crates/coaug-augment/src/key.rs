@@ -56,11 +56,15 @@ impl AugmentationKey {
         &self.0
     }
 
-    /// The sampling seed of this item. The key already covers the global seed (inside the
-    /// decoding settings) and the input, so the seed depends on nothing else: not on batch
-    /// composition, not on where a resumed run restarted.
-    pub fn item_seed(&self) -> u64 {
-        u64::from_str_radix(&self.0[..16], 16).expect("key is hex")
+    /// The sampling seed of one item: a hash of everything in its key but the model (the
+    /// global seed is inside the decoding settings). It depends on nothing else: not on batch
+    /// composition, not on where a resumed run restarted. Leaving the model out gives every
+    /// model the same random numbers for the same item, so two policies (the base model and a
+    /// trained checkpoint, or RL validation and `coaug eval` on the same weights) are compared on
+    /// common draws.
+    pub fn item_seed(prompt: &str, role: Role, decoding: &DecodeSettings, input: &str) -> u64 {
+        let key = Self::new("", prompt, role, decoding, input);
+        u64::from_str_radix(&key.0[..16], 16).expect("key is hex")
     }
 }
 
@@ -110,12 +114,15 @@ mod tests {
     }
 
     #[test]
-    fn item_seeds_differ_per_item_and_global_seed() {
+    fn item_seeds_differ_per_item_and_global_seed_but_not_per_model() {
         let d = DecodeSettings::sampled(64, 1);
-        let s1 = key("m", "p", Role::Query, &d, "x").item_seed();
-        assert_eq!(s1, key("m", "p", Role::Query, &d, "x").item_seed());
-        assert_ne!(s1, key("m", "p", Role::Query, &d, "y").item_seed());
-        assert_ne!(s1, key("m", "p", Role::Query, &DecodeSettings::sampled(64, 2), "x").item_seed());
+        let s1 = AugmentationKey::item_seed("p", Role::Query, &d, "x");
+        assert_eq!(s1, AugmentationKey::item_seed("p", Role::Query, &d, "x"));
+        assert_ne!(s1, AugmentationKey::item_seed("p", Role::Query, &d, "y"));
+        assert_ne!(s1, AugmentationKey::item_seed("p", Role::Document, &d, "x"));
+        assert_ne!(s1, AugmentationKey::item_seed("p", Role::Query, &DecodeSettings::sampled(64, 2), "x"));
+        // The key itself does depend on the model.
+        assert_ne!(key("m1", "p", Role::Query, &d, "x"), key("m2", "p", Role::Query, &d, "x"));
     }
 
     #[test]

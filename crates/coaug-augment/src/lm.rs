@@ -135,33 +135,6 @@ impl LmGenerator {
     pub fn token_budget(&self) -> LmTokenBudget {
         LmTokenBudget { tokenizer: self.tokenizer.clone() }
     }
-
-    fn run_group(
-        &self,
-        system_prompt: &str,
-        requests: &[&GenerationRequest],
-        params: &SamplingParams,
-    ) -> anyhow::Result<Vec<Generation>> {
-        // The system turn (and the opening of the user turn) is the same for every request of the
-        // group: prefilled once.
-        let chat = self.tokenizer.chat_prompt(system_prompt)?;
-        let prompts = requests.iter().map(|r| chat.user_ids(&self.tokenizer, &r.user_text)).collect::<anyhow::Result<Vec<_>>>()?;
-        let request = coaug_lm::GenerationRequest {
-            prefix: &chat.prefix,
-            prompts: &prompts,
-            stop_ids: self.tokenizer.stop_ids(),
-            pad_id: self.tokenizer.pad_id(),
-        };
-        let model = self.model.as_ref().expect("generate loads the model first");
-        let samples = generate(model, &request, params)?;
-        ensure!(samples.len() == requests.len(), "{} samples for {} prompts", samples.len(), requests.len());
-        samples
-            .into_iter()
-            .map(|s| {
-                Ok(Generation { text: self.tokenizer.decode(&s.tokens)?, generated_tokens: s.tokens.len() })
-            })
-            .collect()
-    }
 }
 
 impl Generator for LmGenerator {
@@ -169,14 +142,56 @@ impl Generator for LmGenerator {
         self.fingerprint.clone()
     }
 
-    /// Requests are generated together (grouped by system prompt); their outputs do not depend on
-    /// the batch beyond float rounding of padded rows (coaug-lm's padding test: 1e-5). A sampled
-    /// request draws from its own seed (coaug-lm's per-prompt seeds), whatever shares its batch.
     fn generate(&mut self, requests: &[GenerationRequest], decoding: &DecodeSettings) -> anyhow::Result<Vec<Generation>> {
         if requests.is_empty() {
             return Ok(Vec::new());
         }
         self.loaded()?;
+        let model = self.model.as_ref().expect("just loaded");
+        ModelGenerator { model, tokenizer: &self.tokenizer, kv_cache: self.kv_cache, fingerprint: &self.fingerprint }.generate(requests, decoding)
+    }
+}
+
+/// A [`Generator`] over a model held elsewhere (the RL trainer's policy): the same prompt
+/// assembly and batching as [`LmGenerator`], so validation augments exactly as evaluation does.
+pub struct ModelGenerator<'a> {
+    pub model: &'a CausalLm,
+    pub tokenizer: &'a LmTokenizer,
+    pub kv_cache: KvPrecision,
+    /// Identifies the weights (e.g. the training step), for store keys.
+    pub fingerprint: &'a str,
+}
+
+impl ModelGenerator<'_> {
+    fn run_group(&self, system_prompt: &str, requests: &[&GenerationRequest], params: &SamplingParams) -> anyhow::Result<Vec<Generation>> {
+        // The system turn (and the opening of the user turn) is the same for every request of the
+        // group: prefilled once.
+        let chat = self.tokenizer.chat_prompt(system_prompt)?;
+        let prompts = requests.iter().map(|r| chat.user_ids(self.tokenizer, &r.user_text)).collect::<anyhow::Result<Vec<_>>>()?;
+        let request = coaug_lm::GenerationRequest {
+            prefix: &chat.prefix,
+            prompts: &prompts,
+            stop_ids: self.tokenizer.stop_ids(),
+            pad_id: self.tokenizer.pad_id(),
+        };
+        let samples = generate(self.model, &request, params)?;
+        ensure!(samples.len() == requests.len(), "{} samples for {} prompts", samples.len(), requests.len());
+        samples
+            .into_iter()
+            .map(|s| Ok(Generation { text: self.tokenizer.decode(&s.tokens)?, generated_tokens: s.tokens.len() }))
+            .collect()
+    }
+}
+
+impl Generator for ModelGenerator<'_> {
+    fn fingerprint(&self) -> String {
+        self.fingerprint.to_string()
+    }
+
+    /// Requests are generated together (grouped by system prompt); their outputs do not depend on
+    /// the batch beyond float rounding of padded rows (coaug-lm's padding test: 1e-5). A sampled
+    /// request draws from its own seed (coaug-lm's per-prompt seeds), whatever shares its batch.
+    fn generate(&mut self, requests: &[GenerationRequest], decoding: &DecodeSettings) -> anyhow::Result<Vec<Generation>> {
         let base = SamplingParams {
             temperature: decoding.temperature,
             top_p: decoding.top_p,
@@ -212,6 +227,12 @@ impl Generator for LmGenerator {
 /// count its budget, not by a words-to-tokens guess.
 pub struct LmTokenBudget {
     tokenizer: LmTokenizer,
+}
+
+impl LmTokenBudget {
+    pub fn new(tokenizer: LmTokenizer) -> Self {
+        Self { tokenizer }
+    }
 }
 
 impl TokenBudget for LmTokenBudget {

@@ -29,6 +29,13 @@ impl Role {
             Role::Document => "document",
         }
     }
+
+    pub fn plural(self) -> &'static str {
+        match self {
+            Role::Query => "queries",
+            Role::Document => "documents",
+        }
+    }
 }
 
 impl Retriever {

@@ -1,45 +1,5 @@
-//! Forming augmented texts (method.md §2) and fitting model inputs into a token budget.
-
-use serde::{Deserialize, Serialize};
-
-use crate::prompts::{Retriever, Role};
-
-/// Whether the original text is kept next to its augmentation.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Composition {
-    /// `q + "\n" + a`; documents: appended (sparse) or prepended (dense).
-    #[default]
-    Full,
-    /// The `--augment-only` ablation: the augmentation alone.
-    AugmentOnly,
-}
-
-/// The text a retriever indexes or searches with.
-///
-/// `original` is the query text, or the document's full `"title. text"` (never the truncated
-/// model input: truncation only bounds what the LM reads). An empty augmentation leaves the
-/// original untouched under [`Composition::Full`]; under [`Composition::AugmentOnly`] it yields an
-/// empty text, because the ablation measures the augmentations alone.
-pub fn augmented_text(
-    original: &str,
-    augmentation: &str,
-    role: Role,
-    retriever: Retriever,
-    composition: Composition,
-) -> String {
-    let augmentation = augmentation.trim();
-    match composition {
-        Composition::AugmentOnly => augmentation.to_string(),
-        Composition::Full if augmentation.is_empty() => original.to_string(),
-        Composition::Full if original.is_empty() => augmentation.to_string(),
-        Composition::Full => match (role, retriever) {
-            // The dense document prompt asks for an abstract that will stand in front of the text.
-            (Role::Document, Retriever::Dense) => format!("{augmentation}\n{original}"),
-            _ => format!("{original}\n{augmentation}"),
-        },
-    }
-}
+//! Fitting model inputs into a token budget. (How augmented texts are composed for retrieval
+//! is `coaug_retrieval::Composition`.)
 
 /// Counts tokens the way the model will, so documents can be cut to a budget before prompting.
 /// `coaug-lm` implements it with the model's tokenizer; [`WhitespaceTokens`] approximates it.
@@ -130,36 +90,6 @@ fn word_ends(text: &str) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sparse_appends_for_both_roles() {
-        let q = augmented_text("statins", "LDL, cholesterol", Role::Query, Retriever::Sparse, Composition::Full);
-        assert_eq!(q, "statins\nLDL, cholesterol");
-        let d = augmented_text("Title. Body", "kw", Role::Document, Retriever::Sparse, Composition::Full);
-        assert_eq!(d, "Title. Body\nkw");
-    }
-
-    #[test]
-    fn dense_prepends_documents_and_appends_queries() {
-        let d = augmented_text("Title. Body", "An abstract.", Role::Document, Retriever::Dense, Composition::Full);
-        assert_eq!(d, "An abstract.\nTitle. Body");
-        let q = augmented_text("q", "more", Role::Query, Retriever::Dense, Composition::Full);
-        assert_eq!(q, "q\nmore");
-    }
-
-    #[test]
-    fn augment_only_drops_the_original() {
-        for (role, retriever) in [(Role::Query, Retriever::Sparse), (Role::Document, Retriever::Dense)] {
-            assert_eq!(augmented_text("orig", " aug ", role, retriever, Composition::AugmentOnly), "aug");
-            assert_eq!(augmented_text("orig", "", role, retriever, Composition::AugmentOnly), "");
-        }
-    }
-
-    #[test]
-    fn empty_parts_add_no_separator() {
-        assert_eq!(augmented_text("orig", "  ", Role::Query, Retriever::Sparse, Composition::Full), "orig");
-        assert_eq!(augmented_text("", "aug", Role::Document, Retriever::Dense, Composition::Full), "aug");
-    }
 
     #[test]
     fn whitespace_budget_counts_and_cuts_at_word_ends() {

@@ -2,11 +2,10 @@
 
 mod common;
 
-use std::time::Duration;
 
 use coaug_augment::fake::KeywordEcho;
 use coaug_augment::{
-    write_corpus_jsonl, write_queries_jsonl, AugmentItem, AugmentJob, AugmentStore, Composition, DecodeSettings,
+    AugmentItem, AugmentJob, AugmentStore, DecodeSettings,
     Generation, GenerationRequest, Generator, PromptSet, Retriever, Role,
 };
 use common::{bad_items, comparable, nfcorpus_slice};
@@ -169,53 +168,6 @@ fn a_failing_batch_keeps_earlier_batches_and_the_rerun_finishes() {
     let mut reference = AugmentStore::open_in_memory().unwrap();
     job.run(&mut reference, &mut KeywordEcho::new(), &items).unwrap();
     assert_eq!(comparable(&store), comparable(&reference));
-}
-
-#[test]
-fn export_writes_beir_jsonl_with_the_augmented_text() {
-    let prompts = PromptSet::default();
-    let dir = tempfile::tempdir().unwrap();
-    let docs = vec![
-        coaug_data::Document { id: "d1".into(), title: "Soy".into(), text: "Isoflavones in soy foods.".into() },
-        coaug_data::Document { id: "d2".into(), title: "".into(), text: "".into() },
-    ];
-    let queries = vec![coaug_data::Query { id: "q1".into(), text: "does soy cause cancer".into() }];
-    let mut store = AugmentStore::open_in_memory().unwrap();
-    let mut generator = KeywordEcho { delay_per_batch: Duration::ZERO, ..Default::default() };
-    let model = generator.fingerprint();
-
-    let doc_items = AugmentItem::from_documents(&docs);
-    let dense_docs = AugmentJob::new(&prompts, Role::Document, Retriever::Dense, DecodeSettings::greedy(64));
-    dense_docs.run(&mut store, &mut generator, &doc_items).unwrap();
-    let doc_augs = dense_docs.lookup(&store, &model, &doc_items).unwrap();
-    let corpus = dir.path().join("out/corpus.jsonl");
-    let counts = write_corpus_jsonl(&corpus, &docs, &doc_augs, Retriever::Dense, Composition::Full).unwrap();
-    assert_eq!((counts.written, counts.augmented), (2, 1));
-
-    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&corpus)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(lines[0]["_id"], "d1");
-    assert_eq!(lines[0]["title"], "");
-    assert_eq!(lines[0]["text"], "isoflavones, foods\nSoy. Isoflavones in soy foods.");
-    assert_eq!(lines[0]["metadata"]["title"], "Soy");
-    assert_eq!(lines[0]["metadata"]["format_valid"], true);
-    assert_eq!(lines[1]["text"], "");
-    assert!(lines[1]["metadata"]["augmentation"].is_null());
-
-    let query_items = AugmentItem::from_queries(&queries);
-    let query_job = AugmentJob::new(&prompts, Role::Query, Retriever::Sparse, DecodeSettings::greedy(64));
-    query_job.run(&mut store, &mut generator, &query_items).unwrap();
-    let query_augs = query_job.lookup(&store, &model, &query_items).unwrap();
-    let path = dir.path().join("queries.jsonl");
-    write_queries_jsonl(&path, &queries, &query_augs, Retriever::Sparse, Composition::AugmentOnly).unwrap();
-    let line: serde_json::Value =
-        serde_json::from_str(std::fs::read_to_string(&path).unwrap().trim_end()).unwrap();
-    assert_eq!(line["_id"], "q1");
-    assert_eq!(line["text"], "does, cause, cancer");
-    assert!(!dir.path().join("queries.jsonl.partial").exists());
 }
 
 /// Answers in plain prose, never with tags, like a very small instruct model.

@@ -18,8 +18,9 @@ use coaug_index::{
 use serde::{Deserialize, Serialize};
 
 /// The weight of the original query's terms; every expansion term weighs `1 / samples`.
+/// Written as on the command line (`5`, `share:0.6`) in configs.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(try_from = "String", into = "String")]
 pub enum QueryWeight {
     /// A fixed weight: `q ×w + a` (query2doc: 5; the method's plain `q ⊕ a`: 1).
     Fixed(f32),
@@ -70,9 +71,10 @@ impl FromStr for QueryWeight {
     }
 }
 
-/// Where BM25 searches a document's augmentation.
+/// Where BM25 searches a document's augmentation. Written as on the command line (`body`,
+/// `own:0.5`) in configs.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(try_from = "String", into = "String")]
 pub enum DocField {
     /// Appended to the document's text: one field, one set of statistics (`d ⊕ a_d`).
     Body,
@@ -129,7 +131,7 @@ impl FromStr for DocField {
 
 /// How several expansions of one query (`--query-samples N`) become one ranking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "lowercase")]
 pub enum SampleFusion {
     /// One query: the original and every expansion, each expansion weighing `1 / N`.
     #[default]
@@ -160,8 +162,26 @@ impl FromStr for SampleFusion {
     }
 }
 
+macro_rules! string_forms {
+    ($($t:ty),*) => {$(
+        impl TryFrom<String> for $t {
+            type Error = anyhow::Error;
+            fn try_from(s: String) -> anyhow::Result<Self> {
+                s.parse()
+            }
+        }
+        impl From<$t> for String {
+            fn from(v: $t) -> String {
+                v.to_string()
+            }
+        }
+    )*};
+}
+string_forms!(QueryWeight, DocField);
+
 /// How augmented texts are formed. See the module documentation.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Composition {
     pub query_weight: QueryWeight,
     pub doc_field: DocField,
@@ -333,6 +353,9 @@ mod tests {
         assert_eq!(c.repeated_query_text::<&str>(&a, "bone", &[]), "bone");
         assert_eq!(c.dense_document_text("Body.", Some(" Abstract. ")), "Abstract.\nBody.");
         assert_eq!(c.dense_document_text("Body.", Some("")), "Body.");
+        assert_eq!(c.dense_document_text("", Some("aug")), "aug", "no separator before an empty original");
+        assert_eq!(c.dense_document_text("Body.", None), "Body.");
+        assert_eq!(c.query_text("q", &[" "]), "q", "an empty expansion adds nothing");
     }
 
     #[test]
@@ -351,5 +374,11 @@ mod tests {
         }
         assert_eq!(DocField::Own(0.3).to_string(), "own:0.3");
         assert_eq!("rrf".parse::<SampleFusion>().unwrap(), SampleFusion::Rrf);
+        // Configs write the command-line forms.
+        let c = Composition { query_weight: QueryWeight::Share(0.6), doc_field: DocField::Own(0.25), sample_fusion: SampleFusion::Rrf };
+        let json = serde_json::to_string(&c).unwrap();
+        assert_eq!(json, r#"{"query_weight":"share:0.6","doc_field":"own:0.25","sample_fusion":"rrf"}"#);
+        assert_eq!(serde_json::from_str::<Composition>(&json).unwrap(), c);
+        assert!(serde_json::from_str::<Composition>(r#"{"doc_field":"own:x"}"#).is_err());
     }
 }

@@ -4,9 +4,15 @@
 //! all go through it, so training optimises exactly what evaluation measures.
 
 pub mod augmentations;
+pub mod augmenter;
 pub mod bm25;
 pub mod composition;
+pub mod export;
+pub mod stop_list;
 
 pub use augmentations::Augmentations;
+pub use augmenter::{AugmentReports, AugmentSettings, Augmenter};
 pub use bm25::{AugmentedBm25, QueryToRank};
 pub use composition::{Composition, DocField, QueryWeight, SampleFusion};
+pub use stop_list::StopList;
+pub use export::{write_corpus_jsonl, write_queries_jsonl, ExportCounts};

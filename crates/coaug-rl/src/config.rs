@@ -52,6 +52,33 @@ pub struct TrainConfig {
     pub trainable: TrainableConfig,
     pub ablation: Ablations,
     pub validation: ValidationConfig,
+    /// How augmented texts are composed and analysed: the evaluation's settings, so the reward and
+    /// validation measure what `coaug eval` measures.
+    pub retrieval: RetrievalConfig,
+}
+
+/// The composition and analysis of `coaug eval` (`coaug_retrieval`), written as its flags are:
+/// `query_weight = "share:0.6"`, `doc_field = "own:0.5"`, `stop_words = "nltk"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetrievalConfig {
+    pub query_weight: coaug_retrieval::QueryWeight,
+    pub doc_field: coaug_retrieval::DocField,
+    pub stop_words: coaug_retrieval::StopList,
+}
+
+impl Default for RetrievalConfig {
+    fn default() -> Self {
+        let c = coaug_retrieval::Composition::default();
+        Self { query_weight: c.query_weight, doc_field: c.doc_field, stop_words: coaug_retrieval::StopList::default() }
+    }
+}
+
+impl RetrievalConfig {
+    /// One expansion per query rollout, so sample fusion never applies.
+    pub fn composition(&self) -> coaug_retrieval::Composition {
+        coaug_retrieval::Composition { query_weight: self.query_weight, doc_field: self.doc_field, ..Default::default() }
+    }
 }
 
 /// How long to train: whichever of the two limits comes first.
@@ -259,6 +286,7 @@ impl Default for TrainConfig {
             trainable: TrainableConfig::default(),
             ablation: Ablations::default(),
             validation: ValidationConfig::default(),
+            retrieval: RetrievalConfig::default(),
         }
     }
 }

@@ -6,16 +6,13 @@
 //! `"title. text"` cut to the token budget; the retriever still sees the full text.
 //!
 //! The retriever a run trains for picks the system prompt (sparse: keywords; dense: query
-//! expansion / document abstract) and how a reply joins its original text (dense documents
-//! put the abstract in front, everything else appends it), as `coaug eval` composes them.
+//! expansion / document abstract). How a reply joins its original text is the reward's business:
+//! it composes (original, augmentation) as `coaug eval` does (`coaug_retrieval::Composition`).
 
 use std::sync::Arc;
 
 use anyhow::Result;
-use coaug_augment::{
-    augmented_text, parse_answer_with, Composition, ParsePolicy, PromptSet, Retriever, Role,
-    TokenBudget,
-};
+use coaug_augment::{parse_answer_with, ParsePolicy, PromptSet, Retriever, Role, TokenBudget};
 use candle_core::Tensor;
 use coaug_lm::{generate, generate_with_trunk, GenerationRequest, LmTokenizer, SamplingParams};
 
@@ -31,10 +28,12 @@ pub struct Rollout {
     pub tokens: Vec<u32>,
     /// `log π_old` of each generated token, at the sampling temperature.
     pub old_logprobs: Vec<f32>,
+    /// The parsed augmentation (empty: none).
     pub augmentation: String,
     pub format_valid: bool,
-    /// The text the retriever matches: original and augmentation, composed for the retriever.
-    pub retrieval_text: String,
+    /// The original text: the query, or the document's full `"title. text"` (never the truncated
+    /// model input).
+    pub original: String,
     /// Hidden states entering the first trainable block at every position the update scores
     /// from (prompt + tokens - 1), kept from generation so the update skips the frozen trunk.
     pub trunk: Option<Tensor>,
@@ -53,7 +52,7 @@ impl Rollout {
             old_logprobs: Vec::new(),
             augmentation: String::new(),
             format_valid: false,
-            retrieval_text: text,
+            original: text,
             trunk: None,
         }
     }
@@ -134,20 +133,13 @@ pub fn sample_role(
             let i = sample.prompt_index;
             let reply = tok.decode(&sample.tokens)?;
             let parsed = parse_answer_with(&reply, sampling.parse_policy);
-            let retrieval_text = augmented_text(
-                &originals[i],
-                &parsed.text,
-                role,
-                sampling.retriever,
-                Composition::Full,
-            );
             Ok(Rollout {
                 prompt: full_prompts[i].clone(),
                 tokens: sample.tokens,
                 old_logprobs: sample.logprobs,
                 augmentation: parsed.text,
                 format_valid: parsed.format_valid,
-                retrieval_text,
+                original: originals[i].clone(),
                 trunk,
             })
         })

@@ -5,7 +5,8 @@
 
 use coaug_augment::Retriever;
 
-use crate::bm25_reward::Bm25Reward;
+use crate::bm25_reward::{Bm25Reward, Composed};
+use crate::rollout::Rollout;
 use crate::dense_reward::DenseReward;
 use crate::error::{Result, RlError};
 
@@ -27,15 +28,26 @@ impl RewardSimilarity {
         }
     }
 
-    /// Every query text against every document text: rows are queries, columns documents.
-    pub fn similarity<Q: AsRef<str> + Sync, D: AsRef<str> + Sync>(
-        &self,
-        queries: &[Q],
-        documents: &[D],
-    ) -> anyhow::Result<SimilarityMatrix> {
+    /// Every query rollout against every document rollout, composed as the evaluation composes
+    /// them: rows are queries, columns documents.
+    pub fn similarity(&self, queries: &[Rollout], documents: &[Rollout]) -> anyhow::Result<SimilarityMatrix> {
+        fn composed(rs: &[Rollout]) -> Vec<Composed<'_>> {
+            rs.iter().map(|r| Composed { original: &r.original, augmentation: &r.augmentation }).collect()
+        }
+        self.similarity_of(&composed(queries), &composed(documents))
+    }
+
+    /// [`Self::similarity`] of (original, augmentation) pairs.
+    pub fn similarity_of(&self, queries: &[Composed<'_>], documents: &[Composed<'_>]) -> anyhow::Result<SimilarityMatrix> {
         match self {
             RewardSimilarity::Bm25(bm25) => Ok(bm25.similarity(queries, documents)?),
-            RewardSimilarity::Dense(dense) => dense.similarity(queries, documents),
+            RewardSimilarity::Dense(dense) => {
+                // Dense composition: the expansion after the query, the abstract before the document.
+                let c = coaug_retrieval::Composition::default();
+                let q: Vec<String> = queries.iter().map(|x| c.query_text(x.original, &[x.augmentation])).collect();
+                let d: Vec<String> = documents.iter().map(|x| c.dense_document_text(x.original, Some(x.augmentation))).collect();
+                dense.similarity(&q, &d)
+            }
         }
     }
 }

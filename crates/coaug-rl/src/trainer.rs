@@ -17,7 +17,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::advantage::{PromptRole, StepAdvantages};
-use crate::bm25_reward::Bm25Reward;
+use crate::bm25_reward::{Bm25Reward, Composed};
 use crate::composite::{CompositeBatch, CompositeSampler};
 use crate::config::TrainConfig;
 use crate::layout::RolloutLayout;
@@ -66,7 +66,8 @@ impl Trainer {
         if config.retriever == Retriever::Dense {
             bail!("retriever = \"dense\" needs a sentence encoder: use Trainer::with_similarity(…, RewardSimilarity::Dense(…))");
         }
-        let similarity = RewardSimilarity::Bm25(Bm25Reward::new(&data.corpus)?);
+        let r = &config.retrieval;
+        let similarity = RewardSimilarity::Bm25(Bm25Reward::new(&data.corpus, &r.stop_words.analyzer(), r.composition())?);
         Self::with_similarity(config, policy, prompts, data, similarity)
     }
 
@@ -298,9 +299,7 @@ impl Trainer {
     /// Every rollout's reward estimate: the step's similarity matrix, then the joint samples of
     /// step `batch.step` (the same ones `train_step` draws).
     pub fn rewards(&self, batch: &CompositeBatch, rollouts: &StepRollouts) -> Result<Rewards> {
-        let query_texts: Vec<&str> = rollouts.queries.iter().map(|r| r.retrieval_text.as_str()).collect();
-        let doc_texts: Vec<&str> = rollouts.documents.iter().map(|r| r.retrieval_text.as_str()).collect();
-        let similarity = self.similarity.similarity(&query_texts, &doc_texts)?;
+        let similarity = self.similarity.similarity(&rollouts.queries, &rollouts.documents)?;
         let mut rng = stream(self.config.seed, Purpose::JointSamples, batch.step);
         Ok(self
             .reward
@@ -309,13 +308,15 @@ impl Trainer {
 
     /// nDCG@k of each query rollout against the original documents (one joint choice).
     fn query_ndcg_against_originals(&self, batch: &CompositeBatch, rollouts: &StepRollouts) -> Result<f64> {
-        let query_texts: Vec<&str> = rollouts.queries.iter().map(|r| r.retrieval_text.as_str()).collect();
         let doc_texts: Vec<String> = batch
             .documents
             .iter()
             .map(|d| self.corpus[self.doc_position[&d.doc_id]].full_text())
             .collect();
-        let similarity = self.similarity.similarity(&query_texts, &doc_texts)?;
+        let queries: Vec<Composed<'_>> =
+            rollouts.queries.iter().map(|r| Composed { original: &r.original, augmentation: &r.augmentation }).collect();
+        let docs: Vec<Composed<'_>> = doc_texts.iter().map(|t| Composed { original: t, augmentation: "" }).collect();
+        let similarity = self.similarity.similarity_of(&queries, &docs)?;
         let counts: Vec<usize> = (0..rollouts.layout.num_query_slots())
             .map(|q| rollouts.layout.query_rows(q).len())
             .collect();

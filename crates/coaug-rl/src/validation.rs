@@ -1,39 +1,42 @@
-//! Validation during training: greedy augmentation of a fixed held-out slice of queries and of
-//! their judged documents, then nDCG@10 over the whole corpus with the run's retriever, as the
-//! evaluation ranks: BM25 with a real tantivy index of the corpus in which the slice's
-//! documents carry their augmentation, or the dense encoder with exact cosine search over the
-//! corpus vectors in which the slice's documents are re-encoded with their abstract in front.
+//! Validation during training: augmentation of a fixed held-out slice of queries and of their
+//! judged documents by the current policy, then nDCG@10 over the whole corpus with the run's
+//! retriever, through the evaluation's own pipeline: the policy writes through
+//! [`coaug_retrieval::Augmenter`] with the generation settings of `coaug eval` (greedy, its
+//! repetition penalty, its KV cache), BM25 ranks with [`coaug_retrieval::AugmentedBm25`] and the
+//! run's composition and stop words, dense re-encodes the slice's documents with their abstract
+//! in front of the stored corpus vectors.
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use coaug_augment::{augmented_text, Composition, ParsePolicy, PromptSet, Retriever, Role};
+use coaug_augment::{AugmentStore, LmTokenBudget, ModelGenerator, PromptSet, Retriever};
 use coaug_data::{Document, Qrels, Query};
 use coaug_dense::{
     document_text, exact_top_k, open_or_encode, patch_documents, MappedEmbeddings, SentenceEncoder,
     StoredPrecision,
 };
 use coaug_eval::{evaluate, EvalOptions, Run};
-use coaug_index::{Bm25Index, IndexConfig, IndexDoc};
-use coaug_lm::SamplingParams;
+use coaug_index::AnalyzerConfig;
+use coaug_lm::KvPrecision;
+use coaug_retrieval::{AugmentSettings, Augmentations, AugmentedBm25, Augmenter, Composition, QueryToRank};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::metrics::ValidationMetrics;
 use crate::policy::Policy;
-use crate::rollout::{sample_role, Rollout, RoleSampling};
 
 /// Hits per validation query (nDCG@10 needs only the first ten).
 const HITS: usize = 100;
 
 /// How validation ranks the corpus: the run's retriever, as the evaluation uses it.
 pub enum ValidationIndex {
-    /// A tantivy BM25 index of the corpus, rebuilt in this folder at every validation.
-    Bm25 { dir: PathBuf },
+    /// A tantivy BM25 index of the corpus, rebuilt in this folder at every validation, composed
+    /// and analysed as `coaug eval` does.
+    Bm25 { dir: PathBuf, composition: Composition, analyzer: AnalyzerConfig },
     /// Exact cosine search with the encoder. The original corpus vectors are encoded once into
     /// `vectors_dir` (reused while the encoder and the texts are the same: pointing it at
     /// `coaug eval`'s store shares the work); each validation re-encodes only the augmented
@@ -43,7 +46,7 @@ pub enum ValidationIndex {
 
 /// [`ValidationIndex`] once opened: the dense corpus vectors are loaded.
 enum Ranker {
-    Bm25 { dir: PathBuf },
+    Bm25 { dir: PathBuf, composition: Composition, analyzer: AnalyzerConfig },
     Dense { encoder: Arc<SentenceEncoder>, corpus_vectors: MappedEmbeddings },
 }
 
@@ -56,6 +59,15 @@ impl Ranker {
     }
 }
 
+/// How validation augments: the generation settings of `coaug eval` (the prompts are the run's).
+#[derive(Debug, Clone)]
+pub struct ValidationGeneration {
+    /// Greedy decoding with these token limits, penalty and parsing.
+    pub settings: AugmentSettings,
+    /// `coaug eval` generates with an 8-bit cache on the CPU.
+    pub kv_cache: KvPrecision,
+}
+
 /// The held-out slice and the retriever it is ranked with.
 pub struct Validator {
     queries: Vec<Query>,
@@ -64,9 +76,7 @@ pub struct Validator {
     /// Corpus positions of the documents that get augmented.
     augmented: Vec<usize>,
     ranker: Ranker,
-    max_new_tokens: usize,
-    max_document_tokens: usize,
-    parse_policy: ParsePolicy,
+    generation: ValidationGeneration,
     augment_queries: bool,
     augment_documents: bool,
 }
@@ -82,16 +92,13 @@ impl Validator {
     /// Picks `slice.queries` judged queries (a seeded, fixed choice) and up to
     /// `documents_per_query` of their judged documents each, most relevant first. A dense
     /// index encodes the corpus here unless its stored vectors are current.
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         corpus: Vec<Document>,
         queries: &[Query],
         qrels: &Qrels,
         slice: &ValidationSlice,
         index: ValidationIndex,
-        max_new_tokens: usize,
-        max_document_tokens: usize,
-        parse_policy: ParsePolicy,
+        generation: ValidationGeneration,
         augment: (bool, bool),
     ) -> Result<Self> {
         let by_id: HashMap<&str, &Query> = queries.iter().map(|q| (q.id.as_str(), q)).collect();
@@ -134,9 +141,7 @@ impl Validator {
             corpus,
             augmented: augmented.into_iter().collect(),
             ranker,
-            max_new_tokens,
-            max_document_tokens,
-            parse_policy,
+            generation,
             augment_queries: augment.0,
             augment_documents: augment.1,
         })
@@ -146,51 +151,23 @@ impl Validator {
         self.queries.len()
     }
 
-    /// Greedy augmentation with the current policy, then nDCG@10 over the whole corpus.
+    /// The validated queries and their judgements.
+    pub fn queries(&self) -> (&[Query], &Qrels) {
+        (&self.queries, &self.qrels)
+    }
+
+    /// The documents the policy augments.
+    pub fn augmented_documents(&self) -> Vec<&Document> {
+        self.augmented.iter().map(|&i| &self.corpus[i]).collect()
+    }
+
+    /// Augmentation with the current policy (as `coaug eval` augments), then nDCG@10 over the
+    /// whole corpus.
     pub fn run(&self, policy: &Policy, prompts: &PromptSet, step: u64) -> Result<ValidationMetrics> {
         let start = Instant::now();
-        let greedy = |max_input_tokens| RoleSampling {
-            retriever: self.ranker.retriever(),
-            params: SamplingParams {
-                repetition_penalty: 1.2,
-                ..SamplingParams::greedy(self.max_new_tokens)
-            },
-            parse_policy: self.parse_policy,
-            max_input_tokens,
-            keep_trunk_at: None,
-        };
-        let query_texts: Vec<String> = self.queries.iter().map(|q| q.text.clone()).collect();
-        let q_sampling = greedy(None);
-        let queries = sample_role(
-            policy,
-            prompts,
-            Role::Query,
-            &query_texts,
-            self.augment_queries.then_some(&q_sampling),
-        )?;
-        let doc_texts: Vec<String> =
-            self.augmented.iter().map(|&i| self.corpus[i].full_text()).collect();
-        let d_sampling = greedy(Some(self.max_document_tokens));
-        let documents = sample_role(
-            policy,
-            prompts,
-            Role::Document,
-            &doc_texts,
-            self.augment_documents.then_some(&d_sampling),
-        )?;
-        let run = match &self.ranker {
-            Ranker::Bm25 { dir } => self.bm25_run(dir, &queries, &documents)?,
-            Ranker::Dense { encoder, corpus_vectors } => {
-                self.dense_run(encoder, corpus_vectors, &queries, &documents)?
-            }
-        };
+        let (augs, format_valid) = self.augment(policy, prompts, step)?;
+        let run = self.rank(&augs)?;
         let metrics = evaluate(&self.qrels, &run, &[10], &EvalOptions::default());
-        let generated: Vec<_> = queries.iter().chain(&documents).filter(|r| r.is_generated()).collect();
-        let format_valid = if generated.is_empty() {
-            0.0
-        } else {
-            generated.iter().filter(|r| r.format_valid).count() as f64 / generated.len() as f64
-        };
         Ok(ValidationMetrics {
             step,
             ndcg_at_10: metrics.mean.get("NDCG@10").copied().unwrap_or(0.0),
@@ -201,47 +178,64 @@ impl Validator {
         })
     }
 
-    /// BM25 over a fresh tantivy index of the corpus, the slice's documents carrying their
-    /// augmentation in the index's augmentation field.
-    fn bm25_run(&self, dir: &Path, queries: &[Rollout], documents: &[Rollout]) -> Result<Run> {
-        let mut index_docs = IndexDoc::from_documents(&self.corpus);
-        for (&i, rollout) in self.augmented.iter().zip(documents) {
-            if !rollout.augmentation.is_empty() {
-                index_docs[i].augmentation = Some(rollout.augmentation.clone());
+    /// The policy's augmentations of the slice through the evaluation's augmenter (an in-memory
+    /// store: nothing is kept between validations), and the share of well-formed replies.
+    fn augment(&self, policy: &Policy, prompts: &PromptSet, step: u64) -> Result<(Augmentations, f64)> {
+        let fingerprint = format!("policy-step-{step}");
+        let mut generator = ModelGenerator {
+            model: &policy.model,
+            tokenizer: &policy.tokenizer,
+            kv_cache: self.generation.kv_cache,
+            fingerprint: &fingerprint,
+        };
+        let budget = LmTokenBudget::new(policy.tokenizer.clone());
+        let mut store = AugmentStore::open_in_memory()?;
+        let settings = AugmentSettings { prompts: prompts.clone(), retriever: self.ranker.retriever(), ..self.generation.settings.clone() };
+        let mut augmenter = Augmenter { generator: &mut generator, budget: &budget, store: &mut store, settings: &settings };
+        let docs: Vec<Document> = self.augmented.iter().map(|&i| self.corpus[i].clone()).collect();
+        let (augs, reports) = augmenter.augment(
+            self.augment_queries.then_some(&self.queries[..]),
+            self.augment_documents.then_some(&docs[..]),
+            None,
+        )?;
+        let generated: usize = reports.queries.iter().chain(&reports.documents).map(|r| r.generated).sum();
+        let invalid: usize = reports.queries.iter().chain(&reports.documents).map(|r| r.format_invalid).sum();
+        let format_valid = if generated == 0 { 0.0 } else { 1.0 - invalid as f64 / generated as f64 };
+        Ok((augs, format_valid))
+    }
+
+    fn rank(&self, augs: &Augmentations) -> Result<Run> {
+        match &self.ranker {
+            Ranker::Bm25 { dir, composition, analyzer } => {
+                let retriever = AugmentedBm25::open_or_build(dir, &self.corpus, augs, *composition, analyzer)
+                    .with_context(|| format!("building the validation index in {}", dir.display()))?;
+                let queries: Vec<QueryToRank<'_>> = self
+                    .queries
+                    .iter()
+                    .map(|q| QueryToRank { id: &q.id, text: &q.text, expansions: augs.expansions(&q.id) })
+                    .collect();
+                Ok(retriever.rank(&queries, HITS))
             }
+            Ranker::Dense { encoder, corpus_vectors } => self.dense_run(encoder, corpus_vectors, augs),
         }
-        let index = Bm25Index::build(dir, &index_docs, &IndexConfig::default())
-            .with_context(|| format!("building the validation index in {}", dir.display()))?;
-        let texts: Vec<&str> = queries.iter().map(|r| r.retrieval_text.as_str()).collect();
-        let hits = index.search_batch(&texts, HITS);
-        let mut run = Run::new();
-        for (query, hits) in self.queries.iter().zip(&hits) {
-            for hit in hits {
-                run.insert(query.id.clone(), index.doc_id(hit.doc), f64::from(hit.score));
-            }
-        }
-        Ok(run)
     }
 
     /// Exact cosine search over the corpus vectors, the slice's augmented documents re-encoded
     /// in their dense composition (abstract, then the text `coaug eval` encodes).
-    fn dense_run(
-        &self,
-        encoder: &SentenceEncoder,
-        corpus_vectors: &MappedEmbeddings,
-        queries: &[Rollout],
-        documents: &[Rollout],
-    ) -> Result<Run> {
+    fn dense_run(&self, encoder: &SentenceEncoder, corpus_vectors: &MappedEmbeddings, augs: &Augmentations) -> Result<Run> {
+        let composition = Composition::default();
         let changed: Vec<(usize, String)> = self
             .augmented
             .iter()
-            .zip(documents)
-            .filter(|(_, rollout)| !rollout.augmentation.is_empty())
-            .map(|(&i, rollout)| (i, dense_augmented(&self.corpus[i], &rollout.augmentation)))
+            .filter_map(|&i| {
+                let doc = &self.corpus[i];
+                augs.document(&doc.id).map(|a| (i, composition.dense_document_text(&document_text(doc), Some(a))))
+            })
             .collect();
         let changed: Vec<(usize, &str)> = changed.iter().map(|(i, t)| (*i, t.as_str())).collect();
         let vectors = patch_documents(encoder, corpus_vectors.to_embeddings(), &changed)?;
-        let texts: Vec<&str> = queries.iter().map(|r| r.retrieval_text.as_str()).collect();
+        let texts: Vec<String> = self.queries.iter().map(|q| composition.query_text(&q.text, augs.expansions(&q.id))).collect();
+        let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
         let query_vectors = encoder.encode_queries(&texts, false)?;
         let hits = exact_top_k(&query_vectors, &vectors, HITS)?;
         let mut run = Run::new();
@@ -254,17 +248,11 @@ impl Validator {
     }
 }
 
-/// A document as `coaug eval --retriever dense` encodes it once augmented: the abstract in
-/// front of the text the stored vectors encode.
-fn dense_augmented(doc: &Document, augmentation: &str) -> String {
-    augmented_text(&document_text(doc), augmentation, Role::Document, Retriever::Dense, Composition::Full)
-}
-
 /// Opens the index: for dense, the original corpus vectors in `coaug eval`'s text form
 /// (`document_text`), encoded now unless the store in `vectors_dir` is current.
 fn open_ranker(index: ValidationIndex, corpus: &[Document]) -> Result<Ranker> {
     match index {
-        ValidationIndex::Bm25 { dir } => Ok(Ranker::Bm25 { dir }),
+        ValidationIndex::Bm25 { dir, composition, analyzer } => Ok(Ranker::Bm25 { dir, composition, analyzer }),
         ValidationIndex::Dense { encoder, vectors_dir } => {
             let ids: Vec<String> = corpus.iter().map(|d| d.id.clone()).collect();
             let texts: Vec<String> = corpus.iter().map(document_text).collect();

@@ -52,7 +52,7 @@ fn tiny_model(seed: u64) -> CausalLm {
 
 fn prompts() -> PromptSet {
     let role = |text: &str| RolePrompts { sparse: text.into(), dense: text.into() };
-    PromptSet { query: role("w0 w1"), document: role("w2 w3") }
+    PromptSet { query: role("w0 w1"), document: role("w2 w3"), ..PromptSet::default() }
 }
 
 /// Queries read "beta", like every random negative; only their positives say "alpha". The
@@ -96,6 +96,10 @@ fn config(blocks: BlockSelection, kl: f64) -> TrainConfig {
     c.optimizer.micro_batch_size = 16;
     c.schedule.epochs = 1000.0;
     c.schedule.max_steps = Some(1000);
+    // The method's plain `q ⊕ a`, `d ⊕ a`: these tests are about learning, and on this corpus
+    // one word of expansion must be able to move a one-word query.
+    c.retrieval.query_weight = coaug_retrieval::QueryWeight::Fixed(1.0);
+    c.retrieval.doc_field = coaug_retrieval::DocField::Body;
     c
 }
 
@@ -314,9 +318,12 @@ mod dense {
         let t = dense_trainer(7, encoder.clone());
         let batch = t.sampler().batch(0);
         let rollouts = t.rollouts(&batch).unwrap();
-        let queries: Vec<&str> = rollouts.queries.iter().map(|r| r.retrieval_text.as_str()).collect();
-        let documents: Vec<&str> = rollouts.documents.iter().map(|r| r.retrieval_text.as_str()).collect();
-        let sim = t.similarity().similarity(&queries, &documents).unwrap();
+        // The dense composition: the expansion after the query, the abstract before the document.
+        let c = coaug_retrieval::Composition::default();
+        let queries: Vec<String> = rollouts.queries.iter().map(|r| c.query_text(&r.original, &[&r.augmentation])).collect();
+        let documents: Vec<String> =
+            rollouts.documents.iter().map(|r| c.dense_document_text(&r.original, Some(&r.augmentation))).collect();
+        let sim = t.similarity().similarity(&rollouts.queries, &rollouts.documents).unwrap();
         assert_eq!((sim.rows(), sim.columns()), (queries.len(), documents.len()));
         let doc_vectors: Vec<Vec<f32>> =
             documents.iter().map(|d| encoder.encode_documents(&[d], false).unwrap().row(0).to_vec()).collect();
@@ -335,7 +342,7 @@ mod dense {
         let cfg = dense_config();
         let policy = Policy::new(tiny_model(5), tokenizer(), &cfg).unwrap();
         let role = |sparse: &str, dense: &str| RolePrompts { sparse: sparse.into(), dense: dense.into() };
-        let prompts = PromptSet { query: role("w0 w1", "w4 w5"), document: role("w2 w3", "w6 w7") };
+        let prompts = PromptSet { query: role("w0 w1", "w4 w5"), document: role("w2 w3", "w6 w7"), ..PromptSet::default() };
         let originals = vec!["alpha w1".to_string(), "beta w2 w3".to_string()];
         let n = 4;
         for role in [Role::Query, Role::Document] {
@@ -353,13 +360,8 @@ mod dense {
                 for (k, r) in rollouts.iter().enumerate() {
                     assert!(r.prompt.starts_with(&system(retriever)), "{role:?}/{retriever:?}: the retriever's system turn");
                     assert!(!r.prompt.starts_with(&system(other)));
-                    let (original, aug) = (&originals[k / n], r.augmentation.trim());
-                    let want = match (aug.is_empty(), role, retriever) {
-                        (true, _, _) => original.clone(),
-                        (false, Role::Document, Retriever::Dense) => format!("{aug}\n{original}"),
-                        (false, _, _) => format!("{original}\n{aug}"),
-                    };
-                    assert_eq!(r.retrieval_text, want, "{role:?}/{retriever:?}");
+                    // The reward composes (original, augmentation) itself (coaug_retrieval).
+                    assert_eq!(r.original, originals[k / n], "{role:?}/{retriever:?}");
                 }
                 assert!(rollouts.iter().any(|r| !r.augmentation.trim().is_empty()), "some reply must augment");
             }
@@ -372,7 +374,9 @@ mod dense {
         let policy = || Policy::new(tiny_model(1), tokenizer(), &cfg).unwrap();
         let err = Trainer::new(cfg.clone(), policy(), prompts(), synthetic_data()).err().unwrap();
         assert!(err.to_string().contains("encoder"), "{err}");
-        let bm25 = RewardSimilarity::Bm25(coaug_rl::Bm25Reward::new(&synthetic_data().corpus).unwrap());
+        let bm25 = RewardSimilarity::Bm25(
+            coaug_rl::Bm25Reward::new(&synthetic_data().corpus, &Default::default(), Default::default()).unwrap(),
+        );
         assert!(Trainer::with_similarity(cfg.clone(), policy(), prompts(), synthetic_data(), bm25).is_err());
     }
 
@@ -392,9 +396,15 @@ mod dense {
                 &data.train_qrels,
                 &ValidationSlice { queries: 100, documents_per_query: 2, seed: 1 },
                 ValidationIndex::Dense { encoder: encoder.clone(), vectors_dir: dir.path().join("vectors") },
-                6,
-                16,
-                ParsePolicy::Lenient,
+                coaug_rl::ValidationGeneration {
+                    settings: coaug_retrieval::AugmentSettings {
+                        max_new_tokens: 6,
+                        max_input_tokens: 16,
+                        parse_policy: ParsePolicy::Lenient,
+                        ..Default::default()
+                    },
+                    kv_cache: coaug_lm::KvPrecision::F32,
+                },
                 augment,
             )
             .unwrap()

@@ -4,11 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
-use coaug_augment::{
-    write_corpus_jsonl, write_queries_jsonl, AugmentItem, AugmentJob, AugmentReport, AugmentStore, Composition,
-    DecodeSettings, Generator, LmGenerator, PromptSet, Retriever, Role, StoredAugmentation,
-};
+use anyhow::Result;
+use coaug_augment::{AugmentReport, AugmentStore, LmGenerator, PromptSet, Retriever, Role};
+use coaug_retrieval::{write_corpus_jsonl, write_queries_jsonl, AugmentSettings, Augmentations, Augmenter, Composition};
 use coaug_lm::{KvPrecision, Precision};
 
 use super::DatasetArgs;
@@ -136,36 +134,25 @@ impl ParseArg {
 }
 
 impl GenerationArgs {
-    /// Greedy decoding (documents, and queries unless sampled).
-    pub fn decoding(&self) -> DecodeSettings {
-        DecodeSettings { repetition_penalty: self.repetition_penalty, ..DecodeSettings::greedy(self.max_new_tokens) }
-    }
-
-    /// The decoding of query expansion `sample` (greedy when one sample at temperature 0).
-    pub fn query_decoding(&self, sample: usize) -> DecodeSettings {
-        if self.query_temperature <= 0.0 {
-            return self.decoding();
-        }
-        DecodeSettings {
-            temperature: self.query_temperature,
-            top_p: 1.0,
-            top_k: 0,
-            repetition_penalty: self.repetition_penalty,
+    /// The library's settings for augmenting with these flags, written for `retriever`.
+    pub fn settings(&self, retriever: Retriever) -> Result<AugmentSettings> {
+        let settings = AugmentSettings {
+            prompts: self.prompt_set()?,
+            retriever,
+            max_input_tokens: self.max_input_tokens,
             max_new_tokens: self.max_new_tokens,
-            seed: self.seed + sample as u64,
-        }
-    }
-
-    /// Rejects settings that cannot work together, before any model loads.
-    pub fn check(&self) -> Result<()> {
-        anyhow::ensure!(self.query_samples >= 1, "--query-samples must be at least 1");
-        anyhow::ensure!(
-            self.query_samples == 1 || self.query_temperature > 0.0,
-            "--query-samples {} needs --query-temperature > 0: greedy decoding writes the same expansion every time",
-            self.query_samples
-        );
-        anyhow::ensure!(self.batch_size >= 1, "--batch-size must be at least 1");
-        Ok(())
+            repetition_penalty: self.repetition_penalty,
+            batch_size: self.batch_size,
+            parse_policy: self.parse.policy(),
+            query_samples: self.query_samples,
+            query_temperature: self.query_temperature,
+            query_context: self.query_context,
+            context_tokens: self.context_tokens,
+            seed: self.seed,
+            show_progress: true,
+        };
+        settings.check()?;
+        Ok(settings)
     }
 
     pub fn store_path(&self) -> PathBuf {
@@ -203,117 +190,28 @@ impl GenerationArgs {
     }
 }
 
-/// Generates what the store lacks for `items` (progress bar with ETA) and returns every item's
-/// augmentation, in order (`None`: skipped input, e.g. empty). `retriever` picks the system
-/// prompt (sparse: keywords; dense: expansion / abstract); the store keys rows by prompt, so
-/// sparse and dense augmentations of the same item are kept apart.
+/// Generates (with a progress bar and ETA) what the store lacks and returns the augmentations
+/// of the queries and/or documents; `context` is the plain BM25 index (`--query-context`).
 pub fn augment(
     generator: &mut LmGenerator,
     store: &mut AugmentStore,
-    prompts: &PromptSet,
-    settings: &GenerationArgs,
-    role: Role,
-    retriever: Retriever,
-    items: &[AugmentItem],
-) -> Result<(AugmentReport, Vec<Option<StoredAugmentation>>)> {
-    let spec = JobSpec { decoding: settings.decoding(), with_context: false, max_input_tokens: settings.max_input_tokens };
-    augment_with(generator, store, prompts, settings, role, retriever, items, spec)
-}
-
-/// What differs between the jobs of one command: query samples decode differently, queries with
-/// retrieved passages have another system prompt and a larger input.
-pub struct JobSpec {
-    pub decoding: DecodeSettings,
-    pub with_context: bool,
-    pub max_input_tokens: usize,
-}
-
-#[allow(clippy::too_many_arguments)]
-pub fn augment_with(
-    generator: &mut LmGenerator,
-    store: &mut AugmentStore,
-    prompts: &PromptSet,
-    settings: &GenerationArgs,
-    role: Role,
-    retriever: Retriever,
-    items: &[AugmentItem],
-    spec: JobSpec,
-) -> Result<(AugmentReport, Vec<Option<StoredAugmentation>>)> {
-    let budget = generator.token_budget();
-    let mut job = AugmentJob::new(prompts, role, retriever, spec.decoding);
-    job.budget = &budget;
-    job.max_input_tokens = spec.max_input_tokens;
-    job.batch_size = settings.batch_size;
-    job.show_progress = true;
-    job.with_context = spec.with_context;
-    job.parse_policy = settings.parse.policy();
-    let report = job.run(store, generator, items)?;
-    let found = job.lookup(store, &generator.fingerprint(), items)?;
-    Ok((report, found))
-}
-
-/// The expansions of `queries`, by query id: `--query-samples` per query (empty ones dropped),
-/// each written with the top `--query-context` passages of `context` (the plain BM25 index of the
-/// corpus) when asked.
-pub fn query_expansions(
-    generator: &mut LmGenerator,
-    store: &mut AugmentStore,
-    prompts: &PromptSet,
-    settings: &GenerationArgs,
-    retriever: Retriever,
-    queries: &[coaug_data::Query],
+    settings: &AugmentSettings,
+    queries: Option<&[coaug_data::Query]>,
+    docs: Option<&[coaug_data::Document]>,
     context: Option<&coaug_index::Bm25Index>,
-) -> Result<std::collections::HashMap<String, Vec<String>>> {
-    let items = query_items(generator, settings, queries, context)?;
-    let with_context = settings.query_context > 0;
-    let max_input_tokens = if with_context {
-        settings.max_input_tokens + settings.query_context * (settings.context_tokens + 8)
-    } else {
-        settings.max_input_tokens
-    };
-    let mut out: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
-    for sample in 0..settings.query_samples {
-        let spec = JobSpec { decoding: settings.query_decoding(sample), with_context, max_input_tokens };
-        let (report, found) = augment_with(generator, store, prompts, settings, Role::Query, retriever, &items, spec)?;
-        print_report(&format!("queries (sample {} of {})", sample + 1, settings.query_samples), &report);
-        for (item, aug) in items.iter().zip(found) {
-            if let Some(text) = aug.map(|a| a.text).filter(|t| !t.trim().is_empty()) {
-                out.entry(item.id.clone()).or_default().push(text);
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// The model inputs of the queries: the query alone, or with its retrieved passages.
-fn query_items(
-    generator: &LmGenerator,
-    settings: &GenerationArgs,
-    queries: &[coaug_data::Query],
-    context: Option<&coaug_index::Bm25Index>,
-) -> Result<Vec<AugmentItem>> {
-    if settings.query_context == 0 {
-        return Ok(AugmentItem::from_queries(queries));
-    }
-    let index = context.context("--query-context needs the plain BM25 index of the corpus")?;
+) -> Result<Augmentations> {
     let budget = generator.token_budget();
-    let texts: Vec<&str> = queries.iter().map(|q| q.text.as_str()).collect();
-    let hits = index.search_batch(&texts, settings.query_context);
-    queries
-        .iter()
-        .zip(hits)
-        .map(|(q, hits)| {
-            let passages = hits
-                .iter()
-                .map(|h| {
-                    let doc = index.document(h.doc)?;
-                    let full = coaug_data::Document { id: doc.id, title: doc.title, text: doc.text }.full_text();
-                    Ok(coaug_augment::TokenBudget::truncate(&budget, &full, settings.context_tokens).to_string())
-                })
-                .collect::<Result<Vec<String>>>()?;
-            Ok(AugmentItem::new(&q.id, coaug_augment::prompts::query_with_context(&q.text, &passages)))
-        })
-        .collect()
+    let mut augmenter = Augmenter { generator, budget: &budget, store, settings };
+    let (augs, reports) = augmenter.augment(queries, docs, context)?;
+    let samples = reports.queries.len();
+    for (i, report) in reports.queries.iter().enumerate() {
+        let what = if samples > 1 { format!("queries (sample {} of {samples})", i + 1) } else { "queries".to_string() };
+        print_report(&what, report);
+    }
+    if let Some(report) = &reports.documents {
+        print_report("documents", report);
+    }
+    Ok(augs)
 }
 
 /// Prints a run's counts, naming the unusual inputs (a few ids each).
@@ -365,25 +263,28 @@ pub struct Args {
 
     #[command(flatten)]
     pub generation: GenerationArgs,
+
+    /// The stop list of the plain BM25 index that --query-context searches.
+    #[command(flatten)]
+    pub bm25: super::retrieval::Bm25Args,
 }
 
 pub fn run(args: Args) -> Result<()> {
     let dataset = args.dataset.resolve()?;
-    let prompts = args.generation.prompt_set()?;
+    let settings = args.generation.settings(args.retriever)?;
     let limit = args.limit.unwrap_or(usize::MAX);
     let mut generator = args.model.load()?;
     let store_path = args.generation.store_path();
     let mut store = AugmentStore::open(&store_path)?;
+    // The project's composition: what the exports hold.
+    let composition = Composition::default();
     match args.role {
         Role::Document => {
             let mut corpus = dataset.load_corpus()?;
             corpus.truncate(limit);
-            let items = AugmentItem::from_documents(&corpus);
-            let (report, found) =
-                augment(&mut generator, &mut store, &prompts, &args.generation, Role::Document, args.retriever, &items)?;
-            print_report("documents", &report);
+            let augs = augment(&mut generator, &mut store, &settings, None, Some(&corpus), None)?;
             if let Some(dir) = &args.export {
-                let counts = write_corpus_jsonl(&dir.join("corpus.jsonl"), &corpus, &found, args.retriever, Composition::Full)?;
+                let counts = write_corpus_jsonl(&dir.join("corpus.jsonl"), &corpus, &augs, args.retriever, &composition)?;
                 eprintln!("wrote {} ({} of {} documents augmented)", dir.join("corpus.jsonl").display(), counts.augmented, counts.written);
             }
         }
@@ -391,12 +292,17 @@ pub fn run(args: Args) -> Result<()> {
             let split = dataset.load_split(&args.split)?;
             let mut queries = split.queries;
             queries.truncate(limit);
-            let items = AugmentItem::from_queries(&queries);
-            let (report, found) =
-                augment(&mut generator, &mut store, &prompts, &args.generation, Role::Query, args.retriever, &items)?;
-            print_report("queries", &report);
+            let (stop_list, analyzer) = args.bm25.analyzer()?;
+            // The passages of --query-context come from the plain index of the corpus.
+            let context = if settings.query_context > 0 {
+                Some(super::retrieval::open_or_build_index(&super::retrieval::default_index_dir(&dataset, &stop_list), &split.corpus, &analyzer)?)
+            } else {
+                None
+            };
+            let augs = augment(&mut generator, &mut store, &settings, Some(&queries), None, context.as_ref())?;
             if let Some(dir) = &args.export {
-                let counts = write_queries_jsonl(&dir.join("queries.jsonl"), &queries, &found, args.retriever, Composition::Full)?;
+                let analyzer = coaug_index::Analyzer::new(analyzer)?;
+                let counts = write_queries_jsonl(&dir.join("queries.jsonl"), &queries, &augs, args.retriever, &composition, &analyzer)?;
                 eprintln!("wrote {} ({} of {} queries augmented)", dir.join("queries.jsonl").display(), counts.augmented, counts.written);
             }
         }
@@ -419,11 +325,11 @@ pub fn expand_one_query(
     query: &str,
     index: &coaug_index::Bm25Index,
 ) -> Result<Vec<String>> {
-    settings.check()?;
+    let store_path = settings.store_path();
+    let settings = settings.settings(Retriever::Sparse)?;
     let mut generator = model.load()?;
-    let mut store = AugmentStore::open(&settings.store_path())?;
-    let prompts = settings.prompt_set()?;
+    let mut store = AugmentStore::open(&store_path)?;
     let queries = [coaug_data::Query { id: "query".into(), text: query.into() }];
-    let mut found = query_expansions(&mut generator, &mut store, &prompts, settings, Retriever::Sparse, &queries, Some(index))?;
-    Ok(found.remove("query").unwrap_or_default())
+    let mut augs = augment(&mut generator, &mut store, &settings, Some(&queries), None, Some(index))?;
+    Ok(augs.queries.remove("query").unwrap_or_default())
 }

@@ -8,14 +8,14 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use coaug_augment::{AugmentItem, AugmentStore, LmGenerator, Retriever, Role};
+use coaug_augment::{AugmentStore, LmGenerator, Retriever};
 use coaug_data::{Dataset, Document, Query};
 use coaug_dense::Embeddings;
 use coaug_eval::{comparison_table, evaluate, paired_bootstrap, EvalOptions, Metrics, PairedDelta, Run, TableStyle, DEFAULT_RESAMPLES};
 use coaug_index::AnalyzerConfig;
 use coaug_retrieval::{Augmentations, AugmentedBm25, Composition, DocField, QueryToRank, QueryWeight, SampleFusion};
 
-use super::augment::{augment, model_label, print_report, query_expansions, GenerationArgs, ModelArgs};
+use super::augment::{augment, model_label, GenerationArgs, ModelArgs};
 use super::dense::{DenseIndex, RetrieverArgs, RetrieverKind};
 use super::retrieval::{default_index_dir, open_or_build_index, KS};
 
@@ -183,7 +183,6 @@ pub struct EvalContext<'a> {
 pub fn run(ctx: EvalContext<'_>, args: &EvalAugmentArgs) -> Result<()> {
     let kind = ctx.retriever.retriever;
     check_retriever(kind, args)?;
-    args.generation.check()?;
     // The LM writes for the retriever that will read it (method.md §2's four prompts).
     let written_for = if kind == RetrieverKind::Dense { Retriever::Dense } else { Retriever::Sparse };
     let mut split = ctx.dataset.load_split(ctx.split)?;
@@ -198,7 +197,7 @@ pub fn run(ctx: EvalContext<'_>, args: &EvalAugmentArgs) -> Result<()> {
     let need_queries = modes.iter().any(|m| m.queries());
     let need_docs = modes.iter().any(|m| m.docs());
 
-    let prompts = args.generation.prompt_set()?;
+    let settings = args.generation.settings(written_for)?;
     let mut store = AugmentStore::open(&args.generation.store_path())?;
     let query_limit = args.query_limit.unwrap_or(usize::MAX).min(split.queries.len());
     let doc_limit = args.doc_limit.unwrap_or(usize::MAX).min(split.corpus.len());
@@ -216,15 +215,13 @@ pub fn run(ctx: EvalContext<'_>, args: &EvalAugmentArgs) -> Result<()> {
             (Some(ckpt), true) => LmGenerator::load_with_checkpoint(&args.model.path()?, ckpt)?.with_kv_cache(args.model.kv_precision()),
             _ => args.model.load()?,
         };
-        let sides = Sides { retriever: written_for, queries: need_queries, docs: need_docs };
-        base = generate(&mut generator, &mut store, &prompts, &args.generation, queries, docs, sides, &plain_index)?;
+        base = augment(&mut generator, &mut store, &settings, need_queries.then_some(queries), need_docs.then_some(docs), Some(&plain_index))?;
     }
     let mut trained = None;
     if let (Some(ckpt), true) = (&args.policy, args.table) {
         eprintln!("augmenting with the RL-trained policy {}", ckpt.display());
         let mut generator = LmGenerator::load_with_checkpoint(&args.model.path()?, ckpt)?.with_kv_cache(args.model.kv_precision());
-        let sides = Sides { retriever: written_for, queries: true, docs: true };
-        trained = Some(generate(&mut generator, &mut store, &prompts, &args.generation, queries, docs, sides, &plain_index)?);
+        trained = Some(augment(&mut generator, &mut store, &settings, Some(queries), Some(docs), Some(&plain_index))?);
     }
 
     let opts = EvalOptions { ignore_identical_ids: ctx.ignore_identical_ids, ..EvalOptions::default() };
@@ -550,41 +547,4 @@ fn check_retriever(kind: RetrieverKind, args: &EvalAugmentArgs) -> Result<()> {
         }
         RetrieverKind::Dense => Ok(()),
     }
-}
-
-/// Which sides to augment, and for which retriever's prompts.
-#[derive(Debug, Clone, Copy)]
-struct Sides {
-    retriever: Retriever,
-    queries: bool,
-    docs: bool,
-}
-
-/// One model's augmentations of the evaluated queries and documents.
-#[allow(clippy::too_many_arguments)]
-fn generate(
-    generator: &mut LmGenerator,
-    store: &mut AugmentStore,
-    prompts: &coaug_augment::PromptSet,
-    settings: &GenerationArgs,
-    queries: &[Query],
-    docs: &[Document],
-    sides: Sides,
-    plain_index: &coaug_index::Bm25Index,
-) -> Result<Augmentations> {
-    let mut out = Augmentations::default();
-    if sides.queries {
-        out.queries = query_expansions(generator, store, prompts, settings, sides.retriever, queries, Some(plain_index))?;
-    }
-    if sides.docs {
-        let items = AugmentItem::from_documents(docs);
-        let (report, found) = augment(generator, store, prompts, settings, Role::Document, sides.retriever, &items)?;
-        print_report("documents", &report);
-        for (item, aug) in items.iter().zip(found) {
-            if let Some(aug) = aug {
-                out.set_document(&item.id, &aug.text);
-            }
-        }
-    }
-    Ok(out)
 }

@@ -6,47 +6,19 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use coaug_data::{Dataset, Document, Query};
 use coaug_eval::Run;
-use coaug_index::{AnalyzerConfig, Bm25Index, Hit, IndexConfig, IndexDoc, StopWords};
+use coaug_index::{AnalyzerConfig, Bm25Index, Hit, IndexConfig, IndexDoc};
+use coaug_retrieval::StopList;
 
 /// Every cutoff BEIR reports.
 pub const KS: [usize; 6] = [1, 3, 5, 10, 100, 1000];
 
-/// The stop words BM25's English analyzer drops.
-#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StopList {
-    /// Lucene's EnglishAnalyzer list (33 words).
-    Lucene,
-    /// NLTK's English list (179 words, bm25s's `en_plus`).
-    Nltk,
-    /// Keep every word.
-    None,
-}
-
-impl StopList {
-    pub fn name(self) -> &'static str {
-        match self {
-            StopList::Lucene => "lucene",
-            StopList::Nltk => "nltk",
-            StopList::None => "none",
-        }
-    }
-
-    pub fn analyzer(self) -> AnalyzerConfig {
-        let stop_words = match self {
-            StopList::Lucene => StopWords::Language,
-            StopList::Nltk => StopWords::Nltk,
-            StopList::None => StopWords::None,
-        };
-        AnalyzerConfig { stop_words, ..AnalyzerConfig::default() }
-    }
-}
-
 /// How BM25 analyses text (shared by `index`, `eval` and `search`).
 #[derive(clap::Args, Debug, Clone)]
 pub struct Bm25Args {
-    /// Stop words dropped before stemming (k1 = 1.2, b = 0.75, Porter2 stemming either way).
-    /// `eval` takes several, comma-separated, to compare them (see docs/results/sweep.md).
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "lucene")]
+    /// Stop words dropped before stemming (k1 = 1.2, b = 0.75, Porter2 stemming either way):
+    /// `nltk` (179 words), `lucene` (Lucene's 33) or `none`. `eval` takes several,
+    /// comma-separated, to compare them (docs/results/sweep.md).
+    #[arg(long, value_delimiter = ',', default_value = "nltk", value_name = "nltk|lucene|none")]
     pub stop_words: Vec<StopList>,
 }
 

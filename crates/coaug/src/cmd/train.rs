@@ -16,7 +16,7 @@ use coaug_dense::{SentenceEncoder, StoredPrecision};
 use coaug_rl::metrics::{append_jsonl, truncate_jsonl_from_step};
 use coaug_rl::{
     Bm25Reward, DenseReward, Policy, RewardSimilarity, StepMetrics, TrainConfig, TrainData, Trainer, ValidationIndex,
-    ValidationMetrics, ValidationSlice, Validator,
+    ValidationGeneration, ValidationMetrics, ValidationSlice, Validator,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -138,10 +138,8 @@ pub fn run(args: Args) -> Result<()> {
                 documents_per_query: config.validation.documents_per_query,
                 seed: config.seed,
             },
-            validation_index(encoder.as_ref(), &dataset, &out),
-            config.rollout.max_new_tokens,
-            config.rollout.max_document_tokens,
-            config.rollout.parse_policy,
+            validation_index(encoder.as_ref(), &dataset, &out, &config),
+            validation_generation(&config, &device),
             (config.augments_queries(), config.augments_documents()),
         )?)
     } else {
@@ -149,7 +147,7 @@ pub fn run(args: Args) -> Result<()> {
     };
     let similarity = match encoder {
         Some(encoder) => RewardSimilarity::Dense(DenseReward::new(encoder)),
-        None => RewardSimilarity::Bm25(Bm25Reward::new(&corpus)?),
+        None => RewardSimilarity::Bm25(Bm25Reward::new(&corpus, &config.retrieval.stop_words.analyzer(), config.retrieval.composition())?),
     };
     let mut trainer = Trainer::with_similarity(
         config.clone(),
@@ -279,14 +277,31 @@ fn resolve_config(args: &Args, out: &Path) -> Result<TrainConfig> {
 
 /// BM25: a tantivy index rebuilt in the run directory. Dense: the cached corpus vectors of
 /// `coaug eval --retriever dense` (f32), so neither command encodes the corpus twice.
-fn validation_index(encoder: Option<&Arc<SentenceEncoder>>, dataset: &Dataset, out: &Path) -> ValidationIndex {
+fn validation_index(encoder: Option<&Arc<SentenceEncoder>>, dataset: &Dataset, out: &Path, config: &TrainConfig) -> ValidationIndex {
     match encoder {
         Some(encoder) => ValidationIndex::Dense {
             encoder: encoder.clone(),
             vectors_dir: store_dir(dataset, encoder, StoredPrecision::F32),
         },
-        None => ValidationIndex::Bm25 { dir: out.join("validation-index") },
+        None => ValidationIndex::Bm25 {
+            dir: out.join("validation-index"),
+            composition: config.retrieval.composition(),
+            analyzer: config.retrieval.stop_words.analyzer(),
+        },
     }
+}
+
+/// Validation generates as `coaug eval` does (greedy, its repetition penalty, an 8-bit KV cache
+/// on the CPU), with the run's token limits and parsing.
+fn validation_generation(config: &TrainConfig, device: &candle_core::Device) -> ValidationGeneration {
+    let settings = coaug_retrieval::AugmentSettings {
+        max_input_tokens: config.rollout.max_document_tokens,
+        max_new_tokens: config.rollout.max_new_tokens,
+        parse_policy: config.rollout.parse_policy,
+        ..Default::default()
+    };
+    let kv_cache = if device.is_cpu() { coaug_lm::KvPrecision::Q8 } else { coaug_lm::KvPrecision::F32 };
+    ValidationGeneration { settings, kv_cache }
 }
 
 /// Encoder flags on a sparse run are a likely mistake (a forgotten `--retriever dense`).

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Result;
-use coaug_augment::{AugmentItem, AugmentJob, AugmentStore, DecodeSettings, GenerationRequest, Generator, PromptSet, Retriever, Role};
+use coaug_augment::{AugmentItem, AugmentJob, AugmentStore, DecodeSettings, GenerationRequest, Generator, Retriever, Role};
 use serde_json::json;
 
 use super::peers::{PeerArgs, field};
@@ -101,9 +101,9 @@ pub fn run(args: Args) -> Result<()> {
     // 2. coaug's defaults, through the job (in-memory store: nothing is reused).
     let mut defaults = json!(null);
     if !args.no_defaults {
-        let prompts = PromptSet::default();
+        let settings = args.generation.settings(Retriever::Sparse)?;
         let budget = generator.token_budget();
-        let mut job = AugmentJob::new(&prompts, Role::Document, Retriever::Sparse, args.generation.decoding());
+        let mut job = AugmentJob::new(&settings.prompts, Role::Document, Retriever::Sparse, settings.decoding());
         job.budget = &budget;
         job.max_input_tokens = args.generation.max_input_tokens;
         job.batch_size = args.generation.batch_size;
