@@ -145,6 +145,21 @@ pub fn check_file(path: &Path, what: &str, size: Option<u64>, sha256: &str) -> R
     Ok(())
 }
 
+/// For tests that need a fetched model or encoder: whether `path` exists. A missing one skips the
+/// test with a note naming `fetch` (the command that puts it there), unless
+/// `COAUG_REQUIRE_MODELS=1` — `.ci/run` fetches every model first and sets it — where a missing
+/// one is a failure, never a silent pass.
+pub fn cached_or_skip(path: &Path, fetch: &str) -> bool {
+    if path.exists() {
+        return true;
+    }
+    if std::env::var("COAUG_REQUIRE_MODELS").is_ok_and(|v| v == "1") {
+        panic!("{} is not cached and COAUG_REQUIRE_MODELS=1: run `{fetch}`", path.display());
+    }
+    eprintln!("note: skipping, {} is not cached (`{fetch}` puts it there)", path.display());
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,13 +1,13 @@
-//! all-MiniLM-L6-v2 reproduces sentence-transformers' published similarity. Skips (passes
-//! with a note) when the encoder is not in coaug's cache: `coaug bench dense` fetches it.
+//! all-MiniLM-L6-v2 reproduces sentence-transformers' published similarity. Skips with a note
+//! when the encoder is not in coaug's cache (`coaug model fetch-encoder` fetches it), and fails
+//! instead under `COAUG_REQUIRE_MODELS=1` (CI).
 
 use coaug_dense::{cosine, default_encoder_dir, SentenceEncoder};
 
 /// The cached default encoder, or `None` (with a note) where it has not been fetched.
 fn cached_encoder() -> Option<SentenceEncoder> {
     let dir = default_encoder_dir(&coaug_lm::cache_root());
-    if !dir.join("model.safetensors").is_file() {
-        eprintln!("skipping: {} not cached", dir.display());
+    if !coaug_data::cache::cached_or_skip(&dir.join("model.safetensors"), "coaug model fetch-encoder") {
         return None;
     }
     Some(SentenceEncoder::load(&dir).unwrap())

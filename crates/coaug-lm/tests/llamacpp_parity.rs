@@ -54,14 +54,7 @@ fn reference() -> Reference {
 fn cached(name: &str) -> Option<std::path::PathBuf> {
     let model = known_model(name).expect("the fixture names known models");
     let path = coaug_lm::fetch::model_path(&cache_root(), model);
-    if path.is_file() {
-        return Some(path);
-    }
-    if std::env::var("COAUG_REQUIRE_MODELS").is_ok_and(|v| v == "1") {
-        panic!("{name} is not cached at {} and COAUG_REQUIRE_MODELS=1: run `coaug model fetch {name}`", path.display());
-    }
-    eprintln!("note: skipping {name}: {} is not cached (`coaug model fetch {name}`)", path.display());
-    None
+    coaug_data::cache::cached_or_skip(&path, &format!("coaug model fetch {name}")).then_some(path)
 }
 
 fn check_model(name: &str, prompts: &[PromptReference]) {

