@@ -20,6 +20,10 @@ use crate::augmentations::Augmentations;
 #[derive(Debug, Clone)]
 pub struct AugmentSettings {
     pub prompts: PromptSet,
+    /// More query prompts: each writes one more expansion of every query (per sample), combined
+    /// with the main prompt's as several samples are (an ensemble of expansion styles, e.g.
+    /// keywords and a passage).
+    pub extra_query_prompts: Vec<PromptSet>,
     /// The prompts' role/retriever pair is chosen by the retriever the texts are written for.
     pub retriever: Retriever,
     /// Inputs (documents, queries) are cut at a word end to this many model tokens.
@@ -46,6 +50,7 @@ impl Default for AugmentSettings {
     fn default() -> Self {
         Self {
             prompts: PromptSet::default(),
+            extra_query_prompts: Vec::new(),
             retriever: Retriever::Sparse,
             max_input_tokens: 128,
             max_new_tokens: 64,
@@ -119,9 +124,9 @@ pub struct Augmenter<'a> {
 }
 
 impl Augmenter<'_> {
-    /// The expansions of `queries` by id (`settings.query_samples` each, empty ones dropped),
-    /// written with the top passages of `context` (the plain BM25 index of the corpus) when
-    /// `settings.query_context > 0`.
+    /// The expansions of `queries` by id (`settings.query_samples` per query prompt, empty ones
+    /// dropped), written with the top passages of `context` (the plain BM25 index of the corpus)
+    /// when `settings.query_context > 0`.
     pub fn expand_queries(
         &mut self,
         queries: &[Query],
@@ -132,13 +137,18 @@ impl Augmenter<'_> {
         let items = self.query_items(queries, context)?;
         let with_context = self.settings.query_context > 0;
         let mut out: HashMap<String, Vec<String>> = HashMap::new();
-        for sample in 0..self.settings.query_samples {
-            let (report, found) =
-                self.run(Role::Query, &items, self.settings.query_decoding(sample), with_context, self.settings.query_input_tokens())?;
-            reports.queries.push(report);
-            for (item, aug) in items.iter().zip(found) {
-                if let Some(text) = aug.map(|a| a.text).filter(|t| !t.trim().is_empty()) {
-                    out.entry(item.id.clone()).or_default().push(text);
+        let prompt_sets: Vec<PromptSet> =
+            std::iter::once(self.settings.prompts.clone()).chain(self.settings.extra_query_prompts.iter().cloned()).collect();
+        for prompts in &prompt_sets {
+            for sample in 0..self.settings.query_samples {
+                let decoding = self.settings.query_decoding(sample);
+                let (report, found) =
+                    self.run(prompts, Role::Query, &items, decoding, with_context, self.settings.query_input_tokens())?;
+                reports.queries.push(report);
+                for (item, aug) in items.iter().zip(found) {
+                    if let Some(text) = aug.map(|a| a.text).filter(|t| !t.trim().is_empty()) {
+                        out.entry(item.id.clone()).or_default().push(text);
+                    }
                 }
             }
         }
@@ -148,7 +158,8 @@ impl Augmenter<'_> {
     /// The augmentation of every document by id (non-empty only).
     pub fn augment_documents(&mut self, docs: &[Document], reports: &mut AugmentReports) -> Result<HashMap<String, String>> {
         let items = AugmentItem::from_documents(docs);
-        let (report, found) = self.run(Role::Document, &items, self.settings.decoding(), false, self.settings.max_input_tokens)?;
+        let prompts = self.settings.prompts.clone();
+        let (report, found) = self.run(&prompts, Role::Document, &items, self.settings.decoding(), false, self.settings.max_input_tokens)?;
         reports.documents = Some(report);
         Ok(items
             .iter()
@@ -178,13 +189,14 @@ impl Augmenter<'_> {
     /// Generates what the store lacks for `items` and returns every item's stored augmentation.
     fn run(
         &mut self,
+        prompts: &PromptSet,
         role: Role,
         items: &[AugmentItem],
         decoding: DecodeSettings,
         with_context: bool,
         max_input_tokens: usize,
     ) -> Result<(AugmentReport, Vec<Option<StoredAugmentation>>)> {
-        let mut job = AugmentJob::new(&self.settings.prompts, role, self.settings.retriever, decoding);
+        let mut job = AugmentJob::new(prompts, role, self.settings.retriever, decoding);
         job.budget = self.budget;
         job.max_input_tokens = max_input_tokens;
         job.batch_size = self.settings.batch_size;

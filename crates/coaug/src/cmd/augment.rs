@@ -86,6 +86,12 @@ pub struct GenerationArgs {
     #[arg(long, value_name = "FILE")]
     pub prompts: Option<PathBuf>,
 
+    /// More query prompts (TOML/JSON files as --prompts; their query prompt is used): each writes
+    /// one more expansion of every query, combined with the main prompt's as --query-samples are
+    /// (an ensemble of expansion styles, e.g. keywords and a passage).
+    #[arg(long, value_delimiter = ',', value_name = "FILE")]
+    pub extra_query_prompts: Vec<PathBuf>,
+
     /// How a reply without a well-formed `<answer>` block is read. `lenient` (default) keeps an
     /// unclosed answer, or the reply outside `<think>` when there is no answer tag: the default
     /// 135M model almost never writes the tags. `strict` is method.md's rule: no augmentation.
@@ -138,6 +144,7 @@ impl GenerationArgs {
     pub fn settings(&self, retriever: Retriever) -> Result<AugmentSettings> {
         let settings = AugmentSettings {
             prompts: self.prompt_set()?,
+            extra_query_prompts: self.extra_query_prompts.iter().map(|p| PromptSet::load(p)).collect::<Result<_>>()?,
             retriever,
             max_input_tokens: self.max_input_tokens,
             max_new_tokens: self.max_new_tokens,
@@ -175,7 +182,8 @@ impl GenerationArgs {
             self.max_input_tokens,
             self.batch_size,
             self.parse,
-            self.prompts.as_ref().map(|p| format!(", prompts {}", p.display())).unwrap_or_default(),
+            self.prompts.as_ref().map(|p| format!(", prompts {}", p.display())).unwrap_or_default()
+                + &self.extra_query_prompts.iter().map(|p| format!(" + query prompts {}", p.display())).collect::<String>(),
             if self.query_samples > 1 || self.query_temperature > 0.0 {
                 format!(", {} query sample(s) at temperature {}", self.query_samples, self.query_temperature)
             } else {
