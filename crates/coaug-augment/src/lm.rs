@@ -197,6 +197,9 @@ impl Generator for ModelGenerator<'_> {
             top_p: decoding.top_p,
             top_k: decoding.top_k,
             repetition_penalty: decoding.repetition_penalty,
+            // Hugging Face's rule over the whole context, as the stored augmentations were made.
+            penalty_scope: coaug_lm::PenaltyScope::Context,
+            unpenalized: Vec::new(),
             max_new_tokens: decoding.max_new_tokens,
             n: 1,
             seed: 0,

@@ -358,7 +358,7 @@ pub fn train_rate(model: &CausalLm, (rows, len): (usize, usize), set: &Trainable
     let prompts: Vec<&[u32]> = seqs.iter().map(|s| &s[..len / 2]).collect();
     let comps: Vec<&[u32]> = seqs.iter().map(|s| &s[len / 2..]).collect();
     let start = Instant::now();
-    let sc = score(&m, &prompts, &comps, 0, 1.0, true)?;
+    let sc = score(&m, &prompts, &comps, 0, &SamplingParams::at_temperature(1.0), true)?;
     let loss = sc.logprobs.mean_all()?.neg()?;
     opt.accumulate(&loss)?;
     opt.step()?;

@@ -9,7 +9,7 @@ use rayon::prelude::*;
 
 use crate::cache::{KvCache, KvPrecision};
 use crate::model::{AttentionInput, CausalLm, Keys};
-use crate::sampler::{choose_token, token_logprob, SamplingParams};
+use crate::sampler::{choose_token, PenaltyScope, SamplingParams};
 
 /// One generated continuation.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,8 +18,9 @@ pub struct Sample {
     pub prompt_index: usize,
     /// Generated ids, the stop token included when one ended the sample.
     pub tokens: Vec<u32>,
-    /// `log_softmax(logits / T)` of each generated token, before penalty or
-    /// truncation (T = 1 for greedy): the behaviour policy's log-probs.
+    /// The log-prob of each generated token under the distribution it was drawn from (penalty,
+    /// temperature, top-k/top-p; the behaviour policy's log-probs). Greedy: `log_softmax` of the
+    /// raw logits.
     pub logprobs: Vec<f32>,
     /// True when a stop token ended the sample (false: hit `max_new_tokens`).
     pub stopped: bool,
@@ -198,10 +199,10 @@ fn generate_inner(
     let mut rows: Vec<Row> = (0..total)
         .map(|r| {
             let pi = r / n;
-            let mut seen = vec![false; vocab];
-            for &t in req.prefix.iter().chain(req.prompts[pi].iter()) {
-                if (t as usize) < vocab {
-                    seen[t as usize] = true;
+            let mut seen = Seen::new(vocab);
+            if params.penalty_scope == PenaltyScope::Context {
+                for &t in req.prefix.iter().chain(req.prompts[pi].iter()) {
+                    seen.insert(t);
                 }
             }
             let mut valid = vec![true; plen];
@@ -226,9 +227,8 @@ fn generate_inner(
     if let Some(c) = trunks.as_mut() {
         c.generated = vec![Vec::new(); total];
     }
-    let t_lp = params.logprob_temperature();
     loop {
-        pick_tokens(&mut rows, &active, &logits, params, t_lp, req.stop_ids, vocab);
+        pick_tokens(&mut rows, &active, &logits, params, req.stop_ids);
         if active.iter().all(|&ri| rows[ri].done) {
             break;
         }
@@ -288,9 +288,7 @@ fn pick_tokens(
     active: &[usize],
     logits: &[Vec<f32>],
     params: &SamplingParams,
-    t_lp: f32,
     stop_ids: &[u32],
-    vocab: usize,
 ) {
     let mut slots: Vec<Option<&mut Row>> = rows.iter_mut().map(Some).collect();
     let work: Vec<(&mut Row, &Vec<f32>)> = active
@@ -299,12 +297,10 @@ fn pick_tokens(
         .filter_map(|(&ri, l)| slots[ri].take().filter(|r| !r.done).map(|r| (r, l)))
         .collect();
     work.into_par_iter().for_each(|(row, l)| {
-        let tok = choose_token(l, &row.seen, params, &mut row.rng);
+        let (tok, logprob) = choose_token(l, &row.seen.ids, params, &mut row.rng);
         row.sample.tokens.push(tok);
-        row.sample.logprobs.push(token_logprob(l, tok, t_lp));
-        if (tok as usize) < vocab {
-            row.seen[tok as usize] = true;
-        }
+        row.sample.logprobs.push(logprob);
+        row.seen.insert(tok);
         if stop_ids.contains(&tok) {
             row.sample.stopped = true;
             row.done = true;
@@ -314,10 +310,29 @@ fn pick_tokens(
     });
 }
 
+/// The distinct token ids a row's repetition penalty applies to.
+struct Seen {
+    marked: Vec<bool>,
+    ids: Vec<u32>,
+}
+
+impl Seen {
+    fn new(vocab: usize) -> Self {
+        Self { marked: vec![false; vocab], ids: Vec::new() }
+    }
+
+    fn insert(&mut self, id: u32) {
+        if let Some(m) = self.marked.get_mut(id as usize).filter(|m| !**m) {
+            *m = true;
+            self.ids.push(id);
+        }
+    }
+}
+
 struct Row {
     sample: Sample,
     rng: StdRng,
-    seen: Vec<bool>,
+    seen: Seen,
     valid: Vec<bool>,
     done: bool,
 }

@@ -33,7 +33,7 @@ pub use tokenizer::{render_chatml, ChatPrompt, LmTokenizer, Role};
 pub mod generate;
 pub mod sampler;
 pub use generate::{generate, generate_timed, generate_with_trunk, GenerationRequest, GenerationTiming, Sample};
-pub use sampler::SamplingParams;
+pub use sampler::{PenaltyScope, SamplingParams};
 pub mod scoring;
 mod token_stats;
 pub use scoring::{score, score_grouped, GroupedLayout, GroupedTrunk, TokenScores};

@@ -7,7 +7,50 @@ use anyhow::{bail, Result};
 use candle_core::{DType, Tensor};
 
 use crate::model::{AttentionInput, CausalLm, Keys};
+use crate::sampler::{PenaltyScope, SamplingParams};
 use crate::token_stats;
+
+/// Which tokens precede each scored token: what a repetition penalty needs to be applied by the
+/// scorer exactly as the sampler applied it.
+#[derive(Debug, Clone, Default)]
+struct TokenHistory {
+    prompts: Vec<Vec<u32>>,
+    completions: Vec<Vec<u32>>,
+    prompt_of: Vec<usize>,
+}
+
+impl TokenHistory {
+    fn new(prompts: &[&[u32]], completions: &[&[u32]], prompt_of: Vec<usize>) -> Self {
+        Self {
+            prompts: prompts.iter().map(|p| p.to_vec()).collect(),
+            completions: completions.iter().map(|c| c.to_vec()).collect(),
+            prompt_of,
+        }
+    }
+
+    /// For every scored token in span order, the distinct ids seen before it under `scope`.
+    fn seen(&self, scope: PenaltyScope) -> Vec<Vec<u32>> {
+        let mut out = Vec::new();
+        for (r, comp) in self.completions.iter().enumerate() {
+            let mut seen: Vec<u32> = Vec::new();
+            let mut marked = std::collections::HashSet::new();
+            if scope == PenaltyScope::Context {
+                for &t in &self.prompts[self.prompt_of[r]] {
+                    if marked.insert(t) {
+                        seen.push(t);
+                    }
+                }
+            }
+            for &t in comp {
+                out.push(seen.clone());
+                if marked.insert(t) {
+                    seen.push(t);
+                }
+            }
+        }
+        out
+    }
+}
 
 /// Token layout of a scoring batch: prompts left-padded to a common end, completions
 /// right-padded after it, so row `r`'s completion token `j` sits at column `S + j`.
@@ -19,6 +62,7 @@ struct ScoreLayout {
     targets: Vec<u32>,
     /// Range of each sequence's tokens in the flat outputs.
     spans: Vec<Range<usize>>,
+    history: TokenHistory,
 }
 
 impl ScoreLayout {
@@ -62,15 +106,17 @@ impl ScoreLayout {
             predictor_rows: Tensor::from_vec(pred, n, device)?,
             targets,
             spans,
+            history: TokenHistory::new(prompts, completions, (0..prompts.len()).collect()),
         })
     }
 }
 
 /// Flat per-token results; `spans[r]` selects sequence `r`'s tokens.
 pub struct TokenScores {
-    /// `log_softmax(logits / T)` of each completion token, shape `(n,)`.
+    /// The log-prob of each completion token under the sampler's processing (penalty,
+    /// temperature, top-k/top-p renormalised), shape `(n,)`.
     pub logprobs: Tensor,
-    /// Entropy of `softmax(logits / T)` at each completion position, shape `(n,)`.
+    /// Entropy of that processed distribution at each completion position, shape `(n,)`.
     pub entropy: Tensor,
     pub spans: Vec<Range<usize>>,
 }
@@ -90,14 +136,14 @@ pub fn score(
     prompts: &[&[u32]],
     completions: &[&[u32]],
     pad_id: u32,
-    temperature: f32,
+    processing: &SamplingParams,
     grad: bool,
 ) -> Result<TokenScores> {
     let layout = ScoreLayout::new(model, prompts, completions, pad_id)?;
     let normed = model.forward_hidden(&layout.ids, &layout.attn, None, grad)?;
     let (rows, width, d) = normed.dims3()?;
     let picked = normed.reshape((rows * width, d))?.index_select(&layout.predictor_rows, 0)?;
-    head_scores(model, &picked, &layout.targets, layout.spans.clone(), temperature, grad)
+    head_scores(model, &picked, &layout.targets, layout.spans.clone(), &layout.history, processing, grad)
 }
 
 /// Completions that share prompts (the n rollouts of one prompt), laid out so each distinct
@@ -127,6 +173,7 @@ pub struct GroupedLayout {
     fed_lens: Vec<usize>,
     prompt_width: usize,
     completion_width: usize,
+    history: TokenHistory,
 }
 
 /// Hidden states entering `layer`, laid out like a [`GroupedLayout`]: the shared prefix
@@ -232,6 +279,7 @@ impl GroupedLayout {
             fed_lens,
             prompt_width: s,
             completion_width: c,
+            history: TokenHistory::new(prompts, completions, group.to_vec()),
         })
     }
 
@@ -307,7 +355,7 @@ pub fn score_grouped(
     model: &CausalLm,
     layout: &GroupedLayout,
     trunk: Option<&GroupedTrunk>,
-    temperature: f32,
+    processing: &SamplingParams,
     grad: bool,
 ) -> Result<TokenScores> {
     let (prefix, prompts, completions, start) = match trunk {
@@ -350,20 +398,85 @@ pub fn score_grouped(
     }
     let all = if flat.len() == 1 { flat.pop().expect("one part") } else { Tensor::cat(&flat, 0)? };
     let picked = all.index_select(&layout.predictor_rows, 0)?;
-    head_scores(model, &picked, &layout.targets, layout.spans.clone(), temperature, grad)
+    head_scores(model, &picked, &layout.targets, layout.spans.clone(), &layout.history, processing, grad)
 }
 
+/// Log-probs and entropies of the targets from their predicting hidden rows. Temperature alone
+/// takes the fused path (`token_stats`); a penalty or a top-k/top-p cut is applied with candle's
+/// ops on the full logits, exactly as the sampler applies them.
 fn head_scores(
     model: &CausalLm,
     picked: &Tensor,
     targets: &[u32],
     spans: Vec<Range<usize>>,
-    temperature: f32,
+    history: &TokenHistory,
+    p: &SamplingParams,
     grad: bool,
 ) -> Result<TokenScores> {
-    let (logprobs, entropy) = match model.frozen_head_weight(grad) {
-        Some(w) => token_stats::projected_logprob_and_entropy(picked, &w, targets, temperature, grad)?,
-        None => token_stats::logprob_and_entropy(&model.logits(picked, grad)?, targets, temperature)?,
+    let temperature = p.logprob_temperature();
+    let vocab = model.config().vocab_size;
+    let truncates = (p.top_k > 0 && p.top_k < vocab) || p.top_p < 1.0;
+    let seen = if p.repetition_penalty != 1.0 { Some(history.seen(p.penalty_scope)) } else { None };
+    let penalizes = seen.as_ref().is_some_and(|s| s.iter().any(|ids| ids.iter().any(|id| !p.unpenalized.contains(id))));
+    let (logprobs, entropy) = if p.temperature > 0.0 && (truncates || penalizes) {
+        processed_scores(&model.logits(picked, grad)?, targets, seen.as_deref(), p)?
+    } else {
+        match model.frozen_head_weight(grad) {
+            Some(w) => token_stats::projected_logprob_and_entropy(picked, &w, targets, temperature, grad)?,
+            None => token_stats::logprob_and_entropy(&model.logits(picked, grad)?, targets, temperature)?,
+        }
     };
     Ok(TokenScores { logprobs: logprobs.to_dtype(DType::F32)?, entropy, spans })
+}
+
+/// A logit that top-k/top-p dropped: far below anything real, but finite, so a dropped token's
+/// probability is exactly 0 and its share of the entropy `0 · log 0` is 0 rather than NaN.
+const DROPPED: f64 = -1e30;
+
+/// The processed distribution's log-prob of each target and entropy, differentiable: the penalty
+/// scales the logits of seen tokens (a sparse adjustment, so the gradient flows through the
+/// scaling), temperature divides, and top-k/top-p drop what the sampler dropped.
+fn processed_scores(logits: &Tensor, targets: &[u32], seen: Option<&[Vec<u32>]>, p: &SamplingParams) -> Result<(Tensor, Tensor)> {
+    let (n, vocab) = logits.dims2()?;
+    let device = logits.device();
+    let mut rows = logits.detach().to_vec2::<f32>()?;
+    let mut logits = logits.clone();
+    if let Some(seen) = seen {
+        let mut index = Vec::new();
+        let mut factor = Vec::new();
+        for (r, ids) in seen.iter().enumerate() {
+            for &id in ids.iter().filter(|id| !p.unpenalized.contains(id) && (**id as usize) < vocab) {
+                let x = rows[r][id as usize];
+                index.push((r * vocab + id as usize) as u32);
+                // x·penalty for a negative logit, x / penalty otherwise: x + x·(factor).
+                factor.push(if x < 0.0 { p.repetition_penalty - 1.0 } else { 1.0 / p.repetition_penalty - 1.0 });
+            }
+            crate::sampler::apply_penalty(&mut rows[r], ids.iter().copied(), p.repetition_penalty, &p.unpenalized);
+        }
+        if !index.is_empty() {
+            let m = index.len();
+            let index = Tensor::from_vec(index, m, device)?;
+            let flat = logits.flatten_all()?;
+            let delta = (flat.index_select(&index, 0)? * Tensor::from_vec(factor, m, device)?)?;
+            logits = flat.index_add(&index, &delta, 0)?.reshape((n, vocab))?;
+        }
+    }
+    let t = p.logprob_temperature();
+    let mut z = (logits / f64::from(t))?;
+    let kept: Vec<Option<Vec<u32>>> = rows.iter().map(|row| crate::sampler::kept_tokens(row, t, p.top_k, p.top_p)).collect();
+    if kept.iter().any(Option::is_some) {
+        let mut mask = vec![DROPPED as f32; n * vocab];
+        for (r, k) in kept.iter().enumerate() {
+            match k {
+                Some(ids) => ids.iter().for_each(|&id| mask[r * vocab + id as usize] = 0.0),
+                None => mask[r * vocab..(r + 1) * vocab].iter_mut().for_each(|m| *m = 0.0),
+            }
+        }
+        z = (z + Tensor::from_vec(mask, (n, vocab), device)?)?;
+    }
+    let logp = candle_nn::ops::log_softmax(&z, candle_core::D::Minus1)?;
+    let idx = Tensor::from_slice(targets, (n, 1), device)?;
+    let picked = logp.gather(&idx, 1)?.squeeze(1)?;
+    let entropy = (logp.exp()? * &logp)?.sum(candle_core::D::Minus1)?.neg()?;
+    Ok((picked, entropy))
 }

@@ -77,25 +77,13 @@ fn sampler_logprobs_equal_scorer_logprobs() {
                 max_new_tokens: 12,
                 n: 3,
                 seed: 11,
-                prompt_seeds: Vec::new(),
                 kv_cache,
+                ..Default::default()
             };
             let req = GenerationRequest { prefix: &prefix, prompts: &ps, stop_ids: &[0], pad_id: 0 };
             let samples = generate(&m, &req, &params).unwrap();
             assert_eq!(samples.len(), ps.len() * 3);
-            let full_prompts: Vec<Vec<u32>> = samples.iter().map(|s| [&prefix[..], &ps[s.prompt_index][..]].concat()).collect();
-            let pr: Vec<&[u32]> = full_prompts.iter().map(|p| p.as_slice()).collect();
-            let comps: Vec<&[u32]> = samples.iter().map(|s| s.tokens.as_slice()).collect();
-            let scores = score(&m, &pr, &comps, 0, 0.7, false).unwrap();
-            let per_seq = scores.logprobs_per_sequence().unwrap();
-            let mut worst = 0f32;
-            for (s, lp) in samples.iter().zip(&per_seq) {
-                assert_eq!(s.tokens.len(), s.logprobs.len());
-                for (a, b) in s.logprobs.iter().zip(lp) {
-                    assert!((a - b).abs() < tolerance, "{arch:?} {kv_cache:?}: sampler {a} vs scorer {b}");
-                    worst = worst.max((a - b).abs());
-                }
-            }
+            let worst = check_against_scorer(&m, &prefix, &ps, &samples, &params, tolerance, &format!("{arch:?} {kv_cache:?}"));
             if kv_cache != KvPrecision::F32 {
                 // It is a different cache: some rounding shows.
                 assert!(worst > 0.0, "{arch:?}: {kv_cache:?} cache gave exactly the f32 log-probs");
@@ -104,6 +92,95 @@ fn sampler_logprobs_equal_scorer_logprobs() {
             assert!(samples[0].tokens != samples[1].tokens || samples[1].tokens != samples[2].tokens);
         }
     }
+}
+
+/// The scorer's log-probs of the samples, under the sampler's own processing, equal the ones the
+/// sampler reported; returns the largest difference.
+fn check_against_scorer(
+    m: &CausalLm,
+    prefix: &[u32],
+    ps: &[Vec<u32>],
+    samples: &[Sample],
+    params: &SamplingParams,
+    tolerance: f32,
+    what: &str,
+) -> f32 {
+    let full_prompts: Vec<Vec<u32>> = samples.iter().map(|s| [prefix, &ps[s.prompt_index][..]].concat()).collect();
+    let pr: Vec<&[u32]> = full_prompts.iter().map(|p| p.as_slice()).collect();
+    let comps: Vec<&[u32]> = samples.iter().map(|s| s.tokens.as_slice()).collect();
+    let scores = score(m, &pr, &comps, 0, params, false).unwrap();
+    let per_seq = scores.logprobs_per_sequence().unwrap();
+    let mut worst = 0f32;
+    for (s, lp) in samples.iter().zip(&per_seq) {
+        assert_eq!(s.tokens.len(), s.logprobs.len());
+        for (a, b) in s.logprobs.iter().zip(lp) {
+            assert!((a - b).abs() < tolerance, "{what}: sampler {a} vs scorer {b}");
+            worst = worst.max((a - b).abs());
+        }
+    }
+    worst
+}
+
+#[test]
+fn every_processing_option_is_scored_on_policy() {
+    // Penalty over the context or the reply only (with or without protected ids), temperature,
+    // top-k and top-p: whatever the sampler drew from, the scorer's log-probs say, and the
+    // grouped scorer the update uses agrees with the plain one.
+    let m = tiny(Architecture::Qwen2, 8);
+    let prefix = [1u32, 2, 3];
+    let ps = prompts();
+    let base = SamplingParams { temperature: 0.9, max_new_tokens: 10, n: 2, seed: 21, ..Default::default() };
+    let options = [
+        SamplingParams { repetition_penalty: 1.5, ..base.clone() },
+        SamplingParams { repetition_penalty: 1.5, penalty_scope: PenaltyScope::Generated, ..base.clone() },
+        SamplingParams { repetition_penalty: 0.8, penalty_scope: PenaltyScope::Generated, unpenalized: vec![0, 5, 9], ..base.clone() },
+        SamplingParams { top_p: 0.8, ..base.clone() },
+        SamplingParams { top_k: 7, temperature: 1.4, ..base.clone() },
+        SamplingParams { top_k: 12, top_p: 0.7, repetition_penalty: 1.2, penalty_scope: PenaltyScope::Generated, ..base.clone() },
+    ];
+    for params in &options {
+        let req = GenerationRequest { prefix: &prefix, prompts: &ps, stop_ids: &[0], pad_id: 0 };
+        let samples = generate(&m, &req, params).unwrap();
+        check_against_scorer(&m, &prefix, &ps, &samples, params, 1e-4, &format!("{params:?}"));
+        // The grouped layout (shared prompts, as the update scores): the same log-probs.
+        let full: Vec<Vec<u32>> = ps.iter().map(|p| [&prefix[..], p].concat()).collect();
+        let prompt_refs: Vec<&[u32]> = full.iter().map(|p| p.as_slice()).collect();
+        let comps: Vec<&[u32]> = samples.iter().map(|s| s.tokens.as_slice()).collect();
+        let group: Vec<usize> = samples.iter().map(|s| s.prompt_index).collect();
+        let layout = GroupedLayout::new(&m, &prompt_refs, &comps, &group, 0).unwrap();
+        let grouped = score_grouped(&m, &layout, None, params, false).unwrap().logprobs_per_sequence().unwrap();
+        for (s, lp) in samples.iter().zip(&grouped) {
+            for (a, b) in s.logprobs.iter().zip(lp) {
+                assert!((a - b).abs() < 1e-4, "{params:?} grouped: sampler {a} vs scorer {b}");
+            }
+        }
+    }
+    // The penalty really changes the distribution: without it the scorer disagrees.
+    let params = &options[1];
+    let samples = generate(&m, &GenerationRequest { prefix: &prefix, prompts: &ps, stop_ids: &[0], pad_id: 0 }, params).unwrap();
+    let full: Vec<Vec<u32>> = samples.iter().map(|s| [&prefix[..], &ps[s.prompt_index][..]].concat()).collect();
+    let pr: Vec<&[u32]> = full.iter().map(|p| p.as_slice()).collect();
+    let comps: Vec<&[u32]> = samples.iter().map(|s| s.tokens.as_slice()).collect();
+    let plain = score(&m, &pr, &comps, 0, &SamplingParams::at_temperature(0.9), false).unwrap().logprobs_per_sequence().unwrap();
+    let differs = samples.iter().zip(&plain).any(|(s, lp)| s.logprobs.iter().zip(lp).any(|(a, b)| (a - b).abs() > 1e-3));
+    assert!(differs, "a reply that repeats a token must be scored with the penalty");
+}
+
+#[test]
+fn processed_scores_carry_gradients() {
+    // Top-p and the penalty in the graph: the gradient of the log-probs is finite and non-zero.
+    let mut m = tiny(Architecture::Llama, 9);
+    let trainable = m.set_trainable(&TrainableSet::All).unwrap();
+    let params = SamplingParams { temperature: 0.8, top_p: 0.9, repetition_penalty: 1.4, penalty_scope: PenaltyScope::Generated, ..Default::default() };
+    let sc = score(&m, &[&[3, 4, 5]], &[&[6, 6, 7, 6]], 0, &params, true).unwrap();
+    let loss = sc.logprobs.sum_all().unwrap();
+    let grads = loss.backward().unwrap();
+    let total: f32 = trainable
+        .vars
+        .iter()
+        .map(|(_, v)| grads.get(v.as_tensor()).map(|g| g.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap()).unwrap_or(0.0))
+        .sum();
+    assert!(total.is_finite() && total > 0.0, "{total}");
 }
 
 #[test]
@@ -176,7 +253,7 @@ fn generation_stops_on_stop_token_and_respects_max_tokens() {
 fn objective(m: &CausalLm) -> Tensor {
     let prompts: [&[u32]; 2] = [&[3, 4, 5], &[9, 10]];
     let comps: [&[u32]; 2] = [&[6, 7, 8, 1], &[11, 12]];
-    score(m, &prompts, &comps, 0, 1.0, true).unwrap().logprobs.sum_all().unwrap()
+    score(m, &prompts, &comps, 0, &SamplingParams::at_temperature(1.0), true).unwrap().logprobs.sum_all().unwrap()
 }
 
 #[test]
@@ -246,7 +323,7 @@ fn toy_loss(m: &CausalLm) -> Tensor {
     let seqs: Vec<Vec<u32>> = (0..4).map(|s| (0..12).map(|i| ((s * 5 + i * 7) % 20 + 2) as u32).collect()).collect();
     let prompts: Vec<&[u32]> = seqs.iter().map(|s| &s[..1]).collect();
     let comps: Vec<&[u32]> = seqs.iter().map(|s| &s[1..]).collect();
-    let sc = score(m, &prompts, &comps, 0, 1.0, true).unwrap();
+    let sc = score(m, &prompts, &comps, 0, &SamplingParams::at_temperature(1.0), true).unwrap();
     (sc.logprobs.mean_all().unwrap().neg()).unwrap()
 }
 
@@ -374,7 +451,7 @@ fn hidden_states_resume_from_any_layer() {
             assert!(max_abs_diff(&full, &resumed) < 1e-6, "{arch:?} layer {layer}");
         }
         // Entropy is non-negative and bounded by ln(vocab).
-        let sc = score(&m, &[&[3, 4]], &[&[5, 6, 7]], 0, 1.0, false).unwrap();
+        let sc = score(&m, &[&[3, 4]], &[&[5, 6, 7]], 0, &SamplingParams::at_temperature(1.0), false).unwrap();
         for e in sc.entropy.to_vec1::<f32>().unwrap() {
             assert!(e >= 0.0 && e <= (VOCAB as f32).ln() + 1e-4);
         }
@@ -426,9 +503,9 @@ fn grouped_scoring_equals_per_sequence_scoring_gradients_included() {
         let tr = m.set_trainable(&TrainableSet::All).unwrap();
         let (prompts, comps, group) = grouped_case(shared);
         let flat: Vec<&[u32]> = group.iter().map(|&g| prompts[g]).collect();
-        let plain = score(&m, &flat, &comps, 0, 1.3, true).unwrap();
+        let plain = score(&m, &flat, &comps, 0, &SamplingParams::at_temperature(1.3), true).unwrap();
         let layout = GroupedLayout::new(&m, &prompts, &comps, &group, 0).unwrap();
-        let grouped = score_grouped(&m, &layout, None, 1.3, true).unwrap();
+        let grouped = score_grouped(&m, &layout, None, &SamplingParams::at_temperature(1.3), true).unwrap();
         assert_eq!(plain.spans, grouped.spans);
         assert!(max_abs_diff(&plain.logprobs, &grouped.logprobs) < 1e-5, "{arch:?} shared {shared}: log-probs");
         assert!(max_abs_diff(&plain.entropy, &grouped.entropy) < 1e-5, "{arch:?} entropies");
@@ -449,7 +526,7 @@ fn grouped_scoring_resumes_from_kept_hidden_states() {
         let m = tiny(arch, 22);
         let (prompts, comps, group) = grouped_case(shared);
         let flat: Vec<&[u32]> = group.iter().map(|&g| prompts[g]).collect();
-        let plain = score(&m, &flat, &comps, 0, 1.0, false).unwrap();
+        let plain = score(&m, &flat, &comps, 0, &SamplingParams::at_temperature(1.0), false).unwrap();
         let layer = 2;
         let hidden = |ids: &[u32]| {
             let t = ids.len();
@@ -467,14 +544,14 @@ fn grouped_scoring_resumes_from_kept_hidden_states() {
             .collect();
         let layout = GroupedLayout::new(&m, &prompts, &comps, &group, 0).unwrap();
         let trunk = layout.trunk(&prompt_rows, &completion_rows, layer).unwrap();
-        let resumed = score_grouped(&m, &layout, Some(&trunk), 1.0, false).unwrap();
+        let resumed = score_grouped(&m, &layout, Some(&trunk), &SamplingParams::at_temperature(1.0), false).unwrap();
         assert!(max_abs_diff(&plain.logprobs, &resumed.logprobs) < 1e-5, "{arch:?} shared {shared}");
 
         // Only one-token completions: nothing is fed after the prompts.
         let short: Vec<&[u32]> = vec![&[4], &[6], &[8]];
         let layout = GroupedLayout::new(&m, &prompts[..2], &short, &[0, 1, 1], 0).unwrap();
-        let grouped = score_grouped(&m, &layout, None, 1.0, false).unwrap();
-        let plain = score(&m, &[prompts[0], prompts[1], prompts[1]], &short, 0, 1.0, false).unwrap();
+        let grouped = score_grouped(&m, &layout, None, &SamplingParams::at_temperature(1.0), false).unwrap();
+        let plain = score(&m, &[prompts[0], prompts[1], prompts[1]], &short, 0, &SamplingParams::at_temperature(1.0), false).unwrap();
         assert!(max_abs_diff(&plain.logprobs, &grouped.logprobs) < 1e-5, "{arch:?} one-token completions");
     }
 }
@@ -506,7 +583,7 @@ fn decoding_copies_change_nothing_and_never_go_stale() {
         assert_ne!(after, prepared, "{arch:?}: the step changed nothing");
         let full: Vec<&[u32]> = after.iter().map(|s| ps[s.prompt_index].as_slice()).collect();
         let comps: Vec<&[u32]> = after.iter().map(|s| s.tokens.as_slice()).collect();
-        let scored = score(&fast, &full, &comps, 0, 1.0, true).unwrap().logprobs_per_sequence().unwrap();
+        let scored = score(&fast, &full, &comps, 0, &SamplingParams::at_temperature(1.0), true).unwrap().logprobs_per_sequence().unwrap();
         for (s, lp) in after.iter().zip(&scored) {
             for (a, b) in s.logprobs.iter().zip(lp) {
                 assert!((a - b).abs() < 1e-4, "{arch:?}: sampler {a} vs scorer {b} after a step");

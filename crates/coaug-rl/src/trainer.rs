@@ -57,6 +57,8 @@ pub struct Trainer {
     query_text: HashMap<String, String>,
     step: u64,
     total_steps: u64,
+    /// Stop tokens and the answer tags' tokens: never penalized.
+    unpenalized: Vec<u32>,
 }
 
 impl Trainer {
@@ -108,7 +110,14 @@ impl Trainer {
             config.composite.groups_per_step,
         );
         let optimizer = AdamW::new(&policy.trainable, adamw_config(&config))?;
+        let mut unpenalized: Vec<u32> = policy.tokenizer.stop_ids().to_vec();
+        for tag in ["<answer>", "</answer>", "<think>", "</think>"] {
+            unpenalized.extend(policy.tokenizer.encode(tag)?);
+        }
+        unpenalized.sort_unstable();
+        unpenalized.dedup();
         Ok(Self {
+            unpenalized,
             reward: RewardSampler::new(config.reward_settings())?,
             similarity,
             doc_position: data
@@ -226,16 +235,18 @@ impl Trainer {
         })
     }
 
-    /// Samples every slot of the batch (n replies each; one original text per slot of a role
-    /// the ablation does not augment).
-    pub fn rollouts(&self, batch: &CompositeBatch) -> Result<StepRollouts> {
+    /// How rollouts are sampled; the update scores with the same processing (on-policy).
+    pub fn sampling_params(&self, seed: u64) -> SamplingParams {
         let r = &self.config.rollout;
-        let mut seeds = stream(self.config.seed, Purpose::Rollouts, batch.step);
-        let params = |seed: u64| SamplingParams {
+        SamplingParams {
             temperature: r.temperature as f32,
             top_p: r.top_p as f32,
             top_k: 0,
             repetition_penalty: r.repetition_penalty as f32,
+            // Over the reply only, never on stop or tag tokens: the prompt's words stay available
+            // and a reply stays free to close its answer and end.
+            penalty_scope: coaug_lm::PenaltyScope::Generated,
+            unpenalized: self.unpenalized.clone(),
             max_new_tokens: r.max_new_tokens,
             n: r.samples_per_prompt,
             seed,
@@ -243,7 +254,15 @@ impl Trainer {
             // The update's importance ratios start from exactly 1 only if the sampler's
             // log-probs equal the scorer's: an f32 cache.
             kv_cache: coaug_lm::KvPrecision::F32,
-        };
+        }
+    }
+
+    /// Samples every slot of the batch (n replies each; one original text per slot of a role
+    /// the ablation does not augment).
+    pub fn rollouts(&self, batch: &CompositeBatch) -> Result<StepRollouts> {
+        let r = &self.config.rollout;
+        let mut seeds = stream(self.config.seed, Purpose::Rollouts, batch.step);
+        let params = |seed: u64| self.sampling_params(seed);
         // Only blocks from the first trainable one run again in the update.
         let keep_trunk_at = Some(self.policy.first_trainable_layer).filter(|&l| l > 0);
         let query_sampling = RoleSampling {
@@ -364,11 +383,7 @@ impl Trainer {
             })
             .collect();
         let o = &self.config.optimizer;
-        let shape = UpdateShape {
-            mini_batches: o.mini_batches,
-            micro_batch_size: o.micro_batch_size,
-            temperature: self.config.rollout.temperature as f32,
-        };
+        let shape = UpdateShape { mini_batches: o.mini_batches, micro_batch_size: o.micro_batch_size, processing: self.sampling_params(0) };
         let (policy, optimizer, loss) = (&self.policy, &mut self.optimizer, &self.config.loss);
         // On a rayon worker, as generation runs (see `coaug_lm::generate`): the many small
         // parallel ops of a forward and backward pass then skip the hand-off to the pool.

@@ -13,7 +13,7 @@
 
 use anyhow::{bail, Result};
 use candle_core::Tensor;
-use coaug_lm::{score_grouped, AdamW, GroupedLayout, TokenScores};
+use coaug_lm::{score_grouped, AdamW, GroupedLayout, SamplingParams, TokenScores};
 use serde::Serialize;
 
 use crate::loss::SurrogateSettings;
@@ -34,13 +34,14 @@ pub struct UpdateItem<'a> {
     pub trunk: Option<&'a Tensor>,
 }
 
-/// How the epoch is cut up.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// How the epoch is cut up, and how log-probs are taken.
+#[derive(Debug, Clone, PartialEq)]
 pub struct UpdateShape {
     pub mini_batches: usize,
     pub micro_batch_size: usize,
-    /// Temperature the log-probs are taken at (the sampling temperature, as the sampler's).
-    pub temperature: f32,
+    /// The sampler's settings: the scorer applies the same temperature, penalty and top-k/top-p,
+    /// so the importance ratios start at 1 (on-policy).
+    pub processing: SamplingParams,
 }
 
 /// Token-weighted means over the epoch, and what the optimizer saw.
@@ -180,7 +181,7 @@ pub fn policy_update(
         let mut sums = LossSums::default();
         let mut loss_value = 0f64;
         for micro in micro_batches(&batch, shape.micro_batch_size.max(1)) {
-            let (loss, s) = micro_batch_loss(policy, micro, shape.temperature, settings, tokens)?;
+            let (loss, s) = micro_batch_loss(policy, micro, &shape.processing, settings, tokens)?;
             loss_value += f64::from(loss.to_scalar::<f32>()?);
             optimizer.accumulate(&loss)?;
             sums.policy += s.policy;
@@ -249,7 +250,7 @@ fn micro_batches<'b, 'a>(batch: &'b [&'b UpdateItem<'a>], size: usize) -> Vec<&'
 pub fn micro_batch_scores(
     policy: &Policy,
     micro: &[&UpdateItem<'_>],
-    temperature: f32,
+    processing: &SamplingParams,
     with_reference: bool,
 ) -> Result<(TokenScores, Option<Vec<f32>>)> {
     let mut prompts: Vec<&[u32]> = Vec::new();
@@ -289,10 +290,10 @@ pub fn micro_batch_scores(
         }
         _ => None,
     };
-    let scores = score_grouped(model, &layout, trunk.as_ref(), temperature, true)?;
+    let scores = score_grouped(model, &layout, trunk.as_ref(), processing, true)?;
     let reference = match (&policy.reference, with_reference) {
         (Some(reference), true) => {
-            let r = score_grouped(reference, &layout, trunk.as_ref(), temperature, false)?;
+            let r = score_grouped(reference, &layout, trunk.as_ref(), processing, false)?;
             Some(r.logprobs.to_vec1::<f32>()?)
         }
         _ => None,
@@ -303,11 +304,11 @@ pub fn micro_batch_scores(
 fn micro_batch_loss(
     policy: &Policy,
     micro: &[&UpdateItem<'_>],
-    temperature: f32,
+    processing: &SamplingParams,
     settings: &SurrogateSettings,
     mini_batch_tokens: usize,
 ) -> Result<(Tensor, LossSums)> {
-    let (scores, reference) = micro_batch_scores(policy, micro, temperature, settings.needs_reference())?;
+    let (scores, reference) = micro_batch_scores(policy, micro, processing, settings.needs_reference())?;
     let mut old = Vec::new();
     let mut advantages = Vec::new();
     for it in micro {

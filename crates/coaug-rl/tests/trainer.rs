@@ -147,12 +147,12 @@ fn a_positive_advantage_raises_its_tokens_log_prob_and_a_negative_one_lowers_it(
             let prompt = [1u32, 3, 8, 9, 0, 1, 4, 7, 0, 1, 5];
             let tokens = [6u32, 12, 6, 0];
             let logp = |p: &Policy| -> Vec<f32> {
-                score(&p.model, &[&prompt], &[&tokens], 0, 1.2, false).unwrap().logprobs.to_vec1().unwrap()
+                score(&p.model, &[&prompt], &[&tokens], 0, &coaug_lm::SamplingParams::at_temperature(1.2), false).unwrap().logprobs.to_vec1().unwrap()
             };
             let before = logp(&policy);
             let mut opt = coaug_lm::AdamW::new(&policy.trainable, adamw_config(&cfg)).unwrap();
             let item = UpdateItem { prompt: &prompt, tokens: &tokens, old_logprobs: &before, advantage: sign, trunk: None };
-            let shape = UpdateShape { mini_batches: 1, micro_batch_size: 4, temperature: 1.2 };
+            let shape = UpdateShape { mini_batches: 1, micro_batch_size: 4, processing: coaug_lm::SamplingParams::at_temperature(1.2) };
             let report = policy_update(&policy, &mut opt, &[item], &shape, &cfg.loss).unwrap();
             assert_eq!(report.optimizer_steps, 1);
             assert!(report.approx_kl_to_old.abs() < 1e-4, "the update recomputes the sampler's log-probs");
@@ -238,8 +238,8 @@ fn trunks_kept_from_generation_score_like_a_fresh_trunk_pass() {
     let (kept, fresh) = (items(true), items(false));
     let kept_refs: Vec<&UpdateItem<'_>> = kept.iter().collect();
     let fresh_refs: Vec<&UpdateItem<'_>> = fresh.iter().collect();
-    let (a, ref_a) = coaug_rl::update::micro_batch_scores(&policy, &kept_refs, 1.2, true).unwrap();
-    let (b, ref_b) = coaug_rl::update::micro_batch_scores(&policy, &fresh_refs, 1.2, true).unwrap();
+    let (a, ref_a) = coaug_rl::update::micro_batch_scores(&policy, &kept_refs, &coaug_lm::SamplingParams::at_temperature(1.2), true).unwrap();
+    let (b, ref_b) = coaug_rl::update::micro_batch_scores(&policy, &fresh_refs, &coaug_lm::SamplingParams::at_temperature(1.2), true).unwrap();
     let (a, b) = (a.logprobs.to_vec1::<f32>().unwrap(), b.logprobs.to_vec1::<f32>().unwrap());
     assert_eq!(a.len(), samples.iter().map(|s| s.tokens.len()).sum::<usize>());
     for (x, y) in a.iter().zip(&b).chain(ref_a.unwrap().iter().zip(&ref_b.unwrap())) {
