@@ -70,4 +70,4 @@ pub use policy::Policy;
 pub use rollout::{Rollout, StepRollouts};
 pub use trainer::{TrainData, Trainer, TrainerState};
 pub use update::{policy_update, surrogate_tensor, UpdateItem, UpdateReport, UpdateShape};
-pub use validation::{ValidationGeneration, ValidationIndex, ValidationSlice, Validator};
+pub use validation::{ValidationGeneration, ValidationIndex, ValidationKind, ValidationSlice, Validator};

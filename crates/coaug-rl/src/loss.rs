@@ -30,6 +30,10 @@ pub struct SurrogateSettings {
     pub kl_coef: f64,
     /// Weight of the entropy bonus; 0 as in the released code.
     pub entropy_coef: f64,
+    /// Scale each role's advantages so that query tokens and document tokens weigh the same in
+    /// the token-mean loss. Document rollouts outnumber query rollouts (P + R documents per
+    /// query), so without it their mostly noisy advantages dominate the gradient.
+    pub role_balance: bool,
 }
 
 impl Default for SurrogateSettings {
@@ -40,6 +44,7 @@ impl Default for SurrogateSettings {
             log_ratio_clamp: 10.0,
             kl_coef: 0.001,
             entropy_coef: 0.001,
+            role_balance: false,
         }
     }
 }

@@ -23,6 +23,16 @@ pub struct StepMetrics {
     /// Mean generated tokens per reply.
     pub response_tokens_query: f64,
     pub response_tokens_document: f64,
+    /// Mean over query prompts of the standard deviation of their rollouts' rewards: how much
+    /// the n rollouts of a prompt differ (no spread, no signal).
+    #[serde(default)]
+    pub reward_spread_query: f64,
+    /// The same over document prompts.
+    #[serde(default)]
+    pub reward_spread_document: f64,
+    /// Share of prompts whose rollouts all got a zero advantage (they teach nothing).
+    #[serde(default)]
+    pub zero_advantage_prompts: f64,
     pub nonzero_advantages: usize,
     /// True when every advantage was 0 and the update was skipped.
     pub skipped: bool,
@@ -39,15 +49,38 @@ pub struct StepMetrics {
 }
 
 /// One validation (`validation.jsonl`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ValidationMetrics {
     /// Optimizer steps taken before it (0: the base model).
     pub step: u64,
+    /// Queries alone, or queries and the document pool.
+    #[serde(default = "query_kind")]
+    pub kind: crate::validation::ValidationKind,
     pub ndcg_at_10: f64,
     pub queries: usize,
     pub augmented_documents: usize,
     pub format_valid: f64,
     pub seconds: f64,
+    /// nDCG@10 of every validation query.
+    #[serde(default)]
+    pub per_query: std::collections::BTreeMap<String, f64>,
+    /// The paired difference from the same kind's validation at step 0, over the same queries
+    /// (mean and bootstrap 95% interval).
+    #[serde(default)]
+    pub delta_vs_start: Option<coaug_eval::PairedDelta>,
+}
+
+fn query_kind() -> crate::validation::ValidationKind {
+    crate::validation::ValidationKind::Query
+}
+
+impl ValidationMetrics {
+    /// Fills [`Self::delta_vs_start`] from `start`'s per-query values (queries both have).
+    pub fn compare_with(&mut self, start: &ValidationMetrics) {
+        let deltas: Vec<f64> =
+            self.per_query.iter().filter_map(|(q, v)| start.per_query.get(q).map(|s| v - s)).collect();
+        self.delta_vs_start = Some(coaug_eval::bootstrap_deltas(&deltas, coaug_eval::DEFAULT_RESAMPLES, 0));
+    }
 }
 
 /// Appends one record as a JSON line.

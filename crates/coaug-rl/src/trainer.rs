@@ -210,8 +210,12 @@ impl Trainer {
                 .flat_map(|d| rollouts.layout.doc_columns(d))
                 .collect()
         };
+        let spread = prompt_spread(&rewards, &advantages, &rollouts.layout);
         Ok(StepMetrics {
             step,
+            reward_spread_query: spread.query,
+            reward_spread_document: spread.document,
+            zero_advantage_prompts: spread.zero_advantage_prompts,
             reward_query: rewards.mean_query_reward(),
             reward_positive_document: rewards.mean_document_reward(columns_of(PromptRole::PositiveDocument)),
             reward_negative_document: rewards.mean_document_reward(columns_of(PromptRole::NegativeDocument)),
@@ -235,8 +239,9 @@ impl Trainer {
         })
     }
 
-    /// How rollouts are sampled; the update scores with the same processing (on-policy).
-    pub fn sampling_params(&self, seed: u64) -> SamplingParams {
+    /// How rollouts of `role` are sampled; the update scores with the same processing
+    /// (on-policy; the count `n` aside, the two roles process logits alike).
+    pub fn sampling_params(&self, seed: u64, role: Role) -> SamplingParams {
         let r = &self.config.rollout;
         SamplingParams {
             temperature: r.temperature as f32,
@@ -248,7 +253,7 @@ impl Trainer {
             penalty_scope: coaug_lm::PenaltyScope::Generated,
             unpenalized: self.unpenalized.clone(),
             max_new_tokens: r.max_new_tokens,
-            n: r.samples_per_prompt,
+            n: r.samples_for(role),
             seed,
             prompt_seeds: Vec::new(),
             // The update's importance ratios start from exactly 1 only if the sampler's
@@ -262,19 +267,18 @@ impl Trainer {
     pub fn rollouts(&self, batch: &CompositeBatch) -> Result<StepRollouts> {
         let r = &self.config.rollout;
         let mut seeds = stream(self.config.seed, Purpose::Rollouts, batch.step);
-        let params = |seed: u64| self.sampling_params(seed);
         // Only blocks from the first trainable one run again in the update.
         let keep_trunk_at = Some(self.policy.first_trainable_layer).filter(|&l| l > 0);
         let query_sampling = RoleSampling {
             retriever: self.config.retriever,
-            params: params(seeds.random()),
+            params: self.sampling_params(seeds.random(), Role::Query),
             parse_policy: r.parse_policy,
             max_input_tokens: None,
             keep_trunk_at,
         };
         let doc_sampling = RoleSampling {
             retriever: self.config.retriever,
-            params: params(seeds.random()),
+            params: self.sampling_params(seeds.random(), Role::Document),
             parse_policy: r.parse_policy,
             max_input_tokens: Some(r.max_document_tokens),
             keep_trunk_at,
@@ -289,6 +293,7 @@ impl Trainer {
             .iter()
             .map(|d| self.corpus[self.doc_position[&d.doc_id]].full_text())
             .collect();
+        let augments_documents = self.config.augments_documents_at(batch.step);
         let queries = sample_role(
             &self.policy,
             &self.prompts,
@@ -301,12 +306,12 @@ impl Trainer {
             &self.prompts,
             Role::Document,
             &doc_texts,
-            self.config.augments_documents().then_some(&doc_sampling),
+            augments_documents.then_some(&doc_sampling),
         )?;
-        let per_slot = |augmented: bool| if augmented { r.samples_per_prompt } else { 1 };
+        let per_slot = |augmented: bool, role: Role| if augmented { r.samples_for(role) } else { 1 };
         let layout = RolloutLayout::new(
-            &vec![per_slot(self.config.augments_queries()); batch.queries.len()],
-            &vec![per_slot(self.config.augments_documents()); batch.documents.len()],
+            &vec![per_slot(self.config.augments_queries(), Role::Query); batch.queries.len()],
+            &vec![per_slot(augments_documents, Role::Document); batch.documents.len()],
         )?;
         Ok(StepRollouts {
             layout,
@@ -368,13 +373,18 @@ impl Trainer {
     }
 
     fn update(&mut self, rollouts: &StepRollouts, advantages: &StepAdvantages) -> Result<UpdateReport> {
-        let items: Vec<UpdateItem> = rollouts
-            .queries
-            .iter()
-            .zip(&advantages.query)
-            .chain(rollouts.documents.iter().zip(&advantages.document))
+        let (query_weight, document_weight) = if self.config.loss.role_balance {
+            role_balance(&rollouts.queries, &rollouts.documents)
+        } else {
+            (1.0, 1.0)
+        };
+        let pairs: Vec<(&Rollout, f64)> = (rollouts.queries.iter().zip(advantages.query.iter().map(|a| a * query_weight)))
+            .chain(rollouts.documents.iter().zip(advantages.document.iter().map(|a| a * document_weight)))
+            .collect();
+        let items: Vec<UpdateItem> = pairs
+            .into_iter()
             .filter(|(r, _)| r.is_generated())
-            .map(|(r, &a)| UpdateItem {
+            .map(|(r, a)| UpdateItem {
                 prompt: &r.prompt,
                 tokens: &r.tokens,
                 old_logprobs: &r.old_logprobs,
@@ -383,7 +393,8 @@ impl Trainer {
             })
             .collect();
         let o = &self.config.optimizer;
-        let shape = UpdateShape { mini_batches: o.mini_batches, micro_batch_size: o.micro_batch_size, processing: self.sampling_params(0) };
+        let shape =
+            UpdateShape { mini_batches: o.mini_batches, micro_batch_size: o.micro_batch_size, processing: self.sampling_params(0, Role::Query) };
         let (policy, optimizer, loss) = (&self.policy, &mut self.optimizer, &self.config.loss);
         // On a rayon worker, as generation runs (see `coaug_lm::generate`): the many small
         // parallel ops of a forward and backward pass then skip the hand-off to the pool.
@@ -423,6 +434,62 @@ impl Trainer {
         self.step = state.step;
         Ok(state.step)
     }
+}
+
+/// How much the rollouts of one prompt differ, by role, and how many prompts teach nothing.
+struct PromptSpread {
+    query: f64,
+    document: f64,
+    zero_advantage_prompts: f64,
+}
+
+fn prompt_spread(rewards: &Rewards, advantages: &StepAdvantages, layout: &RolloutLayout) -> PromptSpread {
+    fn std(values: &[f64]) -> f64 {
+        if values.len() < 2 {
+            return 0.0;
+        }
+        let mean = values.iter().sum::<f64>() / values.len() as f64;
+        (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / values.len() as f64).sqrt()
+    }
+    let mean = |xs: &[f64]| if xs.is_empty() { 0.0 } else { xs.iter().sum::<f64>() / xs.len() as f64 };
+    let mut zero = 0usize;
+    let mut prompts = 0usize;
+    let mut query_spread = Vec::new();
+    for q in 0..layout.num_query_slots() {
+        let rows = layout.query_rows(q);
+        if rows.len() > 1 {
+            query_spread.push(std(&rewards.query[rows.clone()]));
+            prompts += 1;
+            zero += usize::from(advantages.query[rows].iter().all(|&a| a == 0.0));
+        }
+    }
+    let mut document_spread = Vec::new();
+    for d in 0..layout.num_doc_slots() {
+        let columns = layout.doc_columns(d);
+        if columns.len() > 1 {
+            let chosen: Vec<f64> = rewards.document[columns.clone()].iter().flatten().copied().collect();
+            document_spread.push(std(&chosen));
+            prompts += 1;
+            zero += usize::from(advantages.document[columns].iter().all(|&a| a == 0.0));
+        }
+    }
+    PromptSpread {
+        query: mean(&query_spread),
+        document: mean(&document_spread),
+        zero_advantage_prompts: if prompts == 0 { 0.0 } else { zero as f64 / prompts as f64 },
+    }
+}
+
+/// Advantage weights that give each role's generated tokens the same total weight in the
+/// token-mean loss (1 for a role that generated nothing, or when only one role did).
+fn role_balance(queries: &[Rollout], documents: &[Rollout]) -> (f64, f64) {
+    let tokens = |rs: &[Rollout]| rs.iter().map(|r| r.tokens.len()).sum::<usize>() as f64;
+    let (q, d) = (tokens(queries), tokens(documents));
+    if q == 0.0 || d == 0.0 {
+        return (1.0, 1.0);
+    }
+    let half = (q + d) / 2.0;
+    (half / q, half / d)
 }
 
 fn format_valid_rate(rollouts: &[Rollout]) -> f64 {

@@ -1,6 +1,16 @@
-//! Validation during training: augmentation of a fixed held-out slice of queries and of their
-//! judged documents by the current policy, then nDCG@10 over the whole corpus with the run's
-//! retriever, through the evaluation's own pipeline: the policy writes through
+//! Validation during training, on a fixed set of held-out queries (all judged dev queries by
+//! default), in two kinds:
+//!
+//! - [`ValidationKind::Query`], every few steps: the current policy expands the queries, which
+//!   search the corpus as it is. Cheap, and what the query side learned, alone.
+//! - [`ValidationKind::Both`], at the start and the end: the policy also augments a
+//!   label-independent pool of documents (the union of the plain BM25 top-k of the queries: no
+//!   judgement decides which documents get augmented), and the queries search the corpus with
+//!   the pool augmented.
+//!
+//! Each run keeps its per-query nDCG@10, so later validations are compared with step 0's paired,
+//! with a bootstrap interval ([`ValidationMetrics::delta_vs_start`]). Ranking goes through the
+//! evaluation's own pipeline: the policy writes through
 //! [`coaug_retrieval::Augmenter`] with the generation settings of `coaug eval` (greedy, its
 //! repetition penalty, its KV cache), BM25 ranks with [`coaug_retrieval::AugmentedBm25`] and the
 //! run's composition and stop words, dense re-encodes the slice's documents with their abstract
@@ -57,6 +67,22 @@ impl Ranker {
             Ranker::Dense { .. } => Retriever::Dense,
         }
     }
+
+    /// The union of the plain BM25 top-k of `queries` (corpus positions, sorted): which documents
+    /// a validation augments, decided by the original texts alone. Dense runs pool with BM25 too.
+    fn pool(&self, corpus: &[Document], queries: &[Query], k: usize) -> Result<Vec<usize>> {
+        let (dir, analyzer) = match self {
+            Ranker::Bm25 { dir, analyzer, .. } => (dir.with_extension("pool"), analyzer.clone()),
+            Ranker::Dense { .. } => (std::env::temp_dir().join(format!("coaug-validation-pool-{}", std::process::id())), AnalyzerConfig::default()),
+        };
+        let plain = AugmentedBm25::open_or_build(&dir, corpus, &Augmentations::default(), Composition::plain_append(), &analyzer)?;
+        let texts: Vec<&str> = queries.iter().map(|q| q.text.as_str()).collect();
+        let mut pool = BTreeSet::new();
+        for hits in plain.index().search_batch(&texts, k) {
+            pool.extend(hits.iter().map(|h| h.doc as usize));
+        }
+        Ok(pool.into_iter().collect())
+    }
 }
 
 /// How validation augments: the generation settings of `coaug eval` (the prompts are the run's).
@@ -81,11 +107,24 @@ pub struct Validator {
     augment_documents: bool,
 }
 
-/// Which slice to validate on.
+/// Which queries and documents to validate on.
 pub struct ValidationSlice {
+    /// Judged queries of the split (a seeded, fixed choice); 0 takes every one.
     pub queries: usize,
-    pub documents_per_query: usize,
+    /// The documents augmented in a [`ValidationKind::Both`] run: the union of the plain BM25
+    /// top-k of every validation query (label-independent), or `None` for the whole corpus.
+    pub pool_per_query: Option<usize>,
     pub seed: u64,
+}
+
+/// What a validation run augments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ValidationKind {
+    /// The queries alone, against the corpus as it is.
+    Query,
+    /// The queries and the document pool.
+    Both,
 }
 
 impl Validator {
@@ -107,44 +146,27 @@ impl Validator {
             .filter(|(id, j)| by_id.contains_key(id.as_str()) && j.values().any(|&g| g > 0))
             .map(|(id, _)| id)
             .collect();
-        judged.shuffle(&mut ChaCha8Rng::seed_from_u64(slice.seed));
-        judged.truncate(slice.queries);
-        judged.sort();
-        let position: HashMap<&str, usize> =
-            corpus.iter().enumerate().map(|(i, d)| (d.id.as_str(), i)).collect();
-        let mut kept = Qrels::new();
-        let mut augmented = BTreeSet::new();
-        for id in &judged {
-            let judgements = qrels.get(id).expect("judged query");
-            for (doc, &grade) in judgements {
-                kept.insert(id.as_str(), doc.as_str(), grade);
-            }
-            let mut best: Vec<(&String, i32)> = judgements
-                .iter()
-                .filter(|(d, g)| **g > 0 && position.contains_key(d.as_str()))
-                .map(|(d, g)| (d, *g))
-                .collect();
-            best.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-            augmented.extend(
-                best.iter()
-                    .take(slice.documents_per_query)
-                    .map(|(d, _)| position[d.as_str()]),
-            );
-        }
         if judged.is_empty() {
             bail!("no validation query has a relevant document");
         }
+        if slice.queries > 0 && slice.queries < judged.len() {
+            judged.shuffle(&mut ChaCha8Rng::seed_from_u64(slice.seed));
+            judged.truncate(slice.queries);
+        }
+        judged.sort();
+        let mut kept = Qrels::new();
+        for id in &judged {
+            for (doc, &grade) in qrels.get(id).expect("judged query") {
+                kept.insert(id.as_str(), doc.as_str(), grade);
+            }
+        }
+        let queries: Vec<Query> = judged.iter().map(|id| by_id[id.as_str()].clone()).collect();
         let ranker = open_ranker(index, &corpus)?;
-        Ok(Self {
-            queries: judged.iter().map(|id| by_id[id.as_str()].clone()).collect(),
-            qrels: kept,
-            corpus,
-            augmented: augmented.into_iter().collect(),
-            ranker,
-            generation,
-            augment_queries: augment.0,
-            augment_documents: augment.1,
-        })
+        let augmented = match slice.pool_per_query {
+            None => (0..corpus.len()).collect(),
+            Some(k) => ranker.pool(&corpus, &queries, k)?,
+        };
+        Ok(Self { queries, qrels: kept, corpus, augmented, ranker, generation, augment_queries: augment.0, augment_documents: augment.1 })
     }
 
     pub fn num_queries(&self) -> usize {
@@ -162,25 +184,29 @@ impl Validator {
     }
 
     /// Augmentation with the current policy (as `coaug eval` augments), then nDCG@10 over the
-    /// whole corpus.
-    pub fn run(&self, policy: &Policy, prompts: &PromptSet, step: u64) -> Result<ValidationMetrics> {
+    /// whole corpus, per query and on average.
+    pub fn run(&self, policy: &Policy, prompts: &PromptSet, step: u64, kind: ValidationKind) -> Result<ValidationMetrics> {
         let start = Instant::now();
-        let (augs, format_valid) = self.augment(policy, prompts, step)?;
+        let documents = kind == ValidationKind::Both && self.augment_documents;
+        let (augs, format_valid) = self.augment(policy, prompts, step, documents)?;
         let run = self.rank(&augs)?;
         let metrics = evaluate(&self.qrels, &run, &[10], &EvalOptions::default());
         Ok(ValidationMetrics {
             step,
+            kind,
             ndcg_at_10: metrics.mean.get("NDCG@10").copied().unwrap_or(0.0),
             queries: self.queries.len(),
-            augmented_documents: self.augmented.len(),
+            augmented_documents: if documents { self.augmented.len() } else { 0 },
             format_valid,
             seconds: start.elapsed().as_secs_f64(),
+            per_query: metrics.per_query.iter().map(|(q, m)| (q.clone(), m.get("NDCG@10").copied().unwrap_or(0.0))).collect(),
+            delta_vs_start: None,
         })
     }
 
     /// The policy's augmentations of the slice through the evaluation's augmenter (an in-memory
     /// store: nothing is kept between validations), and the share of well-formed replies.
-    fn augment(&self, policy: &Policy, prompts: &PromptSet, step: u64) -> Result<(Augmentations, f64)> {
+    fn augment(&self, policy: &Policy, prompts: &PromptSet, step: u64, documents: bool) -> Result<(Augmentations, f64)> {
         let fingerprint = format!("policy-step-{step}");
         let mut generator = ModelGenerator {
             model: &policy.model,
@@ -195,7 +221,7 @@ impl Validator {
         let docs: Vec<Document> = self.augmented.iter().map(|&i| self.corpus[i].clone()).collect();
         let (augs, reports) = augmenter.augment(
             self.augment_queries.then_some(&self.queries[..]),
-            self.augment_documents.then_some(&docs[..]),
+            documents.then_some(&docs[..]),
             None,
         )?;
         let generated: usize = reports.queries.iter().chain(&reports.documents).map(|r| r.generated).sum();

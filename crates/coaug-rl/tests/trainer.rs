@@ -394,7 +394,7 @@ mod dense {
                 data.corpus.clone(),
                 &data.queries,
                 &data.train_qrels,
-                &ValidationSlice { queries: 100, documents_per_query: 2, seed: 1 },
+                &ValidationSlice { queries: 100, pool_per_query: Some(2), seed: 1 },
                 ValidationIndex::Dense { encoder: encoder.clone(), vectors_dir: dir.path().join("vectors") },
                 coaug_rl::ValidationGeneration {
                     settings: coaug_retrieval::AugmentSettings {
@@ -409,12 +409,14 @@ mod dense {
             )
             .unwrap()
         };
-        let augmented = validator((true, true)).run(&policy, &prompts(), 0).unwrap();
+        let augmented = validator((true, true)).run(&policy, &prompts(), 0, coaug_rl::ValidationKind::Both).unwrap();
         assert!((0.0..=1.0).contains(&augmented.ndcg_at_10));
-        assert_eq!((augmented.queries, augmented.augmented_documents), (6, 12));
+        // Every query reads "beta": one BM25 top 2, the document pool.
+        assert_eq!((augmented.queries, augmented.augmented_documents), (6, 2));
+        assert_eq!(augmented.per_query.len(), 6);
 
         // Without augmentation: exactly the originals ranked by cosine, as `coaug eval` would.
-        let plain = validator((false, false)).run(&policy, &prompts(), 0).unwrap();
+        let plain = validator((false, false)).run(&policy, &prompts(), 0, coaug_rl::ValidationKind::Both).unwrap();
         let texts: Vec<String> = data.corpus.iter().map(document_text).collect();
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         let docs = encoder.encode_documents(&refs, false).unwrap();

@@ -94,7 +94,7 @@ fn eval_and_rl_validation_give_the_same_ndcg() {
         corpus,
         &queries,
         &qrels,
-        &ValidationSlice { queries: 100, documents_per_query: 100, seed: 0 },
+        &ValidationSlice { queries: 0, pool_per_query: None, seed: 0 },
         ValidationIndex::Bm25 {
             dir: tmp.path().join("validation-index"),
             composition: config.retrieval.composition(),
@@ -109,7 +109,7 @@ fn eval_and_rl_validation_give_the_same_ndcg() {
     let prompts_file = tmp.path().join("prompts.toml");
     std::fs::write(&prompts_file, "context_note = \"w1\"\n[query]\nsparse = \"w2 w9 <answer>\"\n[document]\nsparse = \"w3 w8 <answer>\"\n").unwrap();
     let prompts = coaug_augment::PromptSet::load(&prompts_file).unwrap();
-    let validated = validator.run(&policy, &prompts, 0).unwrap();
+    let validated = validator.run(&policy, &prompts, 0, coaug_rl::ValidationKind::Both).unwrap();
 
     let eval = |composition: [&str; 4], name: &str| -> f64 {
         let out = tmp.path().join(name);

@@ -13,10 +13,10 @@ use anyhow::{Context, Result};
 use coaug_augment::{PromptSet, Retriever};
 use coaug_data::Dataset;
 use coaug_dense::{SentenceEncoder, StoredPrecision};
-use coaug_rl::metrics::{append_jsonl, truncate_jsonl_from_step};
+use coaug_rl::metrics::{append_jsonl, read_jsonl, truncate_jsonl_from_step};
 use coaug_rl::{
     Bm25Reward, DenseReward, Policy, RewardSimilarity, StepMetrics, TrainConfig, TrainData, Trainer, ValidationIndex,
-    ValidationGeneration, ValidationMetrics, ValidationSlice, Validator,
+    ValidationGeneration, ValidationKind, ValidationMetrics, ValidationSlice, Validator,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -135,7 +135,7 @@ pub fn run(args: Args) -> Result<()> {
             &qrels,
             &ValidationSlice {
                 queries: config.validation.queries,
-                documents_per_query: config.validation.documents_per_query,
+                pool_per_query: Some(config.validation.pool_per_query).filter(|&k| k > 0),
                 seed: config.seed,
             },
             validation_index(encoder.as_ref(), &dataset, &out, &config),
@@ -189,21 +189,46 @@ fn train_loop(trainer: &mut Trainer, validator: Option<&Validator>, out: &Path) 
             .expect("valid template")
             .progress_chars("=> "),
     );
-    let validate = |trainer: &Trainer, bar: &ProgressBar| -> Result<()> {
+    // Step 0 of each kind, the reference of every later validation's paired delta (read back
+    // from the run's file when resuming).
+    let mut starts: Vec<ValidationMetrics> = read_jsonl::<ValidationMetrics>(&out.join("validation.jsonl"))
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|m| m.step == 0)
+        .collect();
+    let co_augmentation = config.validation.pool_per_query > 0 && config.augments_documents();
+    let mut validate = |trainer: &Trainer, bar: &ProgressBar, kind: ValidationKind| -> Result<()> {
         let Some(v) = validator else { return Ok(()) };
         bar.set_message("validating…");
-        let m: ValidationMetrics = v.run(trainer.policy(), trainer.prompts(), trainer.step_index())?;
+        let mut m: ValidationMetrics = v.run(trainer.policy(), trainer.prompts(), trainer.step_index(), kind)?;
+        match starts.iter().find(|s| s.kind == kind) {
+            Some(start) if m.step > 0 => m.compare_with(start),
+            Some(_) => {}
+            None => starts.push(m.clone()),
+        }
+        let delta = m.delta_vs_start.map(|d| format!(", vs step 0: {d}")).unwrap_or_default();
         bar.println(format!(
-            "validation after {} steps: nDCG@10 {:.4} ({} queries, {} augmented documents, {:.0} s)",
-            m.step, m.ndcg_at_10, m.queries, m.augmented_documents, m.seconds
+            "validation ({}) after {} steps: nDCG@10 {:.4}{delta} ({} queries, {} augmented documents, {:.0} s)",
+            match kind {
+                ValidationKind::Query => "queries",
+                ValidationKind::Both => "queries + document pool",
+            },
+            m.step,
+            m.ndcg_at_10,
+            m.queries,
+            m.augmented_documents,
+            m.seconds
         ));
         append_jsonl(&out.join("validation.jsonl"), &m)
     };
     let every = config.validation.every_steps;
     let mut validated_at = None;
+    if every > 0 && co_augmentation && trainer.step_index() == 0 {
+        validate(trainer, &bar, ValidationKind::Both)?;
+    }
     while !trainer.is_done() {
         if every > 0 && trainer.step_index() % every == 0 {
-            validate(trainer, &bar)?;
+            validate(trainer, &bar, ValidationKind::Query)?;
             validated_at = Some(trainer.step_index());
         }
         let m = trainer.train_step()?;
@@ -217,7 +242,10 @@ fn train_loop(trainer: &mut Trainer, validator: Option<&Validator>, out: &Path) 
         }
     }
     if every > 0 && validated_at != Some(trainer.step_index()) {
-        validate(trainer, &bar)?;
+        validate(trainer, &bar, ValidationKind::Query)?;
+    }
+    if every > 0 && co_augmentation {
+        validate(trainer, &bar, ValidationKind::Both)?;
     }
     bar.finish_with_message("done");
     eprintln!(
@@ -230,11 +258,14 @@ fn train_loop(trainer: &mut Trainer, validator: Option<&Validator>, out: &Path) 
 
 fn step_line(m: &StepMetrics) -> String {
     format!(
-        "step {:>4}: reward q {:.3} d+ {:.3} d- {:.3} | nDCG q-vs-orig {:.3} | valid q {:.2} d {:.2} | len q {:.0} d {:.0} | clip {:.3} kl {:.4} H {:.2}{} | gen {:.1}s reward {:.2}s update {:.1}s",
+        "step {:>4}: reward q {:.3} d+ {:.3} d- {:.3} (spread q {:.3} d {:.3}, {:.0}% prompts flat) | nDCG q-vs-orig {:.3} | valid q {:.2} d {:.2} | len q {:.0} d {:.0} | clip {:.3} kl {:.4} H {:.2}{} | gen {:.1}s reward {:.2}s update {:.1}s",
         m.step,
         m.reward_query,
         m.reward_positive_document,
         m.reward_negative_document,
+        m.reward_spread_query,
+        m.reward_spread_document,
+        100.0 * m.zero_advantage_prompts,
         m.ndcg_query_rollouts,
         m.format_valid_query,
         m.format_valid_document,
