@@ -1,4 +1,4 @@
-//! The four system prompts (role × retriever) of method.md §2, and loading overrides from a file.
+//! The four system prompts (role × retriever; docs/method.md §2), and loading overrides from a file.
 
 use std::fmt;
 use std::path::Path;
@@ -81,19 +81,20 @@ impl std::str::FromStr for Retriever {
     }
 }
 
-const QUERY_SPARSE: &str = "You help a keyword search engine find documents for a user's search query. \
-First reason about the query inside <think> </think>: what it means, which field it belongs to, and which \
-technical terms, synonyms and related concepts an expert would expect in a document that answers it. \
-Then write several independent keywords that such documents are likely to contain, separated by commas, \
-inside <answer> </answer>. \
-Example: <think> reasoning </think> <answer> keyword one, keyword two, keyword three </answer>";
+/// The passage prompt (query2doc's idea): a short answer in a relevant document's words. Chosen
+/// on NFCorpus dev and SciFact train queries over a keyword-list prompt and the method's
+/// reasoning-then-keywords prompt, which small models answer with prose that matches nothing
+/// (docs/results/sweep.md).
+const QUERY_SPARSE: &str = "You help a keyword search engine. Write a short passage of 3 to 4 sentences that answers \
+the user's search query, as it would appear in a relevant document, using the technical terms such a document would \
+use. Reply with the passage inside <answer> </answer> and nothing else.";
 
-const DOCUMENT_SPARSE: &str = "You help a keyword search engine index a document. Read the document given \
-by the user and write a short professional explanation of what it is about, followed by the keywords and \
-technical terms that a person searching for this document would type, including synonyms and broader \
-concepts that the text does not spell out. Put both the explanation and the keywords inside \
-<answer> </answer>. \
-Example: <answer> Explanation: ... Keywords: term one, term two, term three </answer>";
+/// Keywords a searcher would type that the document may not use: what closes the vocabulary gap
+/// between lay queries and technical documents.
+const DOCUMENT_SPARSE: &str = "You help a search engine index a scientific document. List 10 to 20 search keywords \
+and short phrases for the document that a person looking for it might type but that the text may not use: \
+plain-language terms, synonyms, related topics and questions. Reply with the comma-separated list inside \
+<answer> </answer> and nothing else.";
 
 const QUERY_DENSE: &str = "You help a semantic search engine understand a user's search query. Expand the \
 query with relevant background information, context and terminology, written as fluent text. Your text will \
@@ -258,9 +259,20 @@ mod tests {
                 assert_ne!(a, b);
             }
         }
-        // The query/sparse prompt asks for reasoning in <think>, the document ones do not need it.
-        assert!(p.get(Role::Query, Retriever::Sparse).contains("<think>"));
+        // The sparse query prompt asks for a passage, the dense document one for an introduction.
+        assert!(p.get(Role::Query, Retriever::Sparse).contains("passage"));
         assert!(p.get(Role::Document, Retriever::Dense).contains("in front of"));
+    }
+
+    #[test]
+    fn the_defaults_are_the_prompts_the_sweep_measured() {
+        // docs/results/sweep.md measured these files; the store keys them by their exact text.
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/results/sweep");
+        let passage = PromptSet::load(&dir.join("query-passage.toml")).unwrap();
+        let documents = PromptSet::load(&dir.join("document-keywords.toml")).unwrap();
+        let d = PromptSet::default();
+        assert_eq!(d.get(Role::Query, Retriever::Sparse), passage.get(Role::Query, Retriever::Sparse));
+        assert_eq!(d.get(Role::Document, Retriever::Sparse), documents.get(Role::Document, Retriever::Sparse));
     }
 
     #[test]

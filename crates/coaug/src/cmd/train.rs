@@ -207,7 +207,7 @@ fn train_loop(trainer: &mut Trainer, validator: Option<&Validator>, out: &Path) 
             None => starts.push(m.clone()),
         }
         let delta = m.delta_vs_start.map(|d| format!(", vs step 0: {d}")).unwrap_or_default();
-        bar.println(format!(
+        say(bar, format!(
             "validation ({}) after {} steps: nDCG@10 {:.4}{delta} ({} queries, {} augmented documents, {:.0} s)",
             match kind {
                 ValidationKind::Query => "queries",
@@ -233,7 +233,7 @@ fn train_loop(trainer: &mut Trainer, validator: Option<&Validator>, out: &Path) 
         }
         let m = trainer.train_step()?;
         append_jsonl(&out.join("metrics.jsonl"), &m)?;
-        bar.println(step_line(&m));
+        say(&bar, step_line(&m));
         bar.set_message(format!("reward q {:.3}", m.reward_query));
         bar.inc(1);
         let step = trainer.step_index();
@@ -254,6 +254,16 @@ fn train_loop(trainer: &mut Trainer, validator: Option<&Validator>, out: &Path) 
         out.display()
     );
     Ok(())
+}
+
+/// A line above the progress bar, or a plain line on stderr when it is not a terminal (the bar
+/// is hidden there, and a log file should still get every step).
+fn say(bar: &ProgressBar, line: String) {
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        bar.println(line);
+    } else {
+        eprintln!("{line}");
+    }
 }
 
 fn step_line(m: &StepMetrics) -> String {
