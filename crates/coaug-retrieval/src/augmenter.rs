@@ -29,6 +29,8 @@ pub struct AugmentSettings {
     /// Inputs (documents, queries) are cut at a word end to this many model tokens.
     pub max_input_tokens: usize,
     pub max_new_tokens: usize,
+    /// Query expansions' own limit (a passage needs more than a keyword list); `None`: the same.
+    pub query_max_new_tokens: Option<usize>,
     /// HF-style repetition penalty of the decoding (1 = off).
     pub repetition_penalty: f32,
     pub batch_size: usize,
@@ -54,6 +56,7 @@ impl Default for AugmentSettings {
             retriever: Retriever::Sparse,
             max_input_tokens: 128,
             max_new_tokens: 64,
+            query_max_new_tokens: None,
             repetition_penalty: 1.2,
             batch_size: 32,
             parse_policy: ParsePolicy::Lenient,
@@ -75,15 +78,16 @@ impl AugmentSettings {
 
     /// The decoding of query expansion `sample`.
     pub fn query_decoding(&self, sample: usize) -> DecodeSettings {
+        let max_new_tokens = self.query_max_new_tokens.unwrap_or(self.max_new_tokens);
         if self.query_temperature <= 0.0 {
-            return self.decoding();
+            return DecodeSettings { max_new_tokens, ..self.decoding() };
         }
         DecodeSettings {
             temperature: self.query_temperature,
             top_p: 1.0,
             top_k: 0,
             repetition_penalty: self.repetition_penalty,
-            max_new_tokens: self.max_new_tokens,
+            max_new_tokens,
             seed: self.seed + sample as u64,
         }
     }

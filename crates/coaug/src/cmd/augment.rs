@@ -73,6 +73,11 @@ pub struct GenerationArgs {
     #[arg(long, default_value_t = 64)]
     pub max_new_tokens: usize,
 
+    /// Tokens generated at most per query expansion, when it should differ from
+    /// --max-new-tokens (a passage needs more than a document's keyword list).
+    #[arg(long, value_name = "N")]
+    pub query_max_new_tokens: Option<usize>,
+
     /// HF-style repetition penalty of the greedy decoding (method.md §6: 1.2).
     #[arg(long, default_value_t = 1.2)]
     pub repetition_penalty: f32,
@@ -148,6 +153,7 @@ impl GenerationArgs {
             retriever,
             max_input_tokens: self.max_input_tokens,
             max_new_tokens: self.max_new_tokens,
+            query_max_new_tokens: self.query_max_new_tokens,
             repetition_penalty: self.repetition_penalty,
             batch_size: self.batch_size,
             parse_policy: self.parse.policy(),
@@ -178,7 +184,10 @@ impl GenerationArgs {
         format!(
             "model {model}; greedy, repetition penalty {}, ≤{} new tokens, input ≤{} tokens, batch {}, {:?} parsing{}{}{}",
             self.repetition_penalty,
-            self.max_new_tokens,
+            match self.query_max_new_tokens {
+                Some(q) => format!("{q} (queries) / {}", self.max_new_tokens),
+                None => self.max_new_tokens.to_string(),
+            },
             self.max_input_tokens,
             self.batch_size,
             self.parse,
