@@ -8,10 +8,7 @@ use coaug_augment::{AugmentItem, AugmentStore, StoredAugmentation};
 
 /// `$COAUG_DATA`, else `shared/data/beir` beside the repository.
 pub fn beir_dir() -> PathBuf {
-    match std::env::var_os("COAUG_DATA") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/beir"),
-    }
+    coaug_data::shared_beir_dir()
 }
 
 /// The first `n` NFCorpus documents as `"title. text"` items.
