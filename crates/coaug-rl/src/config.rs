@@ -130,7 +130,11 @@ pub struct RolloutConfig {
     pub temperature: f64,
     pub repetition_penalty: f64,
     pub top_p: f64,
+    /// Tokens generated at most per reply (documents, and queries unless set below).
     pub max_new_tokens: usize,
+    /// Tokens generated at most per query reply, when it differs (`coaug eval` writes 96-token
+    /// query passages and 64-token document keyword lists by default).
+    pub query_max_new_tokens: Option<usize>,
     /// Documents are truncated to this many tokens before they enter the prompt.
     pub max_document_tokens: usize,
     /// Added to the reward of a response without a well-formed answer block (<= 0).
@@ -141,6 +145,14 @@ pub struct RolloutConfig {
 }
 
 impl RolloutConfig {
+    /// The token limit of a reply of `role`.
+    pub fn max_new_tokens_for(&self, role: coaug_augment::Role) -> usize {
+        match role {
+            coaug_augment::Role::Query => self.query_max_new_tokens.unwrap_or(self.max_new_tokens),
+            coaug_augment::Role::Document => self.max_new_tokens,
+        }
+    }
+
     /// n for a prompt of `role`.
     pub fn samples_for(&self, role: coaug_augment::Role) -> usize {
         match role {
@@ -159,6 +171,7 @@ impl Default for RolloutConfig {
             repetition_penalty: 1.2,
             top_p: 1.0,
             max_new_tokens: 2048,
+            query_max_new_tokens: None,
             max_document_tokens: 2048,
             format_penalty: 0.0,
             parse_policy: coaug_augment::ParsePolicy::Strict,
@@ -338,7 +351,9 @@ impl TrainConfig {
         c.rollout.query_samples_per_prompt = Some(8);
         c.rollout.temperature = 1.0;
         c.rollout.repetition_penalty = 1.0;
-        c.rollout.max_new_tokens = 48;
+        // The token limits of `coaug eval`'s defaults, so training writes what evaluation reads.
+        c.rollout.max_new_tokens = 64;
+        c.rollout.query_max_new_tokens = Some(96);
         c.rollout.max_document_tokens = 128;
         // 48 new tokens rarely let a 135M model close its answer block; strict parsing would
         // leave nearly every augmentation empty and every advantage zero.
@@ -591,7 +606,8 @@ mod tests {
         assert_eq!(small.rollout.samples_for(coaug_augment::Role::Query), 8);
         assert_eq!(small.rollout.samples_for(coaug_augment::Role::Document), 2);
         assert!(small.loss.role_balance && small.loss.entropy_coef == 0.0);
-        assert_eq!(small.rollout.max_new_tokens, 48);
+        assert_eq!(small.rollout.max_new_tokens_for(coaug_augment::Role::Query), 96);
+        assert_eq!(small.rollout.max_new_tokens_for(coaug_augment::Role::Document), 64);
         assert_eq!(small.rollout.max_document_tokens, 128);
         assert_eq!(small.trainable.blocks, BlockSelection::Top(4));
         for name in PRESETS {

@@ -252,7 +252,7 @@ impl Trainer {
             // and a reply stays free to close its answer and end.
             penalty_scope: coaug_lm::PenaltyScope::Generated,
             unpenalized: self.unpenalized.clone(),
-            max_new_tokens: r.max_new_tokens,
+            max_new_tokens: r.max_new_tokens_for(role),
             n: r.samples_for(role),
             seed,
             prompt_seeds: Vec::new(),

@@ -85,6 +85,7 @@ fn config(blocks: BlockSelection, kl: f64) -> TrainConfig {
     c.composite.random_negatives = 3;
     c.rollout.samples_per_prompt = 8;
     c.rollout.max_new_tokens = 6;
+    c.rollout.query_max_new_tokens = None;
     c.rollout.max_document_tokens = 16;
     c.rollout.parse_policy = ParsePolicy::Lenient;
     c.reward.joint_samples = 64;

@@ -115,7 +115,7 @@ fn eval_and_rl_validation_give_the_same_ndcg() {
         let out = tmp.path().join(name);
         let status = Command::new(env!("CARGO_BIN_EXE_coaug"))
             .args(["eval", "--dataset", "tiny", "--split", "test", "--augment", "both", "--precision", "f32", "--kv-cache", "q8"])
-            .args(["--max-new-tokens", "8", "--max-input-tokens", "16", "--repetition-penalty", "1.2", "--parse", "lenient"])
+            .args(["--max-new-tokens", "8", "--query-max-new-tokens", "8", "--max-input-tokens", "16", "--repetition-penalty", "1.2", "--parse", "lenient"])
             .args(["--query-samples", "2", "--query-temperature", "1", "--seed", "5"])
             .args(composition)
             .args(["--stop-words", "nltk"])

@@ -338,6 +338,7 @@ fn validation_generation(config: &TrainConfig, device: &candle_core::Device) -> 
     let settings = coaug_retrieval::AugmentSettings {
         max_input_tokens: config.rollout.max_document_tokens,
         max_new_tokens: config.rollout.max_new_tokens,
+        query_max_new_tokens: config.rollout.query_max_new_tokens,
         parse_policy: config.rollout.parse_policy,
         ..Default::default()
     };
