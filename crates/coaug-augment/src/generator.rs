@@ -41,12 +41,12 @@ pub struct DecodeSettings {
 }
 
 impl DecodeSettings {
-    /// method.md §6: greedy, repetition penalty 1.2.
+    /// docs/method.md §6: greedy, repetition penalty 1.2.
     pub fn greedy(max_new_tokens: usize) -> Self {
         Self { temperature: 0.0, top_p: 1.0, top_k: 0, repetition_penalty: 1.2, max_new_tokens, seed: 0 }
     }
 
-    /// method.md §3: temperature 1.2, repetition penalty 1.2, top-p 1.
+    /// docs/method.md §3: temperature 1.2, repetition penalty 1.2, top-p 1.
     pub fn sampled(max_new_tokens: usize, seed: u64) -> Self {
         Self { temperature: 1.2, top_p: 1.0, top_k: 0, repetition_penalty: 1.2, max_new_tokens, seed }
     }

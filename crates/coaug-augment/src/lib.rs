@@ -1,4 +1,4 @@
-//! Query and document augmentation by an LM (method.md §2, §6): the system prompts, parsing the
+//! Query and document augmentation by an LM (docs/method.md §2, §6): the system prompts, parsing the
 //! replies, the SQLite store of every augmentation, and the resumable job that fills it.
 //!
 //! The LM stays behind the [`Generator`] trait, so everything but [`lm`] is tested with a fake;

@@ -1,4 +1,4 @@
-//! Extracting the augmentation from a model's reply (method.md §2).
+//! Extracting the augmentation from a model's reply (docs/method.md §2).
 //!
 //! The contract asks for reasoning in `<think>…</think>` and the augmentation in a single
 //! `<answer>…</answer>` block. Small models break it in every possible way, so the rules are:
@@ -32,7 +32,7 @@ pub struct ParsedAnswer {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ParsePolicy {
-    /// Empty augmentation (method.md §2).
+    /// Empty augmentation (docs/method.md §2).
     #[default]
     Strict,
     /// Salvage an unclosed answer or an untagged reply; still format-invalid.

@@ -1,4 +1,4 @@
-//! Group-centred, role-scaled advantages (method.md §5).
+//! Group-centred, role-scaled advantages (docs/method.md §5).
 //!
 //! `A = c · (r − mean of r over the rollouts of the same prompt)`, with no division by the
 //! group's standard deviation, and `A = 0` where `|r − mean| < 1e-6` (so a prompt whose

@@ -1,4 +1,4 @@
-//! Composite sampling (method.md §3): a training step's queries and documents, drawn together.
+//! Composite sampling (docs/method.md §3): a training step's queries and documents, drawn together.
 //!
 //! A step takes B *groups*; a group is one training query, P of its positive documents, H of its
 //! hard negatives (judged, score <= 0) and R random negatives from the *never-positive pool*
@@ -6,7 +6,7 @@
 //! relevant document in disguise). Every prompt of a group becomes a *slot* of the step.
 //!
 //! A query with fewer than P positives: by default all of them are taken once and the shortfall
-//! is filled with further random negatives (method.md's "better" option, which keeps every
+//! is filled with further random negatives (docs/method.md's "better" option, which keeps every
 //! group the same size without duplicate prompts); [`PositiveShortfall::RepeatPositives`]
 //! repeats positives instead, as the paper does. Too few hard negatives are likewise made up
 //! with random negatives.

@@ -11,7 +11,7 @@
 //!
 //! Unknown keys are errors (with their line), so a typo cannot silently fall back to a default.
 //! [`TrainConfig::to_toml`] writes the fully resolved config, which a run saves beside its
-//! results. `TrainConfig::default()` is the `paper` preset (method.md's numbers).
+//! results. `TrainConfig::default()` is the `paper` preset (docs/method.md's numbers).
 
 use std::path::Path;
 
@@ -139,7 +139,7 @@ pub struct RolloutConfig {
     pub max_document_tokens: usize,
     /// Added to the reward of a response without a well-formed answer block (<= 0).
     pub format_penalty: f64,
-    /// Reading replies without a well-formed answer block: `strict` (method.md: empty
+    /// Reading replies without a well-formed answer block: `strict` (docs/method.md: empty
     /// augmentation) or `lenient` (salvage an answer cut by the token limit).
     pub parse_policy: coaug_augment::ParsePolicy,
 }
@@ -326,7 +326,7 @@ impl Default for TrainConfig {
 pub const PRESETS: [&str; 2] = ["paper", "cpu-small"];
 
 impl TrainConfig {
-    /// method.md's configuration: B 32 groups of 1+5+0+10, n 5, T 512, κ 10, posk 0.2,
+    /// docs/method.md's configuration: B 32 groups of 1+5+0+10, n 5, T 512, κ 10, posk 0.2,
     /// negk 0.1, ratio [0.8, 1.28], KL and entropy 0.001, 4 mini-batches, lr 1e-6, 5 epochs.
     pub fn paper() -> Self {
         Self::default()

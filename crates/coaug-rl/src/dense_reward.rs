@@ -1,4 +1,4 @@
-//! The step's similarity matrix with a sentence encoder (method.md §4, dense): the dot product
+//! The step's similarity matrix with a sentence encoder (docs/method.md §4, dense): the dot product
 //! of normalised embeddings, i.e. their cosine. Queries go through the encoder's query path
 //! (its instruction prefix, e.g. bge's, when it has one), documents are embedded as passages —
 //! the same two paths as `coaug eval --retriever dense`, so the reward ranks as the evaluation

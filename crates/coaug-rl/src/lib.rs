@@ -1,4 +1,4 @@
-//! The LM-independent core of coaug's bidirectional RL trainer (method.md §3–§5).
+//! coaug's bidirectional RL trainer (docs/method.md §3–§5).
 //!
 //! One training step, and where each part lives:
 //!

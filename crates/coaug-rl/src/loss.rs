@@ -1,6 +1,6 @@
 //! The policy loss on plain per-token numbers: a reference for the tensor implementation.
 //!
-//! PPO clipped surrogate as the authors' veRL fork computes it (method.md §5):
+//! PPO clipped surrogate as the authors' veRL fork computes it (docs/method.md §5):
 //!
 //! - `log_ratio = clamp(logp − logp_old, ±log_ratio_clamp)`, `ratio = exp(log_ratio)`;
 //! - per token `max(−A·ratio, −A·clamp(ratio, ratio_min, ratio_max))` ("clip-higher":

@@ -1,4 +1,4 @@
-//! Reward sampling: the Monte-Carlo estimate of every rollout's expected nDCG (method.md §4).
+//! Reward sampling: the Monte-Carlo estimate of every rollout's expected nDCG (docs/method.md §4).
 //!
 //! A query rollout's reward depends on which rollouts of the documents it is ranked against,
 //! and a document rollout's on every query that ranks it. [`RewardSampler`] draws T joint
@@ -36,7 +36,7 @@ use crate::layout::RolloutLayout;
 use crate::ranking::{ideal_dcg, ndcg, TopK};
 use crate::similarity::SimilarityMatrix;
 
-/// Which reward estimator of method.md §4.
+/// Which reward estimator of docs/method.md §4.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum Estimator {

@@ -10,7 +10,7 @@ use crate::rollout::Rollout;
 use crate::dense_reward::DenseReward;
 use crate::error::{Result, RlError};
 
-/// The similarity the reward ranks by, one variant per retriever (method.md §4). Adding a
+/// The similarity the reward ranks by, one variant per retriever (docs/method.md §4). Adding a
 /// retriever means adding a variant here; the trainer only calls [`RewardSimilarity::similarity`].
 pub enum RewardSimilarity {
     /// BM25 with the evaluation's analyzer, IDF from the original corpus.

@@ -1,4 +1,4 @@
-//! The training loop's step (method.md §3–§5): composite batch → rollouts → similarity (BM25
+//! The training loop's step (docs/method.md §3–§5): composite batch → rollouts → similarity (BM25
 //! or dense, [`RewardSimilarity`]) → reward sampling → role-scaled advantages → one PPO epoch.
 //!
 //! Every random choice of step `s` is a function of the run seed and `s` (batch, sampling seeds,

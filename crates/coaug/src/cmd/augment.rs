@@ -78,7 +78,7 @@ pub struct GenerationArgs {
     #[arg(long, default_value_t = 96, value_name = "N")]
     pub query_max_new_tokens: usize,
 
-    /// HF-style repetition penalty of the greedy decoding (method.md §6: 1.2).
+    /// HF-style repetition penalty of the greedy decoding (docs/method.md §6: 1.2).
     #[arg(long, default_value_t = 1.2)]
     pub repetition_penalty: f32,
 
@@ -99,7 +99,7 @@ pub struct GenerationArgs {
 
     /// How a reply without a well-formed `<answer>` block is read. `lenient` (default) keeps an
     /// unclosed answer, or the reply outside `<think>` when there is no answer tag: the default
-    /// 135M model almost never writes the tags. `strict` is method.md's rule: no augmentation.
+    /// 135M model almost never writes the tags. `strict` is docs/method.md's rule: no augmentation.
     /// Stored replies are re-read on every run, so switching needs no regeneration.
     #[arg(long, value_enum, default_value = "lenient")]
     pub parse: ParseArg,

@@ -183,7 +183,7 @@ pub struct EvalContext<'a> {
 pub fn run(ctx: EvalContext<'_>, args: &EvalAugmentArgs) -> Result<()> {
     let kind = ctx.retriever.retriever;
     check_retriever(kind, args)?;
-    // The LM writes for the retriever that will read it (method.md §2's four prompts).
+    // The LM writes for the retriever that will read it (docs/method.md §2's four prompts).
     let written_for = if kind == RetrieverKind::Dense { Retriever::Dense } else { Retriever::Sparse };
     let mut split = ctx.dataset.load_split(ctx.split)?;
     eprintln!("{}", split.report);

@@ -1,5 +1,5 @@
 //! `coaug train`: bidirectional RL of the policy LM on a dataset's train qrels, validated on a
-//! held-out slice of another split (method.md §3–§5).
+//! held-out slice of another split (docs/method.md §3–§5).
 //!
 //! A run directory holds everything a run leaves: `config.toml` (the resolved config),
 //! `metrics.jsonl` (one line per step), `validation.jsonl`, `checkpoints/` (trained tensors and
@@ -34,7 +34,7 @@ pub struct Args {
     pub config: Option<PathBuf>,
 
     /// Preset when no config file is given: `cpu-small` (a couple of CPU hours with a ~135M
-    /// model) or `paper` (method.md's numbers, for GPUs).
+    /// model) or `paper` (docs/method.md's numbers, for GPUs).
     #[arg(long, default_value = "cpu-small", value_parser = ["cpu-small", "paper"])]
     pub preset: String,
 
