@@ -168,7 +168,7 @@ impl ModelGenerator<'_> {
         // group: prefilled once.
         let chat = self.tokenizer.chat_prompt(system_prompt)?;
         let prompts = requests.iter().map(|r| chat.user_ids(self.tokenizer, &r.user_text)).collect::<anyhow::Result<Vec<_>>>()?;
-        let request = coaug_lm::GenerationRequest {
+        let request = coaug_lm::PromptBatch {
             prefix: &chat.prefix,
             prompts: &prompts,
             stop_ids: self.tokenizer.stop_ids(),
@@ -384,10 +384,10 @@ mod tests {
     #[test]
     fn prefix_and_suffix_tokenize_like_the_whole_prompt() {
         let g = LmGenerator::tiny_random(1).unwrap();
-        let whole = coaug_lm::render_chatml(
-            &[(coaug_lm::Role::System, "sys <answer>"), (coaug_lm::Role::User, "Vitamin D, bones.")],
+        let whole = g.tokenizer.chat_template().render(
+            &[(coaug_lm::ChatRole::System, "sys <answer>"), (coaug_lm::ChatRole::User, "Vitamin D, bones.")],
             true,
-        );
+        ).unwrap();
         let chat = g.tokenizer.chat_prompt("sys <answer>").unwrap();
         let mut split = chat.prefix.clone();
         split.extend(chat.user_ids(&g.tokenizer, "Vitamin D, bones.").unwrap());

@@ -63,7 +63,7 @@ fn a_hub_repository_downloads_once_and_loads_with_its_template() {
     assert_eq!(served.load(Ordering::SeqCst), 4, "a complete download is not fetched again");
 
     let mut downloaded = LmGenerator::load(&dir, Precision::F32).unwrap();
-    assert_eq!(downloaded.tokenizer().chat_template().render(&[(coaug_lm::Role::User, "hi")], true).unwrap(), "<|im_start|>user: hi<|im_end|><|im_start|>assistant: ");
+    assert_eq!(downloaded.tokenizer().chat_template().render(&[(coaug_lm::ChatRole::User, "hi")], true).unwrap(), "<|im_start|>user: hi<|im_end|><|im_start|>assistant: ");
     assert!(downloaded.fingerprint().contains(":chat-"), "a template other than ChatML is part of the key: {}", downloaded.fingerprint());
     let mut local = LmGenerator::load(&served_dir, Precision::F32).unwrap();
     assert_eq!(local.fingerprint(), downloaded.fingerprint(), "the same bytes");

@@ -1,4 +1,4 @@
-//! Greedy ChatML completion with the default model on both weight paths.
+//! Greedy chat completion with the default model on both weight paths.
 //! usage: cargo run --release -p coaug-lm --example chat -- "question" [max_new_tokens] [KV caches, e.g. f32,f16,q8]
 use std::time::Instant;
 
@@ -12,10 +12,10 @@ fn main() -> anyhow::Result<()> {
     let caches: Vec<KvPrecision> = args.get(3).map_or("f32", |s| s.as_str()).split(',').map(str::parse).collect::<Result<_, _>>().map_err(anyhow::Error::msg)?;
     let path = fetch_default_model(&cache_root())?;
     let tok = LmTokenizer::from_gguf(&path)?;
-    let prompt = tok.encode(&render_chatml(&[(Role::System, "You are a helpful assistant."), (Role::User, &question)], true))?;
+    let prompt = tok.chat_ids(&[(ChatRole::System, "You are a helpful assistant."), (ChatRole::User, &question)], true)?;
     for precision in [Precision::Quantized, Precision::F32] {
         let model = CausalLm::from_gguf(&path, precision, &Device::Cpu)?;
-        let req = GenerationRequest { prefix: &[], prompts: std::slice::from_ref(&prompt), stop_ids: tok.stop_ids(), pad_id: tok.pad_id() };
+        let req = PromptBatch { prefix: &[], prompts: std::slice::from_ref(&prompt), stop_ids: tok.stop_ids(), pad_id: tok.pad_id() };
         for &kv_cache in &caches {
             let start = Instant::now();
             let out = generate(&model, &req, &SamplingParams { kv_cache, ..SamplingParams::greedy(max_new) })?;

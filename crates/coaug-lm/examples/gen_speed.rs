@@ -16,7 +16,7 @@ fn main() -> anyhow::Result<()> {
     model.prepare_for_decoding()?;
     let vocab = model.config().vocab_size as u32;
     let prompts: Vec<Vec<u32>> = (0..batch).map(|r| (0..plen as u32).map(|i| (i * 31 + r as u32 * 7 + 100) % vocab).collect()).collect();
-    let req = GenerationRequest { prefix: &[], prompts: &prompts, stop_ids: &[], pad_id: 0 };
+    let req = PromptBatch { prefix: &[], prompts: &prompts, stop_ids: &[], pad_id: 0 };
     let kv_cache: KvPrecision = a.get(5).map_or(Ok(KvPrecision::F32), |s| s.parse()).map_err(anyhow::Error::msg)?;
     let greedy = |n: usize| SamplingParams { kv_cache, ..SamplingParams::greedy(n) };
     // As `coaug bench lm` times it: a short warm-up run, then one timed run.

@@ -9,14 +9,14 @@ use candle_core::{DType, Device, Tensor};
 use serde::Serialize;
 
 use crate::cache::KvPrecision;
-use crate::generate::{generate, generate_timed, GenerationRequest};
+use crate::generate::{generate, generate_timed, PromptBatch};
 use crate::linear::Dense;
 use crate::load::Precision;
 use crate::model::{AttentionInput, CausalLm};
 use crate::optim::{AdamW, AdamWConfig};
 use crate::sampler::SamplingParams;
 use crate::scoring::score;
-use crate::tokenizer::{render_chatml, LmTokenizer, Role};
+use crate::tokenizer::{ChatRole, LmTokenizer};
 use crate::trainable::TrainableSet;
 
 /// What to measure. Defaults mirror the llama.cpp peer script (`llamacpp_bench.py`).
@@ -133,10 +133,10 @@ pub fn bench_lm_with_progress(model_path: &Path, opts: &LmBenchOptions, stage: &
     let prefill_tok_s_quantized = prefill_rate(&quant, &filler)?;
     stage("prefill, f32");
     let prefill_tok_s_f32 = prefill_rate(&dense, &filler)?;
-    let short = tok.encode(&render_chatml(
-        &[(Role::System, "You are a helpful assistant."), (Role::User, "Explain why regular exercise is good for cardiovascular health.")],
+    let short = tok.chat_ids(
+        &[(ChatRole::System, "You are a helpful assistant."), (ChatRole::User, "Explain why regular exercise is good for cardiovascular health.")],
         true,
-    ))?;
+    )?;
     stage("single-stream decode, quantized");
     let single_decode_tok_s_quantized = single_decode_rate(&quant, &short, opts.single_decode_tokens)?;
     stage("single-stream decode, f32");
@@ -259,10 +259,11 @@ of cardiovascular disease, type 2 diabetes and colorectal cancer. Randomised tri
 LDL cholesterol, while observational cohorts link higher intake to lower all-cause mortality. Mechanisms include \
 fermentation by gut microbiota into short-chain fatty acids, improved insulin sensitivity and reduced inflammation. ";
 
-/// A ChatML prompt of exactly `n` tokens (user text cut to fit).
+/// A chat prompt of exactly `n` tokens in the model's template (user text cut to fit).
 pub fn filler_prompt(tok: &LmTokenizer, n: usize) -> Result<Vec<u32>> {
-    let head = tok.encode(&format!("{}{}", render_chatml(&[(Role::System, "You are a helpful assistant.")], false), "<|im_start|>user\nSummarize: "))?;
-    let tail = tok.encode("<|im_end|>\n<|im_start|>assistant\n")?;
+    let chat = tok.chat_prompt("You are a helpful assistant.")?;
+    let head = [chat.prefix.clone(), tok.encode("Summarize: ")?].concat();
+    let tail = tok.encode(chat.suffix())?;
     let body_len = n.saturating_sub(head.len() + tail.len());
     let mut body = Vec::new();
     while body.len() < body_len {
@@ -290,7 +291,7 @@ pub fn prefill_rate(model: &CausalLm, prompt: &[u32]) -> Result<f64> {
 pub fn single_decode_rate(model: &CausalLm, prompt: &[u32], n: usize) -> Result<f64> {
     let time = |max_new: usize| -> Result<f64> {
         let prompts = [prompt.to_vec()];
-        let req = GenerationRequest { prefix: &[], prompts: &prompts, stop_ids: &[], pad_id: 0 };
+        let req = PromptBatch { prefix: &[], prompts: &prompts, stop_ids: &[], pad_id: 0 };
         let start = Instant::now();
         generate(model, &req, &SamplingParams::greedy(max_new))?;
         Ok(start.elapsed().as_secs_f64())
@@ -317,7 +318,7 @@ pub fn batched_rate(model: &CausalLm, tok: &LmTokenizer, batch: usize, plen: usi
             p
         })
         .collect();
-    let req = GenerationRequest { prefix: &[], prompts: &prompts, stop_ids: &[], pad_id: tok.pad_id() };
+    let req = PromptBatch { prefix: &[], prompts: &prompts, stop_ids: &[], pad_id: tok.pad_id() };
     let greedy = |n| SamplingParams { kv_cache, ..SamplingParams::greedy(n) };
     generate(model, &req, &greedy(2))?; // warm-up (allocator, thread pool)
     // The fastest of three runs, as the matmul limit it is compared with keeps the best of its

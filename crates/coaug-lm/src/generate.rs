@@ -28,7 +28,7 @@ pub struct Sample {
 
 /// What to generate from: an optional prefix shared by every prompt (e.g. the system
 /// turn), computed once, and the per-prompt continuations of that prefix.
-pub struct GenerationRequest<'a> {
+pub struct PromptBatch<'a> {
     pub prefix: &'a [u32],
     pub prompts: &'a [Vec<u32>],
     pub stop_ids: &'a [u32],
@@ -40,7 +40,7 @@ const PREFILL_ROWS: usize = 16;
 
 /// Generates `params.n` samples per prompt; result `i * n + j` is sample `j` of prompt `i`.
 /// Deterministic for a given seed: each sample draws from its own RNG.
-pub fn generate(model: &CausalLm, req: &GenerationRequest, params: &SamplingParams) -> Result<Vec<Sample>> {
+pub fn generate(model: &CausalLm, req: &PromptBatch, params: &SamplingParams) -> Result<Vec<Sample>> {
     Ok(generate_timed(model, req, params)?.0)
 }
 
@@ -56,7 +56,7 @@ pub struct GenerationTiming {
 /// [`generate`], also reporting how long prefill and decoding took (for benchmarks).
 pub fn generate_timed(
     model: &CausalLm,
-    req: &GenerationRequest,
+    req: &PromptBatch,
     params: &SamplingParams,
 ) -> Result<(Vec<Sample>, GenerationTiming)> {
     let (samples, timing, _) = in_pool(|| generate_inner(model, req, params, None))?;
@@ -69,7 +69,7 @@ pub fn generate_timed(
 /// resumes from these instead of running the frozen trunk again.
 pub fn generate_with_trunk(
     model: &CausalLm,
-    req: &GenerationRequest,
+    req: &PromptBatch,
     params: &SamplingParams,
     layer: usize,
 ) -> Result<(Vec<Sample>, Vec<Tensor>)> {
@@ -119,7 +119,7 @@ fn forward_capturing(
 
 fn generate_inner(
     model: &CausalLm,
-    req: &GenerationRequest,
+    req: &PromptBatch,
     params: &SamplingParams,
     capture: Option<usize>,
 ) -> Result<(Vec<Sample>, GenerationTiming, Option<Vec<Tensor>>)> {

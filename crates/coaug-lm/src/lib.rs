@@ -29,10 +29,10 @@ pub use fetch::{
 pub use load::{load_model, load_tokenizer, Precision};
 pub use model::{AttentionInput, CausalLm, Keys};
 pub use chat::ChatTemplate;
-pub use tokenizer::{render_chatml, ChatPrompt, LmTokenizer, Role};
+pub use tokenizer::{ChatPrompt, ChatRole, LmTokenizer};
 pub mod generate;
 pub mod sampler;
-pub use generate::{generate, generate_timed, generate_with_trunk, GenerationRequest, GenerationTiming, Sample};
+pub use generate::{generate, generate_timed, generate_with_trunk, PromptBatch, GenerationTiming, Sample};
 pub use sampler::{PenaltyScope, SamplingParams};
 pub mod scoring;
 mod token_stats;

@@ -26,33 +26,20 @@ const QWEN2_PATTERN: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{
 
 /// Who speaks a chat turn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
+pub enum ChatRole {
     System,
     User,
     Assistant,
 }
 
-impl Role {
+impl ChatRole {
     pub fn as_str(self) -> &'static str {
         match self {
-            Role::System => "system",
-            Role::User => "user",
-            Role::Assistant => "assistant",
+            ChatRole::System => "system",
+            ChatRole::User => "user",
+            ChatRole::Assistant => "assistant",
         }
     }
-}
-
-/// Renders ChatML turns; with `add_generation_prompt` the text ends with an open
-/// assistant turn for the model to complete.
-pub fn render_chatml(turns: &[(Role, &str)], add_generation_prompt: bool) -> String {
-    let mut s = String::new();
-    for (role, content) in turns {
-        s.push_str(&format!("{IM_START}{}\n{content}{IM_END}\n", role.as_str()));
-    }
-    if add_generation_prompt {
-        s.push_str(&format!("{IM_START}assistant\n"));
-    }
-    s
 }
 
 /// A tokenizer together with the ids generation needs and the model's chat template.
@@ -74,6 +61,11 @@ pub struct ChatPrompt {
 }
 
 impl ChatPrompt {
+    /// What closes a user text: the end of its turn and the opening of the assistant's.
+    pub fn suffix(&self) -> &str {
+        &self.suffix
+    }
+
     /// The tokens after the prefix for one user text.
     pub fn user_ids(&self, tokenizer: &LmTokenizer, user: &str) -> Result<Vec<u32>> {
         tokenizer.encode(&format!("{user}{}", self.suffix))
@@ -103,6 +95,11 @@ impl LmTokenizer {
 
     pub fn chat_template(&self) -> &ChatTemplate {
         &self.chat
+    }
+
+    /// The token ids of a conversation in the model's chat template.
+    pub fn chat_ids(&self, turns: &[(ChatRole, &str)], add_generation_prompt: bool) -> Result<Vec<u32>> {
+        self.encode(&self.chat.render(turns, add_generation_prompt)?)
     }
 
     /// `system` in the chat template, ready for many user texts (see [`ChatPrompt`]).
@@ -232,19 +229,5 @@ impl LmTokenizer {
 
     pub fn inner(&self) -> &Tokenizer {
         &self.inner
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn chatml_renders_turns_and_generation_prompt() {
-        let s = render_chatml(&[(Role::System, "be brief"), (Role::User, "hi")], true);
-        assert_eq!(
-            s,
-            "<|im_start|>system\nbe brief<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
-        );
     }
 }

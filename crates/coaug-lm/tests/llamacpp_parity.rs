@@ -66,7 +66,7 @@ fn check_model(name: &str, prompts: &[PromptReference]) {
         // The same text: the model's own chat template renders what llama.cpp was given.
         let system = reference.text.split("<|im_start|>system\n").nth(1).and_then(|s| s.split("<|im_end|>").next()).unwrap();
         let user = reference.text.split("<|im_start|>user\n").nth(1).and_then(|s| s.split("<|im_end|>").next()).unwrap();
-        let rendered = tok.chat_template().render(&[(Role::System, system), (Role::User, user)], true).unwrap();
+        let rendered = tok.chat_template().render(&[(ChatRole::System, system), (ChatRole::User, user)], true).unwrap();
         assert_eq!(rendered, reference.text, "{name} prompt {p}: chat template");
         let ids = tok.encode(&reference.text).unwrap();
         assert_eq!(ids, reference.prompt_ids, "{name} prompt {p}: tokens");
@@ -110,7 +110,7 @@ fn check_model(name: &str, prompts: &[PromptReference]) {
 
         // Greedy decoding through coaug's generation path: identical up to llama.cpp's first
         // near-tie (all 16 tokens when there is none).
-        let req = GenerationRequest { prefix: &[], prompts: std::slice::from_ref(&ids), stop_ids: &[], pad_id: tok.pad_id() };
+        let req = PromptBatch { prefix: &[], prompts: std::slice::from_ref(&ids), stop_ids: &[], pad_id: tok.pad_id() };
         let sample = generate(&model, &req, &SamplingParams::greedy(reference.greedy.len())).unwrap().remove(0);
         let decided = reference.gaps.iter().position(|&g| g < NEAR_TIE).unwrap_or(reference.greedy.len());
         let same = sample.tokens.iter().zip(&reference.greedy).take_while(|(a, b)| a == b).count();

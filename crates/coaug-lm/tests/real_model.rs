@@ -29,7 +29,7 @@ fn gguf_tokenizer_round_trips_utf8_and_knows_chatml() {
     // ChatML markers are single special tokens; the prompt decodes back verbatim.
     let im_start = tok.token_to_id("<|im_start|>").unwrap();
     let im_end = tok.token_to_id("<|im_end|>").unwrap();
-    let prompt = render_chatml(&[(Role::System, "Be brief."), (Role::User, "Hi!")], true);
+    let prompt = tok.chat_template().render(&[(ChatRole::System, "Be brief."), (ChatRole::User, "Hi!")], true).unwrap();
     let ids = tok.encode(&prompt).unwrap();
     assert_eq!(ids[0], im_start);
     assert_eq!(ids.iter().filter(|&&i| i == im_start).count(), 3);
@@ -43,12 +43,9 @@ fn greedy_answers_are_on_topic_and_agree_across_precisions() {
     let Some(path) = model_path() else { return };
     let tok = LmTokenizer::from_gguf(&path).unwrap();
     let prompt = tok
-        .encode(&render_chatml(
-            &[(Role::System, "You are a helpful assistant."), (Role::User, "What are the health benefits of green tea?")],
-            true,
-        ))
+        .chat_ids(&[(ChatRole::System, "You are a helpful assistant."), (ChatRole::User, "What are the health benefits of green tea?")], true)
         .unwrap();
-    let req = GenerationRequest { prefix: &[], prompts: std::slice::from_ref(&prompt), stop_ids: tok.stop_ids(), pad_id: tok.pad_id() };
+    let req = PromptBatch { prefix: &[], prompts: std::slice::from_ref(&prompt), stop_ids: tok.stop_ids(), pad_id: tok.pad_id() };
     let mut outs = Vec::new();
     for precision in [Precision::Quantized, Precision::F32] {
         let model = CausalLm::from_gguf(&path, precision, &Device::Cpu).unwrap();
@@ -69,13 +66,11 @@ fn sampled_logprobs_match_scorer_on_the_real_model() {
     let Some(path) = model_path() else { return };
     let tok = LmTokenizer::from_gguf(&path).unwrap();
     let model = CausalLm::from_gguf(&path, Precision::F32, &Device::Cpu).unwrap();
-    let prefix = tok.encode(&render_chatml(&[(Role::System, "Give keywords for the query.")], false)).unwrap();
-    let users: Vec<Vec<u32>> = ["vitamin d deficiency", "statins and muscle pain"]
-        .iter()
-        .map(|q| tok.encode(&format!("<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n")).unwrap())
-        .collect();
+    let chat = tok.chat_prompt("Give keywords for the query.").unwrap();
+    let prefix = chat.prefix.clone();
+    let users: Vec<Vec<u32>> = ["vitamin d deficiency", "statins and muscle pain"].iter().map(|q| chat.user_ids(&tok, q).unwrap()).collect();
     let params = SamplingParams { temperature: 1.2, repetition_penalty: 1.2, max_new_tokens: 12, n: 2, seed: 3, ..Default::default() };
-    let req = GenerationRequest { prefix: &prefix, prompts: &users, stop_ids: tok.stop_ids(), pad_id: tok.pad_id() };
+    let req = PromptBatch { prefix: &prefix, prompts: &users, stop_ids: tok.stop_ids(), pad_id: tok.pad_id() };
     let samples = generate(&model, &req, &params).unwrap();
     let full: Vec<Vec<u32>> = samples.iter().map(|s| [&prefix[..], &users[s.prompt_index][..]].concat()).collect();
     let p: Vec<&[u32]> = full.iter().map(|x| x.as_slice()).collect();

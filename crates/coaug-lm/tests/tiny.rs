@@ -80,7 +80,7 @@ fn sampler_logprobs_equal_scorer_logprobs() {
                 kv_cache,
                 ..Default::default()
             };
-            let req = GenerationRequest { prefix: &prefix, prompts: &ps, stop_ids: &[0], pad_id: 0 };
+            let req = PromptBatch { prefix: &prefix, prompts: &ps, stop_ids: &[0], pad_id: 0 };
             let samples = generate(&m, &req, &params).unwrap();
             assert_eq!(samples.len(), ps.len() * 3);
             let worst = check_against_scorer(&m, &prefix, &ps, &samples, &params, tolerance, &format!("{arch:?} {kv_cache:?}"));
@@ -139,7 +139,7 @@ fn every_processing_option_is_scored_on_policy() {
         SamplingParams { top_k: 12, top_p: 0.7, repetition_penalty: 1.2, penalty_scope: PenaltyScope::Generated, ..base.clone() },
     ];
     for params in &options {
-        let req = GenerationRequest { prefix: &prefix, prompts: &ps, stop_ids: &[0], pad_id: 0 };
+        let req = PromptBatch { prefix: &prefix, prompts: &ps, stop_ids: &[0], pad_id: 0 };
         let samples = generate(&m, &req, params).unwrap();
         check_against_scorer(&m, &prefix, &ps, &samples, params, 1e-4, &format!("{params:?}"));
         // The grouped layout (shared prompts, as the update scores): the same log-probs.
@@ -157,7 +157,7 @@ fn every_processing_option_is_scored_on_policy() {
     }
     // The penalty really changes the distribution: without it the scorer disagrees.
     let params = &options[1];
-    let samples = generate(&m, &GenerationRequest { prefix: &prefix, prompts: &ps, stop_ids: &[0], pad_id: 0 }, params).unwrap();
+    let samples = generate(&m, &PromptBatch { prefix: &prefix, prompts: &ps, stop_ids: &[0], pad_id: 0 }, params).unwrap();
     let full: Vec<Vec<u32>> = samples.iter().map(|s| [&prefix[..], &ps[s.prompt_index][..]].concat()).collect();
     let pr: Vec<&[u32]> = full.iter().map(|p| p.as_slice()).collect();
     let comps: Vec<&[u32]> = samples.iter().map(|s| s.tokens.as_slice()).collect();
@@ -187,7 +187,7 @@ fn processed_scores_carry_gradients() {
 fn generation_is_reproducible_for_a_seed() {
     let m = tiny(Architecture::Qwen2, 4);
     let ps = prompts();
-    let req = GenerationRequest { prefix: &[], prompts: &ps, stop_ids: &[0], pad_id: 0 };
+    let req = PromptBatch { prefix: &[], prompts: &ps, stop_ids: &[0], pad_id: 0 };
     let p = SamplingParams { temperature: 1.2, max_new_tokens: 10, n: 2, seed: 5, ..Default::default() };
     let a = generate(&m, &req, &p).unwrap();
     let b = generate(&m, &req, &p).unwrap();
@@ -201,17 +201,17 @@ fn prompt_seeds_make_samples_independent_of_the_batch() {
     let m = tiny(Architecture::Llama, 4);
     let ps = prompts();
     let p = SamplingParams { temperature: 1.2, max_new_tokens: 10, n: 2, prompt_seeds: vec![7, 8, 9], ..Default::default() };
-    let batched = generate(&m, &GenerationRequest { prefix: &[], prompts: &ps[..3], stop_ids: &[0], pad_id: 0 }, &p).unwrap();
+    let batched = generate(&m, &PromptBatch { prefix: &[], prompts: &ps[..3], stop_ids: &[0], pad_id: 0 }, &p).unwrap();
     for i in 0..3 {
         let alone = SamplingParams { prompt_seeds: vec![p.prompt_seeds[i]], ..p.clone() };
-        let one = generate(&m, &GenerationRequest { prefix: &[], prompts: &ps[i..i + 1], stop_ids: &[0], pad_id: 0 }, &alone).unwrap();
+        let one = generate(&m, &PromptBatch { prefix: &[], prompts: &ps[i..i + 1], stop_ids: &[0], pad_id: 0 }, &alone).unwrap();
         for j in 0..2 {
             assert_eq!(batched[i * 2 + j].tokens, one[j].tokens, "prompt {i} sample {j}");
         }
     }
     assert_ne!(batched[0].tokens, batched[1].tokens, "the samples of one prompt differ");
     let wrong = SamplingParams { prompt_seeds: vec![1], ..p };
-    assert!(generate(&m, &GenerationRequest { prefix: &[], prompts: &ps[..3], stop_ids: &[0], pad_id: 0 }, &wrong).is_err());
+    assert!(generate(&m, &PromptBatch { prefix: &[], prompts: &ps[..3], stop_ids: &[0], pad_id: 0 }, &wrong).is_err());
 }
 
 #[test]
@@ -220,10 +220,10 @@ fn batched_greedy_equals_one_at_a_time() {
         let m = tiny(arch, 5);
         let ps = prompts();
         let params = SamplingParams { repetition_penalty: 1.2, ..SamplingParams::greedy(15) };
-        let batched = generate(&m, &GenerationRequest { prefix: &[2, 3], prompts: &ps, stop_ids: &[0], pad_id: 0 }, &params).unwrap();
+        let batched = generate(&m, &PromptBatch { prefix: &[2, 3], prompts: &ps, stop_ids: &[0], pad_id: 0 }, &params).unwrap();
         for (i, p) in ps.iter().enumerate() {
             let full = [&[2u32, 3][..], &p[..]].concat();
-            let one = generate(&m, &GenerationRequest { prefix: &[], prompts: &[full], stop_ids: &[0], pad_id: 0 }, &params).unwrap();
+            let one = generate(&m, &PromptBatch { prefix: &[], prompts: &[full], stop_ids: &[0], pad_id: 0 }, &params).unwrap();
             assert_eq!(batched[i].tokens, one[0].tokens, "{arch:?} prompt {i}");
             for (a, b) in batched[i].logprobs.iter().zip(&one[0].logprobs) {
                 assert!((a - b).abs() < 1e-4);
@@ -236,14 +236,14 @@ fn batched_greedy_equals_one_at_a_time() {
 fn generation_stops_on_stop_token_and_respects_max_tokens() {
     let m = tiny(Architecture::Llama, 6);
     let ps = prompts();
-    let greedy = generate(&m, &GenerationRequest { prefix: &[], prompts: &ps, stop_ids: &[], pad_id: 0 }, &SamplingParams::greedy(8)).unwrap();
+    let greedy = generate(&m, &PromptBatch { prefix: &[], prompts: &ps, stop_ids: &[], pad_id: 0 }, &SamplingParams::greedy(8)).unwrap();
     for s in &greedy {
         assert_eq!(s.tokens.len(), 8);
         assert!(!s.stopped);
     }
     // Make the first prompt's third greedy token a stop token: generation must end there.
     let stop = greedy[0].tokens[2];
-    let again = generate(&m, &GenerationRequest { prefix: &[], prompts: &ps, stop_ids: &[stop], pad_id: 0 }, &SamplingParams::greedy(8)).unwrap();
+    let again = generate(&m, &PromptBatch { prefix: &[], prompts: &ps, stop_ids: &[stop], pad_id: 0 }, &SamplingParams::greedy(8)).unwrap();
     let first_stop = greedy[0].tokens.iter().position(|&t| t == stop).unwrap();
     assert_eq!(again[0].tokens, greedy[0].tokens[..=first_stop].to_vec());
     assert!(again[0].stopped);
@@ -467,7 +467,7 @@ fn trunk_captured_during_generation_equals_a_fresh_trunk_pass() {
         let prefix = [1u32, 2, 3];
         let ps = prompts();
         let params = SamplingParams { temperature: 1.1, max_new_tokens: 9, n: 2, seed: 4, ..Default::default() };
-        let req = GenerationRequest { prefix: &prefix, prompts: &ps, stop_ids: &[0], pad_id: 0 };
+        let req = PromptBatch { prefix: &prefix, prompts: &ps, stop_ids: &[0], pad_id: 0 };
         let plain = generate(&m, &req, &params).unwrap();
         let (samples, trunks) = generate_with_trunk(&m, &req, &params, layer).unwrap();
         assert_eq!(plain, samples, "capturing must not change what is sampled");
@@ -562,7 +562,7 @@ fn decoding_copies_change_nothing_and_never_go_stale() {
         let m = tiny(arch, 5);
         // Long enough that the prefill (> 64 rows) takes the fused MLP product.
         let ps: Vec<Vec<u32>> = (0..4u32).map(|r| (0..20 + 7 * r).map(|i| (i * 13 + r * 5) % 60 + 1).collect()).collect();
-        let req = GenerationRequest { prefix: &[], prompts: &ps, stop_ids: &[], pad_id: 0 };
+        let req = PromptBatch { prefix: &[], prompts: &ps, stop_ids: &[], pad_id: 0 };
         let params = SamplingParams::greedy(8);
         let plain = generate(&m, &req, &params).unwrap();
         let mut fast = m.clone();

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use anyhow::Result;
 use coaug_augment::{parse_answer_with, ParsePolicy, PromptSet, Retriever, Role, TokenBudget};
 use candle_core::Tensor;
-use coaug_lm::{generate, generate_with_trunk, GenerationRequest, LmTokenizer, SamplingParams};
+use coaug_lm::{generate, generate_with_trunk, LmTokenizer, PromptBatch, SamplingParams};
 
 use crate::layout::RolloutLayout;
 use crate::policy::Policy;
@@ -105,7 +105,7 @@ pub fn sample_role(
             chat.user_ids(tok, input)
         })
         .collect::<Result<Vec<_>>>()?;
-    let request = GenerationRequest {
+    let request = PromptBatch {
         prefix: &chat.prefix,
         prompts: &user_turns,
         stop_ids: tok.stop_ids(),

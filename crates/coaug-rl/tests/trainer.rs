@@ -218,7 +218,7 @@ fn trunks_kept_from_generation_score_like_a_fresh_trunk_pass() {
     assert!(policy.first_trainable_layer > 0);
     let prefix = [1u32, 3, 8, 9, 0, 1, 4];
     let turns = vec![vec![7u32, 0, 1, 5], vec![10u32, 11, 12, 13, 14, 0, 1, 5]];
-    let req = coaug_lm::GenerationRequest { prefix: &prefix, prompts: &turns, stop_ids: &[0], pad_id: 0 };
+    let req = coaug_lm::PromptBatch { prefix: &prefix, prompts: &turns, stop_ids: &[0], pad_id: 0 };
     let params = coaug_lm::SamplingParams { temperature: 1.2, max_new_tokens: 7, n: 3, seed: 2, ..Default::default() };
     let (samples, trunks) = coaug_lm::generate_with_trunk(&policy.model, &req, &params, policy.first_trainable_layer).unwrap();
     let full: Vec<Vec<u32>> = samples.iter().map(|s| [&prefix[..], &turns[s.prompt_index][..]].concat()).collect();
@@ -262,7 +262,7 @@ mod dense {
     use coaug_dense::testing::{write_tiny_bert, TinyBert};
     use coaug_dense::{cosine, document_text, exact_top_k, SentenceEncoder};
     use coaug_eval::{evaluate, EvalOptions, Run};
-    use coaug_lm::{render_chatml, SamplingParams};
+    use coaug_lm::SamplingParams;
     use coaug_rl::rollout::{sample_role, RoleSampling};
     use coaug_rl::{DenseReward, RewardSimilarity, ValidationIndex, ValidationSlice, Validator};
 
@@ -356,7 +356,7 @@ mod dense {
                     keep_trunk_at: None,
                 };
                 let rollouts = sample_role(&policy, &prompts, role, &originals, Some(&sampling)).unwrap();
-                let system = |r| tokenizer().encode(&render_chatml(&[(coaug_lm::Role::System, prompts.get(role, r))], false)).unwrap();
+                let system = |r| tokenizer().chat_prompt(prompts.get(role, r)).unwrap().prefix;
                 let other = if retriever == Retriever::Dense { Retriever::Sparse } else { Retriever::Dense };
                 for (k, r) in rollouts.iter().enumerate() {
                     assert!(r.prompt.starts_with(&system(retriever)), "{role:?}/{retriever:?}: the retriever's system turn");

@@ -43,6 +43,11 @@ impl ModelArgs {
         coaug_lm::resolve_model(spec, &coaug_data::cache_root())
     }
 
+    /// The same settings for another model (`--doc-model`).
+    pub fn with_model(&self, model: &str) -> ModelArgs {
+        ModelArgs { model: Some(model.to_string()), ..self.clone() }
+    }
+
     pub fn kv_precision(&self) -> KvPrecision {
         self.kv_cache.parse().expect("clap checked the value")
     }

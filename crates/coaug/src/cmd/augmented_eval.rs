@@ -147,6 +147,12 @@ pub struct EvalAugmentArgs {
     #[command(flatten)]
     pub model: ModelArgs,
 
+    /// The LM that writes the document augmentations, if not --model (same forms as --model).
+    /// Documents are augmented once, at index time, queries at every search: a larger model
+    /// for the queries and a smaller one for the corpus trade quality for indexing time.
+    #[arg(long, value_name = "PATH|NAME|ORG/NAME")]
+    pub doc_model: Option<String>,
+
     /// A training checkpoint of `coaug train` (run-dir/checkpoints/step-N.safetensors) applied to
     /// --model: with --table it adds a fifth column, "+both (RL-trained)" (`both_rl`); otherwise
     /// the trained policy writes every augmentation.
@@ -215,7 +221,12 @@ pub fn run(ctx: EvalContext<'_>, args: &EvalAugmentArgs) -> Result<()> {
             (Some(ckpt), true) => LmGenerator::load_with_checkpoint(&args.model.path()?, ckpt)?.with_kv_cache(args.model.kv_precision()),
             _ => args.model.load()?,
         };
-        base = augment(&mut generator, &mut store, &settings, need_queries.then_some(queries), need_docs.then_some(docs), Some(&plain_index))?;
+        let docs_here = need_docs && args.doc_model.is_none();
+        base = augment(&mut generator, &mut store, &settings, need_queries.then_some(queries), docs_here.then_some(docs), Some(&plain_index))?;
+    }
+    if let (Some(doc_model), true) = (&args.doc_model, need_docs) {
+        let mut generator = args.model.with_model(doc_model).load()?;
+        base.documents = augment(&mut generator, &mut store, &settings, None, Some(docs), None)?.documents;
     }
     let mut trained = None;
     if let (Some(ckpt), true) = (&args.policy, args.table) {
@@ -279,6 +290,10 @@ pub fn run(ctx: EvalContext<'_>, args: &EvalAugmentArgs) -> Result<()> {
         if need_docs { doc_limit } else { 0 },
         split.corpus.len(),
     );
+    let header = match &args.doc_model {
+        Some(doc_model) => format!("{header}; documents by {}", model_label(&args.model.with_model(doc_model).path()?)),
+        None => header,
+    };
     let header = match &args.policy {
         Some(ckpt) => format!("{header}; RL-trained policy {}", ckpt.display()),
         None => header,
@@ -536,6 +551,9 @@ impl Column {
 
 /// Rejects what augmented evaluation cannot do, before any generation starts.
 fn check_retriever(kind: RetrieverKind, args: &EvalAugmentArgs) -> Result<()> {
+    if args.doc_model.is_some() && args.policy.is_some() {
+        bail!("--doc-model cannot be combined with --policy: the RL-trained policy writes both sides with --model");
+    }
     match kind {
         RetrieverKind::Bm25 => Ok(()),
         RetrieverKind::Hybrid => bail!(
