@@ -43,11 +43,7 @@ impl KeywordEcho {
             let picks = (0..KEYWORDS.min(words.len())).map(|_| words[rng.random_range(0..words.len())].as_str());
             (picks.collect(), rng.random_range(0..6) != 0)
         };
-        let mut text = format!(
-            "<think>The text has {} distinct long words.</think>\n<answer>Keywords: {}",
-            words.len(),
-            chosen.join(", ")
-        );
+        let mut text = format!("<think>The text has {} distinct long words.</think>\n<answer>Keywords: {}", words.len(), chosen.join(", "));
         if close_answer {
             text.push_str("</answer>");
         }

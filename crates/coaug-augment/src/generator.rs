@@ -76,9 +76,5 @@ pub trait Generator {
     /// Completes every request, returning exactly one [`Generation`] per request, in order.
     /// Sampling for request `i` must depend only on `requests[i]` (its seed included) and
     /// `decoding`, never on the other requests of the batch.
-    fn generate(
-        &mut self,
-        requests: &[GenerationRequest],
-        decoding: &DecodeSettings,
-    ) -> anyhow::Result<Vec<Generation>>;
+    fn generate(&mut self, requests: &[GenerationRequest], decoding: &DecodeSettings) -> anyhow::Result<Vec<Generation>>;
 }

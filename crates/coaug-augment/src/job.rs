@@ -115,7 +115,11 @@ impl AugmentReport {
 }
 
 fn rate(n: usize, secs: f64) -> f64 {
-    if secs > 0.0 { n as f64 / secs } else { 0.0 }
+    if secs > 0.0 {
+        n as f64 / secs
+    } else {
+        0.0
+    }
 }
 
 impl fmt::Display for AugmentReport {
@@ -193,12 +197,7 @@ impl<'a> AugmentJob<'a> {
     /// words) or has not been generated yet. `model` is the generator's fingerprint. The text is
     /// re-parsed from the stored reply with this job's parse policy, so switching policies needs
     /// no regeneration.
-    pub fn lookup(
-        &self,
-        store: &AugmentStore,
-        model: &str,
-        items: &[AugmentItem],
-    ) -> anyhow::Result<Vec<Option<StoredAugmentation>>> {
+    pub fn lookup(&self, store: &AugmentStore, model: &str, items: &[AugmentItem]) -> anyhow::Result<Vec<Option<StoredAugmentation>>> {
         items
             .iter()
             .map(|item| match self.prepare(&item.text).input {
@@ -219,12 +218,7 @@ impl<'a> AugmentJob<'a> {
     /// committed in one transaction. Killed at any point, a rerun loses at most the batch in flight
     /// and produces the same rows as an uninterrupted run: every request carries a seed derived
     /// from its own key.
-    pub fn run(
-        &self,
-        store: &mut AugmentStore,
-        generator: &mut dyn Generator,
-        items: &[AugmentItem],
-    ) -> anyhow::Result<AugmentReport> {
+    pub fn run(&self, store: &mut AugmentStore, generator: &mut dyn Generator, items: &[AugmentItem]) -> anyhow::Result<AugmentReport> {
         ensure!(self.batch_size > 0, "batch size must be at least 1");
         let started = Instant::now();
         let model = generator.fingerprint();
@@ -322,10 +316,8 @@ impl<'a> AugmentJob<'a> {
         }
         let bar = ProgressBar::new(len);
         bar.set_style(
-            ProgressStyle::with_template(
-                "{msg} {wide_bar} {pos}/{len} [{elapsed_precise}, {per_sec}, ETA {eta_precise}]",
-            )
-            .expect("valid template"),
+            ProgressStyle::with_template("{msg} {wide_bar} {pos}/{len} [{elapsed_precise}, {per_sec}, ETA {eta_precise}]")
+                .expect("valid template"),
         );
         bar.set_message(format!("augmenting {} ({})", self.role.plural(), self.retriever));
         bar

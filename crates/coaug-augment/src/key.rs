@@ -29,14 +29,7 @@ struct KeyMaterial<'a> {
 
 impl AugmentationKey {
     pub fn new(model: &str, prompt: &str, role: Role, decoding: &DecodeSettings, input: &str) -> Self {
-        let material = KeyMaterial {
-            version: KEY_VERSION,
-            model,
-            prompt,
-            role,
-            decoding: decoding.canonical(),
-            input,
-        };
+        let material = KeyMaterial { version: KEY_VERSION, model, prompt, role, decoding: decoding.canonical(), input };
         // Field order is fixed by the struct and serde_json prints floats exactly, so this is stable.
         let bytes = serde_json::to_vec(&material).expect("plain strings and numbers serialise");
         Self(hex::encode(Sha256::digest(&bytes)))

@@ -31,13 +31,20 @@ pub struct LmGenerator {
 impl LmGenerator {
     /// Loads a GGUF file or a HF directory (`config.json`, `*.safetensors`, `tokenizer.json`).
     pub fn load(path: &Path, precision: Precision) -> anyhow::Result<Self> {
-        let (mut model, tokenizer) = coaug_lm::load_model(path, precision, &Device::Cpu)
-            .with_context(|| format!("cannot load the model {}", path.display()))?;
+        let (mut model, tokenizer) =
+            coaug_lm::load_model(path, precision, &Device::Cpu).with_context(|| format!("cannot load the model {}", path.display()))?;
         model.prepare_for_decoding()?;
         let weights = weights_fingerprint(path)?;
         // The precision changes the arithmetic, hence (rarely) a greedy token: it is part of the key.
         let fingerprint = format!("{weights}:{}{}", precision_name(precision, &model), template_tag(&tokenizer));
-        Ok(Self { model: Some(model), deferred: None, tokenizer, fingerprint, kv_cache: KvPrecision::F32, source: path.display().to_string() })
+        Ok(Self {
+            model: Some(model),
+            deferred: None,
+            tokenizer,
+            fingerprint,
+            kv_cache: KvPrecision::F32,
+            source: path.display().to_string(),
+        })
     }
 
     /// Like [`LmGenerator::load`], but f32 weights are read only when something must be
@@ -103,7 +110,14 @@ impl LmGenerator {
         cfg.eos_token_id = tokenizer.token_to_id("<|im_end|>");
         let mut model = CausalLm::random(&cfg, seed, &Device::Cpu)?;
         model.prepare_for_decoding()?;
-        Ok(Self { model: Some(model), deferred: None, tokenizer, fingerprint: format!("tiny-random-llama:{seed}"), kv_cache: KvPrecision::F32, source: "tiny random".into() })
+        Ok(Self {
+            model: Some(model),
+            deferred: None,
+            tokenizer,
+            fingerprint: format!("tiny-random-llama:{seed}"),
+            kv_cache: KvPrecision::F32,
+            source: "tiny random".into(),
+        })
     }
 
     /// Generates with the KV cache in this precision (f32 unless set). f16 and 8 bits are faster
@@ -148,7 +162,8 @@ impl Generator for LmGenerator {
         }
         self.loaded()?;
         let model = self.model.as_ref().expect("just loaded");
-        ModelGenerator { model, tokenizer: &self.tokenizer, kv_cache: self.kv_cache, fingerprint: &self.fingerprint }.generate(requests, decoding)
+        ModelGenerator { model, tokenizer: &self.tokenizer, kv_cache: self.kv_cache, fingerprint: &self.fingerprint }
+            .generate(requests, decoding)
     }
 }
 
@@ -176,10 +191,7 @@ impl ModelGenerator<'_> {
         };
         let samples = generate(self.model, &request, params)?;
         ensure!(samples.len() == requests.len(), "{} samples for {} prompts", samples.len(), requests.len());
-        samples
-            .into_iter()
-            .map(|s| Ok(Generation { text: self.tokenizer.decode(&s.tokens)?, generated_tokens: s.tokens.len() }))
-            .collect()
+        samples.into_iter().map(|s| Ok(Generation { text: self.tokenizer.decode(&s.tokens)?, generated_tokens: s.tokens.len() })).collect()
     }
 }
 
@@ -333,9 +345,7 @@ fn weight_files(path: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(path)
         .with_context(|| format!("cannot list {}", path.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.extension().is_some_and(|x| x == "safetensors") || p.file_name().is_some_and(|n| n == "config.json")
-        })
+        .filter(|p| p.extension().is_some_and(|x| x == "safetensors") || p.file_name().is_some_and(|n| n == "config.json"))
         .collect();
     files.sort();
     ensure!(!files.is_empty(), "{} holds no config.json or *.safetensors", path.display());
@@ -351,8 +361,7 @@ fn byte_tokenizer() -> anyhow::Result<LmTokenizer> {
 
     let mut alphabet: Vec<char> = ByteLevel::alphabet().into_iter().collect();
     alphabet.sort_unstable();
-    let vocab: tokenizers::models::bpe::Vocab =
-        alphabet.iter().enumerate().map(|(i, c)| (c.to_string(), i as u32)).collect();
+    let vocab: tokenizers::models::bpe::Vocab = alphabet.iter().enumerate().map(|(i, c)| (c.to_string(), i as u32)).collect();
     let bpe = BPE::builder().vocab_and_merges(vocab, Vec::new()).build().map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut tk = Tokenizer::new(bpe);
     tk.with_pre_tokenizer(Some(ByteLevel::new(false, true, true)));
@@ -384,10 +393,11 @@ mod tests {
     #[test]
     fn prefix_and_suffix_tokenize_like_the_whole_prompt() {
         let g = LmGenerator::tiny_random(1).unwrap();
-        let whole = g.tokenizer.chat_template().render(
-            &[(coaug_lm::ChatRole::System, "sys <answer>"), (coaug_lm::ChatRole::User, "Vitamin D, bones.")],
-            true,
-        ).unwrap();
+        let whole = g
+            .tokenizer
+            .chat_template()
+            .render(&[(coaug_lm::ChatRole::System, "sys <answer>"), (coaug_lm::ChatRole::User, "Vitamin D, bones.")], true)
+            .unwrap();
         let chat = g.tokenizer.chat_prompt("sys <answer>").unwrap();
         let mut split = chat.prefix.clone();
         split.extend(chat.user_ids(&g.tokenizer, "Vitamin D, bones.").unwrap());

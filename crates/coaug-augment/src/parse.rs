@@ -72,8 +72,7 @@ pub fn parse_answer_with(response: &str, policy: ParsePolicy) -> ParsedAnswer {
 
     if let Some(first) = blocks.complete.first() {
         let text = clean_answer(first);
-        let format_valid =
-            blocks.complete.len() == 1 && blocks.tags_balanced && think_balanced && !text.is_empty();
+        let format_valid = blocks.complete.len() == 1 && blocks.tags_balanced && think_balanced && !text.is_empty();
         return ParsedAnswer { text, format_valid };
     }
     let text = match policy {
@@ -92,11 +91,7 @@ fn strip_special_tokens(text: &str) -> String {
     let mut rest = text;
     while let Some(start) = rest.find("<|") {
         let after = &rest[start + 2..];
-        let end = after
-            .char_indices()
-            .take_while(|(_, c)| !c.is_whitespace())
-            .find(|(i, _)| after[*i..].starts_with("|>"))
-            .map(|(i, _)| i);
+        let end = after.char_indices().take_while(|(_, c)| !c.is_whitespace()).find(|(i, _)| after[*i..].starts_with("|>")).map(|(i, _)| i);
         match end {
             Some(end) => {
                 out.push_str(&rest[..start]);
@@ -168,9 +163,7 @@ fn find_answer_blocks(text: &str) -> AnswerBlocks<'_> {
             }
             (Some(mut open), close) => {
                 // Reopened before closing: the earlier opening was never closed.
-                while let Some(again) = find_ci(text, ANSWER_OPEN, open + ANSWER_OPEN.len())
-                    .filter(|a| close.is_none_or(|c| *a < c))
-                {
+                while let Some(again) = find_ci(text, ANSWER_OPEN, open + ANSWER_OPEN.len()).filter(|a| close.is_none_or(|c| *a < c)) {
                     blocks.tags_balanced = false;
                     open = again;
                 }
@@ -226,10 +219,7 @@ fn strip_labels(line: &str) -> String {
     loop {
         let boundary = rest
             .char_indices()
-            .find(|(i, c)| {
-                matches!(c, '.' | ';' | '!' | '?')
-                    && rest[i + c.len_utf8()..].starts_with(char::is_whitespace)
-            })
+            .find(|(i, c)| matches!(c, '.' | ';' | '!' | '?') && rest[i + c.len_utf8()..].starts_with(char::is_whitespace))
             .map(|(i, c)| i + c.len_utf8());
         match boundary {
             Some(end) => {

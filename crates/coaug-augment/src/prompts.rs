@@ -192,15 +192,12 @@ impl PromptSet {
     /// The defaults with the prompts found in `path` replacing theirs.
     /// `.json` files are read as JSON, anything else as TOML.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let content = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read prompt file {}", path.display()))?;
+        let content = std::fs::read_to_string(path).with_context(|| format!("cannot read prompt file {}", path.display()))?;
         let is_json = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"));
         let overrides: PromptOverrides = if is_json {
-            serde_json::from_str(&content)
-                .with_context(|| format!("{}: invalid prompt file (JSON)", path.display()))?
+            serde_json::from_str(&content).with_context(|| format!("{}: invalid prompt file (JSON)", path.display()))?
         } else {
-            toml::from_str(&content)
-                .with_context(|| format!("{}: invalid prompt file (TOML)", path.display()))?
+            toml::from_str(&content).with_context(|| format!("{}: invalid prompt file (TOML)", path.display()))?
         };
         let mut prompts = Self::default();
         prompts.apply(overrides);

@@ -31,8 +31,7 @@ CREATE TABLE IF NOT EXISTS augmentations (
 CREATE INDEX IF NOT EXISTS augmentations_item ON augmentations (item_id);
 ";
 
-const COLUMNS: &str =
-    "key, item_id, role, retriever, model, raw_response, text, format_valid, generated_tokens, created_at_ms";
+const COLUMNS: &str = "key, item_id, role, retriever, model, raw_response, text, format_valid, generated_tokens, created_at_ms";
 
 /// One stored augmentation. `item_id` is the first item that asked for it; items with identical
 /// input share the row.
@@ -61,11 +60,9 @@ impl AugmentStore {
     /// Opens (creating if needed) the store at `path`.
     pub fn open(path: &Path) -> anyhow::Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create the store's folder {}", dir.display()))?;
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create the store's folder {}", dir.display()))?;
         }
-        let conn = Connection::open(path)
-            .with_context(|| format!("cannot open the augmentation store {}", path.display()))?;
+        let conn = Connection::open(path).with_context(|| format!("cannot open the augmentation store {}", path.display()))?;
         Self::init(conn).with_context(|| format!("augmentation store {}", path.display()))
     }
 
@@ -171,9 +168,7 @@ pub(crate) fn now_ms() -> i64 {
 }
 
 fn read_row(row: &Row<'_>) -> rusqlite::Result<StoredAugmentation> {
-    let bad = |col: usize, e: anyhow::Error| {
-        rusqlite::Error::FromSqlConversionFailure(col, rusqlite::types::Type::Text, e.into())
-    };
+    let bad = |col: usize, e: anyhow::Error| rusqlite::Error::FromSqlConversionFailure(col, rusqlite::types::Type::Text, e.into());
     let key: String = row.get(0)?;
     let role: String = row.get(2)?;
     let retriever: String = row.get(3)?;

@@ -24,7 +24,11 @@ pub trait TokenBudget {
                 hi = mid - 1;
             }
         }
-        if lo == 0 { "" } else { &text[..ends[lo - 1]] }
+        if lo == 0 {
+            ""
+        } else {
+            &text[..ends[lo - 1]]
+        }
     }
 }
 

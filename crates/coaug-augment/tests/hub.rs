@@ -38,8 +38,11 @@ fn write_model(dir: &Path) -> LmGenerator {
     let mut g = LmGenerator::tiny_random(3).unwrap();
     let tokenizer = g.tokenizer().clone();
     coaug_lm::export_hf(g.model().unwrap(), &tokenizer, dir).unwrap();
-    std::fs::write(dir.join("tokenizer_config.json"), serde_json::json!({"chat_template": TEMPLATE, "eos_token": "<|im_end|>"}).to_string())
-        .unwrap();
+    std::fs::write(
+        dir.join("tokenizer_config.json"),
+        serde_json::json!({"chat_template": TEMPLATE, "eos_token": "<|im_end|>"}).to_string(),
+    )
+    .unwrap();
     g
 }
 
@@ -63,7 +66,10 @@ fn a_hub_repository_downloads_once_and_loads_with_its_template() {
     assert_eq!(served.load(Ordering::SeqCst), 4, "a complete download is not fetched again");
 
     let mut downloaded = LmGenerator::load(&dir, Precision::F32).unwrap();
-    assert_eq!(downloaded.tokenizer().chat_template().render(&[(coaug_lm::ChatRole::User, "hi")], true).unwrap(), "<|im_start|>user: hi<|im_end|><|im_start|>assistant: ");
+    assert_eq!(
+        downloaded.tokenizer().chat_template().render(&[(coaug_lm::ChatRole::User, "hi")], true).unwrap(),
+        "<|im_start|>user: hi<|im_end|><|im_start|>assistant: "
+    );
     assert!(downloaded.fingerprint().contains(":chat-"), "a template other than ChatML is part of the key: {}", downloaded.fingerprint());
     let mut local = LmGenerator::load(&served_dir, Precision::F32).unwrap();
     assert_eq!(local.fingerprint(), downloaded.fingerprint(), "the same bytes");

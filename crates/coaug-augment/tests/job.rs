@@ -2,11 +2,9 @@
 
 mod common;
 
-
 use coaug_augment::fake::KeywordEcho;
 use coaug_augment::{
-    AugmentItem, AugmentJob, AugmentStore, DecodeSettings,
-    Generation, GenerationRequest, Generator, PromptSet, Retriever, Role,
+    AugmentItem, AugmentJob, AugmentStore, DecodeSettings, Generation, GenerationRequest, Generator, PromptSet, Retriever, Role,
 };
 use common::{bad_items, comparable, nfcorpus_slice};
 

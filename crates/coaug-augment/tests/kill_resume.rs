@@ -59,8 +59,7 @@ fn killed_twice_then_resumed_equals_an_uninterrupted_run() {
     let items_path = dir.path().join("items.jsonl");
     let mut items = nfcorpus_slice(48);
     items.extend(bad_items());
-    let lines: Vec<String> =
-        items.iter().map(|i| serde_json::json!({"id": i.id, "text": i.text}).to_string()).collect();
+    let lines: Vec<String> = items.iter().map(|i| serde_json::json!({"id": i.id, "text": i.text}).to_string()).collect();
     std::fs::write(&items_path, lines.join("\n")).unwrap();
 
     let reference_path = dir.path().join("reference.sqlite");
@@ -79,10 +78,7 @@ fn killed_twice_then_resumed_equals_an_uninterrupted_run() {
         let child = worker(&items_path, &store_path, DELAY_MS).spawn().unwrap();
         let seen = kill_after(child, &store_path, target, extra_ms);
         let after = rows(&store_path);
-        assert!(
-            after >= seen && after < total,
-            "kill seed {kill_seed}: {seen} rows committed before the kill, {after} after"
-        );
+        assert!(after >= seen && after < total, "kill seed {kill_seed}: {seen} rows committed before the kill, {after} after");
         assert!(after >= committed, "kill seed {kill_seed}: rows were lost");
         eprintln!("kill seed {kill_seed}: killed after {seen} rows seen (target {target}), {after} committed");
         committed = after;

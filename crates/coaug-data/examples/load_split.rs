@@ -17,10 +17,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let start = Instant::now();
     let dataset = coaug_data::resolve(&name, data_dir.as_deref())?;
     let loaded = dataset.load_split(&split)?;
-    println!(
-        "{} ({:.1} ms)",
-        loaded.report,
-        start.elapsed().as_secs_f64() * 1e3
-    );
+    println!("{} ({:.1} ms)", loaded.report, start.elapsed().as_secs_f64() * 1e3);
     Ok(())
 }

@@ -66,7 +66,8 @@ pub fn copy_member(wheel: &Path, member: &str, out: &mut impl Write, hash: &mut 
     let name = match member.strip_suffix('*') {
         None => member.to_string(),
         Some(prefix) => {
-            let matches: Vec<String> = zip.file_names().filter(|n| n.starts_with(prefix) && !n.ends_with('/')).map(str::to_string).collect();
+            let matches: Vec<String> =
+                zip.file_names().filter(|n| n.starts_with(prefix) && !n.ends_with('/')).map(str::to_string).collect();
             match matches.as_slice() {
                 [one] => one.clone(),
                 [] => bail!("{} has no member under {prefix}", wheel.display()),

@@ -19,18 +19,14 @@ pub struct CorpusReader<R = BufReader<File>> {
 
 impl CorpusReader {
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
-        Ok(Self {
-            records: RecordReader::open(path.as_ref())?,
-        })
+        Ok(Self { records: RecordReader::open(path.as_ref())? })
     }
 }
 
 impl<R: BufRead> CorpusReader<R> {
     /// Reads from any buffered source; `path` only names it in errors.
     pub fn from_reader(reader: R, path: impl Into<PathBuf>) -> Self {
-        Self {
-            records: RecordReader::new(reader, path),
-        }
+        Self { records: RecordReader::new(reader, path) }
     }
 
     /// Documents yielded so far.
@@ -44,11 +40,7 @@ impl<R: BufRead> Iterator for CorpusReader<R> {
 
     fn next(&mut self) -> Option<Self::Item> {
         let record = self.records.next()?;
-        Some(record.map(|r| Document {
-            id: r.id,
-            title: r.title,
-            text: r.text,
-        }))
+        Some(record.map(|r| Document { id: r.id, title: r.title, text: r.text }))
     }
 }
 

@@ -61,11 +61,7 @@ impl Dataset {
         }
         if !missing.is_empty() {
             let nested = nested_datasets(&root);
-            return Err(DataError::NotADataset {
-                dir: root,
-                missing,
-                nested,
-            });
+            return Err(DataError::NotADataset { dir: root, missing, nested });
         }
         Ok(Self { root, splits })
     }
@@ -76,9 +72,7 @@ impl Dataset {
 
     /// The directory's name, which BEIR uses as the dataset's name.
     pub fn name(&self) -> String {
-        self.root
-            .file_name()
-            .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+        self.root.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned())
     }
 
     /// Names of the `qrels/*.tsv` files, sorted.
@@ -98,11 +92,7 @@ impl Dataset {
         if self.splits.iter().any(|s| s == split) {
             Ok(self.root.join(QRELS_DIR).join(format!("{split}.tsv")))
         } else {
-            Err(DataError::UnknownSplit {
-                dir: self.root.clone(),
-                split: split.to_owned(),
-                available: self.splits.clone(),
-            })
+            Err(DataError::UnknownSplit { dir: self.root.clone(), split: split.to_owned(), available: self.splits.clone() })
         }
     }
 
@@ -132,12 +122,7 @@ impl Dataset {
         let corpus = self.load_corpus()?;
         let report = cross_check(&qrels_path, &corpus, &queries, &mut qrels, stats, split);
         queries.retain(|q| qrels.get(&q.id).is_some());
-        Ok(LoadedSplit {
-            corpus,
-            queries,
-            qrels,
-            report,
-        })
+        Ok(LoadedSplit { corpus, queries, qrels, report })
     }
 }
 

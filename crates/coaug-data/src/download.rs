@@ -32,11 +32,7 @@ pub struct DatasetSource<'a> {
 
 /// Downloads, verifies and unpacks `source` into `cache_dir/<name>`, returning the dataset.
 /// On any failure nothing named `<name>` is left behind.
-pub fn install_dataset(
-    source: &DatasetSource,
-    cache_dir: &Path,
-    show_progress: bool,
-) -> Result<Dataset> {
+pub fn install_dataset(source: &DatasetSource, cache_dir: &Path, show_progress: bool) -> Result<Dataset> {
     fs::create_dir_all(cache_dir).map_err(|e| DataError::io(cache_dir, e))?;
     remove_stale_temporaries(cache_dir);
 
@@ -48,11 +44,7 @@ pub fn install_dataset(
     let digest = fetch(&source.url, archive.as_file_mut(), show_progress)?;
     if let Some(expected) = source.md5 {
         if !digest.eq_ignore_ascii_case(expected) {
-            return Err(DataError::ChecksumMismatch {
-                url: source.url.clone(),
-                expected: expected.to_owned(),
-                actual: digest,
-            });
+            return Err(DataError::ChecksumMismatch { url: source.url.clone(), expected: expected.to_owned(), actual: digest });
         }
     }
 
@@ -60,15 +52,10 @@ pub fn install_dataset(
         .prefix(&format!("{TEMP_PREFIX}{}-", source.name))
         .tempdir_in(cache_dir)
         .map_err(|e| DataError::io(cache_dir, e))?;
-    unpack(archive.path(), staging.path()).map_err(|message| DataError::Archive {
-        url: source.url.clone(),
-        message,
-    })?;
+    unpack(archive.path(), staging.path()).map_err(|message| DataError::Archive { url: source.url.clone(), message })?;
     let unpacked = dataset_root(staging.path(), source.name);
-    Dataset::open(&unpacked).map_err(|e| DataError::Archive {
-        url: source.url.clone(),
-        message: format!("does not hold a BEIR dataset: {e}"),
-    })?;
+    Dataset::open(&unpacked)
+        .map_err(|e| DataError::Archive { url: source.url.clone(), message: format!("does not hold a BEIR dataset: {e}") })?;
 
     let destination = cache_dir.join(source.name);
     if let Err(e) = fs::rename(&unpacked, &destination) {
@@ -83,15 +70,9 @@ pub fn install_dataset(
 
 /// Streams `url` into `out`, returning the body's md5 as lowercase hex.
 fn fetch(url: &str, out: &mut File, show_progress: bool) -> Result<String> {
-    let failed = |message: String| DataError::Download {
-        url: url.to_owned(),
-        message,
-    };
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_connect(Some(READ_TIMEOUT))
-        .timeout_per_read(Some(READ_TIMEOUT))
-        .build()
-        .into();
+    let failed = |message: String| DataError::Download { url: url.to_owned(), message };
+    let agent: ureq::Agent =
+        ureq::Agent::config_builder().timeout_connect(Some(READ_TIMEOUT)).timeout_per_read(Some(READ_TIMEOUT)).build().into();
     let mut response = agent.get(url).call().map_err(|e| failed(e.to_string()))?;
     let expected_len = response.body().content_length();
     let progress = progress_bar(url, expected_len, show_progress);
@@ -101,53 +82,32 @@ fn fetch(url: &str, out: &mut File, show_progress: bool) -> Result<String> {
     let mut buf = vec![0u8; 1 << 16];
     let mut received: u64 = 0;
     loop {
-        let n = reader
-            .read(&mut buf)
-            .map_err(|e| failed(format!("after {received} bytes: {e}")))?;
+        let n = reader.read(&mut buf).map_err(|e| failed(format!("after {received} bytes: {e}")))?;
         if n == 0 {
             break;
         }
         hasher.update(&buf[..n]);
-        out.write_all(&buf[..n])
-            .map_err(|e| failed(format!("writing the download: {e}")))?;
+        out.write_all(&buf[..n]).map_err(|e| failed(format!("writing the download: {e}")))?;
         received += n as u64;
         progress.inc(n as u64);
     }
-    out.flush()
-        .map_err(|e| failed(format!("writing the download: {e}")))?;
+    out.flush().map_err(|e| failed(format!("writing the download: {e}")))?;
     progress.finish_and_clear();
     if let Some(expected) = expected_len.filter(|&len| len != received) {
-        return Err(failed(format!(
-            "truncated: received {received} of {expected} bytes"
-        )));
+        return Err(failed(format!("truncated: received {received} of {expected} bytes")));
     }
     Ok(hex::encode(hasher.finalize()))
 }
 
 fn progress_bar(url: &str, len: Option<u64>, visible: bool) -> ProgressBar {
-    let target = if visible {
-        ProgressDrawTarget::stderr()
-    } else {
-        ProgressDrawTarget::hidden()
-    };
+    let target = if visible { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
     let (bar, template) = match len {
-        Some(len) => (
-            ProgressBar::with_draw_target(Some(len), target),
-            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
-        ),
-        None => (
-            ProgressBar::with_draw_target(None, target),
-            "{spinner} {msg} {bytes} {bytes_per_sec}",
-        ),
+        Some(len) => (ProgressBar::with_draw_target(Some(len), target), "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}"),
+        None => (ProgressBar::with_draw_target(None, target), "{spinner} {msg} {bytes} {bytes_per_sec}"),
     };
-    let style = ProgressStyle::with_template(template)
-        .expect("valid template")
-        .progress_chars("=> ");
+    let style = ProgressStyle::with_template(template).expect("valid template").progress_chars("=> ");
     bar.set_style(style);
-    bar.set_message(format!(
-        "downloading {}",
-        url.rsplit('/').next().unwrap_or(url)
-    ));
+    bar.set_message(format!("downloading {}", url.rsplit('/').next().unwrap_or(url)));
     bar
 }
 
@@ -179,20 +139,12 @@ fn remove_stale_temporaries(cache_dir: &Path) {
             continue;
         }
         let Ok(meta) = entry.metadata() else { continue };
-        let age = meta
-            .modified()
-            .ok()
-            .and_then(|m| now.duration_since(m).ok())
-            .unwrap_or_default();
+        let age = meta.modified().ok().and_then(|m| now.duration_since(m).ok()).unwrap_or_default();
         if age < STALE_AFTER {
             continue;
         }
         let path = entry.path();
-        let removed = if meta.is_dir() {
-            fs::remove_dir_all(&path)
-        } else {
-            fs::remove_file(&path)
-        };
+        let removed = if meta.is_dir() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
         match removed {
             Ok(()) => tracing::info!("removed stale temporary {}", path.display()),
             Err(e) => tracing::warn!("could not remove stale temporary {}: {e}", path.display()),

@@ -47,12 +47,7 @@ impl RecordReader<BufReader<File>> {
 impl<R: BufRead> RecordReader<R> {
     pub(crate) fn new(reader: R, path: impl Into<PathBuf>) -> Self {
         let path = path.into();
-        Self {
-            lines: LineReader::new(reader, path.clone()),
-            path,
-            seen: HashMap::new(),
-            finished: false,
-        }
+        Self { lines: LineReader::new(reader, path.clone()), path, seen: HashMap::new(), finished: false }
     }
 
     pub(crate) fn records_read(&self) -> usize {
@@ -62,20 +57,13 @@ impl<R: BufRead> RecordReader<R> {
     fn read_next(&mut self) -> Result<Option<Record>> {
         let Some((line_no, line)) = self.lines.next_line()? else {
             if self.seen.is_empty() {
-                return Err(DataError::EmptyFile {
-                    path: self.path.clone(),
-                });
+                return Err(DataError::EmptyFile { path: self.path.clone() });
             }
             return Ok(None);
         };
         let record = parse_record(&self.path, line_no, line)?;
         if let Some(&first_line) = self.seen.get(&record.id) {
-            return Err(DataError::DuplicateId {
-                path: self.path.clone(),
-                line: line_no,
-                id: record.id,
-                first_line,
-            });
+            return Err(DataError::DuplicateId { path: self.path.clone(), line: line_no, id: record.id, first_line });
         }
         self.seen.insert(record.id.clone(), line_no);
         Ok(Some(record))
@@ -104,29 +92,11 @@ fn parse_record(path: &Path, line: usize, json: &str) -> Result<Record> {
         message: describe_json_error(&e),
     })?;
     let id = match raw.id {
-        None | Some(Value::Null) => {
-            return Err(DataError::MissingField {
-                path: path.to_path_buf(),
-                line,
-                field: "_id",
-            })
-        }
-        Some(value) => stringify_id(value).map_err(|message| DataError::InvalidId {
-            path: path.to_path_buf(),
-            line,
-            message,
-        })?,
+        None | Some(Value::Null) => return Err(DataError::MissingField { path: path.to_path_buf(), line, field: "_id" }),
+        Some(value) => stringify_id(value).map_err(|message| DataError::InvalidId { path: path.to_path_buf(), line, message })?,
     };
-    let text = raw.text.ok_or_else(|| DataError::MissingField {
-        path: path.to_path_buf(),
-        line,
-        field: "text",
-    })?;
-    Ok(Record {
-        id,
-        title: raw.title.unwrap_or_default(),
-        text,
-    })
+    let text = raw.text.ok_or_else(|| DataError::MissingField { path: path.to_path_buf(), line, field: "text" })?;
+    Ok(Record { id, title: raw.title.unwrap_or_default(), text })
 }
 
 /// User files sometimes carry numeric ids; qrels name them as text, so integers become strings.
@@ -136,10 +106,7 @@ fn stringify_id(value: Value) -> std::result::Result<String, String> {
         Value::String(s) => Ok(s),
         Value::Number(n) if n.is_i64() || n.is_u64() => Ok(n.to_string()),
         Value::Number(n) => Err(format!("{n} is not an integer; use a string or an integer")),
-        other => Err(format!(
-            "expected a string or an integer, found {}",
-            json_kind(&other)
-        )),
+        other => Err(format!("expected a string or an integer, found {}", json_kind(&other))),
     }
 }
 
@@ -157,8 +124,6 @@ fn json_kind(value: &Value) -> &'static str {
 /// serde_json says "at line 1 column N" about the one line it saw; only the column means anything.
 fn describe_json_error(e: &serde_json::Error) -> String {
     let full = e.to_string();
-    let message = full
-        .rsplit_once(" at line ")
-        .map_or(full.as_str(), |(m, _)| m);
+    let message = full.rsplit_once(" at line ").map_or(full.as_str(), |(m, _)| m);
     format!("{message} (column {})", e.column())
 }

@@ -18,22 +18,14 @@ pub(crate) struct LineReader<R> {
 
 impl<R: BufRead> LineReader<R> {
     pub(crate) fn new(reader: R, path: impl Into<PathBuf>) -> Self {
-        Self {
-            reader,
-            path: path.into(),
-            line_no: 0,
-            buf: Vec::new(),
-        }
+        Self { reader, path: path.into(), line_no: 0, buf: Vec::new() }
     }
 
     /// The next non-blank line and its 1-based number, or `None` at end of file.
     pub(crate) fn next_line(&mut self) -> Result<Option<(usize, &str)>> {
         let range = loop {
             self.buf.clear();
-            let read = self
-                .reader
-                .read_until(b'\n', &mut self.buf)
-                .map_err(|e| DataError::io(&self.path, e))?;
+            let read = self.reader.read_until(b'\n', &mut self.buf).map_err(|e| DataError::io(&self.path, e))?;
             if read == 0 {
                 return Ok(None);
             }

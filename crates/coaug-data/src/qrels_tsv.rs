@@ -26,10 +26,7 @@ pub(crate) fn read_qrels_with_stats(path: &Path) -> Result<(Qrels, QrelsStats)> 
     parse_qrels(BufReader::new(file), path)
 }
 
-pub(crate) fn parse_qrels(
-    reader: impl BufRead,
-    path: impl Into<PathBuf>,
-) -> Result<(Qrels, QrelsStats)> {
+pub(crate) fn parse_qrels(reader: impl BufRead, path: impl Into<PathBuf>) -> Result<(Qrels, QrelsStats)> {
     let path = path.into();
     let mut lines = LineReader::new(reader, path.clone());
     let mut qrels = Qrels::new();
@@ -40,27 +37,15 @@ pub(crate) fn parse_qrels(
         if std::mem::take(&mut first) && is_header(&fields) {
             continue;
         }
-        let malformed = |message: String| DataError::MalformedQrels {
-            path: path.clone(),
-            line: line_no,
-            message,
-        };
+        let malformed = |message: String| DataError::MalformedQrels { path: path.clone(), line: line_no, message };
         let [query_id, doc_id, score] = fields[..] else {
-            return Err(malformed(format!(
-                "expected 3 tab-separated columns (query-id, corpus-id, score), found {}",
-                fields.len()
-            )));
+            return Err(malformed(format!("expected 3 tab-separated columns (query-id, corpus-id, score), found {}", fields.len())));
         };
         if query_id.is_empty() || doc_id.is_empty() {
             return Err(malformed("empty query-id or corpus-id".to_owned()));
         }
-        let score: i32 = score
-            .parse()
-            .map_err(|_| malformed(format!("score `{score}` is not an integer")))?;
-        if qrels
-            .get(query_id)
-            .is_some_and(|docs| docs.contains_key(doc_id))
-        {
+        let score: i32 = score.parse().map_err(|_| malformed(format!("score `{score}` is not an integer")))?;
+        if qrels.get(query_id).is_some_and(|docs| docs.contains_key(doc_id)) {
             stats.duplicate_pairs += 1;
         }
         qrels.insert(query_id, doc_id, score);

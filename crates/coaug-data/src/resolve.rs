@@ -14,18 +14,14 @@ use crate::download::{install_dataset, DatasetSource};
 use crate::error::{DataDirOrigin, DataError, Result};
 
 /// Where BEIR publishes its zips, as `<base>/<name>.zip`.
-pub const DEFAULT_BEIR_URL: &str =
-    "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets";
+pub const DEFAULT_BEIR_URL: &str = "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets";
 
 /// Published md5 digests that are known to be right. BEIR's list gives SciFact FEVER's digest,
 /// so SciFact (like any dataset not listed) is not verified.
 const KNOWN_MD5: &[(&str, &str)] = &[("nfcorpus", "a89dba18a62ef92f7d323ec890a0d38d")];
 
 pub fn known_md5(name: &str) -> Option<&'static str> {
-    KNOWN_MD5
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, md5)| *md5)
+    KNOWN_MD5.iter().find(|(n, _)| *n == name).map(|(_, md5)| *md5)
 }
 
 /// Everything resolution depends on, gathered once so tests need no environment variables.
@@ -50,16 +46,8 @@ impl Resolver {
             None => env_path("COAUG_DATA").map(|dir| (dir, DataDirOrigin::Environment)),
         };
         let cache_root = crate::cache::cache_root();
-        let base_url = std::env::var("COAUG_BEIR_URL")
-            .ok()
-            .filter(|u| !u.trim().is_empty())
-            .unwrap_or_else(|| DEFAULT_BEIR_URL.to_owned());
-        Ok(Self {
-            data_dir,
-            cache_dir: cache_root.join("datasets"),
-            base_url,
-            show_progress: true,
-        })
+        let base_url = std::env::var("COAUG_BEIR_URL").ok().filter(|u| !u.trim().is_empty()).unwrap_or_else(|| DEFAULT_BEIR_URL.to_owned());
+        Ok(Self { data_dir, cache_dir: cache_root.join("datasets"), base_url, show_progress: true })
     }
 
     pub fn resolve(&self, name: &str) -> Result<Dataset> {
@@ -67,11 +55,7 @@ impl Resolver {
         if let Some((dir, origin)) = &self.data_dir {
             let path = dir.join(name);
             if !path.exists() {
-                return Err(DataError::DatasetNotFound {
-                    name: name.to_owned(),
-                    searched: dir.clone(),
-                    origin: *origin,
-                });
+                return Err(DataError::DatasetNotFound { name: name.to_owned(), searched: dir.clone(), origin: *origin });
             }
             return Dataset::open(path);
         }
@@ -81,11 +65,7 @@ impl Resolver {
         if cached.exists() {
             return Dataset::open(cached);
         }
-        let source = DatasetSource {
-            name,
-            url: format!("{}/{name}.zip", self.base_url.trim_end_matches('/')),
-            md5: known_md5(name),
-        };
+        let source = DatasetSource { name, url: format!("{}/{name}.zip", self.base_url.trim_end_matches('/')), md5: known_md5(name) };
         install_dataset(&source, &self.cache_dir, self.show_progress)
     }
 }
@@ -96,20 +76,14 @@ pub fn resolve(name: &str, data_dir: Option<&Path>) -> Result<Dataset> {
 }
 
 fn env_path(var: &str) -> Option<PathBuf> {
-    std::env::var_os(var)
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
+    std::env::var_os(var).filter(|v| !v.is_empty()).map(PathBuf::from)
 }
 
 /// Names become path components and URL segments: keep them to one plain component.
 fn check_name(name: &str) -> Result<()> {
-    let plain = name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    let plain = name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if name.is_empty() || name.starts_with('.') || !plain {
-        return Err(DataError::InvalidName {
-            name: name.to_owned(),
-        });
+        return Err(DataError::InvalidName { name: name.to_owned() });
     }
     Ok(())
 }

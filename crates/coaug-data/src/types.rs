@@ -41,10 +41,7 @@ impl Qrels {
 
     /// A repeated (query, document) pair keeps the last score, as trec_eval does.
     pub fn insert(&mut self, query_id: impl Into<String>, doc_id: impl Into<String>, score: i32) {
-        self.judgements
-            .entry(query_id.into())
-            .or_default()
-            .insert(doc_id.into(), score);
+        self.judgements.entry(query_id.into()).or_default().insert(doc_id.into(), score);
     }
 
     pub fn get(&self, query_id: &str) -> Option<&BTreeMap<String, i32>> {
@@ -52,10 +49,7 @@ impl Qrels {
     }
 
     pub fn relevance(&self, query_id: &str, doc_id: &str) -> i32 {
-        self.get(query_id)
-            .and_then(|d| d.get(doc_id))
-            .copied()
-            .unwrap_or(0)
+        self.get(query_id).and_then(|d| d.get(doc_id)).copied().unwrap_or(0)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&String, &BTreeMap<String, i32>)> {

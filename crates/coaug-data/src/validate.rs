@@ -52,18 +52,10 @@ impl fmt::Display for ValidationReport {
             write!(f, "; {} duplicate judgements", self.duplicate_judgements)?;
         }
         if self.unknown_queries > 0 {
-            write!(
-                f,
-                "; {} unknown queries ({} judgements dropped)",
-                self.unknown_queries, self.dropped_judgements
-            )?;
+            write!(f, "; {} unknown queries ({} judgements dropped)", self.unknown_queries, self.dropped_judgements)?;
         }
         if self.unknown_documents > 0 {
-            write!(
-                f,
-                "; {} unknown documents ({} judgements)",
-                self.unknown_documents, self.judgements_to_unknown_documents
-            )?;
+            write!(f, "; {} unknown documents ({} judgements)", self.unknown_documents, self.judgements_to_unknown_documents)?;
         }
         Ok(())
     }
@@ -100,10 +92,7 @@ pub(crate) fn cross_check(
 
     let file = qrels_path.display();
     if stats.duplicate_pairs > 0 {
-        tracing::warn!(
-            "{file}: {} repeated (query, document) pairs; kept the last score",
-            stats.duplicate_pairs
-        );
+        tracing::warn!("{file}: {} repeated (query, document) pairs; kept the last score", stats.duplicate_pairs);
     }
     if !unknown_queries.is_empty() {
         tracing::warn!(

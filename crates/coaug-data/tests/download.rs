@@ -10,9 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use coaug_data::{
-    install_dataset, known_md5, shared_beir_dir, DataDirOrigin, DataError, DatasetSource, Resolver,
-};
+use coaug_data::{install_dataset, known_md5, shared_beir_dir, DataDirOrigin, DataError, DatasetSource, Resolver};
 use md5::{Digest, Md5};
 use zip::write::SimpleFileOptions;
 
@@ -37,8 +35,7 @@ impl Server {
 
 /// Serves `routes` until the test process exits; unknown paths get 404.
 fn serve(routes: Vec<(&str, Reply)>) -> Server {
-    let routes: HashMap<String, Reply> =
-        routes.into_iter().map(|(p, r)| (p.to_owned(), r)).collect();
+    let routes: HashMap<String, Reply> = routes.into_iter().map(|(p, r)| (p.to_owned(), r)).collect();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let base_url = format!("http://{}", listener.local_addr().unwrap());
     let requests = Arc::new(AtomicUsize::new(0));
@@ -84,20 +81,12 @@ fn slice_zip(top: &str) -> Vec<u8> {
     let source = shared_beir_dir().join("nfcorpus");
     let qrels = fs::read_to_string(source.join("qrels/test.tsv")).unwrap();
     let qrels: Vec<&str> = qrels.lines().take(61).collect();
-    let ids = |column: usize| -> BTreeSet<String> {
-        qrels[1..]
-            .iter()
-            .map(|l| l.split('\t').nth(column).unwrap().to_owned())
-            .collect()
-    };
+    let ids = |column: usize| -> BTreeSet<String> { qrels[1..].iter().map(|l| l.split('\t').nth(column).unwrap().to_owned()).collect() };
     let keep = |file: &str, wanted: BTreeSet<String>| -> String {
         let text = fs::read_to_string(source.join(file)).unwrap();
         text.lines()
             .filter(|l| {
-                let id = serde_json::from_str::<serde_json::Value>(l).unwrap()["_id"]
-                    .as_str()
-                    .unwrap()
-                    .to_owned();
+                let id = serde_json::from_str::<serde_json::Value>(l).unwrap()["_id"].as_str().unwrap().to_owned();
                 wanted.contains(&id)
             })
             .map(|l| format!("{l}\n"))
@@ -105,10 +94,7 @@ fn slice_zip(top: &str) -> Vec<u8> {
     };
     let files = [
         (format!("{top}/corpus.jsonl"), keep("corpus.jsonl", ids(1))),
-        (
-            format!("{top}/queries.jsonl"),
-            keep("queries.jsonl", ids(0)),
-        ),
+        (format!("{top}/queries.jsonl"), keep("queries.jsonl", ids(0))),
         (format!("{top}/qrels/test.tsv"), qrels.join("\r\n") + "\r\n"),
     ];
     zip_of(&files)
@@ -117,8 +103,7 @@ fn slice_zip(top: &str) -> Vec<u8> {
 fn zip_of(files: &[(String, String)]) -> Vec<u8> {
     let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
     for (name, contents) in files {
-        zip.start_file(name.as_str(), SimpleFileOptions::default())
-            .unwrap();
+        zip.start_file(name.as_str(), SimpleFileOptions::default()).unwrap();
         zip.write_all(contents.as_bytes()).unwrap();
     }
     zip.finish().unwrap().into_inner()
@@ -129,12 +114,7 @@ fn md5_hex(bytes: &[u8]) -> String {
 }
 
 fn resolver(cache: &Path, server: &Server) -> Resolver {
-    Resolver {
-        data_dir: None,
-        cache_dir: cache.to_path_buf(),
-        base_url: server.base_url.clone(),
-        show_progress: false,
-    }
+    Resolver { data_dir: None, cache_dir: cache.to_path_buf(), base_url: server.base_url.clone(), show_progress: false }
 }
 
 /// Everything in the cache directory, temporaries included.
@@ -142,9 +122,7 @@ fn cache_entries(cache: &Path) -> Vec<String> {
     let Ok(entries) = fs::read_dir(cache) else {
         return Vec::new();
     };
-    let mut names: Vec<String> = entries
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    let mut names: Vec<String> = entries.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     names.sort();
     names
 }
@@ -165,11 +143,7 @@ fn downloads_into_the_cache_once() {
     assert_eq!(cache_entries(&cache_dir), ["mini"], "no temporaries left");
 
     resolver.resolve("mini").unwrap();
-    assert_eq!(
-        server.requests(),
-        1,
-        "a cached dataset is not fetched again"
-    );
+    assert_eq!(server.requests(), 1, "a cached dataset is not fetched again");
 }
 
 #[test]
@@ -178,11 +152,7 @@ fn a_verified_download_installs() {
     let server = serve(vec![("/mini.zip", Reply::Body(zip.clone()))]);
     let cache = tempfile::tempdir().unwrap();
     let digest = md5_hex(&zip).to_uppercase();
-    let source = DatasetSource {
-        name: "mini",
-        url: format!("{}/mini.zip", server.base_url),
-        md5: Some(&digest),
-    };
+    let source = DatasetSource { name: "mini", url: format!("{}/mini.zip", server.base_url), md5: Some(&digest) };
     let dataset = install_dataset(&source, cache.path(), false).unwrap();
     assert_eq!(dataset.splits(), ["test"]);
 }
@@ -192,22 +162,15 @@ fn md5_mismatch_is_rejected_and_leaves_nothing() {
     // Our slice is not the published nfcorpus.zip, so the known digest must reject it.
     let server = serve(vec![("/nfcorpus.zip", Reply::Body(slice_zip("nfcorpus")))]);
     let cache = tempfile::tempdir().unwrap();
-    let err = resolver(cache.path(), &server)
-        .resolve("nfcorpus")
-        .unwrap_err();
+    let err = resolver(cache.path(), &server).resolve("nfcorpus").unwrap_err();
     match &err {
-        DataError::ChecksumMismatch {
-            expected, actual, ..
-        } => {
+        DataError::ChecksumMismatch { expected, actual, .. } => {
             assert_eq!(Some(expected.as_str()), known_md5("nfcorpus"));
             assert_ne!(actual, expected);
         }
         other => panic!("{other:?}"),
     }
-    assert!(
-        err.to_string().contains("nfcorpus.zip: md5 mismatch"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("nfcorpus.zip: md5 mismatch"), "{err}");
     assert_eq!(cache_entries(cache.path()), Vec::<String>::new());
     // Nothing was cached, so asking again fetches (and fails) again.
     assert!(resolver(cache.path(), &server).resolve("nfcorpus").is_err());
@@ -237,29 +200,18 @@ fn a_missing_file_on_the_server_is_a_clear_error() {
     let cache = tempfile::tempdir().unwrap();
     let err = resolver(cache.path(), &server).resolve("nope").unwrap_err();
     let message = err.to_string();
-    assert!(
-        message.contains(&format!("{}/nope.zip", server.base_url)) && message.contains("404"),
-        "{message}"
-    );
+    assert!(message.contains(&format!("{}/nope.zip", server.base_url)) && message.contains("404"), "{message}");
     assert_eq!(cache_entries(cache.path()), Vec::<String>::new());
 }
 
 #[test]
 fn a_zip_without_a_dataset_is_rejected() {
     let junk = zip_of(&[("mini/readme.txt".to_owned(), "hello".to_owned())]);
-    let server = serve(vec![
-        ("/mini.zip", Reply::Body(junk)),
-        ("/garbage.zip", Reply::Body(b"not a zip".to_vec())),
-    ]);
+    let server = serve(vec![("/mini.zip", Reply::Body(junk)), ("/garbage.zip", Reply::Body(b"not a zip".to_vec()))]);
     let cache = tempfile::tempdir().unwrap();
     let err = resolver(cache.path(), &server).resolve("mini").unwrap_err();
-    assert!(
-        err.to_string().contains("does not hold a BEIR dataset"),
-        "{err}"
-    );
-    let err = resolver(cache.path(), &server)
-        .resolve("garbage")
-        .unwrap_err();
+    assert!(err.to_string().contains("does not hold a BEIR dataset"), "{err}");
+    let err = resolver(cache.path(), &server).resolve("garbage").unwrap_err();
     assert!(err.to_string().contains("not a readable zip"), "{err}");
     assert_eq!(cache_entries(cache.path()), Vec::<String>::new());
 }
@@ -270,28 +222,15 @@ fn stale_temporaries_are_cleaned_and_fresh_ones_kept() {
     let cache = tempfile::tempdir().unwrap();
     let hour_ago = SystemTime::now() - Duration::from_secs(3600);
     let stale_file = cache.path().join(".coaug-mini-dead.zip.part");
-    File::create(&stale_file)
-        .unwrap()
-        .set_modified(hour_ago)
-        .unwrap();
+    File::create(&stale_file).unwrap().set_modified(hour_ago).unwrap();
     let stale_dir = cache.path().join(".coaug-mini-dead");
     fs::create_dir_all(stale_dir.join("mini")).unwrap();
     fs::write(stale_dir.join("mini/corpus.jsonl"), "{}").unwrap();
-    File::open(&stale_dir)
-        .unwrap()
-        .set_modified(hour_ago)
-        .unwrap();
-    fs::write(
-        cache.path().join(".coaug-other-live.zip.part"),
-        "in progress",
-    )
-    .unwrap();
+    File::open(&stale_dir).unwrap().set_modified(hour_ago).unwrap();
+    fs::write(cache.path().join(".coaug-other-live.zip.part"), "in progress").unwrap();
 
     resolver(cache.path(), &server).resolve("mini").unwrap();
-    assert_eq!(
-        cache_entries(cache.path()),
-        [".coaug-other-live.zip.part", "mini"]
-    );
+    assert_eq!(cache_entries(cache.path()), [".coaug-other-live.zip.part", "mini"]);
 }
 
 #[test]
@@ -300,20 +239,11 @@ fn an_explicit_data_dir_is_the_only_place_searched() {
     let cache = tempfile::tempdir().unwrap();
     let data_dir = tempfile::tempdir().unwrap();
     for origin in [DataDirOrigin::Argument, DataDirOrigin::Environment] {
-        let resolver = Resolver {
-            data_dir: Some((data_dir.path().to_path_buf(), origin)),
-            ..resolver(cache.path(), &server)
-        };
+        let resolver = Resolver { data_dir: Some((data_dir.path().to_path_buf(), origin)), ..resolver(cache.path(), &server) };
         let err = resolver.resolve("scifact").unwrap_err();
         let message = err.to_string();
-        assert!(
-            matches!(err, DataError::DatasetNotFound { .. }),
-            "{message}"
-        );
-        assert!(
-            message.contains(&data_dir.path().display().to_string()),
-            "{message}"
-        );
+        assert!(matches!(err, DataError::DatasetNotFound { .. }), "{message}");
+        assert!(message.contains(&data_dir.path().display().to_string()), "{message}");
         assert!(message.contains(&origin.to_string()), "{message}");
     }
     assert_eq!(server.requests(), 0, "nothing downloaded");
@@ -349,10 +279,7 @@ fn names_that_are_not_one_plain_path_component_are_rejected() {
     let cache = tempfile::tempdir().unwrap();
     for name in ["", "../etc", "a/b", ".hidden", "sp ace"] {
         let err = resolver(cache.path(), &server).resolve(name).unwrap_err();
-        assert!(
-            matches!(err, DataError::InvalidName { .. }),
-            "{name}: {err:?}"
-        );
+        assert!(matches!(err, DataError::InvalidName { .. }), "{name}: {err:?}");
     }
     assert_eq!(server.requests(), 0);
 }

@@ -10,10 +10,7 @@ fn open(name: &str) -> Dataset {
 }
 
 fn scores(qrels: &coaug_data::Qrels) -> BTreeSet<i32> {
-    qrels
-        .iter()
-        .flat_map(|(_, docs)| docs.values().copied())
-        .collect()
+    qrels.iter().flat_map(|(_, docs)| docs.values().copied()).collect()
 }
 
 #[test]
@@ -24,25 +21,16 @@ fn nfcorpus_counts_match_the_readme() {
     let corpus = nf.load_corpus().unwrap();
     assert_eq!(corpus.len(), 3633);
     assert_eq!(corpus[0].id, "MED-10");
-    assert!(corpus[0]
-        .full_text()
-        .starts_with("Statin Use and Breast Cancer Survival"));
+    assert!(corpus[0].full_text().starts_with("Statin Use and Breast Cancer Survival"));
     assert_eq!(nf.queries().unwrap().len(), 3237);
 
     let test = nf.qrels("test").unwrap();
     assert_eq!((test.num_judgements(), test.num_queries()), (12_334, 323));
-    assert_eq!(
-        scores(&test),
-        BTreeSet::from([1, 2]),
-        "test qrels are graded"
-    );
+    assert_eq!(scores(&test), BTreeSet::from([1, 2]), "test qrels are graded");
     let dev = nf.qrels("dev").unwrap();
     assert_eq!((dev.num_judgements(), dev.num_queries()), (11_385, 324));
     let train = nf.qrels("train").unwrap();
-    assert_eq!(
-        (train.num_judgements(), train.num_queries()),
-        (110_575, 2590)
-    );
+    assert_eq!((train.num_judgements(), train.num_queries()), (110_575, 2590));
     assert_eq!(scores(&train), BTreeSet::from([1]));
 }
 
@@ -50,17 +38,10 @@ fn nfcorpus_counts_match_the_readme() {
 fn nfcorpus_qrels_are_crlf_and_parse() {
     let nf = open("nfcorpus");
     let raw = std::fs::read_to_string(nf.qrels_path("test").unwrap()).unwrap();
-    assert!(
-        raw.starts_with("query-id\tcorpus-id\tscore\r\n"),
-        "the shipped file is CRLF"
-    );
+    assert!(raw.starts_with("query-id\tcorpus-id\tscore\r\n"), "the shipped file is CRLF");
     let qrels = nf.qrels("test").unwrap();
     assert_eq!(qrels.relevance("PLAIN-2", "MED-2427"), 2);
-    assert!(qrels
-        .get("PLAIN-2")
-        .unwrap()
-        .keys()
-        .all(|d| !d.ends_with('\r')));
+    assert!(qrels.get("PLAIN-2").unwrap().keys().all(|d| !d.ends_with('\r')));
 }
 
 #[test]
@@ -69,12 +50,7 @@ fn nfcorpus_streams_the_same_documents_it_loads() {
     let mut reader = nf.corpus().unwrap();
     let streamed: Vec<_> = reader.by_ref().map(|d| d.unwrap().id).collect();
     assert_eq!(reader.documents_read(), 3633);
-    let loaded: Vec<_> = nf
-        .load_corpus()
-        .unwrap()
-        .into_iter()
-        .map(|d| d.id)
-        .collect();
+    let loaded: Vec<_> = nf.load_corpus().unwrap().into_iter().map(|d| d.id).collect();
     assert_eq!(streamed, loaded);
 }
 
@@ -86,10 +62,7 @@ fn nfcorpus_test_split_is_consistent() {
     assert_eq!(split.queries.len(), 323);
     assert_eq!(split.report.queries_total, 3237);
     assert_eq!(split.report.judgements, 12_334);
-    assert!(split
-        .queries
-        .iter()
-        .all(|q| split.qrels.get(&q.id).is_some()));
+    assert!(split.queries.iter().all(|q| split.qrels.get(&q.id).is_some()));
 }
 
 #[test]

@@ -85,7 +85,7 @@ pub struct BertModel {
 
 impl BertModel {
     pub fn load(vb: VarBuilder, cfg: &BertConfig) -> Result<Self> {
-        if cfg.hidden_size % cfg.num_attention_heads != 0 {
+        if !cfg.hidden_size.is_multiple_of(cfg.num_attention_heads) {
             candle_core::bail!("hidden_size {} is not a multiple of {} heads", cfg.hidden_size, cfg.num_attention_heads);
         }
         // Checkpoints saved from BertForX carry a "bert." (or "<model_type>.") prefix.
@@ -119,7 +119,15 @@ impl BertModel {
                 ffn_norm: layer_norm(h, cfg.layer_norm_eps, l.pp("output.LayerNorm"))?,
             });
         }
-        Ok(Self { word, position, token_type, embed_norm, layers, heads: cfg.num_attention_heads, act: Activation::parse(&cfg.hidden_act)? })
+        Ok(Self {
+            word,
+            position,
+            token_type,
+            embed_norm,
+            layers,
+            heads: cfg.num_attention_heads,
+            act: Activation::parse(&cfg.hidden_act)?,
+        })
     }
 
     /// `input_ids` and `mask` are `(batch, seq)` u32 (mask 1 = real token, 0 = padding);
@@ -128,11 +136,7 @@ impl BertModel {
         let (b, t) = input_ids.dims2()?;
         let positions = Tensor::arange(0u32, t as u32, input_ids.device())?;
         let types = input_ids.zeros_like()?;
-        let x = self
-            .word
-            .forward(input_ids)?
-            .broadcast_add(&self.position.forward(&positions)?)?
-            .add(&self.token_type.forward(&types)?)?;
+        let x = self.word.forward(input_ids)?.broadcast_add(&self.position.forward(&positions)?)?.add(&self.token_type.forward(&types)?)?;
         let mut x = self.embed_norm.forward(&x)?;
         // Additive mask over keys: 0 for tokens, a large negative number for padding.
         let bias = ((mask.to_dtype(DType::F32)? - 1.0)? * 1e9)?.reshape((b, 1, 1, t))?;

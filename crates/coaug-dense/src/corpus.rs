@@ -46,8 +46,7 @@ pub fn open_or_encode(
     }
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let embeddings = encoder.encode_documents(&refs, true)?;
-    write_store(dir, ids, &embeddings, precision, encoder.name(), &fp)
-        .with_context(|| format!("writing vectors to {}", dir.display()))?;
+    write_store(dir, ids, &embeddings, precision, encoder.name(), &fp).with_context(|| format!("writing vectors to {}", dir.display()))?;
     Ok((MappedEmbeddings::open(dir)?, true))
 }
 
@@ -75,12 +74,7 @@ pub fn patch_documents(encoder: &SentenceEncoder, mut base: Embeddings, changed:
 
 /// Encodes the queries and returns each one's top `k` documents by exact search, as
 /// `(document id, cosine)` best first.
-pub fn search_queries(
-    encoder: &SentenceEncoder,
-    store: &MappedEmbeddings,
-    queries: &[&str],
-    k: usize,
-) -> Result<Vec<Vec<(String, f32)>>> {
+pub fn search_queries(encoder: &SentenceEncoder, store: &MappedEmbeddings, queries: &[&str], k: usize) -> Result<Vec<Vec<(String, f32)>>> {
     let q = encoder.encode_queries(queries, queries.len() > 256)?;
     let hits = exact_top_k(&q, store, k)?;
     Ok(hits.into_iter().map(|h| to_ids(store, &h)).collect())

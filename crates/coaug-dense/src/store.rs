@@ -76,9 +76,7 @@ pub fn write_store(
     let mut bytes = Vec::with_capacity(embeddings.as_slice().len() * precision.bytes());
     match precision {
         StoredPrecision::F32 => embeddings.as_slice().iter().for_each(|x| bytes.extend_from_slice(&x.to_le_bytes())),
-        StoredPrecision::F16 => {
-            embeddings.as_slice().iter().for_each(|x| bytes.extend_from_slice(&f16::from_f32(*x).to_le_bytes()))
-        }
+        StoredPrecision::F16 => embeddings.as_slice().iter().for_each(|x| bytes.extend_from_slice(&f16::from_f32(*x).to_le_bytes())),
     }
     std::fs::write(tmp.path().join(VECTORS), bytes)?;
     std::fs::write(tmp.path().join(IDS), serde_json::to_vec(ids)?)?;
@@ -121,14 +119,21 @@ impl MappedEmbeddings {
         if manifest.format != STORE_FORMAT {
             bail!("{}: store format {} (this coaug reads {STORE_FORMAT})", dir.display(), manifest.format);
         }
-        let ids: Vec<String> = serde_json::from_slice(&std::fs::read(dir.join(IDS))?)
-            .with_context(|| format!("parsing {}", dir.join(IDS).display()))?;
+        let ids: Vec<String> =
+            serde_json::from_slice(&std::fs::read(dir.join(IDS))?).with_context(|| format!("parsing {}", dir.join(IDS).display()))?;
         let file = std::fs::File::open(dir.join(VECTORS))?;
         // SAFETY: read-only map of a file coaug only ever replaces by rename, never rewrites in place.
         let map = unsafe { Mmap::map(&file)? };
         let expected = manifest.count * manifest.dim * manifest.precision.bytes();
         if ids.len() != manifest.count || map.len() != expected {
-            bail!("{}: {} ids and {} bytes of vectors, manifest says {} × {}", dir.display(), ids.len(), map.len(), manifest.count, manifest.dim);
+            bail!(
+                "{}: {} ids and {} bytes of vectors, manifest says {} × {}",
+                dir.display(),
+                ids.len(),
+                map.len(),
+                manifest.count,
+                manifest.dim
+            );
         }
         Ok(Self { manifest, ids, map })
     }
@@ -168,9 +173,7 @@ impl VectorRows for MappedEmbeddings {
                     Cow::Owned(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
                 }
             }
-            StoredPrecision::F16 => {
-                Cow::Owned(bytes.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()).collect())
-            }
+            StoredPrecision::F16 => Cow::Owned(bytes.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()).collect()),
         }
     }
 }

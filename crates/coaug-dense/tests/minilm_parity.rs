@@ -29,8 +29,7 @@ fn minilm_cosine_matches_sentence_transformers() {
 #[test]
 fn minilm_embeddings_match_the_sentence_transformers_golden_file() {
     let Some(enc) = cached_encoder() else { return };
-    let golden: serde_json::Value =
-        serde_json::from_str(include_str!("golden/minilm_golden.json")).expect("golden file is JSON");
+    let golden: serde_json::Value = serde_json::from_str(include_str!("golden/minilm_golden.json")).expect("golden file is JSON");
     let texts: Vec<&str> = golden["texts"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
     let want: Vec<Vec<f32>> = golden["embeddings"]
         .as_array()

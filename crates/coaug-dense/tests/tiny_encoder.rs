@@ -5,9 +5,7 @@
 use std::path::Path;
 
 use coaug_dense::testing::TinyBert;
-use coaug_dense::{
-    cosine, exact_top_k, open_or_encode, patch_documents, similarity_matrix, BatchPolicy, SentenceEncoder, StoredPrecision,
-};
+use coaug_dense::{cosine, exact_top_k, open_or_encode, patch_documents, similarity_matrix, BatchPolicy, SentenceEncoder, StoredPrecision};
 
 /// Writes a tiny BERT folder with the given pooling ("mean" or "cls").
 fn write_tiny_bert(dir: &Path, pooling: &'static str, max_seq_length: usize) {

@@ -63,9 +63,8 @@ pub fn bootstrap_deltas(deltas: &[f64], resamples: usize, seed: u64) -> PairedDe
     }
     let mean = deltas.iter().sum::<f64>() / n as f64;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut means: Vec<f64> = (0..resamples.max(1))
-        .map(|_| (0..n).map(|_| deltas[rng.random_range(0..n)]).sum::<f64>() / n as f64)
-        .collect();
+    let mut means: Vec<f64> =
+        (0..resamples.max(1)).map(|_| (0..n).map(|_| deltas[rng.random_range(0..n)]).sum::<f64>() / n as f64).collect();
     means.sort_by(f64::total_cmp);
     let at = |p: f64| means[((p * (means.len() - 1) as f64).round() as usize).min(means.len() - 1)];
     PairedDelta { mean, low: at(0.025), high: at(0.975), queries: n, wins, losses }
@@ -101,10 +100,7 @@ mod tests {
         let metrics = |pairs: &[(&str, f64)]| Metrics {
             num_queries: pairs.len(),
             mean: Default::default(),
-            per_query: pairs
-                .iter()
-                .map(|(q, v)| (q.to_string(), [("NDCG@10".to_string(), *v)].into_iter().collect()))
-                .collect(),
+            per_query: pairs.iter().map(|(q, v)| (q.to_string(), [("NDCG@10".to_string(), *v)].into_iter().collect())).collect(),
         };
         let a = metrics(&[("q1", 0.5), ("q2", 0.2), ("q3", 0.9)]);
         let b = metrics(&[("q1", 0.7), ("q2", 0.1)]);

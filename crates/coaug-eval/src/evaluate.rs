@@ -36,10 +36,7 @@ pub struct EvalOptions {
 
 impl Default for EvalOptions {
     fn default() -> Self {
-        Self {
-            ignore_identical_ids: true,
-            score_precision: ScorePrecision::F32,
-        }
+        Self { ignore_identical_ids: true, score_precision: ScorePrecision::F32 }
     }
 }
 
@@ -72,12 +69,8 @@ pub fn evaluate(qrels: &Qrels, run: &Run, ks: &[usize], opts: &EvalOptions) -> M
     let per_query: BTreeMap<String, BTreeMap<String, f64>> = qrels
         .iter()
         .filter_map(|(query_id, judgements)| {
-            let docs: Vec<ScoredDoc> = run
-                .scores(query_id)
-                .into_iter()
-                .flatten()
-                .map(|(doc_id, &score)| ScoredDoc::new(doc_id.clone(), score))
-                .collect();
+            let docs: Vec<ScoredDoc> =
+                run.scores(query_id).into_iter().flatten().map(|(doc_id, &score)| ScoredDoc::new(doc_id.clone(), score)).collect();
             let values = evaluate_query(query_id, judgements, &docs, &ks, opts)?;
             Some((query_id.clone(), values))
         })
@@ -86,19 +79,11 @@ pub fn evaluate(qrels: &Qrels, run: &Run, ks: &[usize], opts: &EvalOptions) -> M
     let mean = metric_keys(&ks)
         .map(|key| {
             let total: f64 = per_query.values().map(|values| values[&key]).sum();
-            let mean = if num_queries == 0 {
-                0.0
-            } else {
-                total / num_queries as f64
-            };
+            let mean = if num_queries == 0 { 0.0 } else { total / num_queries as f64 };
             (key, mean)
         })
         .collect();
-    Metrics {
-        num_queries,
-        mean,
-        per_query,
-    }
+    Metrics { num_queries, mean, per_query }
 }
 
 /// All five measures at each cutoff for one query, given its retrieved documents in any order.
@@ -114,20 +99,11 @@ pub fn evaluate_query(
     opts: &EvalOptions,
 ) -> Option<BTreeMap<String, f64>> {
     let ks = normalised_cutoffs(ks);
-    let num_relevant = judgements
-        .values()
-        .filter(|&&grade| grade >= RELEVANCE_LEVEL)
-        .count();
+    let num_relevant = judgements.values().filter(|&&grade| grade >= RELEVANCE_LEVEL).count();
     if num_relevant == 0 {
         return None;
     }
-    let grades = ranked_grades(
-        query_id,
-        judgements,
-        docs,
-        ks.last().copied().unwrap_or(0),
-        opts,
-    );
+    let grades = ranked_grades(query_id, judgements, docs, ks.last().copied().unwrap_or(0), opts);
     let judged: Vec<i32> = judgements.values().copied().collect();
     let relevant_at: Vec<bool> = grades.iter().map(|&g| g >= RELEVANCE_LEVEL).collect();
 
@@ -137,44 +113,19 @@ pub fn evaluate_query(
         let relevant_retrieved = top.iter().filter(|&&r| r).count();
         let first_relevant = top.iter().position(|&r| r);
         values.insert(Measure::Ndcg.key(k), ndcg_at_k(&grades, &judged, k));
-        values.insert(
-            Measure::Map.key(k),
-            average_precision(top) / num_relevant as f64,
-        );
-        values.insert(
-            Measure::Recall.key(k),
-            relevant_retrieved as f64 / num_relevant as f64,
-        );
-        values.insert(
-            Measure::Precision.key(k),
-            relevant_retrieved as f64 / k as f64,
-        );
-        values.insert(
-            Measure::Mrr.key(k),
-            first_relevant.map_or(0.0, |i| 1.0 / (i + 1) as f64),
-        );
+        values.insert(Measure::Map.key(k), average_precision(top) / num_relevant as f64);
+        values.insert(Measure::Recall.key(k), relevant_retrieved as f64 / num_relevant as f64);
+        values.insert(Measure::Precision.key(k), relevant_retrieved as f64 / k as f64);
+        values.insert(Measure::Mrr.key(k), first_relevant.map_or(0.0, |i| 1.0 / (i + 1) as f64));
     }
     Some(values)
 }
 
 /// Grades of the best `depth` documents in trec_eval's order (0 for unjudged ones).
-fn ranked_grades(
-    query_id: &str,
-    judgements: &BTreeMap<String, i32>,
-    docs: &[ScoredDoc],
-    depth: usize,
-    opts: &EvalOptions,
-) -> Vec<i32> {
-    let mut ranked: Vec<&ScoredDoc> = docs
-        .iter()
-        .filter(|doc| !(opts.ignore_identical_ids && doc.doc_id == query_id))
-        .collect();
+fn ranked_grades(query_id: &str, judgements: &BTreeMap<String, i32>, docs: &[ScoredDoc], depth: usize, opts: &EvalOptions) -> Vec<i32> {
+    let mut ranked: Vec<&ScoredDoc> = docs.iter().filter(|doc| !(opts.ignore_identical_ids && doc.doc_id == query_id)).collect();
     ranked.sort_unstable_by(|a, b| trec_eval_order(a, b, opts.score_precision));
-    ranked
-        .iter()
-        .take(depth)
-        .map(|doc| judgements.get(&doc.doc_id).copied().unwrap_or(0))
-        .collect()
+    ranked.iter().take(depth).map(|doc| judgements.get(&doc.doc_id).copied().unwrap_or(0)).collect()
 }
 
 /// Sum of precision at the rank of each relevant document (not yet divided by R).
@@ -189,10 +140,7 @@ fn average_precision(relevant_at: &[bool]) -> f64 {
 }
 
 fn normalised_cutoffs(ks: &[usize]) -> Vec<usize> {
-    assert!(
-        ks.iter().all(|&k| k > 0),
-        "metric cutoffs must be positive, got {ks:?}"
-    );
+    assert!(ks.iter().all(|&k| k > 0), "metric cutoffs must be positive, got {ks:?}");
     let mut ks = ks.to_vec();
     ks.sort_unstable();
     ks.dedup();
@@ -200,9 +148,7 @@ fn normalised_cutoffs(ks: &[usize]) -> Vec<usize> {
 }
 
 fn metric_keys(ks: &[usize]) -> impl Iterator<Item = String> + '_ {
-    Measure::ALL
-        .into_iter()
-        .flat_map(move |m| ks.iter().map(move |&k| m.key(k)))
+    Measure::ALL.into_iter().flat_map(move |m| ks.iter().map(move |&k| m.key(k)))
 }
 
 #[cfg(test)]
@@ -235,25 +181,14 @@ mod tests {
         let q = qrels(&[("q", "r1", 1), ("q", "r2", 1), ("q", "r3", 1)]);
         let r = run(&[("q", "x", 2.0), ("q", "r1", 1.0)]);
         let m = evaluate(&q, &r, &[1, 2, 5], &EvalOptions::default());
-        assert_eq!(
-            m.get(Measure::Precision, 5),
-            Some(1.0 / 5.0),
-            "P divides by k"
-        );
+        assert_eq!(m.get(Measure::Precision, 5), Some(1.0 / 5.0), "P divides by k");
         assert_eq!(m.get(Measure::Precision, 1), Some(0.0));
-        assert_eq!(
-            m.get(Measure::Map, 2),
-            Some(0.5 / 3.0),
-            "MAP divides by R, not min(k, R)"
-        );
+        assert_eq!(m.get(Measure::Map, 2), Some(0.5 / 3.0), "MAP divides by R, not min(k, R)");
         assert_eq!(m.get(Measure::Recall, 5), Some(1.0 / 3.0));
         assert_eq!(m.get(Measure::Mrr, 1), Some(0.0));
         assert_eq!(m.get(Measure::Mrr, 2), Some(0.5));
         let ideal = 1.0 + 1.0 / 3f64.log2();
-        assert!(close(
-            m.get(Measure::Ndcg, 2).unwrap(),
-            (1.0 / 3f64.log2()) / ideal
-        ));
+        assert!(close(m.get(Measure::Ndcg, 2).unwrap(), (1.0 / 3f64.log2()) / ideal));
     }
 
     #[test]
@@ -261,19 +196,11 @@ mod tests {
         let q = qrels(&[("q", "a", 1)]);
         let r = run(&[("q", "a", 1.0), ("q", "b", 1.0)]);
         let m = evaluate(&q, &r, &[1], &EvalOptions::default());
-        assert_eq!(
-            m.get(Measure::Precision, 1),
-            Some(0.0),
-            "b outranks a on the tie"
-        );
+        assert_eq!(m.get(Measure::Precision, 1), Some(0.0), "b outranks a on the tie");
         assert_eq!(m.get(Measure::Mrr, 1), Some(0.0));
         let r = run(&[("q", "a", 1.0), ("q", "0", 1.0)]);
         let m = evaluate(&q, &r, &[1], &EvalOptions::default());
-        assert_eq!(
-            m.get(Measure::Precision, 1),
-            Some(1.0),
-            "a outranks 0 on the tie"
-        );
+        assert_eq!(m.get(Measure::Precision, 1), Some(1.0), "a outranks 0 on the tie");
     }
 
     #[test]
@@ -281,36 +208,18 @@ mod tests {
         let q = qrels(&[("q", "a", 1)]);
         let r = run(&[("q", "a", 1.000_000_01), ("q", "b", 1.0)]);
         let f32_opts = EvalOptions::default();
-        let f64_opts = EvalOptions {
-            score_precision: ScorePrecision::F64,
-            ..f32_opts
-        };
-        assert_eq!(
-            evaluate(&q, &r, &[1], &f32_opts).get(Measure::Precision, 1),
-            Some(0.0)
-        );
-        assert_eq!(
-            evaluate(&q, &r, &[1], &f64_opts).get(Measure::Precision, 1),
-            Some(1.0)
-        );
+        let f64_opts = EvalOptions { score_precision: ScorePrecision::F64, ..f32_opts };
+        assert_eq!(evaluate(&q, &r, &[1], &f32_opts).get(Measure::Precision, 1), Some(0.0));
+        assert_eq!(evaluate(&q, &r, &[1], &f64_opts).get(Measure::Precision, 1), Some(1.0));
     }
 
     #[test]
     fn identical_ids_are_dropped_only_when_asked() {
         let q = qrels(&[("q", "a", 1)]);
         let r = run(&[("q", "q", 5.0), ("q", "a", 1.0)]);
-        let keep = EvalOptions {
-            ignore_identical_ids: false,
-            ..EvalOptions::default()
-        };
-        assert_eq!(
-            evaluate(&q, &r, &[1], &EvalOptions::default()).get(Measure::Mrr, 1),
-            Some(1.0)
-        );
-        assert_eq!(
-            evaluate(&q, &r, &[1], &keep).get(Measure::Mrr, 1),
-            Some(0.0)
-        );
+        let keep = EvalOptions { ignore_identical_ids: false, ..EvalOptions::default() };
+        assert_eq!(evaluate(&q, &r, &[1], &EvalOptions::default()).get(Measure::Mrr, 1), Some(1.0));
+        assert_eq!(evaluate(&q, &r, &[1], &keep).get(Measure::Mrr, 1), Some(0.0));
     }
 
     #[test]
@@ -339,18 +248,8 @@ mod tests {
     #[test]
     fn graded_gains_reward_the_higher_grade_first() {
         let q = qrels(&[("q", "a", 1), ("q", "b", 2)]);
-        let best = evaluate(
-            &q,
-            &run(&[("q", "b", 2.0), ("q", "a", 1.0)]),
-            &[2],
-            &Default::default(),
-        );
-        let worse = evaluate(
-            &q,
-            &run(&[("q", "a", 2.0), ("q", "b", 1.0)]),
-            &[2],
-            &Default::default(),
-        );
+        let best = evaluate(&q, &run(&[("q", "b", 2.0), ("q", "a", 1.0)]), &[2], &Default::default());
+        let worse = evaluate(&q, &run(&[("q", "a", 2.0), ("q", "b", 1.0)]), &[2], &Default::default());
         assert_eq!(best.get(Measure::Ndcg, 2), Some(1.0));
         let expected = (1.0 + 2.0 / 3f64.log2()) / (2.0 + 1.0 / 3f64.log2());
         assert!(close(worse.get(Measure::Ndcg, 2).unwrap(), expected));
@@ -361,12 +260,7 @@ mod tests {
     #[test]
     fn cutoffs_beyond_the_ranking_and_repeated_cutoffs() {
         let q = qrels(&[("q", "a", 1)]);
-        let m = evaluate(
-            &q,
-            &run(&[("q", "a", 1.0)]),
-            &[1000, 1, 1000],
-            &Default::default(),
-        );
+        let m = evaluate(&q, &run(&[("q", "a", 1.0)]), &[1000, 1, 1000], &Default::default());
         assert_eq!(m.mean.len(), 10);
         assert_eq!(m.get(Measure::Ndcg, 1000), Some(1.0));
         assert_eq!(m.get(Measure::Precision, 1000), Some(0.001));
@@ -374,12 +268,7 @@ mod tests {
 
     #[test]
     fn no_judged_queries_gives_zero_means() {
-        let m = evaluate(
-            &Qrels::new(),
-            &run(&[("q", "a", 1.0)]),
-            &[10],
-            &Default::default(),
-        );
+        let m = evaluate(&Qrels::new(), &run(&[("q", "a", 1.0)]), &[10], &Default::default());
         assert_eq!(m.num_queries, 0);
         assert_eq!(m.get(Measure::Ndcg, 10), Some(0.0));
     }

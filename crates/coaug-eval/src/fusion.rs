@@ -35,9 +35,8 @@ pub fn fuse_runs(runs: &[&Run], fusion: Fusion) -> Run {
                     }
                 }
                 Fusion::NormalizedSum => {
-                    let (lo, hi) = ranking
-                        .iter()
-                        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), d| (lo.min(d.score), hi.max(d.score)));
+                    let (lo, hi) =
+                        ranking.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), d| (lo.min(d.score), hi.max(d.score)));
                     let span = hi - lo;
                     for doc in &ranking {
                         // A single-score list carries no scale: every document counts fully.

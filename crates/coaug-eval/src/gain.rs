@@ -25,11 +25,7 @@ pub fn dcg_at_k<G: Copy + Into<f64>>(ranked_gains: &[G], k: usize) -> f64 {
 
 /// DCG@k of the best possible ranking of `judged_gains` (any order; every judged document).
 pub fn ideal_dcg_at_k<G: Copy + Into<f64>>(judged_gains: &[G], k: usize) -> f64 {
-    let mut gains: Vec<f64> = judged_gains
-        .iter()
-        .map(|&g| g.into())
-        .filter(|&g| g > 0.0)
-        .collect();
+    let mut gains: Vec<f64> = judged_gains.iter().map(|&g| g.into()).filter(|&g| g > 0.0).collect();
     gains.sort_unstable_by(|a, b| b.total_cmp(a));
     dcg_at_k(&gains, k)
 }
@@ -46,16 +42,8 @@ pub fn ndcg_at_k<G: Copy + Into<f64>>(ranked_gains: &[G], judged_gains: &[G], k:
 
 /// nDCG@k of ranked document ids against one query's judgements (document id -> grade).
 /// The ids must already be in final rank order with no duplicates.
-pub fn query_ndcg_at_k<'a>(
-    judgements: &BTreeMap<String, i32>,
-    ranked_doc_ids: impl IntoIterator<Item = &'a str>,
-    k: usize,
-) -> f64 {
-    let ranked: Vec<i32> = ranked_doc_ids
-        .into_iter()
-        .take(k)
-        .map(|id| judgements.get(id).copied().unwrap_or(0))
-        .collect();
+pub fn query_ndcg_at_k<'a>(judgements: &BTreeMap<String, i32>, ranked_doc_ids: impl IntoIterator<Item = &'a str>, k: usize) -> f64 {
+    let ranked: Vec<i32> = ranked_doc_ids.into_iter().take(k).map(|id| judgements.get(id).copied().unwrap_or(0)).collect();
     let judged: Vec<i32> = judgements.values().copied().collect();
     ndcg_at_k(&ranked, &judged, k)
 }
@@ -101,12 +89,7 @@ mod tests {
 
     #[test]
     fn query_helper_looks_up_grades() {
-        let judgements: BTreeMap<String, i32> = [
-            ("a".to_string(), 1),
-            ("b".to_string(), 2),
-            ("c".to_string(), 0),
-        ]
-        .into();
+        let judgements: BTreeMap<String, i32> = [("a".to_string(), 1), ("b".to_string(), 2), ("c".to_string(), 0)].into();
         let ndcg = query_ndcg_at_k(&judgements, ["n1", "a", "n2"], 3);
         assert!(close(ndcg, 0.239_812_466_568_131_46));
         assert!(close(query_ndcg_at_k(&judgements, ["b", "a"], 10), 1.0));

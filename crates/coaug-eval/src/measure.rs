@@ -18,13 +18,7 @@ pub enum Measure {
 }
 
 impl Measure {
-    pub const ALL: [Measure; 5] = [
-        Measure::Ndcg,
-        Measure::Map,
-        Measure::Recall,
-        Measure::Precision,
-        Measure::Mrr,
-    ];
+    pub const ALL: [Measure; 5] = [Measure::Ndcg, Measure::Map, Measure::Recall, Measure::Precision, Measure::Mrr];
 
     /// BEIR's name, the part before `@`.
     pub fn name(self) -> &'static str {
@@ -45,9 +39,7 @@ impl Measure {
     /// Parses a key such as `"Recall@100"` (case-insensitive name).
     pub fn parse_key(key: &str) -> Option<(Measure, usize)> {
         let (name, k) = key.split_once('@')?;
-        let measure = Measure::ALL
-            .into_iter()
-            .find(|m| m.name().eq_ignore_ascii_case(name))?;
+        let measure = Measure::ALL.into_iter().find(|m| m.name().eq_ignore_ascii_case(name))?;
         let k: usize = k.parse().ok().filter(|&k| k > 0)?;
         Some((measure, k))
     }

@@ -16,10 +16,7 @@ pub struct ScoredDoc {
 
 impl ScoredDoc {
     pub fn new(doc_id: impl Into<String>, score: f64) -> Self {
-        Self {
-            doc_id: doc_id.into(),
-            score,
-        }
+        Self { doc_id: doc_id.into(), score }
     }
 }
 
@@ -57,8 +54,7 @@ impl ScorePrecision {
 /// `total_cmp` keeps the order total even for NaN, which Rust's sort requires.
 pub fn trec_eval_order(a: &ScoredDoc, b: &ScoredDoc, precision: ScorePrecision) -> Ordering {
     let (sa, sb) = (precision.comparable(a.score), precision.comparable(b.score));
-    sb.total_cmp(&sa)
-        .then_with(|| b.doc_id.as_bytes().cmp(a.doc_id.as_bytes()))
+    sb.total_cmp(&sa).then_with(|| b.doc_id.as_bytes().cmp(a.doc_id.as_bytes()))
 }
 
 /// Sorts `docs` into the order trec_eval evaluates them in.
@@ -76,12 +72,7 @@ mod tests {
 
     #[test]
     fn higher_score_first_then_larger_doc_id() {
-        let mut docs = vec![
-            ScoredDoc::new("d1", 1.0),
-            ScoredDoc::new("d3", 1.0),
-            ScoredDoc::new("d0", 2.0),
-            ScoredDoc::new("d2", 1.0),
-        ];
+        let mut docs = vec![ScoredDoc::new("d1", 1.0), ScoredDoc::new("d3", 1.0), ScoredDoc::new("d0", 2.0), ScoredDoc::new("d2", 1.0)];
         sort_trec_eval(&mut docs, ScorePrecision::F64);
         assert_eq!(ids(&docs), ["d0", "d3", "d2", "d1"]);
     }
@@ -89,11 +80,7 @@ mod tests {
     #[test]
     fn ties_compare_doc_ids_bytewise_like_strcmp() {
         // strcmp puts a prefix before its extensions; descending order reverses that.
-        let mut docs = vec![
-            ScoredDoc::new("MED-1", 0.5),
-            ScoredDoc::new("MED-10", 0.5),
-            ScoredDoc::new("MED-9", 0.5),
-        ];
+        let mut docs = vec![ScoredDoc::new("MED-1", 0.5), ScoredDoc::new("MED-10", 0.5), ScoredDoc::new("MED-9", 0.5)];
         sort_trec_eval(&mut docs, ScorePrecision::F64);
         assert_eq!(ids(&docs), ["MED-9", "MED-10", "MED-1"]);
     }
@@ -104,16 +91,8 @@ mod tests {
         let tied = [ScoredDoc::new("a", 1.000_000_05), ScoredDoc::new("b", 1.0)];
         let apart = [ScoredDoc::new("a", 1.000_000_07), ScoredDoc::new("b", 1.0)];
         let order = |d: &[ScoredDoc], p| trec_eval_order(&d[0], &d[1], p);
-        assert_eq!(
-            order(&tied, ScorePrecision::F32),
-            Ordering::Greater,
-            "b wins the tie on id"
-        );
-        assert_eq!(
-            order(&tied, ScorePrecision::F64),
-            Ordering::Less,
-            "a scores higher"
-        );
+        assert_eq!(order(&tied, ScorePrecision::F32), Ordering::Greater, "b wins the tie on id");
+        assert_eq!(order(&tied, ScorePrecision::F64), Ordering::Less, "a scores higher");
         assert_eq!(order(&apart, ScorePrecision::F32), Ordering::Less);
     }
 
@@ -121,10 +100,7 @@ mod tests {
     fn negative_zero_ties_with_zero() {
         let a = ScoredDoc::new("a", -0.0);
         let b = ScoredDoc::new("b", 0.0);
-        assert_eq!(
-            trec_eval_order(&a, &b, ScorePrecision::F64),
-            Ordering::Greater
-        );
+        assert_eq!(trec_eval_order(&a, &b, ScorePrecision::F64), Ordering::Greater);
         assert_eq!(trec_eval_order(&b, &a, ScorePrecision::F64), Ordering::Less);
     }
 }

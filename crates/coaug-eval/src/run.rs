@@ -20,25 +20,13 @@ impl Run {
     }
 
     /// Sets the score of `doc_id` for `query_id`, returning the score it replaces.
-    pub fn insert(
-        &mut self,
-        query_id: impl Into<String>,
-        doc_id: impl Into<String>,
-        score: f64,
-    ) -> Option<f64> {
-        self.scores
-            .entry(query_id.into())
-            .or_default()
-            .insert(doc_id.into(), score)
+    pub fn insert(&mut self, query_id: impl Into<String>, doc_id: impl Into<String>, score: f64) -> Option<f64> {
+        self.scores.entry(query_id.into()).or_default().insert(doc_id.into(), score)
     }
 
     /// Adds a query's retrieved documents (e.g. a retriever's top-k) to the run.
     /// An empty list still records the query as run (it then scores 0 on every metric).
-    pub fn insert_ranking(
-        &mut self,
-        query_id: impl Into<String>,
-        docs: impl IntoIterator<Item = ScoredDoc>,
-    ) {
+    pub fn insert_ranking(&mut self, query_id: impl Into<String>, docs: impl IntoIterator<Item = ScoredDoc>) {
         let entry = self.scores.entry(query_id.into()).or_default();
         for doc in docs {
             entry.insert(doc.doc_id, doc.score);
@@ -52,12 +40,8 @@ impl Run {
 
     /// The documents retrieved for `query_id` in trec_eval's order (empty if the query is absent).
     pub fn ranking(&self, query_id: &str, precision: ScorePrecision) -> Vec<ScoredDoc> {
-        let mut docs: Vec<ScoredDoc> = self
-            .scores(query_id)
-            .into_iter()
-            .flatten()
-            .map(|(doc_id, &score)| ScoredDoc::new(doc_id.clone(), score))
-            .collect();
+        let mut docs: Vec<ScoredDoc> =
+            self.scores(query_id).into_iter().flatten().map(|(doc_id, &score)| ScoredDoc::new(doc_id.clone(), score)).collect();
         sort_trec_eval(&mut docs, precision);
         docs
     }
@@ -110,19 +94,8 @@ mod tests {
     #[test]
     fn ranking_follows_trec_eval_order() {
         let mut run = Run::new();
-        run.insert_ranking(
-            "q",
-            [
-                ScoredDoc::new("a", 1.0),
-                ScoredDoc::new("b", 3.0),
-                ScoredDoc::new("c", 1.0),
-            ],
-        );
-        let ids: Vec<String> = run
-            .ranking("q", ScorePrecision::F64)
-            .into_iter()
-            .map(|d| d.doc_id)
-            .collect();
+        run.insert_ranking("q", [ScoredDoc::new("a", 1.0), ScoredDoc::new("b", 3.0), ScoredDoc::new("c", 1.0)]);
+        let ids: Vec<String> = run.ranking("q", ScorePrecision::F64).into_iter().map(|d| d.doc_id).collect();
         assert_eq!(ids, ["b", "c", "a"]);
         assert!(run.ranking("missing", ScorePrecision::F64).is_empty());
     }

@@ -22,22 +22,11 @@ const DECIMALS: usize = 4;
 /// -------+--------+--------+-------
 /// NDCG   | 0.4133 | 0.3146 | 0.2715
 /// ```
-pub fn metrics_grid(
-    metrics: &Metrics,
-    measures: &[Measure],
-    ks: &[usize],
-    style: TableStyle,
-) -> String {
-    let header = std::iter::once(String::new())
-        .chain(ks.iter().map(|k| format!("@{k}")))
-        .collect();
+pub fn metrics_grid(metrics: &Metrics, measures: &[Measure], ks: &[usize], style: TableStyle) -> String {
+    let header = std::iter::once(String::new()).chain(ks.iter().map(|k| format!("@{k}"))).collect();
     let rows = measures
         .iter()
-        .map(|&m| {
-            std::iter::once(m.name().to_string())
-                .chain(ks.iter().map(|&k| format_value(metrics.get(m, k))))
-                .collect()
-        })
+        .map(|&m| std::iter::once(m.name().to_string()).chain(ks.iter().map(|&k| format_value(metrics.get(m, k)))).collect())
         .collect();
     Table { header, rows }.render(style)
 }
@@ -50,20 +39,10 @@ pub fn metrics_grid(
 /// NDCG@10 | 0.3146 |     0.3301
 /// ```
 pub fn comparison_table(systems: &[(&str, &Metrics)], keys: &[&str], style: TableStyle) -> String {
-    let header = std::iter::once("metric".to_string())
-        .chain(systems.iter().map(|(name, _)| name.to_string()))
-        .collect();
+    let header = std::iter::once("metric".to_string()).chain(systems.iter().map(|(name, _)| name.to_string())).collect();
     let rows = keys
         .iter()
-        .map(|&key| {
-            std::iter::once(key.to_string())
-                .chain(
-                    systems
-                        .iter()
-                        .map(|(_, m)| format_value(m.mean.get(key).copied())),
-                )
-                .collect()
-        })
+        .map(|&key| std::iter::once(key.to_string()).chain(systems.iter().map(|(_, m)| format_value(m.mean.get(key).copied()))).collect())
         .collect();
     Table { header, rows }.render(style)
 }
@@ -83,32 +62,14 @@ impl Table {
         let widths = self.column_widths();
         let mut lines = vec![self.render_row(&self.header, &widths, style)];
         lines.push(match style {
-            TableStyle::Plain => widths
-                .iter()
-                .map(|&w| "-".repeat(w))
-                .collect::<Vec<_>>()
-                .join("-+-"),
+            TableStyle::Plain => widths.iter().map(|&w| "-".repeat(w)).collect::<Vec<_>>().join("-+-"),
             TableStyle::Markdown => {
-                let cells = widths.iter().enumerate().map(|(i, &w)| {
-                    if i == 0 {
-                        format!("{:-<w$}", ":")
-                    } else {
-                        format!("{:->w$}", ":")
-                    }
-                });
+                let cells = widths.iter().enumerate().map(|(i, &w)| if i == 0 { format!("{:-<w$}", ":") } else { format!("{:->w$}", ":") });
                 format!("| {} |", cells.collect::<Vec<_>>().join(" | "))
             }
         });
-        lines.extend(
-            self.rows
-                .iter()
-                .map(|row| self.render_row(row, &widths, style)),
-        );
-        let mut text = lines
-            .iter()
-            .map(|l| l.trim_end())
-            .collect::<Vec<_>>()
-            .join("\n");
+        lines.extend(self.rows.iter().map(|row| self.render_row(row, &widths, style)));
+        let mut text = lines.iter().map(|l| l.trim_end()).collect::<Vec<_>>().join("\n");
         text.push('\n');
         text
     }
@@ -118,13 +79,7 @@ impl Table {
             .iter()
             .zip(widths)
             .enumerate()
-            .map(|(i, (cell, &w))| {
-                if i == 0 {
-                    format!("{cell:<w$}")
-                } else {
-                    format!("{cell:>w$}")
-                }
-            })
+            .map(|(i, (cell, &w))| if i == 0 { format!("{cell:<w$}") } else { format!("{cell:>w$}") })
             .collect();
         match style {
             TableStyle::Plain => padded.join(" | "),
@@ -135,14 +90,7 @@ impl Table {
     /// Widest cell per column; Markdown's `:--`/`--:` rule needs at least 3.
     fn column_widths(&self) -> Vec<usize> {
         (0..self.header.len())
-            .map(|col| {
-                std::iter::once(&self.header)
-                    .chain(&self.rows)
-                    .map(|row| row[col].chars().count())
-                    .max()
-                    .unwrap_or(0)
-                    .max(3)
-            })
+            .map(|col| std::iter::once(&self.header).chain(&self.rows).map(|row| row[col].chars().count()).max().unwrap_or(0).max(3))
             .collect()
     }
 }
@@ -154,28 +102,15 @@ mod tests {
 
     fn metrics(values: &[(&str, f64)]) -> Metrics {
         let mean: BTreeMap<String, f64> = values.iter().map(|&(k, v)| (k.to_string(), v)).collect();
-        Metrics {
-            num_queries: 1,
-            mean,
-            per_query: BTreeMap::new(),
-        }
+        Metrics { num_queries: 1, mean, per_query: BTreeMap::new() }
     }
 
     #[test]
     fn plain_grid_has_measures_by_cutoffs() {
         let m = metrics(&[("NDCG@1", 0.5), ("NDCG@10", 0.25), ("P@1", 1.0)]);
-        let table = metrics_grid(
-            &m,
-            &[Measure::Ndcg, Measure::Precision],
-            &[1, 10],
-            TableStyle::Plain,
-        );
-        let expected = concat!(
-            "     |     @1 |    @10\n",
-            "-----+--------+-------\n",
-            "NDCG | 0.5000 | 0.2500\n",
-            "P    | 1.0000 |      -\n",
-        );
+        let table = metrics_grid(&m, &[Measure::Ndcg, Measure::Precision], &[1, 10], TableStyle::Plain);
+        let expected =
+            concat!("     |     @1 |    @10\n", "-----+--------+-------\n", "NDCG | 0.5000 | 0.2500\n", "P    | 1.0000 |      -\n",);
         assert_eq!(table, expected);
     }
 
@@ -183,11 +118,7 @@ mod tests {
     fn markdown_comparison_has_systems_as_columns() {
         let bm25 = metrics(&[("NDCG@10", 0.31464), ("Recall@100", 0.2466)]);
         let aug = metrics(&[("NDCG@10", 0.33)]);
-        let table = comparison_table(
-            &[("BM25", &bm25), ("+query aug", &aug)],
-            &["NDCG@10", "Recall@100"],
-            TableStyle::Markdown,
-        );
+        let table = comparison_table(&[("BM25", &bm25), ("+query aug", &aug)], &["NDCG@10", "Recall@100"], TableStyle::Markdown);
         let expected = "\
 | metric     |   BM25 | +query aug |
 | :--------- | -----: | ---------: |
@@ -200,11 +131,7 @@ mod tests {
     #[test]
     fn plain_comparison_aligns_columns() {
         let a = metrics(&[("MRR@10", 0.5)]);
-        let table = comparison_table(
-            &[("a-long-system-name", &a)],
-            &["MRR@10"],
-            TableStyle::Plain,
-        );
+        let table = comparison_table(&[("a-long-system-name", &a)], &["MRR@10"], TableStyle::Plain);
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines[0], "metric | a-long-system-name");
         assert_eq!(lines[2], "MRR@10 |             0.5000");

@@ -12,11 +12,7 @@ pub enum RunFileError {
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: io::Error },
     #[error("{}:{line}: {message}", path.display())]
-    Parse {
-        path: PathBuf,
-        line: usize,
-        message: String,
-    },
+    Parse { path: PathBuf, line: usize, message: String },
 }
 
 impl Run {
@@ -34,19 +30,13 @@ impl Run {
         for (index, line) in reader.lines().enumerate() {
             let line_number = index + 1;
             let line = line.map_err(|e| io_error(source, e))?;
-            let parse_error = |message: String| RunFileError::Parse {
-                path: source.to_path_buf(),
-                line: line_number,
-                message,
-            };
+            let parse_error = |message: String| RunFileError::Parse { path: source.to_path_buf(), line: line_number, message };
             if line.trim().is_empty() {
                 continue;
             }
             let (query_id, doc_id, score) = parse_line(&line).map_err(parse_error)?;
             if run.insert(query_id, doc_id, score).is_some() {
-                return Err(parse_error(format!(
-                    "document `{doc_id}` is listed twice for query `{query_id}`"
-                )));
+                return Err(parse_error(format!("document `{doc_id}` is listed twice for query `{query_id}`")));
             }
         }
         Ok(run)
@@ -68,24 +58,11 @@ impl Run {
     /// so reading the file back gives the same `f64`s.
     pub fn write_trec_to(&self, mut writer: impl Write, tag: &str) -> io::Result<()> {
         if tag.is_empty() || tag.contains(char::is_whitespace) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("run tag `{tag}` must be one non-empty word"),
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("run tag `{tag}` must be one non-empty word")));
         }
         for query_id in self.query_ids() {
-            for (rank, doc) in self
-                .ranking(query_id, ScorePrecision::F64)
-                .iter()
-                .enumerate()
-            {
-                writeln!(
-                    writer,
-                    "{query_id} Q0 {} {} {} {tag}",
-                    doc.doc_id,
-                    rank + 1,
-                    doc.score
-                )?;
+            for (rank, doc) in self.ranking(query_id, ScorePrecision::F64).iter().enumerate() {
+                writeln!(writer, "{query_id} Q0 {} {} {} {tag}", doc.doc_id, rank + 1, doc.score)?;
             }
         }
         Ok(())
@@ -95,14 +72,9 @@ impl Run {
 fn parse_line(line: &str) -> Result<(&str, &str, f64), String> {
     let fields: Vec<&str> = line.split_whitespace().collect();
     let [query_id, _q0, doc_id, _rank, score, _tag] = fields[..] else {
-        return Err(format!(
-            "expected 6 fields `qid Q0 docid rank score tag`, found {}",
-            fields.len()
-        ));
+        return Err(format!("expected 6 fields `qid Q0 docid rank score tag`, found {}", fields.len()));
     };
-    let value: f64 = score
-        .parse()
-        .map_err(|_| format!("score `{score}` is not a number"))?;
+    let value: f64 = score.parse().map_err(|_| format!("score `{score}` is not a number"))?;
     if !value.is_finite() {
         return Err(format!("score `{score}` is not a finite number"));
     }
@@ -110,10 +82,7 @@ fn parse_line(line: &str) -> Result<(&str, &str, f64), String> {
 }
 
 fn io_error(path: &Path, source: io::Error) -> RunFileError {
-    RunFileError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    RunFileError::Io { path: path.to_path_buf(), source }
 }
 
 #[cfg(test)]
@@ -126,8 +95,7 @@ mod tests {
 
     #[test]
     fn reads_scores_and_ignores_rank_and_tag() {
-        let run =
-            read("q1 Q0 d1 1 2.5 tag\r\nq1 Q0 d2 7 3.25 other\n\nq2 Q0 d1 1 -1e-3 tag\n").unwrap();
+        let run = read("q1 Q0 d1 1 2.5 tag\r\nq1 Q0 d2 7 3.25 other\n\nq2 Q0 d1 1 -1e-3 tag\n").unwrap();
         assert_eq!(run.num_queries(), 2);
         assert_eq!(run.scores("q1").unwrap()["d2"], 3.25);
         assert_eq!(run.scores("q2").unwrap()["d1"], -0.001);
@@ -138,35 +106,21 @@ mod tests {
         let err = read("q1 Q0 d1 1 2.5 tag\nq1 Q0 d2 2 high tag\n").unwrap_err();
         assert_eq!(err.to_string(), "run.txt:2: score `high` is not a number");
         let err = read("q1 Q0 d1 1 2.5\n").unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "run.txt:1: expected 6 fields `qid Q0 docid rank score tag`, found 5"
-        );
+        assert_eq!(err.to_string(), "run.txt:1: expected 6 fields `qid Q0 docid rank score tag`, found 5");
         let err = read("q1 Q0 d1 1 nan t\n").unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "run.txt:1: score `nan` is not a finite number"
-        );
+        assert_eq!(err.to_string(), "run.txt:1: score `nan` is not a finite number");
     }
 
     #[test]
     fn duplicate_documents_are_rejected() {
         let err = read("q Q0 d 1 2 t\nq Q0 e 2 1 t\nq Q0 d 3 0 t\n").unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "run.txt:3: document `d` is listed twice for query `q`"
-        );
+        assert_eq!(err.to_string(), "run.txt:3: document `d` is listed twice for query `q`");
     }
 
     #[test]
     fn write_sorts_by_score_and_round_trips() {
         let mut run = Run::new();
-        for (q, d, s) in [
-            ("q2", "x", 0.1),
-            ("q1", "a", 0.5),
-            ("q1", "b", 1.0 / 3.0),
-            ("q1", "c", 0.5),
-        ] {
+        for (q, d, s) in [("q2", "x", 0.1), ("q1", "a", 0.5), ("q1", "b", 1.0 / 3.0), ("q1", "c", 0.5)] {
             run.insert(q, d, s);
         }
         let mut out = Vec::new();
@@ -192,9 +146,7 @@ mod tests {
 
     #[test]
     fn tag_must_be_one_word() {
-        let err = Run::new()
-            .write_trec_to(Vec::new(), "two words")
-            .unwrap_err();
+        let err = Run::new().write_trec_to(Vec::new(), "two words").unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
     }
 }

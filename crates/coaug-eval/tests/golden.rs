@@ -27,25 +27,14 @@ fn data_dir() -> PathBuf {
 
 /// Minimal reader for BEIR's `qrels/*.tsv` (header line, tab-separated, CRLF or LF).
 fn read_qrels(path: &Path) -> Qrels {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e} (set COAUG_DATA to the BEIR data folder)",
-            path.display()
-        )
-    });
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e} (set COAUG_DATA to the BEIR data folder)", path.display()));
     let mut qrels = Qrels::new();
     for (index, line) in text.lines().enumerate().skip(1) {
         let fields: Vec<&str> = line.trim_end().split('\t').collect();
         let [query_id, doc_id, score] = fields[..] else {
-            panic!(
-                "{}:{}: expected 3 tab-separated fields",
-                path.display(),
-                index + 1
-            );
+            panic!("{}:{}: expected 3 tab-separated fields", path.display(), index + 1);
         };
-        let score = score
-            .parse()
-            .unwrap_or_else(|_| panic!("{}:{}: bad score `{score}`", path.display(), index + 1));
+        let score = score.parse().unwrap_or_else(|_| panic!("{}:{}: bad score `{score}`", path.display(), index + 1));
         qrels.insert(query_id, doc_id, score);
     }
     qrels
@@ -84,10 +73,7 @@ fn worst_per_query_gap(ours: &Metrics, golden: &Golden) -> (f64, String) {
         for (key, &value) in expected {
             let got = ours.per_query[query_id][key];
             if (got - value).abs() > worst.0 {
-                worst = (
-                    (got - value).abs(),
-                    format!("{query_id} {key}: ours {got}, pytrec_eval {value}"),
-                );
+                worst = ((got - value).abs(), format!("{query_id} {key}: ours {got}, pytrec_eval {value}"));
             }
         }
     }
@@ -106,16 +92,10 @@ fn matches_pytrec_eval_on_nfcorpus_bm25_run() {
         for k in K_VALUES {
             let key = measure.key(k);
             let (got, expected) = (ours.mean[&key], golden.mean[&key]);
-            assert!(
-                (got - expected).abs() <= TOLERANCE,
-                "{key}: ours {got}, pytrec_eval {expected}"
-            );
+            assert!((got - expected).abs() <= TOLERANCE, "{key}: ours {got}, pytrec_eval {expected}");
         }
     }
-    assert_eq!(
-        ours.per_query.keys().collect::<Vec<_>>(),
-        golden.per_query.keys().collect::<Vec<_>>()
-    );
+    assert_eq!(ours.per_query.keys().collect::<Vec<_>>(), golden.per_query.keys().collect::<Vec<_>>());
     let (gap, at) = worst_per_query_gap(&ours, &golden);
     assert!(gap <= TOLERANCE, "per-query disagreement {gap}: {at}");
 }
@@ -125,18 +105,12 @@ fn matches_pytrec_eval_on_nfcorpus_bm25_run() {
 #[test]
 fn golden_run_detects_wrong_conventions() {
     let golden = load_golden();
-    let keeping_identical_ids = EvalOptions {
-        ignore_identical_ids: false,
-        ..EvalOptions::default()
-    };
+    let keeping_identical_ids = EvalOptions { ignore_identical_ids: false, ..EvalOptions::default() };
     let ours = evaluate_golden_run(&keeping_identical_ids);
     assert!(worst_per_query_gap(&ours, &golden).0 > TOLERANCE);
 
     // Rounded scores stay distinct in f32, so precision alone must not change anything...
-    let f64_scores = EvalOptions {
-        score_precision: ScorePrecision::F64,
-        ..EvalOptions::default()
-    };
+    let f64_scores = EvalOptions { score_precision: ScorePrecision::F64, ..EvalOptions::default() };
     let ours = evaluate_golden_run(&f64_scores);
     assert!(worst_per_query_gap(&ours, &golden).0 <= TOLERANCE);
 
@@ -156,12 +130,7 @@ fn golden_run_detects_wrong_conventions() {
             flipped_run.insert(query_id.clone(), complement(doc_id), score);
         }
     }
-    let ours = evaluate(
-        &flipped_qrels,
-        &flipped_run,
-        &K_VALUES,
-        &EvalOptions::default(),
-    );
+    let ours = evaluate(&flipped_qrels, &flipped_run, &K_VALUES, &EvalOptions::default());
     assert_eq!(ours.num_queries, golden.num_queries);
     assert!(worst_per_query_gap(&ours, &golden).0 > TOLERANCE);
 }

@@ -9,11 +9,7 @@ use coaug_index::{IndexConfig, IndexDoc};
 
 fn main() -> anyhow::Result<()> {
     let names: Vec<String> = std::env::args().skip(1).collect();
-    let names = if names.is_empty() {
-        vec!["nfcorpus".into(), "scifact".into()]
-    } else {
-        names
-    };
+    let names = if names.is_empty() { vec!["nfcorpus".into(), "scifact".into()] } else { names };
     let min_time = Duration::from_secs(2);
     for name in names {
         let dataset = Dataset::open(coaug_data::shared_beir_dir().join(&name))?;
@@ -31,16 +27,10 @@ fn main() -> anyhow::Result<()> {
         for k in [10, 1000] {
             for threads in [1, 2] {
                 let t = time_search(&index, &queries, k, threads, min_time)?;
-                println!(
-                    "{name}: k={k:<4} threads={threads}: {:.0} queries/s",
-                    t.queries_per_sec()
-                );
+                println!("{name}: k={k:<4} threads={threads}: {:.0} queries/s", t.queries_per_sec());
             }
             let t = time_tantivy_search(&index, &queries, k, min_time)?;
-            println!(
-                "{name}: k={k:<4} tantivy collector, 1 thread: {:.0} queries/s",
-                t.queries_per_sec()
-            );
+            println!("{name}: k={k:<4} tantivy collector, 1 thread: {:.0} queries/s", t.queries_per_sec());
         }
     }
     Ok(())

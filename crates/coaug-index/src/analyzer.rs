@@ -5,8 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 use tantivy::tokenizer::{
-    AsciiFoldingFilter, Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer,
-    StopWordFilter, TextAnalyzer, TokenStream, MAX_TOKEN_LEN,
+    AsciiFoldingFilter, Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer, TokenStream,
+    MAX_TOKEN_LEN,
 };
 
 /// Which stop words the analyzer drops (before stemming, as Lucene's EnglishAnalyzer does).
@@ -24,20 +24,159 @@ pub enum StopWords {
 
 /// [`StopWords::Nltk`]: NLTK's English stop words without the apostrophe forms.
 pub const NLTK_ENGLISH: &[&str] = &[
-    "a", "about", "above", "after", "again", "against", "ain", "all", "am", "an", "and", "any",
-    "are", "aren", "as", "at", "be", "because", "been", "before", "being", "below", "between",
-    "both", "but", "by", "can", "couldn", "d", "did", "didn", "do", "does", "doesn", "doing",
-    "don", "down", "during", "each", "few", "for", "from", "further", "had", "hadn", "has",
-    "hasn", "have", "haven", "having", "he", "her", "here", "hers", "herself", "him", "himself",
-    "his", "how", "i", "if", "in", "into", "is", "isn", "it", "its", "itself", "just", "ll",
-    "m", "ma", "me", "mightn", "more", "most", "mustn", "my", "myself", "needn", "no", "nor",
-    "not", "now", "o", "of", "off", "on", "once", "only", "or", "other", "our", "ours",
-    "ourselves", "out", "over", "own", "re", "s", "same", "shan", "she", "should", "shouldn",
-    "so", "some", "such", "t", "than", "that", "the", "their", "theirs", "them", "themselves",
-    "then", "there", "these", "they", "this", "those", "through", "to", "too", "under", "until",
-    "up", "ve", "very", "was", "wasn", "we", "were", "weren", "what", "when", "where", "which",
-    "while", "who", "whom", "why", "will", "with", "won", "wouldn", "y", "you", "your", "yours",
-    "yourself", "yourselves",
+    "a",
+    "about",
+    "above",
+    "after",
+    "again",
+    "against",
+    "ain",
+    "all",
+    "am",
+    "an",
+    "and",
+    "any",
+    "are",
+    "aren",
+    "as",
+    "at",
+    "be",
+    "because",
+    "been",
+    "before",
+    "being",
+    "below",
+    "between",
+    "both",
+    "but",
+    "by",
+    "can",
+    "couldn",
+    "d",
+    "did",
+    "didn",
+    "do",
+    "does",
+    "doesn",
+    "doing",
+    "don",
+    "down",
+    "during",
+    "each",
+    "few",
+    "for",
+    "from",
+    "further",
+    "had",
+    "hadn",
+    "has",
+    "hasn",
+    "have",
+    "haven",
+    "having",
+    "he",
+    "her",
+    "here",
+    "hers",
+    "herself",
+    "him",
+    "himself",
+    "his",
+    "how",
+    "i",
+    "if",
+    "in",
+    "into",
+    "is",
+    "isn",
+    "it",
+    "its",
+    "itself",
+    "just",
+    "ll",
+    "m",
+    "ma",
+    "me",
+    "mightn",
+    "more",
+    "most",
+    "mustn",
+    "my",
+    "myself",
+    "needn",
+    "no",
+    "nor",
+    "not",
+    "now",
+    "o",
+    "of",
+    "off",
+    "on",
+    "once",
+    "only",
+    "or",
+    "other",
+    "our",
+    "ours",
+    "ourselves",
+    "out",
+    "over",
+    "own",
+    "re",
+    "s",
+    "same",
+    "shan",
+    "she",
+    "should",
+    "shouldn",
+    "so",
+    "some",
+    "such",
+    "t",
+    "than",
+    "that",
+    "the",
+    "their",
+    "theirs",
+    "them",
+    "themselves",
+    "then",
+    "there",
+    "these",
+    "they",
+    "this",
+    "those",
+    "through",
+    "to",
+    "too",
+    "under",
+    "until",
+    "up",
+    "ve",
+    "very",
+    "was",
+    "wasn",
+    "we",
+    "were",
+    "weren",
+    "what",
+    "when",
+    "where",
+    "which",
+    "while",
+    "who",
+    "whom",
+    "why",
+    "will",
+    "with",
+    "won",
+    "wouldn",
+    "y",
+    "you",
+    "your",
+    "yours",
+    "yourself",
+    "yourselves",
 ];
 
 /// How text becomes terms. Part of an index's fingerprint: changing it rebuilds the index.
@@ -86,9 +225,7 @@ pub struct Analyzer {
 
 impl std::fmt::Debug for Analyzer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Analyzer")
-            .field("config", &self.config)
-            .finish()
+        f.debug_struct("Analyzer").field("config", &self.config).finish()
     }
 }
 
@@ -157,8 +294,7 @@ fn build_pipeline(config: &AnalyzerConfig) -> Result<TextAnalyzer, AnalyzerError
     match &config.stop_words {
         StopWords::None => {}
         StopWords::Language => {
-            let filter = StopWordFilter::new(config.language)
-                .ok_or(AnalyzerError::NoStopWords(config.language))?;
+            let filter = StopWordFilter::new(config.language).ok_or(AnalyzerError::NoStopWords(config.language))?;
             builder = builder.filter_dynamic(filter);
         }
         StopWords::Nltk => {
@@ -181,10 +317,7 @@ mod tests {
     #[test]
     fn english_default_lowercases_stems_and_drops_stop_words() {
         let a = Analyzer::default();
-        assert_eq!(
-            a.terms("The Running dogs: are they HAPPY?"),
-            ["run", "dog", "happi"]
-        );
+        assert_eq!(a.terms("The Running dogs: are they HAPPY?"), ["run", "dog", "happi"]);
     }
 
     #[test]
@@ -196,19 +329,11 @@ mod tests {
 
     #[test]
     fn settings_change_the_terms() {
-        let plain = Analyzer::new(AnalyzerConfig {
-            stop_words: StopWords::None,
-            stemming: false,
-            ..AnalyzerConfig::default()
-        })
-        .unwrap();
+        let plain = Analyzer::new(AnalyzerConfig { stop_words: StopWords::None, stemming: false, ..AnalyzerConfig::default() }).unwrap();
         assert_eq!(plain.terms("The Running dogs"), ["the", "running", "dogs"]);
 
-        let custom = Analyzer::new(AnalyzerConfig {
-            stop_words: StopWords::Custom(vec!["dog".into()]),
-            ..AnalyzerConfig::default()
-        })
-        .unwrap();
+        let custom =
+            Analyzer::new(AnalyzerConfig { stop_words: StopWords::Custom(vec!["dog".into()]), ..AnalyzerConfig::default() }).unwrap();
         // Stop words are removed before stemming, so "dogs" survives and "dog" does not.
         assert_eq!(custom.terms("the dog dogs"), ["the", "dog"]);
     }
@@ -232,11 +357,7 @@ mod tests {
 
     #[test]
     fn missing_stop_word_list_is_an_error() {
-        let err = Analyzer::new(AnalyzerConfig {
-            language: Language::Greek,
-            ..AnalyzerConfig::default()
-        })
-        .unwrap_err();
+        let err = Analyzer::new(AnalyzerConfig { language: Language::Greek, ..AnalyzerConfig::default() }).unwrap_err();
         assert!(err.to_string().contains("Greek"));
     }
 }

@@ -25,11 +25,7 @@ impl BuildTiming {
 }
 
 /// Builds (always, never reusing) an index of `docs` in `dir` and reopens it, timing both.
-pub fn time_build(
-    dir: &Path,
-    docs: &[IndexDoc],
-    config: &IndexConfig,
-) -> Result<(Bm25Index, BuildTiming)> {
+pub fn time_build(dir: &Path, docs: &[IndexDoc], config: &IndexConfig) -> Result<(Bm25Index, BuildTiming)> {
     let start = Instant::now();
     let built = Bm25Index::build(dir, docs, config)?;
     let build = start.elapsed();
@@ -37,14 +33,7 @@ pub fn time_build(
     let start = Instant::now();
     let index = Bm25Index::open(dir)?;
     let open = start.elapsed();
-    Ok((
-        index,
-        BuildTiming {
-            num_docs: docs.len(),
-            build,
-            open,
-        },
-    ))
+    Ok((index, BuildTiming { num_docs: docs.len(), build, open }))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -82,21 +71,11 @@ pub fn time_search<Q: AsRef<str> + Sync>(
             break;
         }
     }
-    Ok(SearchTiming {
-        threads,
-        k,
-        queries: searched,
-        elapsed: start.elapsed(),
-    })
+    Ok(SearchTiming { threads, k, queries: searched, elapsed: start.elapsed() })
 }
 
 /// The same measurement with tantivy's own collector, one thread, for comparison.
-pub fn time_tantivy_search<Q: AsRef<str>>(
-    index: &Bm25Index,
-    queries: &[Q],
-    k: usize,
-    min_time: Duration,
-) -> Result<SearchTiming> {
+pub fn time_tantivy_search<Q: AsRef<str>>(index: &Bm25Index, queries: &[Q], k: usize, min_time: Duration) -> Result<SearchTiming> {
     let start = Instant::now();
     let mut searched = 0;
     loop {
@@ -108,10 +87,5 @@ pub fn time_tantivy_search<Q: AsRef<str>>(
             break;
         }
     }
-    Ok(SearchTiming {
-        threads: 1,
-        k,
-        queries: searched,
-        elapsed: start.elapsed(),
-    })
+    Ok(SearchTiming { threads: 1, k, queries: searched, elapsed: start.elapsed() })
 }

@@ -48,10 +48,7 @@ impl LengthNorms {
             let dl = fieldnorm(id as u8) as f32;
             *norm = K1 * (1.0 - B + B * dl / avg_doc_len);
         }
-        Self {
-            avg_doc_len,
-            by_fieldnorm_id,
-        }
+        Self { avg_doc_len, by_fieldnorm_id }
     }
 
     pub fn avg_doc_len(&self) -> f32 {

@@ -5,45 +5,19 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
     #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("{path}: tantivy failed to {action}: {source}")]
-    Tantivy {
-        path: PathBuf,
-        action: &'static str,
-        source: tantivy::TantivyError,
-    },
+    Tantivy { path: PathBuf, action: &'static str, source: tantivy::TantivyError },
     #[error("{path}: malformed manifest: {source}")]
-    Manifest {
-        path: PathBuf,
-        source: serde_json::Error,
-    },
-    #[error(
-        "{path}: manifest format {found}, this build reads format {expected}; rebuild the index"
-    )]
-    FormatVersion {
-        path: PathBuf,
-        found: u32,
-        expected: u32,
-    },
-    #[error(
-        "{path}: exists, is not empty and holds no coaug index manifest; refusing to overwrite it"
-    )]
+    Manifest { path: PathBuf, source: serde_json::Error },
+    #[error("{path}: manifest format {found}, this build reads format {expected}; rebuild the index")]
+    FormatVersion { path: PathBuf, found: u32, expected: u32 },
+    #[error("{path}: exists, is not empty and holds no coaug index manifest; refusing to overwrite it")]
     NotAnIndex { path: PathBuf },
     #[error("document {second} (0-based) repeats the id {id:?} of document {first}")]
-    DuplicateId {
-        id: String,
-        first: usize,
-        second: usize,
-    },
+    DuplicateId { id: String, first: usize, second: usize },
     #[error("{path}: index holds {found} documents, its manifest says {expected}")]
-    DocCount {
-        path: PathBuf,
-        found: usize,
-        expected: usize,
-    },
+    DocCount { path: PathBuf, found: usize, expected: usize },
     #[error(transparent)]
     Analyzer(#[from] crate::analyzer::AnalyzerError),
     #[error("cannot start a search thread pool: {0}")]
@@ -57,14 +31,7 @@ pub(crate) fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) ->
     move |source| IndexError::Io { path, source }
 }
 
-pub(crate) fn tantivy_err(
-    path: impl Into<PathBuf>,
-    action: &'static str,
-) -> impl FnOnce(tantivy::TantivyError) -> IndexError {
+pub(crate) fn tantivy_err(path: impl Into<PathBuf>, action: &'static str) -> impl FnOnce(tantivy::TantivyError) -> IndexError {
     let path = path.into();
-    move |source| IndexError::Tantivy {
-        path,
-        action,
-        source,
-    }
+    move |source| IndexError::Tantivy { path, action, source }
 }

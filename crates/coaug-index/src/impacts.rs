@@ -26,38 +26,24 @@ pub(crate) struct FieldImpacts {
 impl FieldImpacts {
     /// Reads `field` from every segment; `segment_ords[s][doc]` is the corpus position of
     /// tantivy document `doc` of segment `s`.
-    pub fn load(
-        path: &Path,
-        searcher: &Searcher,
-        field: Field,
-        segment_ords: &[Vec<u32>],
-    ) -> Result<Self> {
+    pub fn load(path: &Path, searcher: &Searcher, field: Field, segment_ords: &[Vec<u32>]) -> Result<Self> {
         let mut per_term: BTreeMap<String, Vec<(u32, u32, u8)>> = BTreeMap::new();
         let mut total_terms = 0u64;
         let mut num_docs = 0u64;
         for (segment, ords) in searcher.segment_readers().iter().zip(segment_ords) {
             num_docs += u64::from(segment.max_doc());
-            let inverted = segment
-                .inverted_index(field)
-                .map_err(tantivy_err(path, "open the inverted index"))?;
-            let fieldnorms = segment
-                .get_fieldnorms_reader(field)
-                .map_err(tantivy_err(path, "read field lengths"))?;
+            let inverted = segment.inverted_index(field).map_err(tantivy_err(path, "open the inverted index"))?;
+            let fieldnorms = segment.get_fieldnorms_reader(field).map_err(tantivy_err(path, "read field lengths"))?;
             total_terms += inverted.total_num_tokens();
             let mut terms = inverted.terms().stream().map_err(io_err(path))?;
             while terms.advance() {
                 let term = String::from_utf8_lossy(terms.key()).into_owned();
-                let mut postings = inverted
-                    .read_postings_from_terminfo(terms.value(), IndexRecordOption::WithFreqs)
-                    .map_err(io_err(path))?;
+                let mut postings =
+                    inverted.read_postings_from_terminfo(terms.value(), IndexRecordOption::WithFreqs).map_err(io_err(path))?;
                 let list = per_term.entry(term).or_default();
                 let mut doc = postings.doc();
                 while doc != TERMINATED {
-                    list.push((
-                        ords[doc as usize],
-                        postings.term_freq(),
-                        fieldnorms.fieldnorm_id(doc),
-                    ));
+                    list.push((ords[doc as usize], postings.term_freq(), fieldnorms.fieldnorm_id(doc)));
                     doc = postings.advance();
                 }
             }
@@ -84,18 +70,8 @@ impl FieldImpacts {
             doc_freq.insert(term, df);
         }
         starts.push(docs.len());
-        let stats = CollectionStats {
-            num_docs,
-            avg_doc_len: norms.avg_doc_len(),
-            doc_freq,
-        };
-        Ok(Self {
-            term_ids,
-            starts,
-            docs,
-            impacts,
-            stats,
-        })
+        let stats = CollectionStats { num_docs, avg_doc_len: norms.avg_doc_len(), doc_freq };
+        Ok(Self { term_ids, starts, docs, impacts, stats })
     }
 
     pub fn term_id(&self, term: &str) -> Option<u32> {

@@ -62,12 +62,7 @@ impl Bm25Index {
         Self::build_with_manifest(dir, docs, config, Manifest::new(docs, config))
     }
 
-    fn build_with_manifest(
-        dir: &Path,
-        docs: &[IndexDoc],
-        config: &IndexConfig,
-        manifest: Manifest,
-    ) -> Result<Self> {
+    fn build_with_manifest(dir: &Path, docs: &[IndexDoc], config: &IndexConfig, manifest: Manifest) -> Result<Self> {
         check_unique_ids(docs)?;
         check_replaceable(dir)?;
         let analyzer = Analyzer::new(config.analyzer.clone())?;
@@ -95,24 +90,16 @@ impl Bm25Index {
         let analyzer = Analyzer::new(manifest.config.analyzer.clone())?;
         let schema = IndexSchema::new(&manifest.config.fields);
         let index = Index::open_in_dir(dir).map_err(tantivy_err(dir, "open the index"))?;
-        index
-            .tokenizers()
-            .register(ANALYZER_NAME, analyzer.tantivy_analyzer());
-        let reader = index
-            .reader_builder()
-            .reload_policy(ReloadPolicy::Manual)
-            .try_into()
-            .map_err(tantivy_err(dir, "open a reader"))?;
+        index.tokenizers().register(ANALYZER_NAME, analyzer.tantivy_analyzer());
+        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into().map_err(tantivy_err(dir, "open a reader"))?;
         let searcher = reader.searcher();
 
         let segment_ords = read_segment_ords(dir, &searcher)?;
         let addresses = invert_ords(dir, &segment_ords, manifest.num_docs)?;
         let doc_ids = read_doc_ids(dir, &searcher, &schema, &addresses)?;
         let searched = manifest.config.fields.searched_fields();
-        let fields = searched
-            .iter()
-            .map(|&f| FieldImpacts::load(dir, &searcher, schema.field(f), &segment_ords))
-            .collect::<Result<Vec<_>>>()?;
+        let fields =
+            searched.iter().map(|&f| FieldImpacts::load(dir, &searcher, schema.field(f), &segment_ords)).collect::<Result<Vec<_>>>()?;
         Ok(Self {
             dir: dir.to_owned(),
             manifest,
@@ -164,16 +151,9 @@ impl Bm25Index {
 
     /// The stored document at corpus position `doc`.
     pub fn document(&self, doc: u32) -> Result<IndexDoc> {
-        let stored: TantivyDocument = self
-            .searcher
-            .doc(self.addresses[doc as usize])
-            .map_err(tantivy_err(&self.dir, "read a stored document"))?;
-        let text = |field| {
-            stored
-                .get_first(field)
-                .and_then(|v| v.as_str())
-                .map(str::to_owned)
-        };
+        let stored: TantivyDocument =
+            self.searcher.doc(self.addresses[doc as usize]).map_err(tantivy_err(&self.dir, "read a stored document"))?;
+        let text = |field| stored.get_first(field).and_then(|v| v.as_str()).map(str::to_owned);
         Ok(IndexDoc {
             id: self.doc_ids[doc as usize].clone(),
             title: text(self.schema.title).unwrap_or_default(),
@@ -191,9 +171,7 @@ impl Bm25Index {
     /// A scorer with this index's analyzer and body statistics: it reproduces the index's
     /// body-field scores for any (query, body text) pair.
     pub fn scorer(&self) -> Bm25Scorer {
-        let stats = self
-            .stats(SearchField::Body)
-            .expect("the body is always searched");
+        let stats = self.stats(SearchField::Body).expect("the body is always searched");
         Bm25Scorer::new(self.analyzer.clone(), stats.clone())
     }
 
@@ -226,47 +204,26 @@ impl Bm25Index {
     pub fn search_batch<Q: AsRef<str> + Sync>(&self, queries: &[Q], k: usize) -> Vec<Vec<Hit>> {
         queries
             .par_iter()
-            .map_init(
-                || Scratch::new(self.num_docs()),
-                |scratch, q| scratch.search(&self.fields, &self.plan(q.as_ref()), k),
-            )
+            .map_init(|| Scratch::new(self.num_docs()), |scratch, q| scratch.search(&self.fields, &self.plan(q.as_ref()), k))
             .collect()
     }
 
     /// The `k` best documents for each weighted query, with the fields weighted by `weights`
     /// (the augmentation weight matters only when the augmentation has a field of its own).
-    pub fn search_weighted(
-        &self,
-        queries: &[WeightedQuery],
-        weights: FieldWeights,
-        k: usize,
-    ) -> Vec<Vec<Hit>> {
+    pub fn search_weighted(&self, queries: &[WeightedQuery], weights: FieldWeights, k: usize) -> Vec<Vec<Hit>> {
         queries
             .par_iter()
-            .map_init(
-                || Scratch::new(self.num_docs()),
-                |scratch, q| scratch.search(&self.fields, &self.weighted_plan(q, weights), k),
-            )
+            .map_init(|| Scratch::new(self.num_docs()), |scratch, q| scratch.search(&self.fields, &self.weighted_plan(q, weights), k))
             .collect()
     }
 
     /// [`Bm25Index::search_batch`] on exactly `threads` threads (1: the calling thread only).
-    pub fn search_batch_with_threads<Q: AsRef<str> + Sync>(
-        &self,
-        queries: &[Q],
-        k: usize,
-        threads: usize,
-    ) -> Result<Vec<Vec<Hit>>> {
+    pub fn search_batch_with_threads<Q: AsRef<str> + Sync>(&self, queries: &[Q], k: usize, threads: usize) -> Result<Vec<Vec<Hit>>> {
         if threads <= 1 {
             let mut scratch = Scratch::new(self.num_docs());
-            return Ok(queries
-                .iter()
-                .map(|q| scratch.search(&self.fields, &self.plan(q.as_ref()), k))
-                .collect());
+            return Ok(queries.iter().map(|q| scratch.search(&self.fields, &self.plan(q.as_ref()), k)).collect());
         }
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()?;
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
         Ok(pool.install(|| self.search_batch(queries, k)))
     }
 
@@ -282,8 +239,7 @@ impl Bm25Index {
                 let field = self.schema.field(f);
                 terms.iter().map(move |t| {
                     let term = Term::from_field_text(field, t);
-                    let q: Box<dyn Query> =
-                        Box::new(TermQuery::new(term, IndexRecordOption::WithFreqs));
+                    let q: Box<dyn Query> = Box::new(TermQuery::new(term, IndexRecordOption::WithFreqs));
                     (Occur::Should, q)
                 })
             })
@@ -293,17 +249,11 @@ impl Bm25Index {
         }
         let top = self
             .searcher
-            .search(
-                &BooleanQuery::new(clauses),
-                &TopDocs::with_limit(k).order_by_score(),
-            )
+            .search(&BooleanQuery::new(clauses), &TopDocs::with_limit(k).order_by_score())
             .map_err(tantivy_err(&self.dir, "search"))?;
         let mut hits: Vec<Hit> = top
             .into_iter()
-            .map(|(score, addr)| Hit {
-                doc: self.segment_ords[addr.segment_ord as usize][addr.doc_id as usize],
-                score,
-            })
+            .map(|(score, addr)| Hit { doc: self.segment_ords[addr.segment_ord as usize][addr.doc_id as usize], score })
             .collect();
         // Tantivy breaks ties by its own doc addresses; use the crate's order.
         hits.sort_unstable_by(hit_order);
@@ -312,24 +262,13 @@ impl Bm25Index {
     }
 }
 
-fn write_tantivy_index(
-    dir: &Path,
-    docs: &[IndexDoc],
-    config: &IndexConfig,
-    analyzer: &Analyzer,
-) -> Result<()> {
+fn write_tantivy_index(dir: &Path, docs: &[IndexDoc], config: &IndexConfig, analyzer: &Analyzer) -> Result<()> {
     let schema = IndexSchema::new(&config.fields);
-    let index = Index::create_in_dir(dir, schema.schema.clone())
-        .map_err(tantivy_err(dir, "create the index"))?;
-    index
-        .tokenizers()
-        .register(ANALYZER_NAME, analyzer.tantivy_analyzer());
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(MAX_WRITER_THREADS);
-    let mut writer: IndexWriter = index
-        .writer_with_num_threads(threads, threads * WRITER_HEAP_PER_THREAD)
-        .map_err(tantivy_err(dir, "start the index writer"))?;
+    let index = Index::create_in_dir(dir, schema.schema.clone()).map_err(tantivy_err(dir, "create the index"))?;
+    index.tokenizers().register(ANALYZER_NAME, analyzer.tantivy_analyzer());
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_WRITER_THREADS);
+    let mut writer: IndexWriter =
+        index.writer_with_num_threads(threads, threads * WRITER_HEAP_PER_THREAD).map_err(tantivy_err(dir, "start the index writer"))?;
     for (ord, doc) in docs.iter().enumerate() {
         let mut stored = TantivyDocument::default();
         stored.add_text(schema.id, &doc.id);
@@ -340,14 +279,10 @@ fn write_tantivy_index(
         if let Some(augmentation) = &doc.augmentation {
             stored.add_text(schema.augmentation, augmentation);
         }
-        writer
-            .add_document(stored)
-            .map_err(tantivy_err(dir, "add a document"))?;
+        writer.add_document(stored).map_err(tantivy_err(dir, "add a document"))?;
     }
     writer.commit().map_err(tantivy_err(dir, "commit"))?;
-    writer
-        .wait_merging_threads()
-        .map_err(tantivy_err(dir, "finish merging"))?;
+    writer.wait_merging_threads().map_err(tantivy_err(dir, "finish merging"))?;
     Ok(())
 }
 
@@ -355,11 +290,7 @@ fn check_unique_ids(docs: &[IndexDoc]) -> Result<()> {
     let mut seen: HashMap<&str, usize> = HashMap::with_capacity(docs.len());
     for (i, doc) in docs.iter().enumerate() {
         if let Some(first) = seen.insert(&doc.id, i) {
-            return Err(IndexError::DuplicateId {
-                id: doc.id.clone(),
-                first,
-                second: i,
-            });
+            return Err(IndexError::DuplicateId { id: doc.id.clone(), first, second: i });
         }
     }
     Ok(())
@@ -373,16 +304,12 @@ fn check_replaceable(dir: &Path) -> Result<()> {
     let mut entries = std::fs::read_dir(dir).map_err(io_err(dir))?;
     match entries.next() {
         None => Ok(()),
-        Some(_) => Err(IndexError::NotAnIndex {
-            path: dir.to_owned(),
-        }),
+        Some(_) => Err(IndexError::NotAnIndex { path: dir.to_owned() }),
     }
 }
 
 fn sibling(dir: &Path, suffix: &str) -> PathBuf {
-    let name = dir
-        .file_name()
-        .map_or_else(|| "index".into(), |n| n.to_string_lossy().into_owned());
+    let name = dir.file_name().map_or_else(|| "index".into(), |n| n.to_string_lossy().into_owned());
     dir.with_file_name(format!(".{name}.{suffix}"))
 }
 
@@ -391,20 +318,14 @@ fn read_segment_ords(dir: &Path, searcher: &Searcher) -> Result<Vec<Vec<u32>>> {
         .segment_readers()
         .iter()
         .map(|segment| {
-            let column = segment
-                .fast_fields()
-                .u64(IndexSchema::ORD)
-                .map_err(tantivy_err(dir, "read document positions"))?;
+            let column = segment.fast_fields().u64(IndexSchema::ORD).map_err(tantivy_err(dir, "read document positions"))?;
             (0..segment.max_doc())
                 .map(|doc| {
-                    column
-                        .first(doc)
-                        .map(|ord| ord as u32)
-                        .ok_or_else(|| IndexError::DocCount {
-                            path: dir.to_owned(),
-                            found: doc as usize,
-                            expected: segment.max_doc() as usize,
-                        })
+                    column.first(doc).map(|ord| ord as u32).ok_or_else(|| IndexError::DocCount {
+                        path: dir.to_owned(),
+                        found: doc as usize,
+                        expected: segment.max_doc() as usize,
+                    })
                 })
                 .collect()
         })
@@ -414,11 +335,7 @@ fn read_segment_ords(dir: &Path, searcher: &Searcher) -> Result<Vec<Vec<u32>>> {
 /// Corpus position -> tantivy address; checks the positions are exactly 0..num_docs.
 fn invert_ords(dir: &Path, segment_ords: &[Vec<u32>], num_docs: usize) -> Result<Vec<DocAddress>> {
     let found: usize = segment_ords.iter().map(Vec::len).sum();
-    let bad = || IndexError::DocCount {
-        path: dir.to_owned(),
-        found,
-        expected: num_docs,
-    };
+    let bad = || IndexError::DocCount { path: dir.to_owned(), found, expected: num_docs };
     if found != num_docs {
         return Err(bad());
     }
@@ -426,37 +343,20 @@ fn invert_ords(dir: &Path, segment_ords: &[Vec<u32>], num_docs: usize) -> Result
     for (segment, ords) in segment_ords.iter().enumerate() {
         for (doc, &ord) in ords.iter().enumerate() {
             let slot = addresses.get_mut(ord as usize).ok_or_else(bad)?;
-            if slot
-                .replace(DocAddress::new(segment as u32, doc as u32))
-                .is_some()
-            {
+            if slot.replace(DocAddress::new(segment as u32, doc as u32)).is_some() {
                 return Err(bad());
             }
         }
     }
-    Ok(addresses
-        .into_iter()
-        .map(|a| a.expect("every position was filled"))
-        .collect())
+    Ok(addresses.into_iter().map(|a| a.expect("every position was filled")).collect())
 }
 
-fn read_doc_ids(
-    dir: &Path,
-    searcher: &Searcher,
-    schema: &IndexSchema,
-    addresses: &[DocAddress],
-) -> Result<Vec<String>> {
+fn read_doc_ids(dir: &Path, searcher: &Searcher, schema: &IndexSchema, addresses: &[DocAddress]) -> Result<Vec<String>> {
     addresses
         .iter()
         .map(|&addr| {
-            let stored: TantivyDocument = searcher
-                .doc(addr)
-                .map_err(tantivy_err(dir, "read a document id"))?;
-            Ok(stored
-                .get_first(schema.id)
-                .and_then(|v| v.as_str())
-                .unwrap_or_default()
-                .to_owned())
+            let stored: TantivyDocument = searcher.doc(addr).map_err(tantivy_err(dir, "read a document id"))?;
+            Ok(stored.get_first(schema.id).and_then(|v| v.as_str()).unwrap_or_default().to_owned())
         })
         .collect()
 }

@@ -48,17 +48,9 @@ impl Manifest {
     pub fn read(dir: &Path) -> Result<Self> {
         let path = dir.join(MANIFEST_FILE);
         let bytes = std::fs::read(&path).map_err(io_err(&path))?;
-        let manifest: Manifest =
-            serde_json::from_slice(&bytes).map_err(|source| IndexError::Manifest {
-                path: path.clone(),
-                source,
-            })?;
+        let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|source| IndexError::Manifest { path: path.clone(), source })?;
         if manifest.format_version != FORMAT_VERSION {
-            return Err(IndexError::FormatVersion {
-                path,
-                found: manifest.format_version,
-                expected: FORMAT_VERSION,
-            });
+            return Err(IndexError::FormatVersion { path, found: manifest.format_version, expected: FORMAT_VERSION });
         }
         Ok(manifest)
     }
@@ -85,12 +77,7 @@ fn corpus_hash(docs: &[IndexDoc]) -> String {
     hasher.update((docs.len() as u64).to_le_bytes());
     for doc in docs {
         let augmentation = doc.augmentation.as_deref();
-        for part in [
-            Some(doc.id.as_str()),
-            Some(&doc.title),
-            Some(&doc.text),
-            augmentation,
-        ] {
+        for part in [Some(doc.id.as_str()), Some(&doc.title), Some(&doc.text), augmentation] {
             match part {
                 Some(s) => {
                     hasher.update([1u8]);
@@ -111,12 +98,7 @@ mod tests {
     use crate::schema::AugmentationPlacement;
 
     fn doc(id: &str, title: &str, text: &str) -> IndexDoc {
-        IndexDoc {
-            id: id.into(),
-            title: title.into(),
-            text: text.into(),
-            augmentation: None,
-        }
+        IndexDoc { id: id.into(), title: title.into(), text: text.into(), augmentation: None }
     }
 
     #[test]
@@ -152,16 +134,10 @@ mod tests {
         let mut old = manifest.clone();
         old.format_version = 0;
         old.write(dir.path()).unwrap();
-        assert!(matches!(
-            Manifest::read(dir.path()),
-            Err(IndexError::FormatVersion { .. })
-        ));
+        assert!(matches!(Manifest::read(dir.path()), Err(IndexError::FormatVersion { .. })));
 
         std::fs::write(dir.path().join(MANIFEST_FILE), "{").unwrap();
         let err = Manifest::read(dir.path()).unwrap_err().to_string();
-        assert!(
-            err.contains(MANIFEST_FILE) && err.contains("malformed"),
-            "{err}"
-        );
+        assert!(err.contains(MANIFEST_FILE) && err.contains("malformed"), "{err}");
     }
 }

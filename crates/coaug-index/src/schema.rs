@@ -2,10 +2,7 @@
 
 use coaug_data::Document;
 use serde::{Deserialize, Serialize};
-use tantivy::schema::{
-    Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions, STORED,
-    STRING,
-};
+use tantivy::schema::{Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions, STORED, STRING};
 
 /// A corpus document as indexed: the original fields plus an optional LM-written augmentation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,10 +24,7 @@ impl IndexDoc {
         let mut body = String::with_capacity(self.title.len() + self.text.len() + 1);
         for part in [Some(&self.title), Some(&self.text)]
             .into_iter()
-            .chain([self
-                .augmentation
-                .as_ref()
-                .filter(|_| fields.augmentation == AugmentationPlacement::Body)])
+            .chain([self.augmentation.as_ref().filter(|_| fields.augmentation == AugmentationPlacement::Body)])
             .flatten()
             .filter(|p| !p.is_empty())
         {
@@ -45,12 +39,7 @@ impl IndexDoc {
 
 impl From<&Document> for IndexDoc {
     fn from(doc: &Document) -> Self {
-        Self {
-            id: doc.id.clone(),
-            title: doc.title.clone(),
-            text: doc.text.clone(),
-            augmentation: None,
-        }
+        Self { id: doc.id.clone(), title: doc.title.clone(), text: doc.text.clone(), augmentation: None }
     }
 }
 
@@ -110,11 +99,8 @@ impl IndexSchema {
     pub fn new(fields: &FieldSetup) -> Self {
         let mut builder = Schema::builder();
         // BM25 needs frequencies, not positions; leaving positions out keeps the index small.
-        let searched = TextOptions::default().set_indexing_options(
-            TextFieldIndexing::default()
-                .set_tokenizer(ANALYZER_NAME)
-                .set_index_option(IndexRecordOption::WithFreqs),
-        );
+        let searched = TextOptions::default()
+            .set_indexing_options(TextFieldIndexing::default().set_tokenizer(ANALYZER_NAME).set_index_option(IndexRecordOption::WithFreqs));
         let id = builder.add_text_field("id", STRING | STORED);
         let ord = builder.add_u64_field(Self::ORD, NumericOptions::default().set_fast());
         let title = builder.add_text_field("title", STORED);
@@ -123,19 +109,9 @@ impl IndexSchema {
         let body = builder.add_text_field("body", searched.clone());
         let augmentation = match fields.augmentation {
             AugmentationPlacement::Body => builder.add_text_field("augmentation", STORED),
-            AugmentationPlacement::OwnField => {
-                builder.add_text_field("augmentation", searched.set_stored())
-            }
+            AugmentationPlacement::OwnField => builder.add_text_field("augmentation", searched.set_stored()),
         };
-        Self {
-            schema: builder.build(),
-            id,
-            ord,
-            title,
-            text,
-            body,
-            augmentation,
-        }
+        Self { schema: builder.build(), id, ord, title, text, body, augmentation }
     }
 
     pub fn field(&self, field: SearchField) -> Field {

@@ -92,11 +92,7 @@ pub struct Bm25Scorer {
 impl Bm25Scorer {
     pub fn new(analyzer: Analyzer, stats: CollectionStats) -> Self {
         let norms = LengthNorms::new(stats.avg_doc_len);
-        Self {
-            analyzer,
-            stats,
-            norms,
-        }
+        Self { analyzer, stats, norms }
     }
 
     pub fn analyzer(&self) -> &Analyzer {
@@ -135,11 +131,7 @@ impl Bm25Scorer {
                 }
             }
         });
-        AnalysedDoc {
-            term_freqs,
-            num_terms,
-            fieldnorm_id: fieldnorm_id(num_terms),
-        }
+        AnalysedDoc { term_freqs, num_terms, fieldnorm_id: fieldnorm_id(num_terms) }
     }
 
     pub fn score(&self, query: &str, doc: &str) -> f32 {
@@ -178,24 +170,17 @@ impl Bm25Scorer {
         let num_docs = docs.len();
         let mut scores = vec![0.0f32; queries.len() * num_docs];
         if num_docs > 0 {
-            scores
-                .par_chunks_mut(num_docs)
-                .zip(queries)
-                .for_each(|(row, query)| {
-                    for term in &query.terms {
-                        let count = term.count;
-                        for &(d, tf) in &postings[term_ids[term.text.as_str()]] {
-                            let fid = docs[d as usize].fieldnorm_id;
-                            row[d as usize] += count * self.norms.score(term.weight, tf, fid);
-                        }
+            scores.par_chunks_mut(num_docs).zip(queries).for_each(|(row, query)| {
+                for term in &query.terms {
+                    let count = term.count;
+                    for &(d, tf) in &postings[term_ids[term.text.as_str()]] {
+                        let fid = docs[d as usize].fieldnorm_id;
+                        row[d as usize] += count * self.norms.score(term.weight, tf, fid);
                     }
-                });
+                }
+            });
         }
-        ScoreMatrix {
-            num_queries: queries.len(),
-            num_docs,
-            scores,
-        }
+        ScoreMatrix { num_queries: queries.len(), num_docs, scores }
     }
 
     /// [`Self::score_matrix`] of raw texts, each analysed once (in parallel).
@@ -204,14 +189,8 @@ impl Bm25Scorer {
         Q: AsRef<str> + Sync,
         D: AsRef<str> + Sync,
     {
-        let queries: Vec<AnalysedQuery> = queries
-            .par_iter()
-            .map(|q| self.analyse_query(q.as_ref()))
-            .collect();
-        let docs: Vec<AnalysedDoc> = docs
-            .par_iter()
-            .map(|d| self.analyse_doc(d.as_ref()))
-            .collect();
+        let queries: Vec<AnalysedQuery> = queries.par_iter().map(|q| self.analyse_query(q.as_ref())).collect();
+        let docs: Vec<AnalysedDoc> = docs.par_iter().map(|d| self.analyse_doc(d.as_ref())).collect();
         self.score_matrix(&queries, &docs)
     }
 }
@@ -274,18 +253,8 @@ mod tests {
     #[test]
     fn matrix_equals_pairwise_scores() {
         let s = scorer(&CORPUS);
-        let queries = [
-            "vitamin bone",
-            "statins statins pain",
-            "",
-            "?!",
-            "heart coffee bone",
-        ];
-        let docs: Vec<&str> = CORPUS
-            .iter()
-            .copied()
-            .chain(["", "bone bone bone"])
-            .collect();
+        let queries = ["vitamin bone", "statins statins pain", "", "?!", "heart coffee bone"];
+        let docs: Vec<&str> = CORPUS.iter().copied().chain(["", "bone bone bone"]).collect();
         let m = s.score_texts(&queries, &docs);
         assert_eq!((m.num_queries(), m.num_docs()), (5, 6));
         let mut nonzero = 0;

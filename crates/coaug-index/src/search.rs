@@ -52,10 +52,7 @@ pub(crate) struct Scratch {
 
 impl Scratch {
     pub fn new(num_docs: usize) -> Self {
-        Self {
-            scores: vec![0.0; num_docs],
-            touched: Vec::new(),
-        }
+        Self { scores: vec![0.0; num_docs], touched: Vec::new() }
     }
 
     pub fn search(&mut self, fields: &[FieldImpacts], plan: &QueryPlan, k: usize) -> Vec<Hit> {
@@ -71,11 +68,7 @@ impl Scratch {
         }
         // Rank by one integer key per hit: sorting plain u64s is several times faster than
         // comparing (score, doc) pairs, and at k = 1000 the sort is most of a query's cost.
-        let mut keys: Vec<u64> = self
-            .touched
-            .drain(..)
-            .map(|doc| rank_key(std::mem::take(&mut self.scores[doc as usize]), doc))
-            .collect();
+        let mut keys: Vec<u64> = self.touched.drain(..).map(|doc| rank_key(std::mem::take(&mut self.scores[doc as usize]), doc)).collect();
         if k == 0 {
             return Vec::new();
         }
@@ -127,8 +120,10 @@ mod tests {
     fn rank_keys_order_as_hit_order_and_round_trip() {
         let hits = [hit(3, 2.0), hit(1, 2.0), hit(0, -1.5), hit(7, 0.0), hit(2, 9.25), hit(5, f32::MIN_POSITIVE)];
         let mut by_key: Vec<Hit> = hits.iter().map(|h| hit_from_key(rank_key(h.score, h.doc))).collect();
-        assert_eq!(by_key.iter().map(|h| (h.doc, h.score.to_bits())).collect::<Vec<_>>(),
-            hits.iter().map(|h| (h.doc, h.score.to_bits())).collect::<Vec<_>>());
+        assert_eq!(
+            by_key.iter().map(|h| (h.doc, h.score.to_bits())).collect::<Vec<_>>(),
+            hits.iter().map(|h| (h.doc, h.score.to_bits())).collect::<Vec<_>>()
+        );
         by_key.sort_by_key(|h| rank_key(h.score, h.doc));
         let mut expected = hits.to_vec();
         expected.sort_by(hit_order);
@@ -137,13 +132,7 @@ mod tests {
 
     #[test]
     fn top_k_orders_by_score_then_position() {
-        let mut hits = vec![
-            hit(4, 1.0),
-            hit(1, 3.0),
-            hit(3, 2.0),
-            hit(0, 2.0),
-            hit(2, 0.5),
-        ];
+        let mut hits = vec![hit(4, 1.0), hit(1, 3.0), hit(3, 2.0), hit(0, 2.0), hit(2, 0.5)];
         keep_top_k(&mut hits, 3);
         assert_eq!(hits, [hit(1, 3.0), hit(0, 2.0), hit(3, 2.0)]);
         let mut few = vec![hit(2, 1.0), hit(1, 1.0)];

@@ -42,11 +42,7 @@ impl CollectionStats {
             }
         }
         let num_docs = texts.len() as u64;
-        Self {
-            num_docs,
-            avg_doc_len: mean_len(total_terms, num_docs),
-            doc_freq,
-        }
+        Self { num_docs, avg_doc_len: mean_len(total_terms, num_docs), doc_freq }
     }
 
     pub fn doc_freq(&self, term: &str) -> u64 {
@@ -63,10 +59,7 @@ impl CollectionStats {
 
 /// Tantivy's average field length of `texts`.
 pub fn avg_doc_len<S: AsRef<str> + Sync>(analyzer: &Analyzer, texts: &[S]) -> f32 {
-    let total: u64 = texts
-        .par_iter()
-        .map(|t| u64::from(analyzer.num_terms(t.as_ref())))
-        .sum();
+    let total: u64 = texts.par_iter().map(|t| u64::from(analyzer.num_terms(t.as_ref()))).sum();
     mean_len(total, texts.len() as u64)
 }
 
@@ -86,8 +79,7 @@ mod tests {
     #[test]
     fn counts_documents_not_occurrences() {
         let a = Analyzer::default();
-        let stats =
-            CollectionStats::from_texts(&a, &["cells cells divide", "a cell wall", "walls"]);
+        let stats = CollectionStats::from_texts(&a, &["cells cells divide", "a cell wall", "walls"]);
         assert_eq!(stats.num_docs, 3);
         assert_eq!(stats.doc_freq("cell"), 2);
         assert_eq!(stats.doc_freq("wall"), 2);
@@ -95,10 +87,7 @@ mod tests {
         assert_eq!(stats.doc_freq("absent"), 0);
         // 3 + 2 ("a" is a stop word) + 1 terms.
         assert_eq!(stats.avg_doc_len, 2.0);
-        assert_eq!(
-            avg_doc_len(&a, &["cells cells divide", "a cell wall", "walls"]),
-            2.0
-        );
+        assert_eq!(avg_doc_len(&a, &["cells cells divide", "a cell wall", "walls"]), 2.0);
     }
 
     #[test]

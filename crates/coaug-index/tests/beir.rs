@@ -20,12 +20,7 @@ fn fixture(name: &str) -> Fixture {
     let docs = IndexDoc::from_documents(&split.corpus);
     let dir = tempfile::tempdir().unwrap();
     let index = Bm25Index::build(&dir.path().join(name), &docs, &IndexConfig::default()).unwrap();
-    Fixture {
-        _dir: dir,
-        docs,
-        index,
-        split,
-    }
+    Fixture { _dir: dir, docs, index, split }
 }
 
 fn query_texts(split: &coaug_data::LoadedSplit) -> Vec<&str> {
@@ -37,24 +32,15 @@ fn query_texts(split: &coaug_data::LoadedSplit) -> Vec<&str> {
 fn assert_same_ranking(query: &str, ours: &[Hit], theirs: &[Hit]) {
     assert_eq!(ours.len(), theirs.len(), "{query:?}: result count");
     for (rank, (a, b)) in ours.iter().zip(theirs).enumerate() {
-        assert!(
-            (a.score - b.score).abs() < TOLERANCE,
-            "{query:?} rank {rank}: {a:?} vs {b:?}"
-        );
+        assert!((a.score - b.score).abs() < TOLERANCE, "{query:?} rank {rank}: {a:?} vs {b:?}");
     }
     let Some(cutoff) = ours.last().map(|h| h.score) else {
         return;
     };
     for a in ours {
         match theirs.iter().find(|b| b.doc == a.doc) {
-            Some(b) => assert!(
-                (a.score - b.score).abs() < TOLERANCE,
-                "{query:?}: {a:?} vs {b:?}"
-            ),
-            None => assert!(
-                (a.score - cutoff).abs() < TOLERANCE,
-                "{query:?}: {a:?} missing"
-            ),
+            Some(b) => assert!((a.score - b.score).abs() < TOLERANCE, "{query:?}: {a:?} vs {b:?}"),
+            None => assert!((a.score - cutoff).abs() < TOLERANCE, "{query:?}: {a:?} missing"),
         }
     }
 }
@@ -70,12 +56,7 @@ fn check_dataset(name: &str, min_ndcg: f64) {
     assert!(ndcg >= min_ndcg, "{name}: nDCG@10 {ndcg:.4} < {min_ndcg}");
 
     // Thread count never changes results.
-    assert_eq!(
-        f.index
-            .search_batch_with_threads(&queries, DEPTH, 1)
-            .unwrap(),
-        hits
-    );
+    assert_eq!(f.index.search_batch_with_threads(&queries, DEPTH, 1).unwrap(), hits);
 
     // The in-memory engine is tantivy's BM25 (every query, top 100).
     for (query, ours) in queries.iter().zip(&hits) {
@@ -84,16 +65,9 @@ fn check_dataset(name: &str, min_ndcg: f64) {
     }
 
     // The index reports the statistics of exactly the bodies it holds.
-    let bodies: Vec<String> = f
-        .docs
-        .iter()
-        .map(|d| d.body(&FieldSetup::default()))
-        .collect();
+    let bodies: Vec<String> = f.docs.iter().map(|d| d.body(&FieldSetup::default())).collect();
     let scorer = f.index.scorer();
-    assert_eq!(
-        *scorer.stats(),
-        CollectionStats::from_texts(f.index.analyzer(), &bodies)
-    );
+    assert_eq!(*scorer.stats(), CollectionStats::from_texts(f.index.analyzer(), &bodies));
 
     // The standalone scorer reproduces every hit's score: bit for bit against the in-memory
     // engine, to 1e-4 against tantivy.
@@ -101,18 +75,11 @@ fn check_dataset(name: &str, min_ndcg: f64) {
         let theirs = f.index.search_with_tantivy(query, DEPTH).unwrap();
         let ours = f.index.search(query, DEPTH);
         for hit in &ours {
-            assert_eq!(
-                scorer.score(query, &bodies[hit.doc as usize]),
-                hit.score,
-                "{query:?}"
-            );
+            assert_eq!(scorer.score(query, &bodies[hit.doc as usize]), hit.score, "{query:?}");
         }
         for hit in &theirs {
             let score = scorer.score(query, &bodies[hit.doc as usize]);
-            assert!(
-                (score - hit.score).abs() < TOLERANCE,
-                "{query:?}: {score} vs {hit:?}"
-            );
+            assert!((score - hit.score).abs() < TOLERANCE, "{query:?}: {score} vs {hit:?}");
         }
     }
 }

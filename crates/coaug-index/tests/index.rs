@@ -3,37 +3,19 @@
 use std::path::Path;
 
 use coaug_index::{
-    AugmentationPlacement, Bm25Index, Bm25Scorer, FieldSetup, FieldWeights, Hit, IndexConfig,
-    IndexDoc, IndexError, SearchField, StopWords,
+    AugmentationPlacement, Bm25Index, Bm25Scorer, FieldSetup, FieldWeights, Hit, IndexConfig, IndexDoc, IndexError, SearchField, StopWords,
 };
 
 fn doc(id: &str, title: &str, text: &str) -> IndexDoc {
-    IndexDoc {
-        id: id.into(),
-        title: title.into(),
-        text: text.into(),
-        augmentation: None,
-    }
+    IndexDoc { id: id.into(), title: title.into(), text: text.into(), augmentation: None }
 }
 
 fn corpus() -> Vec<IndexDoc> {
     vec![
-        doc(
-            "d0",
-            "Vitamin D",
-            "Vitamin D deficiency and bone fractures in older adults.",
-        ),
-        doc(
-            "d1",
-            "Statins",
-            "Statins lower cholesterol; statins may cause muscle pain.",
-        ),
+        doc("d0", "Vitamin D", "Vitamin D deficiency and bone fractures in older adults."),
+        doc("d1", "Statins", "Statins lower cholesterol; statins may cause muscle pain."),
         doc("d2", "", "Bone density, calcium and vitamin supplements."),
-        doc(
-            "d3",
-            "Coffee",
-            "Coffee consumption and heart disease: a cohort study.",
-        ),
+        doc("d3", "Coffee", "Coffee consumption and heart disease: a cohort study."),
         doc("d4", "Empty", ""),
     ]
 }
@@ -43,9 +25,7 @@ fn build(dir: &Path, docs: &[IndexDoc], config: &IndexConfig) -> Bm25Index {
 }
 
 fn ids(index: &Bm25Index, hits: &[Hit]) -> Vec<String> {
-    hits.iter()
-        .map(|h| index.doc_id(h.doc).to_owned())
-        .collect()
+    hits.iter().map(|h| index.doc_id(h.doc).to_owned()).collect()
 }
 
 #[test]
@@ -74,19 +54,7 @@ fn finds_matching_documents_best_first() {
 fn awkward_query_text_never_errors() {
     let dir = tempfile::tempdir().unwrap();
     let index = build(dir.path(), &corpus(), &IndexConfig::default());
-    for query in [
-        "",
-        "   ",
-        "\"",
-        "::",
-        "title:coffee",
-        "(((",
-        "*",
-        "-bone",
-        "AND OR NOT",
-        "a the of",
-        "\u{0}",
-    ] {
+    for query in ["", "   ", "\"", "::", "title:coffee", "(((", "*", "-bone", "AND OR NOT", "a the of", "\u{0}"] {
         let ours = index.search(query, 10);
         let theirs = index.search_with_tantivy(query, 10).unwrap();
         assert_eq!(ours.len(), theirs.len(), "{query:?}");
@@ -100,20 +68,12 @@ fn awkward_query_text_never_errors() {
 fn engine_agrees_with_tantivy_on_a_small_corpus() {
     let dir = tempfile::tempdir().unwrap();
     let index = build(dir.path(), &corpus(), &IndexConfig::default());
-    for query in [
-        "vitamin bone",
-        "statins statins pain",
-        "coffee heart bone vitamin d",
-        "d",
-    ] {
+    for query in ["vitamin bone", "statins statins pain", "coffee heart bone vitamin d", "d"] {
         let ours = index.search(query, 10);
         let theirs = index.search_with_tantivy(query, 10).unwrap();
         assert_eq!(ids(&index, &ours), ids(&index, &theirs), "{query:?}");
         for (a, b) in ours.iter().zip(&theirs) {
-            assert!(
-                (a.score - b.score).abs() < 1e-5,
-                "{query:?}: {a:?} vs {b:?}"
-            );
+            assert!((a.score - b.score).abs() < 1e-5, "{query:?}: {a:?} vs {b:?}");
         }
     }
 }
@@ -126,12 +86,7 @@ fn batch_search_is_the_same_on_any_number_of_threads() {
     let single: Vec<Vec<Hit>> = queries.iter().map(|q| index.search(q, 3)).collect();
     assert_eq!(index.search_batch(&queries, 3), single);
     for threads in [1, 2, 3] {
-        assert_eq!(
-            index
-                .search_batch_with_threads(&queries, 3, threads)
-                .unwrap(),
-            single
-        );
+        assert_eq!(index.search_batch_with_threads(&queries, 3, threads).unwrap(), single);
     }
 }
 
@@ -187,21 +142,10 @@ fn augmentation_in_the_body_or_in_its_own_field() {
     assert_eq!(ids(&in_body, &in_body.search("osteoporosis", 10)), ["d2"]);
     assert!(in_body.stats(SearchField::Augmentation).is_none());
     let body = docs[2].body(&FieldSetup::default());
-    assert_eq!(
-        body,
-        "Bone density, calcium and vitamin supplements. osteoporosis bone health"
-    );
-    assert_eq!(
-        in_body.scorer().score("osteoporosis bone", &body),
-        in_body.search("osteoporosis bone", 1)[0].score
-    );
+    assert_eq!(body, "Bone density, calcium and vitamin supplements. osteoporosis bone health");
+    assert_eq!(in_body.scorer().score("osteoporosis bone", &body), in_body.search("osteoporosis bone", 1)[0].score);
 
-    let own = IndexConfig {
-        fields: FieldSetup {
-            augmentation: AugmentationPlacement::OwnField,
-        },
-        ..IndexConfig::default()
-    };
+    let own = IndexConfig { fields: FieldSetup { augmentation: AugmentationPlacement::OwnField }, ..IndexConfig::default() };
     let separate = build(&dir.path().join("own"), &docs, &own);
     assert_eq!(ids(&separate, &separate.search("osteoporosis", 10)), ["d2"]);
     let aug_stats = separate.stats(SearchField::Augmentation).unwrap();
@@ -223,43 +167,22 @@ fn weighted_queries_and_field_weights_scale_each_contribution() {
     let mut docs = corpus();
     docs[2].augmentation = Some("osteoporosis bone health".into());
     docs[0].augmentation = Some("calciferol bone".into());
-    let own = IndexConfig {
-        fields: FieldSetup {
-            augmentation: AugmentationPlacement::OwnField,
-        },
-        ..IndexConfig::default()
-    };
+    let own = IndexConfig { fields: FieldSetup { augmentation: AugmentationPlacement::OwnField }, ..IndexConfig::default() };
     let index = build(dir.path(), &docs, &own);
     // Independent reference: one scorer per field, built from that field's statistics.
     let body = index.scorer();
-    let aug = Bm25Scorer::new(
-        index.analyzer().clone(),
-        index.stats(SearchField::Augmentation).unwrap().clone(),
-    );
+    let aug = Bm25Scorer::new(index.analyzer().clone(), index.stats(SearchField::Augmentation).unwrap().clone());
     let mut query = index.query("vitamin bone");
     query.add_text(index.analyzer(), "osteoporosis", 0.25);
     assert_eq!(query.weight("bone"), 1.0);
     for w in [0.0f32, 0.3, 1.0, 2.5] {
-        let hits = &index.search_weighted(
-            std::slice::from_ref(&query),
-            FieldWeights { augmentation: w },
-            10,
-        )[0];
+        let hits = &index.search_weighted(std::slice::from_ref(&query), FieldWeights { augmentation: w }, 10)[0];
         assert!(!hits.is_empty());
         for hit in hits {
             let d = &docs[hit.doc as usize];
-            let b = body.score("vitamin bone", &d.body(&own.fields))
-                + 0.25 * body.score("osteoporosis", &d.body(&own.fields));
-            let a = d.augmentation.as_deref().map_or(0.0, |t| {
-                aug.score("vitamin bone", t) + 0.25 * aug.score("osteoporosis", t)
-            });
-            assert!(
-                (hit.score - (b + w * a)).abs() < 1e-5,
-                "w {w} doc {}: {} vs {}",
-                d.id,
-                hit.score,
-                b + w * a
-            );
+            let b = body.score("vitamin bone", &d.body(&own.fields)) + 0.25 * body.score("osteoporosis", &d.body(&own.fields));
+            let a = d.augmentation.as_deref().map_or(0.0, |t| aug.score("vitamin bone", t) + 0.25 * aug.score("osteoporosis", t));
+            assert!((hit.score - (b + w * a)).abs() < 1e-5, "w {w} doc {}: {} vs {}", d.id, hit.score, b + w * a);
         }
     }
     // Integer weights are repeated text; the default field weights are the plain search's.
@@ -274,37 +197,17 @@ fn refuses_duplicate_ids_and_foreign_directories() {
     let dir = tempfile::tempdir().unwrap();
     let mut docs = corpus();
     docs[4].id = "d1".into();
-    let err = Bm25Index::build(&dir.path().join("index"), &docs, &IndexConfig::default())
-        .err()
-        .unwrap();
-    assert!(
-        matches!(
-            err,
-            IndexError::DuplicateId {
-                first: 1,
-                second: 4,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    let err = Bm25Index::build(&dir.path().join("index"), &docs, &IndexConfig::default()).err().unwrap();
+    assert!(matches!(err, IndexError::DuplicateId { first: 1, second: 4, .. }), "{err}");
 
     let foreign = dir.path().join("foreign");
     std::fs::create_dir(&foreign).unwrap();
     std::fs::write(foreign.join("notes.txt"), "keep me").unwrap();
-    let err = Bm25Index::open_or_build(&foreign, &corpus(), &IndexConfig::default())
-        .err()
-        .unwrap();
+    let err = Bm25Index::open_or_build(&foreign, &corpus(), &IndexConfig::default()).err().unwrap();
     assert!(matches!(err, IndexError::NotAnIndex { .. }), "{err}");
     assert!(err.to_string().contains("foreign"));
-    assert_eq!(
-        std::fs::read_to_string(foreign.join("notes.txt")).unwrap(),
-        "keep me"
-    );
+    assert_eq!(std::fs::read_to_string(foreign.join("notes.txt")).unwrap(), "keep me");
 
     let missing = Bm25Index::open(&dir.path().join("nowhere")).err().unwrap();
-    assert!(
-        missing.to_string().contains("coaug-manifest.json"),
-        "{missing}"
-    );
+    assert!(missing.to_string().contains("coaug-manifest.json"), "{missing}");
 }

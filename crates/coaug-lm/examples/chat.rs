@@ -9,7 +9,8 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let question = args.get(1).cloned().unwrap_or_else(|| "What are the health benefits of green tea?".into());
     let max_new: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(48);
-    let caches: Vec<KvPrecision> = args.get(3).map_or("f32", |s| s.as_str()).split(',').map(str::parse).collect::<Result<_, _>>().map_err(anyhow::Error::msg)?;
+    let caches: Vec<KvPrecision> =
+        args.get(3).map_or("f32", |s| s.as_str()).split(',').map(str::parse).collect::<Result<_, _>>().map_err(anyhow::Error::msg)?;
     let path = fetch_default_model(&cache_root())?;
     let tok = LmTokenizer::from_gguf(&path)?;
     let prompt = tok.chat_ids(&[(ChatRole::System, "You are a helpful assistant."), (ChatRole::User, &question)], true)?;
@@ -20,7 +21,12 @@ fn main() -> anyhow::Result<()> {
             let start = Instant::now();
             let out = generate(&model, &req, &SamplingParams { kv_cache, ..SamplingParams::greedy(max_new) })?;
             let secs = start.elapsed().as_secs_f64();
-            println!("{precision:?}, {} KV ({secs:.2}s, {} tokens): {}", kv_cache.name(), out[0].tokens.len(), tok.decode_text(&out[0].tokens)?);
+            println!(
+                "{precision:?}, {} KV ({secs:.2}s, {} tokens): {}",
+                kv_cache.name(),
+                out[0].tokens.len(),
+                tok.decode_text(&out[0].tokens)?
+            );
             println!("  ids: {:?}", &out[0].tokens);
         }
     }

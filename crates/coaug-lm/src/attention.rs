@@ -378,15 +378,9 @@ pub(crate) fn attend(q: &GroupedQueries, k: &Tensor, v: &Tensor, bias: &Tensor, 
     let bias = &bs.as_slice::<f32>()?[bl.start_offset()..][..b * q.t * len];
     let shape = Shape { b, kvh, len, hd, t: q.t, rep: q.rep };
     let out = match (ks, vs) {
-        (CpuStorage::F32(kd), CpuStorage::F32(vd)) => {
-            run(q, Slots::new(kd, kl), Slots::new(vd, vl), bias, &shape, scale)
-        }
-        (CpuStorage::F16(kd), CpuStorage::F16(vd)) => {
-            run(q, Slots::new(kd, kl), Slots::new(vd, vl), bias, &shape, scale)
-        }
-        (CpuStorage::U8(kd), CpuStorage::U8(vd)) => {
-            run::<Q8>(q, Slots::new(kd, kl), Slots::new(vd, vl), bias, &shape, scale)
-        }
+        (CpuStorage::F32(kd), CpuStorage::F32(vd)) => run(q, Slots::new(kd, kl), Slots::new(vd, vl), bias, &shape, scale),
+        (CpuStorage::F16(kd), CpuStorage::F16(vd)) => run(q, Slots::new(kd, kl), Slots::new(vd, vl), bias, &shape, scale),
+        (CpuStorage::U8(kd), CpuStorage::U8(vd)) => run::<Q8>(q, Slots::new(kd, kl), Slots::new(vd, vl), bias, &shape, scale),
         _ => return Ok(None),
     };
     Ok(Some(Tensor::from_vec(out, (b, q.t, q.kvh * q.rep * hd), k.device())?))
@@ -769,7 +763,15 @@ mod avx512 {
 
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn scores_n<E: KvElem, const CH: usize>(q: &[f32], k: &[E], hd: usize, slots: Range<usize>, scale: f32, bias: &[f32], out: &mut [f32]) {
+    unsafe fn scores_n<E: KvElem, const CH: usize>(
+        q: &[f32],
+        k: &[E],
+        hd: usize,
+        slots: Range<usize>,
+        scale: f32,
+        bias: &[f32],
+        out: &mut [f32],
+    ) {
         let sl = E::slot_len(hd);
         assert!(slots.end * sl <= k.len() && slots.end <= bias.len() && slots.end <= out.len());
         let qr: [__m512; CH] = std::array::from_fn(|c| _mm512_loadu_ps(q[c * 16..].as_ptr()));
@@ -823,7 +825,16 @@ mod avx512 {
 
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn scores_n_dyn<E: KvElem>(ch: usize, q: &[f32], k: &[E], hd: usize, slots: Range<usize>, scale: f32, bias: &[f32], out: &mut [f32]) {
+    unsafe fn scores_n_dyn<E: KvElem>(
+        ch: usize,
+        q: &[f32],
+        k: &[E],
+        hd: usize,
+        slots: Range<usize>,
+        scale: f32,
+        bias: &[f32],
+        out: &mut [f32],
+    ) {
         let sl = E::slot_len(hd);
         assert!(slots.end * sl <= k.len() && ch * 16 <= hd);
         for s in slots {
@@ -844,7 +855,16 @@ mod avx512 {
     /// `out` their score rows (`len` apart, `len = bias.len()`).
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn scores_grouped<E: KvElem>(q: &[f32], k: &[E], hd: usize, rep: usize, slots: Range<usize>, scale: f32, bias: &[f32], out: &mut [f32]) {
+    pub(super) unsafe fn scores_grouped<E: KvElem>(
+        q: &[f32],
+        k: &[E],
+        hd: usize,
+        rep: usize,
+        slots: Range<usize>,
+        scale: f32,
+        bias: &[f32],
+        out: &mut [f32],
+    ) {
         match (hd, rep) {
             (64, 2) => scores_group_n::<E, 4, 2>(q, k, slots, scale, bias, out),
             (64, 3) => scores_group_n::<E, 4, 3>(q, k, slots, scale, bias, out),
@@ -854,7 +874,14 @@ mod avx512 {
     }
 
     #[target_feature(enable = "avx512f")]
-    unsafe fn scores_group_n<E: KvElem, const CH: usize, const R: usize>(q: &[f32], k: &[E], slots: Range<usize>, scale: f32, bias: &[f32], out: &mut [f32]) {
+    unsafe fn scores_group_n<E: KvElem, const CH: usize, const R: usize>(
+        q: &[f32],
+        k: &[E],
+        slots: Range<usize>,
+        scale: f32,
+        bias: &[f32],
+        out: &mut [f32],
+    ) {
         let (hd, len) = (CH * 16, bias.len());
         let sl = E::slot_len(hd);
         assert!(q.len() == R * hd && slots.end * sl <= k.len() && slots.end <= len && out.len() >= R * len);
@@ -895,7 +922,15 @@ mod avx512 {
     /// [`mix_values`] for the `rep` heads of a group at once: `p` holds their weight rows (`len`
     /// apart), `out` their outputs side by side, `inv` their normalisers.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn mix_grouped<E: KvElem>(p: &[f32], v: &[E], hd: usize, rep: usize, slots: Range<usize>, inv: &[f32], out: &mut [f32]) {
+    pub(super) unsafe fn mix_grouped<E: KvElem>(
+        p: &[f32],
+        v: &[E],
+        hd: usize,
+        rep: usize,
+        slots: Range<usize>,
+        inv: &[f32],
+        out: &mut [f32],
+    ) {
         match (hd, rep) {
             (64, 2) => mix_group_n::<E, 4, 2>(p, v, slots, inv, out),
             (64, 3) => mix_group_n::<E, 4, 3>(p, v, slots, inv, out),
@@ -905,7 +940,13 @@ mod avx512 {
     }
 
     #[target_feature(enable = "avx512f")]
-    unsafe fn mix_group_n<E: KvElem, const CH: usize, const R: usize>(p: &[f32], v: &[E], slots: Range<usize>, inv: &[f32], out: &mut [f32]) {
+    unsafe fn mix_group_n<E: KvElem, const CH: usize, const R: usize>(
+        p: &[f32],
+        v: &[E],
+        slots: Range<usize>,
+        inv: &[f32],
+        out: &mut [f32],
+    ) {
         let hd = CH * 16;
         let sl = E::slot_len(hd);
         let len = p.len() / R;
@@ -1026,7 +1067,11 @@ mod tests {
         let bias: Vec<f32> = (0..b * t * len)
             .map(|i| {
                 let (row, qi, s) = (i / (t * len), (i / len) % t, i % len);
-                if s > len - t + qi || (row % 2 == 1 && s == 0) { f32::NEG_INFINITY } else { 0.0 }
+                if s > len - t + qi || (row % 2 == 1 && s == 0) {
+                    f32::NEG_INFINITY
+                } else {
+                    0.0
+                }
             })
             .collect();
         let bias = Tensor::from_vec(bias, (b, 1, t, len), &dev).unwrap();
@@ -1111,8 +1156,10 @@ mod tests {
                 _ => 1e-6,
             };
             assert!(crate::cpu_f32::max_abs_diff(&written, &rotated) < tol, "{dtype:?}");
-            let untouched = (cache.narrow(2, 0, past).unwrap().abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap(),
-                cache.narrow(2, past + t, capacity - past - t).unwrap().abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap());
+            let untouched = (
+                cache.narrow(2, 0, past).unwrap().abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap(),
+                cache.narrow(2, past + t, capacity - past - t).unwrap().abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap(),
+            );
             assert_eq!(untouched, (0.0, 0.0), "{dtype:?}: slots outside past..past + t stay as they were");
         }
         // Values: stored as they are.

@@ -134,7 +134,10 @@ pub fn bench_lm_with_progress(model_path: &Path, opts: &LmBenchOptions, stage: &
     stage("prefill, f32");
     let prefill_tok_s_f32 = prefill_rate(&dense, &filler)?;
     let short = tok.chat_ids(
-        &[(ChatRole::System, "You are a helpful assistant."), (ChatRole::User, "Explain why regular exercise is good for cardiovascular health.")],
+        &[
+            (ChatRole::System, "You are a helpful assistant."),
+            (ChatRole::User, "Explain why regular exercise is good for cardiovascular health."),
+        ],
         true,
     )?;
     stage("single-stream decode, quantized");
@@ -144,9 +147,14 @@ pub fn bench_lm_with_progress(model_path: &Path, opts: &LmBenchOptions, stage: &
 
     let mut batched = Vec::new();
     // The largest batch also runs with each other KV cache, for the comparison.
-    let others: Vec<KvPrecision> = [KvPrecision::Q8, KvPrecision::F16, KvPrecision::F32].into_iter().filter(|&kv| kv != opts.batch_kv_cache).collect();
+    let others: Vec<KvPrecision> =
+        [KvPrecision::Q8, KvPrecision::F16, KvPrecision::F32].into_iter().filter(|&kv| kv != opts.batch_kv_cache).collect();
     let largest = opts.batch_sizes.iter().copied().max();
-    let runs = opts.batch_sizes.iter().map(|&b| (b, opts.batch_kv_cache)).chain(largest.into_iter().flat_map(|b| others.iter().map(move |&kv| (b, kv))));
+    let runs = opts
+        .batch_sizes
+        .iter()
+        .map(|&b| (b, opts.batch_kv_cache))
+        .chain(largest.into_iter().flat_map(|b| others.iter().map(move |&kv| (b, kv))));
     for (b, kv) in runs {
         stage(&format!("batched generation, {b} sequences, {} KV cache", kv.name()));
         batched.push(batched_rate(&dense, &tok, b, opts.batch_prompt_tokens, opts.batch_new_tokens, kv)?);
@@ -305,7 +313,14 @@ pub fn single_decode_rate(model: &CausalLm, prompt: &[u32], n: usize) -> Result<
 /// Timed runs of each batched generation; the fastest counts.
 const BATCHED_RUNS: usize = 3;
 
-pub fn batched_rate(model: &CausalLm, tok: &LmTokenizer, batch: usize, plen: usize, gen: usize, kv_cache: KvPrecision) -> Result<BatchedFigures> {
+pub fn batched_rate(
+    model: &CausalLm,
+    tok: &LmTokenizer,
+    batch: usize,
+    plen: usize,
+    gen: usize,
+    kv_cache: KvPrecision,
+) -> Result<BatchedFigures> {
     let base = filler_prompt(tok, plen)?;
     // Distinct prompts (rotate the body) so nothing is shared between rows.
     let prompts: Vec<Vec<u32>> = (0..batch)
@@ -321,8 +336,8 @@ pub fn batched_rate(model: &CausalLm, tok: &LmTokenizer, batch: usize, plen: usi
     let req = PromptBatch { prefix: &[], prompts: &prompts, stop_ids: &[], pad_id: tok.pad_id() };
     let greedy = |n| SamplingParams { kv_cache, ..SamplingParams::greedy(n) };
     generate(model, &req, &greedy(2))?; // warm-up (allocator, thread pool)
-    // The fastest of three runs, as the matmul limit it is compared with keeps the best of its
-    // three timing windows: a busy moment on a shared machine should lower neither side.
+                                        // The fastest of three runs, as the matmul limit it is compared with keeps the best of its
+                                        // three timing windows: a busy moment on a shared machine should lower neither side.
     let mut best: Option<crate::GenerationTiming> = None;
     for _ in 0..BATCHED_RUNS {
         let (_, timing) = generate_timed(model, &req, &greedy(gen))?;
@@ -416,10 +431,7 @@ pub fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|kb| kb.parse::<f64>().ok())
         })
         .map(|kb| kb / 1024.0)
         .unwrap_or(0.0)

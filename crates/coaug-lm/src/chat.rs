@@ -42,9 +42,16 @@ impl ChatTemplate {
     }
 
     /// A template given as text; it is checked by rendering a system + user conversation.
-    pub fn new(source: impl Into<String>, bos_token: impl Into<String>, eos_token: impl Into<String>, origin: impl Into<String>) -> Result<Self> {
+    pub fn new(
+        source: impl Into<String>,
+        bos_token: impl Into<String>,
+        eos_token: impl Into<String>,
+        origin: impl Into<String>,
+    ) -> Result<Self> {
         let template = Self { source: source.into(), bos_token: bos_token.into(), eos_token: eos_token.into(), origin: origin.into() };
-        template.render(&[(ChatRole::System, "s"), (ChatRole::User, "u")], true).with_context(|| format!("the chat template of {}", template.origin))?;
+        template
+            .render(&[(ChatRole::System, "s"), (ChatRole::User, "u")], true)
+            .with_context(|| format!("the chat template of {}", template.origin))?;
         Ok(template)
     }
 
@@ -154,7 +161,10 @@ mod tests {
         let t = ChatTemplate::new(QWEN_LIKE, "", "<|im_end|>", "test").unwrap();
         assert!(t.renders_as_chatml());
         // No system turn: the template's own default system prompt.
-        assert_eq!(t.render(&[(ChatRole::User, "q")], true).unwrap(), "<|im_start|>system\nYou are Qwen.<|im_end|>\n<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\n");
+        assert_eq!(
+            t.render(&[(ChatRole::User, "q")], true).unwrap(),
+            "<|im_start|>system\nYou are Qwen.<|im_end|>\n<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\n"
+        );
         let (prefix, suffix) = t.split_user_turn("sys").unwrap();
         assert_eq!(prefix, "<|im_start|>system\nsys<|im_end|>\n<|im_start|>user\n");
         assert_eq!(suffix, "<|im_end|>\n<|im_start|>assistant\n");
@@ -184,7 +194,12 @@ mod tests {
         std::fs::write(&path, serde_json::json!({"chat_template": CHATML, "eos_token": {"content": "<|im_end|>"}}).to_string()).unwrap();
         let t = ChatTemplate::from_tokenizer_config(&path).unwrap().unwrap();
         assert_eq!(t.eos_token, "<|im_end|>");
-        std::fs::write(&path, serde_json::json!({"chat_template": [{"name": "tool_use", "template": "x"}, {"name": "default", "template": CHATML}]}).to_string()).unwrap();
+        std::fs::write(
+            &path,
+            serde_json::json!({"chat_template": [{"name": "tool_use", "template": "x"}, {"name": "default", "template": CHATML}]})
+                .to_string(),
+        )
+        .unwrap();
         assert_eq!(ChatTemplate::from_tokenizer_config(&path).unwrap().unwrap().source, CHATML);
         std::fs::write(&path, "{}").unwrap();
         assert!(ChatTemplate::from_tokenizer_config(&path).unwrap().is_none());

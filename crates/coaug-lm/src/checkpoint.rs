@@ -51,10 +51,8 @@ pub fn save_checkpoint(path: &Path, trainable: &Trainable, optimizer: Option<&Ad
 /// used LoRA) and loads its tensors. `model` must be the base the checkpoint started from.
 pub fn load_checkpoint(model: &mut CausalLm, path: &Path) -> Result<LoadedCheckpoint> {
     let mut map = candle_core::safetensors::load(path, model.device()).with_context(|| format!("reading {}", path.display()))?;
-    let set_bytes = map
-        .remove(META_SET)
-        .ok_or_else(|| anyhow!("{}: not a coaug checkpoint (no {META_SET})", path.display()))?
-        .to_vec1::<u8>()?;
+    let set_bytes =
+        map.remove(META_SET).ok_or_else(|| anyhow!("{}: not a coaug checkpoint (no {META_SET})", path.display()))?.to_vec1::<u8>()?;
     let set: TrainableSet = serde_json::from_slice(&set_bytes).with_context(|| format!("{}: bad trainable set", path.display()))?;
     let step = map.remove(META_STEP).map(|t| t.to_vec1::<i64>()).transpose()?.and_then(|v| v.first().copied()).unwrap_or(0) as u64;
     let trainable = model.set_trainable(&set)?;

@@ -78,14 +78,10 @@ impl ModelConfig {
 
     /// Checks the head arithmetic the attention code relies on.
     pub fn validate(&self) -> Result<()> {
-        if self.num_kv_heads == 0 || self.num_heads % self.num_kv_heads != 0 {
-            bail!(
-                "num_heads ({}) must be a positive multiple of num_kv_heads ({})",
-                self.num_heads,
-                self.num_kv_heads
-            );
+        if self.num_kv_heads == 0 || !self.num_heads.is_multiple_of(self.num_kv_heads) {
+            bail!("num_heads ({}) must be a positive multiple of num_kv_heads ({})", self.num_heads, self.num_kv_heads);
         }
-        if self.head_dim % 2 != 0 {
+        if !self.head_dim.is_multiple_of(2) {
             bail!("head_dim ({}) must be even for rotary embeddings", self.head_dim);
         }
         if self.num_layers == 0 || self.vocab_size == 0 || self.hidden_size == 0 {
@@ -98,10 +94,7 @@ impl ModelConfig {
     pub fn from_hf_json(text: &str) -> Result<Self> {
         let v: serde_json::Value = serde_json::from_str(text).context("config.json is not JSON")?;
         let get_usize = |k: &str| -> Result<usize> {
-            v.get(k)
-                .and_then(|x| x.as_u64())
-                .map(|x| x as usize)
-                .with_context(|| format!("config.json: missing or non-integer `{k}`"))
+            v.get(k).and_then(|x| x.as_u64()).map(|x| x as usize).with_context(|| format!("config.json: missing or non-integer `{k}`"))
         };
         let model_type = v.get("model_type").and_then(|x| x.as_str()).unwrap_or("");
         let architecture = match model_type {
@@ -129,12 +122,8 @@ impl ModelConfig {
             head_dim: get_usize("head_dim").unwrap_or(hidden_size / num_heads),
             rope_theta: v.get("rope_theta").and_then(|x| x.as_f64()).unwrap_or(10_000.0),
             rms_norm_eps: v.get("rms_norm_eps").and_then(|x| x.as_f64()).unwrap_or(1e-6),
-            tie_word_embeddings: v
-                .get("tie_word_embeddings")
-                .and_then(|x| x.as_bool())
-                .unwrap_or(false),
-            qkv_bias: architecture == Architecture::Qwen2
-                || v.get("attention_bias").and_then(|x| x.as_bool()).unwrap_or(false),
+            tie_word_embeddings: v.get("tie_word_embeddings").and_then(|x| x.as_bool()).unwrap_or(false),
+            qkv_bias: architecture == Architecture::Qwen2 || v.get("attention_bias").and_then(|x| x.as_bool()).unwrap_or(false),
             max_position_embeddings: get_usize("max_position_embeddings").unwrap_or(4096),
             bos_token_id: first_id("bos_token_id"),
             eos_token_id: first_id("eos_token_id"),

@@ -54,11 +54,7 @@ pub struct GenerationTiming {
 }
 
 /// [`generate`], also reporting how long prefill and decoding took (for benchmarks).
-pub fn generate_timed(
-    model: &CausalLm,
-    req: &PromptBatch,
-    params: &SamplingParams,
-) -> Result<(Vec<Sample>, GenerationTiming)> {
+pub fn generate_timed(model: &CausalLm, req: &PromptBatch, params: &SamplingParams) -> Result<(Vec<Sample>, GenerationTiming)> {
     let (samples, timing, _) = in_pool(|| generate_inner(model, req, params, None))?;
     Ok((samples, timing))
 }
@@ -113,7 +109,13 @@ fn forward_capturing(
         Some(layer) => Some(model.forward_layers(&h, 0..layer, attn, Some(cache), false)?),
         None => None,
     };
-    let top = model.forward_prompt_last(trunk.as_ref().unwrap_or(&h), capture.unwrap_or(0)..model.num_layers(), attn, Keys::Cache(cache), false)?;
+    let top = model.forward_prompt_last(
+        trunk.as_ref().unwrap_or(&h),
+        capture.unwrap_or(0)..model.num_layers(),
+        attn,
+        Keys::Cache(cache),
+        false,
+    )?;
     Ok((model.final_norm(&top, false)?, trunk))
 }
 
@@ -283,19 +285,10 @@ fn generate_inner(
 
 /// Draws one token for every unfinished active row (rows in parallel: penalties and
 /// sorting are per row) and records it.
-fn pick_tokens(
-    rows: &mut [Row],
-    active: &[usize],
-    logits: &[Vec<f32>],
-    params: &SamplingParams,
-    stop_ids: &[u32],
-) {
+fn pick_tokens(rows: &mut [Row], active: &[usize], logits: &[Vec<f32>], params: &SamplingParams, stop_ids: &[u32]) {
     let mut slots: Vec<Option<&mut Row>> = rows.iter_mut().map(Some).collect();
-    let work: Vec<(&mut Row, &Vec<f32>)> = active
-        .iter()
-        .zip(logits)
-        .filter_map(|(&ri, l)| slots[ri].take().filter(|r| !r.done).map(|r| (r, l)))
-        .collect();
+    let work: Vec<(&mut Row, &Vec<f32>)> =
+        active.iter().zip(logits).filter_map(|(&ri, l)| slots[ri].take().filter(|r| !r.done).map(|r| (r, l))).collect();
     work.into_par_iter().for_each(|(row, l)| {
         let (tok, logprob) = choose_token(l, &row.seen.ids, params, &mut row.rng);
         row.sample.tokens.push(tok);
@@ -357,7 +350,13 @@ impl std::ops::Deref for PrefixCache {
     }
 }
 
-fn prefill_prefix(model: &CausalLm, prefix: &[u32], precision: KvPrecision, device: &Device, capture: Option<&mut TrunkCapture>) -> Result<PrefixCache> {
+fn prefill_prefix(
+    model: &CausalLm,
+    prefix: &[u32],
+    precision: KvPrecision,
+    device: &Device,
+    capture: Option<&mut TrunkCapture>,
+) -> Result<PrefixCache> {
     let t = prefix.len();
     let mut cache = KvCache::new(model.config(), 1, t, precision, device)?;
     let ids = Tensor::from_vec(prefix.to_vec(), (1, t), device)?;

@@ -208,8 +208,12 @@ impl Linear {
                 Some(FewRows::Q8(m)) if rows <= q8::MAX_ROWS => m.matmul(&x2)?,
                 _ => q.mm.forward(&x2)?,
             },
-            Weight::Dense(w) if !grad && rows <= FEW_ROWS && w.device().is_cpu() => few_rows_matmul(&x2, Dense { w, t: self.decode.as_ref() })?,
-            Weight::Dense(w) if !grad && w.device().is_cpu() && w.dtype() == DType::F32 && x2.dtype() == DType::F32 => dense_matmul(&x2, w)?,
+            Weight::Dense(w) if !grad && rows <= FEW_ROWS && w.device().is_cpu() => {
+                few_rows_matmul(&x2, Dense { w, t: self.decode.as_ref() })?
+            }
+            Weight::Dense(w) if !grad && w.device().is_cpu() && w.dtype() == DType::F32 && x2.dtype() == DType::F32 => {
+                dense_matmul(&x2, w)?
+            }
             Weight::Dense(w) => x2.matmul(&view(w, grad).t()?)?,
         };
         if let Some(b) = &self.bias {

@@ -41,9 +41,7 @@ impl CausalLm {
         let embed = draw(cfg.vocab_size, d)?;
         let mut blocks = Vec::with_capacity(cfg.num_layers);
         for _ in 0..cfg.num_layers {
-            let mut bias = |n: usize| -> Result<Option<Tensor>> {
-                Ok(if cfg.qkv_bias { Some(draw(1, n)?.flatten_all()?) } else { None })
-            };
+            let mut bias = |n: usize| -> Result<Option<Tensor>> { Ok(if cfg.qkv_bias { Some(draw(1, n)?.flatten_all()?) } else { None }) };
             let (qb, kb, vb) = (bias(cfg.q_dim())?, bias(cfg.kv_dim())?, bias(cfg.kv_dim())?);
             blocks.push(Block {
                 gate_up: None,
@@ -91,9 +89,7 @@ impl CausalLm {
         let content = gguf_file::Content::read(&mut reader).map_err(|e| anyhow!("{}: not a GGUF file: {e}", path.display()))?;
         let cfg = config_from_gguf(&content).with_context(|| format!("{}: reading model metadata", path.display()))?;
         let mut get = |name: &str| -> Result<QTensor> {
-            content
-                .tensor(&mut reader, name, device)
-                .map_err(|e| anyhow!("{}: tensor `{name}`: {e}", path.display()))
+            content.tensor(&mut reader, name, device).map_err(|e| anyhow!("{}: tensor `{name}`: {e}", path.display()))
         };
         let permute = cfg.architecture == Architecture::Llama;
         let dense = |q: &QTensor| -> Result<Tensor> { Ok(q.dequantize(device)?.to_dtype(DType::F32)?) };
@@ -203,12 +199,7 @@ fn config_from_gguf(ct: &gguf_file::Content) -> Result<ModelConfig> {
     let u = |k: &str| -> Result<usize> { Ok(md(&format!("{arch_name}.{k}"))?.to_u32()? as usize) };
     let hidden_size = u("embedding_length")?;
     let num_heads = u("attention.head_count")?;
-    let vocab_size = ct
-        .tensor_infos
-        .get("token_embd.weight")
-        .ok_or_else(|| anyhow!("missing tensor `token_embd.weight`"))?
-        .shape
-        .dims()[0];
+    let vocab_size = ct.tensor_infos.get("token_embd.weight").ok_or_else(|| anyhow!("missing tensor `token_embd.weight`"))?.shape.dims()[0];
     let id = |k: &str| ct.metadata.get(k).and_then(|v| v.to_u32().ok());
     let cfg = ModelConfig {
         architecture,

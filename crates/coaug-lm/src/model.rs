@@ -126,19 +126,7 @@ impl CausalLm {
     ) -> Result<Self> {
         let (cos, sin) = rope_tables(&cfg, &device)?;
         let n = cfg.num_layers;
-        Ok(CausalLm {
-            cfg,
-            device,
-            embed,
-            blocks,
-            norm,
-            lm_head,
-            cos,
-            sin,
-            first_grad_layer: n,
-            embed_trainable: false,
-            embed_t: None,
-        })
+        Ok(CausalLm { cfg, device, embed, blocks, norm, lm_head, cos, sin, first_grad_layer: n, embed_trainable: false, embed_t: None })
     }
 
     pub fn config(&self) -> &ModelConfig {
@@ -288,11 +276,10 @@ impl CausalLm {
         for l in layers {
             let g = grad && l >= self.first_grad_layer;
             let layer_keys = match &mut keys {
-                Keys::Cache(c) => Keys::Cache(&mut **c),
-                Keys::Batch { after, record } => Keys::Batch {
-                    after: after.map(|kv| &kv[l - first..=l - first]),
-                    record: record.as_deref_mut(),
-                },
+                Keys::Cache(c) => Keys::Cache(c),
+                Keys::Batch { after, record } => {
+                    Keys::Batch { after: after.map(|kv| &kv[l - first..=l - first]), record: record.as_deref_mut() }
+                }
             };
             h = self.block_forward(l, &h, &cos, &sin, &attn.bias, layer_keys, g, last_only && l + 1 == last)?;
         }
@@ -334,13 +321,7 @@ impl CausalLm {
     }
 
     /// Final-normed hidden states for every position.
-    pub fn forward_hidden(
-        &self,
-        ids: &Tensor,
-        attn: &AttentionInput,
-        cache: Option<&mut KvCache>,
-        grad: bool,
-    ) -> Result<Tensor> {
+    pub fn forward_hidden(&self, ids: &Tensor, attn: &AttentionInput, cache: Option<&mut KvCache>, grad: bool) -> Result<Tensor> {
         let h = self.embed(ids, grad)?;
         self.forward_from_layer(&h, 0, attn, cache, grad)
     }
@@ -441,8 +422,7 @@ impl CausalLm {
             let [k, v]: [Tensor; 2] = Linear::forward_many(&[&blk.k, &blk.v], x, g)?.try_into().expect("two projections");
             (blk.q.forward(&x.narrow(1, tk - 1, 1)?, g)?, k, v)
         } else {
-            let [q, k, v]: [Tensor; 3] =
-                Linear::forward_many(&[&blk.q, &blk.k, &blk.v], x, g)?.try_into().expect("three projections");
+            let [q, k, v]: [Tensor; 3] = Linear::forward_many(&[&blk.q, &blk.k, &blk.v], x, g)?.try_into().expect("three projections");
             (q, k, v)
         };
         if !g {
@@ -471,10 +451,7 @@ impl CausalLm {
         // Scaling the queries is a pass over fewer numbers than scaling the scores.
         let q = (q.reshape((b, kvh, rep * t, hd))? * (1.0 / (hd as f64).sqrt()))?;
         let scores = q.matmul(&k.t()?)?;
-        let scores = scores
-            .reshape((b, kvh, rep, t, len))?
-            .broadcast_add(&bias.unsqueeze(1)?)?
-            .reshape((b, kvh, rep * t, len))?;
+        let scores = scores.reshape((b, kvh, rep, t, len))?.broadcast_add(&bias.unsqueeze(1)?)?.reshape((b, kvh, rep * t, len))?;
         let probs = match g {
             true => match crate::softmax::softmax_last_dim(&scores)? {
                 Some(p) => p,
@@ -583,9 +560,7 @@ fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor, g: bool) -> Result<Tensor> {
 
 fn rope_tables(cfg: &ModelConfig, device: &Device) -> Result<(Tensor, Tensor)> {
     let half = cfg.head_dim / 2;
-    let inv: Vec<f32> = (0..half)
-        .map(|i| 1.0 / cfg.rope_theta.powf(2.0 * i as f64 / cfg.head_dim as f64) as f32)
-        .collect();
+    let inv: Vec<f32> = (0..half).map(|i| 1.0 / cfg.rope_theta.powf(2.0 * i as f64 / cfg.head_dim as f64) as f32).collect();
     let n = cfg.max_position_embeddings;
     let inv = Tensor::from_vec(inv, (1, half), device)?;
     let pos = Tensor::arange(0u32, n as u32, device)?.to_dtype(DType::F32)?.reshape((n, 1))?;
@@ -656,7 +631,9 @@ impl CausalLm {
             blk.gate_up = None;
         }
         let heads = self.lm_head.iter_mut();
-        for lin in self.blocks.iter_mut().flat_map(|b| [&mut b.q, &mut b.k, &mut b.v, &mut b.o, &mut b.gate, &mut b.up, &mut b.down]).chain(heads) {
+        for lin in
+            self.blocks.iter_mut().flat_map(|b| [&mut b.q, &mut b.k, &mut b.v, &mut b.o, &mut b.gate, &mut b.up, &mut b.down]).chain(heads)
+        {
             lin.decode = None;
         }
     }

@@ -213,7 +213,14 @@ impl Q8Rows {
         }
         let xs = x.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
         let nbp = padded_blocks(in_dim);
-        let mut out = Q8Rows { rows, nbp, q: vec![0; rows * nbp * BLOCK], d: vec![0.0; rows * nbp], sum: vec![0.0; rows * nbp], neg_bias: vec![0; rows * nbp] };
+        let mut out = Q8Rows {
+            rows,
+            nbp,
+            q: vec![0; rows * nbp * BLOCK],
+            d: vec![0.0; rows * nbp],
+            sum: vec![0.0; rows * nbp],
+            neg_bias: vec![0; rows * nbp],
+        };
         for (r, row) in xs.chunks_exact(in_dim).enumerate() {
             for (b, block) in row.chunks_exact(BLOCK).enumerate() {
                 let i = r * nbp + b;
@@ -331,7 +338,11 @@ mod tests {
                 assert_eq!(got.flatten_all().unwrap().to_vec1::<f32>().unwrap(), want.flatten_all().unwrap().to_vec1::<f32>().unwrap());
             }
         }
-        let other = Q4Matrix::from_qtensor(&QTensor::quantize(&Tensor::zeros((8, 64), candle_core::DType::F32, &dev).unwrap(), GgmlDType::Q4_1).unwrap()).unwrap().unwrap();
+        let other = Q4Matrix::from_qtensor(
+            &QTensor::quantize(&Tensor::zeros((8, 64), candle_core::DType::F32, &dev).unwrap(), GgmlDType::Q4_1).unwrap(),
+        )
+        .unwrap()
+        .unwrap();
         assert!(Q4Matrix::matmul_many(&[&ms[0], &other], &Tensor::zeros((1, 96), candle_core::DType::F32, &dev).unwrap()).is_err());
     }
 

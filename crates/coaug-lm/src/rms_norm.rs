@@ -120,9 +120,7 @@ pub(crate) fn add_rms_norm(x: &Tensor, a: Option<&Tensor>, w: &Tensor, eps: f32)
         const ROWS: usize = 16;
         let sums = sum.spare_capacity_mut();
         let outs = &mut out.spare_capacity_mut()[..n];
-        let task = |(i, (o, sm)): (usize, (&mut [Uninit], Option<&mut [Uninit]>))| {
-            norm_rows_dispatch(level, &job, i * ROWS, o, sm)
-        };
+        let task = |(i, (o, sm)): (usize, (&mut [Uninit], Option<&mut [Uninit]>))| norm_rows_dispatch(level, &job, i * ROWS, o, sm);
         if a.is_some() {
             let chunks = outs.par_chunks_mut(ROWS * d).zip(sums[..n].par_chunks_mut(ROWS * d).map(Some));
             chunks.enumerate().for_each(task);

@@ -188,13 +188,7 @@ pub struct GroupedTrunk {
 
 impl GroupedLayout {
     /// `group[r]` is the index in `prompts` of completion `r`'s prompt.
-    pub fn new(
-        model: &CausalLm,
-        prompts: &[&[u32]],
-        completions: &[&[u32]],
-        group: &[usize],
-        pad_id: u32,
-    ) -> Result<Self> {
+    pub fn new(model: &CausalLm, prompts: &[&[u32]], completions: &[&[u32]], group: &[usize], pad_id: u32) -> Result<Self> {
         if group.len() != completions.len() {
             bail!("{} group indices for {} completions", group.len(), completions.len());
         }
@@ -257,10 +251,7 @@ impl GroupedLayout {
         let n = targets.len();
         let rows = completions.len();
         let (completion_ids, completion_attn) = if c > 0 {
-            (
-                Some(Tensor::from_vec(completion_ids, (rows, c), device)?),
-                Some(AttentionInput::from_valid(&completion_valid, c, device)?),
-            )
+            (Some(Tensor::from_vec(completion_ids, (rows, c), device)?), Some(AttentionInput::from_valid(&completion_valid, c, device)?))
         } else {
             (None, None)
         };
@@ -297,8 +288,13 @@ impl GroupedLayout {
     /// ignored). Padding rows are zero: masked as keys, and never scored.
     pub fn trunk(&self, prompts: &[Tensor], completions: &[Tensor], layer: usize) -> Result<GroupedTrunk> {
         if prompts.len() != self.prompt_lens.len() || completions.len() != self.fed_lens.len() {
-            bail!("trunk has {} prompts and {} completions, the layout {} and {}",
-                prompts.len(), completions.len(), self.prompt_lens.len(), self.fed_lens.len());
+            bail!(
+                "trunk has {} prompts and {} completions, the layout {} and {}",
+                prompts.len(),
+                completions.len(),
+                self.prompt_lens.len(),
+                self.fed_lens.len()
+            );
         }
         let pad = |t: &Tensor, before: usize, len: usize, after: usize| -> Result<Tensor> {
             let d = t.dim(1)?;

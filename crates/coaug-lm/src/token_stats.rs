@@ -240,10 +240,7 @@ mod pool {
     /// A zeroed buffer of `len`, reusing a kept one when there is one.
     pub fn take(len: usize) -> Vec<f32> {
         let mut free = FREE.lock().expect("not poisoned");
-        let pick = free
-            .iter()
-            .position(|b| b.capacity() >= len)
-            .or(if free.is_empty() { None } else { Some(0) });
+        let pick = free.iter().position(|b| b.capacity() >= len).or(if free.is_empty() { None } else { Some(0) });
         let mut buf = pick.map(|i| free.swap_remove(i)).unwrap_or_default();
         drop(free);
         buf.clear();
@@ -281,7 +278,8 @@ mod tests {
             assert!(max_abs_diff(&h_a, &h_b) < 1e-5, "entropies at T={temperature}");
             // Weights on both outputs, as in the loss (advantage-weighted log-probs + entropy bonus).
             let w = Tensor::new(&[1.0f32, -2.0, 0.5, 0.0, 3.0], &Device::Cpu).unwrap();
-            let objective = |lp: &Tensor, h: &Tensor| ((lp * &w).unwrap().sum_all().unwrap() + (h * 0.3).unwrap().sum_all().unwrap()).unwrap();
+            let objective =
+                |lp: &Tensor, h: &Tensor| ((lp * &w).unwrap().sum_all().unwrap() + (h * 0.3).unwrap().sum_all().unwrap()).unwrap();
             let ga = objective(&lp_a, &h_a).backward().unwrap();
             let gb = objective(&lp_b, &h_b).backward().unwrap();
             let d = max_abs_diff(ga.get(x.as_tensor()).unwrap(), gb.get(x.as_tensor()).unwrap());
@@ -303,7 +301,8 @@ mod tests {
         let targets: Vec<u32> = (0..n).map(|i| ((i * 7919 + 3) % vocab) as u32).collect();
         let weights: Vec<f32> = (0..n).map(|i| [0.5f32, -1.0, 2.0, 1.0][i % 4]).collect();
         let weights = Tensor::new(weights.as_slice(), &Device::Cpu).unwrap();
-        let objective = |lp: &Tensor, e: &Tensor| ((lp * &weights).unwrap().sum_all().unwrap() - (e * 0.2).unwrap().sum_all().unwrap()).unwrap();
+        let objective =
+            |lp: &Tensor, e: &Tensor| ((lp * &weights).unwrap().sum_all().unwrap() - (e * 0.2).unwrap().sum_all().unwrap()).unwrap();
         let (lp_a, e_a) = projected_logprob_and_entropy(h.as_tensor(), &w, &targets, 1.2, true).unwrap();
         let (lp_b, e_b) = generic(&h.as_tensor().matmul(&w.t().unwrap()).unwrap(), &targets, 1.2).unwrap();
         assert!(max_abs_diff(&lp_a, &lp_b) < 1e-4 && max_abs_diff(&e_a, &e_b) < 1e-4, "values at {n}×{d}×{vocab}");

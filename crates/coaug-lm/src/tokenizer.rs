@@ -22,7 +22,8 @@ pub const IM_START: &str = "<|im_start|>";
 pub const IM_END: &str = "<|im_end|>";
 
 /// Qwen2's pre-tokenization regex (from its `tokenizer.json`).
-const QWEN2_PATTERN: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+const QWEN2_PATTERN: &str =
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 /// Who speaks a chat turn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,11 +134,8 @@ impl LmTokenizer {
         if model != "gpt2" {
             bail!("tokenizer model `{model}` is not byte-level BPE (gpt2)");
         }
-        let tokens: Vec<String> = get("tokenizer.ggml.tokens")?
-            .to_vec()?
-            .iter()
-            .map(|v| v.to_string().cloned())
-            .collect::<candle_core::Result<_>>()?;
+        let tokens: Vec<String> =
+            get("tokenizer.ggml.tokens")?.to_vec()?.iter().map(|v| v.to_string().cloned()).collect::<candle_core::Result<_>>()?;
         let merges: Vec<(String, String)> = get("tokenizer.ggml.merges")?
             .to_vec()?
             .iter()
@@ -154,10 +152,7 @@ impl LmTokenizer {
             None => vec![1; tokens.len()],
         };
         let vocab: tokenizers::models::bpe::Vocab = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
-        let bpe = BPE::builder()
-            .vocab_and_merges(vocab, merges)
-            .build()
-            .map_err(|e| anyhow!("building BPE: {e}"))?;
+        let bpe = BPE::builder().vocab_and_merges(vocab, merges).build().map_err(|e| anyhow!("building BPE: {e}"))?;
         let mut tk = Tokenizer::new(bpe);
         let pre = md.get("tokenizer.ggml.pre").and_then(|v| v.to_string().ok()).map(String::as_str).unwrap_or("");
         let byte_level = ByteLevel::new(false, true, true);

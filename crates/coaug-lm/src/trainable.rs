@@ -85,9 +85,7 @@ impl CausalLm {
             let is_lora = slot.name.ends_with(".lora_a") || slot.name.ends_with(".lora_b");
             let train = match set {
                 TrainableSet::All => true,
-                TrainableSet::LastBlocks(_) => {
-                    slot.layer.is_some_and(|l| l >= first) || slot.name == "model.norm.weight"
-                }
+                TrainableSet::LastBlocks(_) => slot.layer.is_some_and(|l| l >= first) || slot.name == "model.norm.weight",
                 TrainableSet::Lora(_) => is_lora && slot.layer.is_some_and(|l| l >= first),
             };
             if train {

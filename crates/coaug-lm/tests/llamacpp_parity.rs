@@ -87,7 +87,10 @@ fn check_model(name: &str, prompts: &[PromptReference]) {
             if reference.gaps[pos] >= NEAR_TIE {
                 assert_eq!(order[0], theirs.ids[0], "{name} prompt {p} position {pos}: the best token");
             } else {
-                assert!(order[..2].contains(&theirs.ids[0]), "{name} prompt {p} position {pos}: llama.cpp's near-tied best token is not in our best two");
+                assert!(
+                    order[..2].contains(&theirs.ids[0]),
+                    "{name} prompt {p} position {pos}: llama.cpp's near-tied best token is not in our best two"
+                );
             }
             // The top-k sets agree up to near-ties at their edge: an id in one set only has a logit
             // within the tolerance of the other side's k-th.
@@ -95,12 +98,18 @@ fn check_model(name: &str, prompts: &[PromptReference]) {
             let theirs_kth = *theirs.logits.last().unwrap();
             for &id in &order[..k] {
                 if !theirs.ids.contains(&id) {
-                    assert!(ours[id as usize] - ours_kth < LOGIT_TOLERANCE, "{name} prompt {p} position {pos}: token {id} is in our top {k} only, well inside it");
+                    assert!(
+                        ours[id as usize] - ours_kth < LOGIT_TOLERANCE,
+                        "{name} prompt {p} position {pos}: token {id} is in our top {k} only, well inside it"
+                    );
                 }
             }
             for (&id, &logit) in theirs.ids.iter().zip(&theirs.logits) {
                 if !order[..k].contains(&id) {
-                    assert!(logit - theirs_kth < LOGIT_TOLERANCE, "{name} prompt {p} position {pos}: token {id} is in llama.cpp's top {k} only, well inside it");
+                    assert!(
+                        logit - theirs_kth < LOGIT_TOLERANCE,
+                        "{name} prompt {p} position {pos}: token {id} is in llama.cpp's top {k} only, well inside it"
+                    );
                 }
                 let diff = (ours[id as usize] - logit).abs();
                 worst = worst.max(diff);
@@ -120,7 +129,10 @@ fn check_model(name: &str, prompts: &[PromptReference]) {
             tok.decode(&sample.tokens).unwrap(),
             tok.decode(&reference.greedy).unwrap()
         );
-        eprintln!("{name} prompt {p}: {same} of {} greedy tokens identical (llama.cpp's first near-tie: step {decided})", reference.greedy.len());
+        eprintln!(
+            "{name} prompt {p}: {same} of {} greedy tokens identical (llama.cpp's first near-tie: step {decided})",
+            reference.greedy.len()
+        );
     }
     eprintln!("{name}: largest logit difference from llama.cpp over the top-10 of the first positions: {worst:.4}");
 }

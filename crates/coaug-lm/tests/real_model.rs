@@ -43,7 +43,10 @@ fn greedy_answers_are_on_topic_and_agree_across_precisions() {
     let Some(path) = model_path() else { return };
     let tok = LmTokenizer::from_gguf(&path).unwrap();
     let prompt = tok
-        .chat_ids(&[(ChatRole::System, "You are a helpful assistant."), (ChatRole::User, "What are the health benefits of green tea?")], true)
+        .chat_ids(
+            &[(ChatRole::System, "You are a helpful assistant."), (ChatRole::User, "What are the health benefits of green tea?")],
+            true,
+        )
         .unwrap();
     let req = PromptBatch { prefix: &[], prompts: std::slice::from_ref(&prompt), stop_ids: tok.stop_ids(), pad_id: tok.pad_id() };
     let mut outs = Vec::new();
@@ -68,7 +71,8 @@ fn sampled_logprobs_match_scorer_on_the_real_model() {
     let model = CausalLm::from_gguf(&path, Precision::F32, &Device::Cpu).unwrap();
     let chat = tok.chat_prompt("Give keywords for the query.").unwrap();
     let prefix = chat.prefix.clone();
-    let users: Vec<Vec<u32>> = ["vitamin d deficiency", "statins and muscle pain"].iter().map(|q| chat.user_ids(&tok, q).unwrap()).collect();
+    let users: Vec<Vec<u32>> =
+        ["vitamin d deficiency", "statins and muscle pain"].iter().map(|q| chat.user_ids(&tok, q).unwrap()).collect();
     let params = SamplingParams { temperature: 1.2, repetition_penalty: 1.2, max_new_tokens: 12, n: 2, seed: 3, ..Default::default() };
     let req = PromptBatch { prefix: &prefix, prompts: &users, stop_ids: tok.stop_ids(), pad_id: tok.pad_id() };
     let samples = generate(&model, &req, &params).unwrap();

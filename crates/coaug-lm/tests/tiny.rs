@@ -171,7 +171,13 @@ fn processed_scores_carry_gradients() {
     // Top-p and the penalty in the graph: the gradient of the log-probs is finite and non-zero.
     let mut m = tiny(Architecture::Llama, 9);
     let trainable = m.set_trainable(&TrainableSet::All).unwrap();
-    let params = SamplingParams { temperature: 0.8, top_p: 0.9, repetition_penalty: 1.4, penalty_scope: PenaltyScope::Generated, ..Default::default() };
+    let params = SamplingParams {
+        temperature: 0.8,
+        top_p: 0.9,
+        repetition_penalty: 1.4,
+        penalty_scope: PenaltyScope::Generated,
+        ..Default::default()
+    };
     let sc = score(&m, &[&[3, 4, 5]], &[&[6, 6, 7, 6]], 0, &params, true).unwrap();
     let loss = sc.logprobs.sum_all().unwrap();
     let grads = loss.backward().unwrap();
@@ -264,7 +270,13 @@ fn gradients_match_finite_differences() {
         let grads = objective(&m).backward().unwrap();
         let mut checked = 0;
         for (name, var) in &tr.vars {
-            let wanted = ["layers.0.self_attn.q_proj.weight", "layers.1.self_attn.k_proj", "layers.2.mlp.up_proj.weight", "embed_tokens", "layers.1.input_layernorm"];
+            let wanted = [
+                "layers.0.self_attn.q_proj.weight",
+                "layers.1.self_attn.k_proj",
+                "layers.2.mlp.up_proj.weight",
+                "embed_tokens",
+                "layers.1.input_layernorm",
+            ];
             if !wanted.iter().any(|w| name.contains(w)) {
                 continue;
             }
@@ -306,9 +318,7 @@ fn zero_initialised_lora_leaves_outputs_unchanged() {
         let mut m = tiny(arch, 9);
         let ids = [5u32, 6, 7, 8, 9];
         let before = all_logits(&m, &ids, false);
-        let tr = m
-            .set_trainable(&TrainableSet::Lora(LoraConfig { rank: 4, alpha: 8.0, last_blocks: None, seed: 1 }))
-            .unwrap();
+        let tr = m.set_trainable(&TrainableSet::Lora(LoraConfig { rank: 4, alpha: 8.0, last_blocks: None, seed: 1 })).unwrap();
         assert_eq!(tr.vars.len(), 3 * 7 * 2);
         let after = all_logits(&m, &ids, false);
         assert_eq!(before.to_vec2::<f32>().unwrap(), after.to_vec2::<f32>().unwrap(), "{arch:?}");
@@ -364,12 +374,7 @@ fn gradient_clipping_bounds_the_update() {
     opt.accumulate(&(objective(&m) * 1000.0).unwrap()).unwrap();
     let st = opt.step().unwrap();
     assert!(st.grad_norm > 1.0);
-    let moved: f32 = tr
-        .vars
-        .iter()
-        .zip(&before)
-        .map(|((_, v), b)| max_abs_diff(v.as_tensor(), b))
-        .fold(0.0, f32::max);
+    let moved: f32 = tr.vars.iter().zip(&before).map(|((_, v), b)| max_abs_diff(v.as_tensor(), b)).fold(0.0, f32::max);
     assert!(moved > 0.0 && moved <= 1.1e-3, "{moved}");
 }
 
@@ -430,11 +435,8 @@ fn merged_hf_export_loads_back_with_same_outputs() {
 fn byte_tokenizer() -> LmTokenizer {
     use std::collections::HashMap;
     let vocab: HashMap<String, u32> = (0..VOCAB as u32).map(|i| (format!("t{i}"), i)).collect();
-    let model = tokenizers::models::wordlevel::WordLevel::builder()
-        .vocab(vocab.into_iter().collect())
-        .unk_token("t1".into())
-        .build()
-        .unwrap();
+    let model =
+        tokenizers::models::wordlevel::WordLevel::builder().vocab(vocab.into_iter().collect()).unk_token("t1".into()).build().unwrap();
     LmTokenizer::new(tokenizers::Tokenizer::new(model), Some(0))
 }
 

@@ -146,8 +146,7 @@ impl Augmenter<'_> {
         for prompts in &prompt_sets {
             for sample in 0..self.settings.query_samples {
                 let decoding = self.settings.query_decoding(sample);
-                let (report, found) =
-                    self.run(prompts, Role::Query, &items, decoding, with_context, self.settings.query_input_tokens())?;
+                let (report, found) = self.run(prompts, Role::Query, &items, decoding, with_context, self.settings.query_input_tokens())?;
                 reports.queries.push(report);
                 for (item, aug) in items.iter().zip(found) {
                     if let Some(text) = aug.map(|a| a.text).filter(|t| !t.trim().is_empty()) {
@@ -163,7 +162,8 @@ impl Augmenter<'_> {
     pub fn augment_documents(&mut self, docs: &[Document], reports: &mut AugmentReports) -> Result<HashMap<String, String>> {
         let items = AugmentItem::from_documents(docs);
         let prompts = self.settings.prompts.clone();
-        let (report, found) = self.run(&prompts, Role::Document, &items, self.settings.decoding(), false, self.settings.max_input_tokens)?;
+        let (report, found) =
+            self.run(&prompts, Role::Document, &items, self.settings.decoding(), false, self.settings.max_input_tokens)?;
         reports.documents = Some(report);
         Ok(items
             .iter()

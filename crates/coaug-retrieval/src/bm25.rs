@@ -39,8 +39,8 @@ impl AugmentedBm25 {
         let docs = Self::index_docs(corpus, augmentations, &composition);
         let config = IndexConfig { analyzer: analyzer.clone(), fields: composition.field_setup() };
         let started = std::time::Instant::now();
-        let index = Bm25Index::open_or_build(dir, &docs, &config)
-            .with_context(|| format!("building the BM25 index in {}", dir.display()))?;
+        let index =
+            Bm25Index::open_or_build(dir, &docs, &config).with_context(|| format!("building the BM25 index in {}", dir.display()))?;
         if index.was_built() {
             tracing::info!(docs = index.num_docs(), secs = started.elapsed().as_secs_f64(), dir = %dir.display(), "built BM25 index");
         }
@@ -100,8 +100,7 @@ impl AugmentedBm25Ref<'_> {
 
 fn rank(index: &Bm25Index, composition: &Composition, queries: &[QueryToRank<'_>], k: usize) -> Run {
     let analyzer = index.analyzer();
-    let per_query: Vec<Vec<WeightedQuery>> =
-        queries.iter().map(|q| composition.bm25_queries(analyzer, q.text, q.expansions)).collect();
+    let per_query: Vec<Vec<WeightedQuery>> = queries.iter().map(|q| composition.bm25_queries(analyzer, q.text, q.expansions)).collect();
     let flat: Vec<WeightedQuery> = per_query.iter().flatten().cloned().collect();
     let hits = index.search_weighted(&flat, composition.field_weights(), k);
     let mut hits = hits.into_iter();

@@ -12,9 +12,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use anyhow::{bail, Context};
-use coaug_index::{
-    Analyzer, AugmentationPlacement, FieldSetup, FieldWeights, IndexDoc, WeightedQuery,
-};
+use coaug_index::{Analyzer, AugmentationPlacement, FieldSetup, FieldWeights, IndexDoc, WeightedQuery};
 use serde::{Deserialize, Serialize};
 
 /// The weight of the original query's terms; every expansion term weighs `1 / samples`.

@@ -14,5 +14,5 @@ pub use augmentations::Augmentations;
 pub use augmenter::{AugmentReports, AugmentSettings, Augmenter};
 pub use bm25::{AugmentedBm25, QueryToRank};
 pub use composition::{Composition, DocField, QueryWeight, SampleFusion};
-pub use stop_list::StopList;
 pub use export::{write_corpus_jsonl, write_queries_jsonl, ExportCounts};
+pub use stop_list::StopList;

@@ -38,22 +38,14 @@ pub struct RoleScales {
 
 impl Default for RoleScales {
     fn default() -> Self {
-        Self {
-            query: 1.0,
-            positive_document: 0.2,
-            negative_document: 0.1,
-        }
+        Self { query: 1.0, positive_document: 0.2, negative_document: 0.1 }
     }
 }
 
 impl RoleScales {
     /// Every role scaled by 1 (the "no role scaling" ablation).
     pub fn unscaled() -> Self {
-        Self {
-            query: 1.0,
-            positive_document: 1.0,
-            negative_document: 1.0,
-        }
+        Self { query: 1.0, positive_document: 1.0, negative_document: 1.0 }
     }
 
     pub fn scale(&self, role: PromptRole) -> f64 {
@@ -68,10 +60,7 @@ impl RoleScales {
 /// Advantages of the rollouts of one prompt. Rollouts without a reward (a document rollout no
 /// joint sample chose) get 0 and do not enter the mean.
 pub fn prompt_advantages(rewards: &[Option<f64>], scale: f64) -> Vec<f64> {
-    let (sum, n) = rewards
-        .iter()
-        .flatten()
-        .fold((0.0, 0usize), |(s, n), r| (s + r, n + 1));
+    let (sum, n) = rewards.iter().flatten().fold((0.0, 0usize), |(s, n), r| (s + r, n + 1));
     let mean = if n == 0 { 0.0 } else { sum / n as f64 };
     rewards
         .iter()
@@ -91,53 +80,25 @@ pub struct StepAdvantages {
 
 impl StepAdvantages {
     /// `document_roles[d]` is the role of document slot `d`.
-    pub fn compute(
-        rewards: &Rewards,
-        layout: &RolloutLayout,
-        document_roles: &[PromptRole],
-        scales: &RoleScales,
-    ) -> Result<Self> {
+    pub fn compute(rewards: &Rewards, layout: &RolloutLayout, document_roles: &[PromptRole], scales: &RoleScales) -> Result<Self> {
         let shapes = [
-            (
-                "query rewards (query rollouts)",
-                layout.num_query_rollouts(),
-                rewards.query.len(),
-            ),
-            (
-                "document rewards (document rollouts)",
-                layout.num_doc_rollouts(),
-                rewards.document.len(),
-            ),
-            (
-                "document roles (document slots)",
-                layout.num_doc_slots(),
-                document_roles.len(),
-            ),
+            ("query rewards (query rollouts)", layout.num_query_rollouts(), rewards.query.len()),
+            ("document rewards (document rollouts)", layout.num_doc_rollouts(), rewards.document.len()),
+            ("document roles (document slots)", layout.num_doc_slots(), document_roles.len()),
         ];
         for (what, expected, got) in shapes {
             if expected != got {
-                return Err(RlError::Shape {
-                    what,
-                    expected,
-                    got,
-                });
+                return Err(RlError::Shape { what, expected, got });
             }
         }
         let mut query = Vec::with_capacity(layout.num_query_rollouts());
         for q in 0..layout.num_query_slots() {
-            let slot: Vec<Option<f64>> = rewards.query[layout.query_rows(q)]
-                .iter()
-                .copied()
-                .map(Some)
-                .collect();
+            let slot: Vec<Option<f64>> = rewards.query[layout.query_rows(q)].iter().copied().map(Some).collect();
             query.extend(prompt_advantages(&slot, scales.query));
         }
         let mut document = Vec::with_capacity(layout.num_doc_rollouts());
         for (d, &role) in document_roles.iter().enumerate() {
-            document.extend(prompt_advantages(
-                &rewards.document[layout.doc_columns(d)],
-                scales.scale(role),
-            ));
+            document.extend(prompt_advantages(&rewards.document[layout.doc_columns(d)], scales.scale(role)));
         }
         Ok(Self { query, document })
     }
@@ -149,11 +110,7 @@ impl StepAdvantages {
 
     /// Rollouts with a non-zero advantage (those the update learns from).
     pub fn num_nonzero(&self) -> usize {
-        self.query
-            .iter()
-            .chain(&self.document)
-            .filter(|&&a| a != 0.0)
-            .count()
+        self.query.iter().chain(&self.document).filter(|&&a| a != 0.0).count()
     }
 }
 
@@ -195,18 +152,13 @@ mod tests {
     #[test]
     fn step_advantages_scale_by_role() {
         let layout = RolloutLayout::uniform(1, 2, 2).unwrap();
-        let rewards = Rewards {
-            query: vec![0.0, 1.0],
-            document: vec![Some(0.0), Some(1.0), Some(0.0), Some(1.0)],
-            document_draws: vec![1; 4],
-        };
+        let rewards =
+            Rewards { query: vec![0.0, 1.0], document: vec![Some(0.0), Some(1.0), Some(0.0), Some(1.0)], document_draws: vec![1; 4] };
         let roles = [PromptRole::PositiveDocument, PromptRole::NegativeDocument];
-        let adv =
-            StepAdvantages::compute(&rewards, &layout, &roles, &RoleScales::default()).unwrap();
+        let adv = StepAdvantages::compute(&rewards, &layout, &roles, &RoleScales::default()).unwrap();
         assert!(close(&adv.query, &[-0.5, 0.5]));
         assert!(close(&adv.document, &[-0.1, 0.1, -0.05, 0.05]));
-        let flat =
-            StepAdvantages::compute(&rewards, &layout, &roles, &RoleScales::unscaled()).unwrap();
+        let flat = StepAdvantages::compute(&rewards, &layout, &roles, &RoleScales::unscaled()).unwrap();
         assert!(close(&flat.document, &[-0.5, 0.5, -0.5, 0.5]));
         assert!(!adv.all_zero());
         assert_eq!(adv.num_nonzero(), 6);
@@ -215,30 +167,13 @@ mod tests {
     #[test]
     fn a_step_where_every_prompt_agreed_is_skipped() {
         let layout = RolloutLayout::uniform(1, 1, 3).unwrap();
-        let rewards = Rewards {
-            query: vec![0.3; 3],
-            document: vec![Some(0.7); 3],
-            document_draws: vec![5; 3],
-        };
-        let adv = StepAdvantages::compute(
-            &rewards,
-            &layout,
-            &[PromptRole::NegativeDocument],
-            &RoleScales::default(),
-        )
-        .unwrap();
+        let rewards = Rewards { query: vec![0.3; 3], document: vec![Some(0.7); 3], document_draws: vec![5; 3] };
+        let adv = StepAdvantages::compute(&rewards, &layout, &[PromptRole::NegativeDocument], &RoleScales::default()).unwrap();
         assert!(adv.all_zero());
         // A zero scale (query-only / document-only ablation) also silences a role.
-        let rewards = Rewards {
-            query: vec![0.0, 1.0, 0.5],
-            ..rewards
-        };
-        let off = RoleScales {
-            query: 0.0,
-            ..RoleScales::default()
-        };
-        let adv = StepAdvantages::compute(&rewards, &layout, &[PromptRole::NegativeDocument], &off)
-            .unwrap();
+        let rewards = Rewards { query: vec![0.0, 1.0, 0.5], ..rewards };
+        let off = RoleScales { query: 0.0, ..RoleScales::default() };
+        let adv = StepAdvantages::compute(&rewards, &layout, &[PromptRole::NegativeDocument], &off).unwrap();
         assert!(adv.all_zero());
     }
 }

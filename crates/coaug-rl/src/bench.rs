@@ -29,13 +29,7 @@ pub struct RewardBenchShape {
 impl RewardBenchShape {
     /// The paper's step: 32 groups of 1 + 5 + 10, n = 5, T = 512.
     pub fn paper() -> Self {
-        Self {
-            groups: 32,
-            documents_per_group: 15,
-            positives_per_group: 5,
-            samples_per_prompt: 5,
-            settings: RewardSettings::default(),
-        }
+        Self { groups: 32, documents_per_group: 15, positives_per_group: 5, samples_per_prompt: 5, settings: RewardSettings::default() }
     }
 }
 
@@ -57,32 +51,22 @@ pub fn reward_benchmark(shape: &RewardBenchShape) -> Result<RewardBenchReport> {
     let n = shape.samples_per_prompt;
     let layout = RolloutLayout::uniform(shape.groups, docs, n)?;
     let mut rng = stream(0, Purpose::JointSamples, u64::MAX);
-    let similarity = SimilarityMatrix::from_fn(
-        layout.num_query_rollouts(),
-        layout.num_doc_rollouts(),
-        |_, _| {
-            if rng.random_bool(0.5) {
-                0.0
-            } else {
-                rng.random_range(0.0..20.0f32)
-            }
-        },
-    )?;
+    let similarity = SimilarityMatrix::from_fn(layout.num_query_rollouts(), layout.num_doc_rollouts(), |_, _| {
+        if rng.random_bool(0.5) {
+            0.0
+        } else {
+            rng.random_range(0.0..20.0f32)
+        }
+    })?;
     let gains: Vec<f32> = (0..shape.groups)
         .flat_map(|q| {
             (0..docs).map(move |d| {
                 let own = d / shape.documents_per_group == q;
-                f32::from(u8::from(
-                    own && d % shape.documents_per_group < shape.positives_per_group,
-                ))
+                f32::from(u8::from(own && d % shape.documents_per_group < shape.positives_per_group))
             })
         })
         .collect();
-    let gains = SlotGains::new(
-        (0..shape.groups).collect(),
-        (0..docs).map(|d| d / shape.documents_per_group).collect(),
-        gains,
-    )?;
+    let gains = SlotGains::new((0..shape.groups).collect(), (0..docs).map(|d| d / shape.documents_per_group).collect(), gains)?;
     let sampler = RewardSampler::new(shape.settings.clone())?;
 
     let start = Instant::now();

@@ -59,7 +59,9 @@ impl Bm25Reward {
 
     /// BM25 of every query against every document, computed once.
     pub fn similarity(&self, queries: &[Composed<'_>], documents: &[Composed<'_>]) -> Result<SimilarityMatrix> {
-        let scorer = |texts: &[String]| Bm25Scorer::new(self.analyzer.clone(), self.corpus_stats.clone().with_avg_doc_len(avg_doc_len(&self.analyzer, texts)));
+        let scorer = |texts: &[String]| {
+            Bm25Scorer::new(self.analyzer.clone(), self.corpus_stats.clone().with_avg_doc_len(avg_doc_len(&self.analyzer, texts)))
+        };
         let queries: Vec<WeightedQuery> = queries.iter().map(|q| self.query(*q)).collect();
         let matrix = |texts: Vec<String>| {
             let scorer = scorer(&texts);

@@ -93,18 +93,10 @@ impl CompositeConfig {
 
     pub fn validate(&self) -> Result<()> {
         if self.groups_per_step == 0 {
-            return Err(setting(
-                "composite.groups_per_step",
-                0,
-                "a step needs at least one group",
-            ));
+            return Err(setting("composite.groups_per_step", 0, "a step needs at least one group"));
         }
         if self.positives == 0 {
-            return Err(setting(
-                "composite.positives",
-                0,
-                "a group without positives has no reward",
-            ));
+            return Err(setting("composite.positives", 0, "a group without positives has no reward"));
         }
         Ok(())
     }
@@ -176,10 +168,7 @@ impl CompositeBatch {
 
     /// The advantage role of every document slot.
     pub fn document_roles(&self) -> Vec<PromptRole> {
-        self.documents
-            .iter()
-            .map(|d| d.role.prompt_role())
-            .collect()
+        self.documents.iter().map(|d| d.role.prompt_role()).collect()
     }
 }
 
@@ -222,10 +211,7 @@ impl CompositeSampler {
         seed: u64,
     ) -> Result<Self> {
         config.validate()?;
-        let corpus: BTreeSet<String> = corpus_ids
-            .into_iter()
-            .map(|id| id.as_ref().to_owned())
-            .collect();
+        let corpus: BTreeSet<String> = corpus_ids.into_iter().map(|id| id.as_ref().to_owned()).collect();
         let mut stats = SamplerStats::default();
         let mut ever_positive = BTreeSet::new();
         let mut queries = Vec::new();
@@ -243,9 +229,7 @@ impl CompositeSampler {
         stats.never_positive_pool = never_positive.len();
 
         if queries.is_empty() {
-            return Err(RlError::Data(
-                "no training query has a positive document in the corpus".into(),
-            ));
+            return Err(RlError::Data("no training query has a positive document in the corpus".into()));
         }
         let needed = config.documents_per_group();
         if never_positive.len() < needed {
@@ -254,14 +238,7 @@ impl CompositeSampler {
                 never_positive.len()
             )));
         }
-        Ok(Self {
-            config,
-            seed,
-            queries,
-            never_positive,
-            qrels: train_qrels.clone(),
-            stats,
-        })
+        Ok(Self { config, seed, queries, never_positive, qrels: train_qrels.clone(), stats })
     }
 
     pub fn config(&self) -> &CompositeConfig {
@@ -286,27 +263,14 @@ impl CompositeSampler {
         let mut documents = Vec::with_capacity(query_indices.len() * per_group);
         for (group, &qi) in query_indices.iter().enumerate() {
             let query = &self.queries[qi];
-            queries.push(QuerySlot {
-                query_id: query.id.clone(),
-            });
+            queries.push(QuerySlot { query_id: query.id.clone() });
             for (doc_id, role) in self.group_documents(query, &mut rng) {
                 let grade = self.qrels.relevance(&query.id, &doc_id);
-                documents.push(DocumentSlot {
-                    doc_id,
-                    group,
-                    role,
-                    grade,
-                });
+                documents.push(DocumentSlot { doc_id, group, role, grade });
             }
         }
         let gains = self.slot_gains(&queries, &documents);
-        CompositeBatch {
-            step,
-            queries,
-            documents,
-            documents_per_group: per_group,
-            gains,
-        }
+        CompositeBatch { step, queries, documents, documents_per_group: per_group, gains }
     }
 
     /// Indices of the step's B queries in the epoch-by-epoch visiting order.
@@ -316,9 +280,7 @@ impl CompositeSampler {
         let mut orders: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
         (step * b..(step + 1) * b)
             .map(|position| {
-                let order = orders
-                    .entry(position / n)
-                    .or_insert_with_key(|&epoch| self.epoch_order(epoch));
+                let order = orders.entry(position / n).or_insert_with_key(|&epoch| self.epoch_order(epoch));
                 order[(position % n) as usize]
             })
             .collect()
@@ -338,27 +300,15 @@ impl CompositeSampler {
 
         let available = query.positives.len();
         if available >= c.positives {
-            docs.extend(
-                pick(&query.positives, c.positives, rng)
-                    .into_iter()
-                    .map(|d| (d, DocRole::Positive)),
-            );
+            docs.extend(pick(&query.positives, c.positives, rng).into_iter().map(|d| (d, DocRole::Positive)));
         } else {
-            docs.extend(
-                query
-                    .positives
-                    .iter()
-                    .map(|d| (d.clone(), DocRole::Positive)),
-            );
+            docs.extend(query.positives.iter().map(|d| (d.clone(), DocRole::Positive)));
             let missing = c.positives - available;
             match c.positive_shortfall {
                 PositiveShortfall::FillWithNegatives => shortfall += missing,
-                PositiveShortfall::RepeatPositives => docs.extend((0..missing).map(|_| {
-                    (
-                        query.positives[rng.random_range(0..available)].clone(),
-                        DocRole::Positive,
-                    )
-                })),
+                PositiveShortfall::RepeatPositives => {
+                    docs.extend((0..missing).map(|_| (query.positives[rng.random_range(0..available)].clone(), DocRole::Positive)))
+                }
             }
         }
 
@@ -369,11 +319,8 @@ impl CompositeSampler {
         // A hard negative may itself be never-positive: draw `hard` spare random negatives so
         // that dropping those duplicates still leaves enough (the pool holds >= P + H + R).
         let random = c.random_negatives + shortfall;
-        let randoms: Vec<String> = pick(&self.never_positive, random + hard, rng)
-            .into_iter()
-            .filter(|d| !hard_picked.contains(d))
-            .take(random)
-            .collect();
+        let randoms: Vec<String> =
+            pick(&self.never_positive, random + hard, rng).into_iter().filter(|d| !hard_picked.contains(d)).take(random).collect();
         docs.extend(hard_picked.into_iter().map(|d| (d, DocRole::HardNegative)));
         docs.extend(randoms.into_iter().map(|d| (d, DocRole::RandomNegative)));
         docs
@@ -393,25 +340,16 @@ impl CompositeSampler {
         }
         let query_groups = (0..queries.len()).collect();
         let doc_groups = documents.iter().map(|d| d.group).collect();
-        SlotGains::new(query_groups, doc_groups, gains)
-            .expect("gains are non-negative grades of the right shape")
+        SlotGains::new(query_groups, doc_groups, gains).expect("gains are non-negative grades of the right shape")
     }
 }
 
 /// `count` distinct entries of `from`, uniformly (requires `count <= from.len()`).
 fn pick(from: &[String], count: usize, rng: &mut impl Rng) -> Vec<String> {
-    index::sample(rng, from.len(), count)
-        .into_iter()
-        .map(|i| from[i].clone())
-        .collect()
+    index::sample(rng, from.len(), count).into_iter().map(|i| from[i].clone()).collect()
 }
 
-fn train_query(
-    query_id: &str,
-    judgements: &BTreeMap<String, i32>,
-    corpus: &BTreeSet<String>,
-    stats: &mut SamplerStats,
-) -> TrainQuery {
+fn train_query(query_id: &str, judgements: &BTreeMap<String, i32>, corpus: &BTreeSet<String>, stats: &mut SamplerStats) -> TrainQuery {
     let mut positives = Vec::new();
     let mut hard_negatives = Vec::new();
     for (doc_id, &grade) in judgements {
@@ -423,9 +361,5 @@ fn train_query(
             hard_negatives.push(doc_id.clone());
         }
     }
-    TrainQuery {
-        id: query_id.to_owned(),
-        positives,
-        hard_negatives,
-    }
+    TrainQuery { id: query_id.to_owned(), positives, hard_negatives }
 }

@@ -100,20 +100,14 @@ pub struct Schedule {
 
 impl Default for Schedule {
     fn default() -> Self {
-        Self {
-            epochs: 5.0,
-            max_steps: None,
-            checkpoint_every: 20,
-            query_only_warmup_steps: 0,
-        }
+        Self { epochs: 5.0, max_steps: None, checkpoint_every: 20, query_only_warmup_steps: 0 }
     }
 }
 
 impl Schedule {
     /// Steps of the run given the number of training queries and groups per step.
     pub fn total_steps(&self, train_queries: usize, groups_per_step: usize) -> u64 {
-        let by_epochs =
-            (self.epochs * train_queries as f64 / groups_per_step.max(1) as f64).ceil() as u64;
+        let by_epochs = (self.epochs * train_queries as f64 / groups_per_step.max(1) as f64).ceil() as u64;
         self.max_steps.map_or(by_epochs, |cap| cap.min(by_epochs))
     }
 }
@@ -195,13 +189,7 @@ pub struct OptimizerConfig {
 
 impl Default for OptimizerConfig {
     fn default() -> Self {
-        Self {
-            learning_rate: 1e-6,
-            weight_decay: 0.01,
-            grad_clip_norm: 1.0,
-            mini_batches: 4,
-            micro_batch_size: 16,
-        }
+        Self { learning_rate: 1e-6, weight_decay: 0.01, grad_clip_norm: 1.0, mini_batches: 4, micro_batch_size: 16 }
     }
 }
 
@@ -235,9 +223,7 @@ impl<'de> Deserialize<'de> for BlockSelection {
         match Raw::deserialize(deserializer)? {
             Raw::Count(k) => Ok(BlockSelection::Top(k as usize)),
             Raw::Word(w) if w == "all" => Ok(BlockSelection::All),
-            Raw::Word(w) => Err(serde::de::Error::custom(format!(
-                "expected \"all\" or a block count, got \"{w}\""
-            ))),
+            Raw::Word(w) => Err(serde::de::Error::custom(format!("expected \"all\" or a block count, got \"{w}\""))),
         }
     }
 }
@@ -253,11 +239,7 @@ pub struct TrainableConfig {
 
 impl Default for TrainableConfig {
     fn default() -> Self {
-        Self {
-            blocks: BlockSelection::All,
-            lora_rank: 0,
-            lora_alpha: 16.0,
-        }
+        Self { blocks: BlockSelection::All, lora_rank: 0, lora_alpha: 16.0 }
     }
 }
 
@@ -339,11 +321,7 @@ impl TrainConfig {
     /// balanced advantages, no entropy bonus, two optimizer updates per step, the top 4 blocks
     /// trained. Validation: every judged dev query, the query side every 20 steps.
     pub fn cpu_small() -> Self {
-        let mut c = Self {
-            preset: "cpu-small".into(),
-            model: coaug_lm::DEFAULT_MODEL.into(),
-            ..Self::default()
-        };
+        let mut c = Self { preset: "cpu-small".into(), model: coaug_lm::DEFAULT_MODEL.into(), ..Self::default() };
         c.composite.groups_per_step = 4;
         c.composite.positives = 2;
         c.composite.random_negatives = 4;
@@ -376,41 +354,29 @@ impl TrainConfig {
         match name {
             "paper" => Ok(Self::paper()),
             "cpu-small" => Ok(Self::cpu_small()),
-            other => Err(setting(
-                "preset",
-                other,
-                format!("unknown preset; known: {}", PRESETS.join(", ")),
-            )),
+            other => Err(setting("preset", other, format!("unknown preset; known: {}", PRESETS.join(", ")))),
         }
     }
 
     /// Parses a config file's text: an optional `preset` (default `paper`) plus overrides.
     /// `source_name` (usually the path) names the file in errors.
     pub fn from_toml(text: &str, source_name: &str) -> Result<Self> {
-        let config_error = |message: String| RlError::Config {
-            source_name: source_name.to_owned(),
-            message,
-        };
+        let config_error = |message: String| RlError::Config { source_name: source_name.to_owned(), message };
         // Parsing the file alone (missing keys take `paper` values) reports unknown keys and
         // wrong types with their position in the file, and names the preset.
         let alone: TrainConfig = toml::from_str(text).map_err(|e| config_error(e.to_string()))?;
         let table: toml::Table = toml::from_str(text).map_err(|e| config_error(e.to_string()))?;
-        let mut merged = toml::Table::try_from(Self::preset(&alone.preset)?)
-            .map_err(|e| config_error(e.to_string()))?;
+        let mut merged = toml::Table::try_from(Self::preset(&alone.preset)?).map_err(|e| config_error(e.to_string()))?;
         merge(&mut merged, table);
-        let config: TrainConfig = toml::Value::Table(merged)
-            .try_into()
-            .map_err(|e: toml::de::Error| config_error(e.to_string()))?;
+        let config: TrainConfig = toml::Value::Table(merged).try_into().map_err(|e: toml::de::Error| config_error(e.to_string()))?;
         config.validate()?;
         Ok(config)
     }
 
     pub fn from_toml_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| RlError::Config {
-            source_name: path.display().to_string(),
-            message: format!("cannot read: {e}"),
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| RlError::Config { source_name: path.display().to_string(), message: format!("cannot read: {e}") })?;
         Self::from_toml(&text, &path.display().to_string())
     }
 
@@ -428,25 +394,13 @@ impl TrainConfig {
             return Err(setting("rollout.query_samples_per_prompt", 0, "every prompt needs a rollout"));
         }
         if r.samples_per_prompt == 0 {
-            return Err(setting(
-                "rollout.samples_per_prompt",
-                0,
-                "every prompt needs a rollout",
-            ));
+            return Err(setting("rollout.samples_per_prompt", 0, "every prompt needs a rollout"));
         }
         if !(r.temperature >= 0.0 && r.temperature.is_finite()) {
-            return Err(setting(
-                "rollout.temperature",
-                r.temperature,
-                "must be finite and >= 0",
-            ));
+            return Err(setting("rollout.temperature", r.temperature, "must be finite and >= 0"));
         }
         if r.repetition_penalty.is_nan() || r.repetition_penalty <= 0.0 {
-            return Err(setting(
-                "rollout.repetition_penalty",
-                r.repetition_penalty,
-                "must be > 0",
-            ));
+            return Err(setting("rollout.repetition_penalty", r.repetition_penalty, "must be > 0"));
         }
         if !(r.top_p > 0.0 && r.top_p <= 1.0) {
             return Err(setting("rollout.top_p", r.top_p, "must be in (0, 1]"));
@@ -455,65 +409,30 @@ impl TrainConfig {
             return Err(setting("rollout.max_new_tokens", 0, "must be > 0"));
         }
         if r.format_penalty > 0.0 {
-            return Err(setting(
-                "rollout.format_penalty",
-                r.format_penalty,
-                "a penalty must be <= 0",
-            ));
+            return Err(setting("rollout.format_penalty", r.format_penalty, "a penalty must be <= 0"));
         }
         let o = &self.optimizer;
         if !(o.learning_rate > 0.0 && o.learning_rate.is_finite()) {
-            return Err(setting(
-                "optimizer.learning_rate",
-                o.learning_rate,
-                "must be finite and > 0",
-            ));
+            return Err(setting("optimizer.learning_rate", o.learning_rate, "must be finite and > 0"));
         }
         if o.mini_batches == 0 || o.micro_batch_size == 0 {
-            return Err(setting(
-                "optimizer.mini_batches / micro_batch_size",
-                0,
-                "must be > 0",
-            ));
+            return Err(setting("optimizer.mini_batches / micro_batch_size", 0, "must be > 0"));
         }
         if !(o.weight_decay >= 0.0 && o.grad_clip_norm >= 0.0) {
-            return Err(setting(
-                "optimizer.weight_decay / grad_clip_norm",
-                "negative",
-                "must be >= 0",
-            ));
+            return Err(setting("optimizer.weight_decay / grad_clip_norm", "negative", "must be >= 0"));
         }
         let s = &self.advantage;
-        if [s.query, s.positive_document, s.negative_document]
-            .iter()
-            .any(|c| !(c.is_finite() && *c >= 0.0))
-        {
-            return Err(setting(
-                "advantage",
-                format!("{s:?}"),
-                "scales must be finite and >= 0",
-            ));
+        if [s.query, s.positive_document, s.negative_document].iter().any(|c| !(c.is_finite() && *c >= 0.0)) {
+            return Err(setting("advantage", format!("{s:?}"), "scales must be finite and >= 0"));
         }
         if self.ablation.query_only && self.ablation.doc_only {
-            return Err(setting(
-                "ablation",
-                "query_only and doc_only",
-                "together nothing would train",
-            ));
+            return Err(setting("ablation", "query_only and doc_only", "together nothing would train"));
         }
         if self.trainable.blocks == BlockSelection::Top(0) {
-            return Err(setting(
-                "trainable.blocks",
-                0,
-                "use \"all\" or a positive count",
-            ));
+            return Err(setting("trainable.blocks", 0, "use \"all\" or a positive count"));
         }
         if self.schedule.epochs.is_nan() || self.schedule.epochs <= 0.0 {
-            return Err(setting(
-                "schedule.epochs",
-                self.schedule.epochs,
-                "must be > 0",
-            ));
+            return Err(setting("schedule.epochs", self.schedule.epochs, "must be > 0"));
         }
         Ok(())
     }
@@ -521,27 +440,11 @@ impl TrainConfig {
     /// Advantage scales after the ablations: 0 for a role that does not train, 1 for every
     /// role without role scaling.
     pub fn role_scales(&self) -> RoleScales {
-        let base = if self.ablation.no_role_scaling {
-            RoleScales::unscaled()
-        } else {
-            self.advantage
-        };
+        let base = if self.ablation.no_role_scaling { RoleScales::unscaled() } else { self.advantage };
         RoleScales {
-            query: if self.ablation.doc_only {
-                0.0
-            } else {
-                base.query
-            },
-            positive_document: if self.ablation.query_only {
-                0.0
-            } else {
-                base.positive_document
-            },
-            negative_document: if self.ablation.query_only {
-                0.0
-            } else {
-                base.negative_document
-            },
+            query: if self.ablation.doc_only { 0.0 } else { base.query },
+            positive_document: if self.ablation.query_only { 0.0 } else { base.positive_document },
+            negative_document: if self.ablation.query_only { 0.0 } else { base.negative_document },
         }
     }
 
@@ -596,13 +499,7 @@ mod tests {
         assert_eq!(paper.reward.joint_samples, 512);
         assert_eq!(paper.loss.ratio_max, 1.28);
         let small = TrainConfig::cpu_small();
-        assert_eq!(
-            (
-                small.composite.groups_per_step,
-                small.composite.documents_per_group()
-            ),
-            (4, 6)
-        );
+        assert_eq!((small.composite.groups_per_step, small.composite.documents_per_group()), (4, 6));
         assert_eq!(small.rollout.samples_for(coaug_augment::Role::Query), 8);
         assert_eq!(small.rollout.samples_for(coaug_augment::Role::Document), 2);
         assert!(small.loss.role_balance && small.loss.entropy_coef == 0.0);
@@ -621,16 +518,10 @@ mod tests {
         let c = TrainConfig::from_toml(text, "test.toml").unwrap();
         assert_eq!(c.seed, 7);
         assert_eq!(c.reward.estimator, Estimator::Sampling);
-        assert_eq!(
-            c.reward.joint_samples, 512,
-            "untouched keys of an overridden table keep the preset's value"
-        );
+        assert_eq!(c.reward.joint_samples, 512, "untouched keys of an overridden table keep the preset's value");
         assert_eq!(c.composite.groups_per_step, 4);
         assert_eq!(c.trainable.blocks, BlockSelection::All);
-        assert_eq!(
-            TrainConfig::from_toml("", "empty.toml").unwrap(),
-            TrainConfig::paper()
-        );
+        assert_eq!(TrainConfig::from_toml("", "empty.toml").unwrap(), TrainConfig::paper());
     }
 
     #[test]
@@ -652,63 +543,32 @@ mod tests {
 
     #[test]
     fn typos_and_bad_values_are_errors_that_say_where() {
-        let err = TrainConfig::from_toml("[reward]\njoint_sample = 3\n", "run.toml")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("run.toml") && err.contains("joint_sample"),
-            "{err}"
-        );
+        let err = TrainConfig::from_toml("[reward]\njoint_sample = 3\n", "run.toml").unwrap_err().to_string();
+        assert!(err.contains("run.toml") && err.contains("joint_sample"), "{err}");
         assert!(TrainConfig::from_toml("preset = \"gpu-huge\"", "x").is_err());
         assert!(TrainConfig::from_toml("[loss]\nratio_min = 1.5\n", "x").is_err());
-        assert!(
-            TrainConfig::from_toml("[ablation]\nquery_only = true\ndoc_only = true\n", "x")
-                .is_err()
-        );
+        assert!(TrainConfig::from_toml("[ablation]\nquery_only = true\ndoc_only = true\n", "x").is_err());
         assert!(TrainConfig::from_toml("[trainable]\nblocks = \"some\"\n", "x").is_err());
     }
 
     #[test]
     fn ablations_resolve_into_scales_and_reward_settings() {
         let mut c = TrainConfig::paper();
-        assert_eq!(
-            c.role_scales(),
-            RoleScales {
-                query: 1.0,
-                positive_document: 0.2,
-                negative_document: 0.1
-            }
-        );
+        assert_eq!(c.role_scales(), RoleScales { query: 1.0, positive_document: 0.2, negative_document: 0.1 });
         c.ablation.no_role_scaling = true;
         assert_eq!(c.role_scales(), RoleScales::unscaled());
         c.ablation.query_only = true;
         assert_eq!(c.role_scales().positive_document, 0.0);
         assert!(!c.augments_documents() && c.augments_queries());
-        c.ablation = Ablations {
-            doc_only: true,
-            no_reward_sampling: true,
-            ..Default::default()
-        };
+        c.ablation = Ablations { doc_only: true, no_reward_sampling: true, ..Default::default() };
         assert_eq!(c.role_scales().query, 0.0);
         assert_eq!(c.reward_settings().joint_samples, 1);
     }
 
     #[test]
     fn schedule_takes_the_earlier_limit() {
-        let s = Schedule {
-            epochs: 5.0,
-            max_steps: None,
-            checkpoint_every: 1,
-            query_only_warmup_steps: 0,
-        };
+        let s = Schedule { epochs: 5.0, max_steps: None, checkpoint_every: 1, query_only_warmup_steps: 0 };
         assert_eq!(s.total_steps(2590, 32), 405);
-        assert_eq!(
-            Schedule {
-                max_steps: Some(100),
-                ..s
-            }
-            .total_steps(2590, 32),
-            100
-        );
+        assert_eq!(Schedule { max_steps: Some(100), ..s }.total_steps(2590, 32), 100);
     }
 }

@@ -26,20 +26,12 @@ impl DenseReward {
     }
 
     /// Cosine of every query text with every document text, computed once.
-    pub fn similarity<Q: AsRef<str>, D: AsRef<str>>(
-        &self,
-        queries: &[Q],
-        documents: &[D],
-    ) -> anyhow::Result<SimilarityMatrix> {
+    pub fn similarity<Q: AsRef<str>, D: AsRef<str>>(&self, queries: &[Q], documents: &[D]) -> anyhow::Result<SimilarityMatrix> {
         let queries: Vec<&str> = queries.iter().map(AsRef::as_ref).collect();
         let documents: Vec<&str> = documents.iter().map(AsRef::as_ref).collect();
         let cosines = similarity_matrix(&self.encoder, &queries, &documents)?;
         // coaug-dense's matrix has the same row-major layout; the reward's own type adds the
         // finiteness check a ranking needs.
-        Ok(SimilarityMatrix::new(
-            cosines.num_queries(),
-            cosines.num_docs(),
-            cosines.as_slice().to_vec(),
-        )?)
+        Ok(SimilarityMatrix::new(cosines.num_queries(), cosines.num_docs(), cosines.as_slice().to_vec())?)
     }
 }

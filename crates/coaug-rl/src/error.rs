@@ -6,27 +6,15 @@ use thiserror::Error;
 pub enum RlError {
     /// A shape or index does not match what the layout promises.
     #[error("{what}: expected {expected}, got {got}")]
-    Shape {
-        what: &'static str,
-        expected: usize,
-        got: usize,
-    },
+    Shape { what: &'static str, expected: usize, got: usize },
 
     /// A value that must be finite (a similarity, a gain, a reward) is not.
     #[error("{what} at {location} is {value}, which is not a finite number")]
-    NotFinite {
-        what: &'static str,
-        location: String,
-        value: f64,
-    },
+    NotFinite { what: &'static str, location: String, value: f64 },
 
     /// A setting outside its meaningful range.
     #[error("setting `{setting}` = {value}: {reason}")]
-    Setting {
-        setting: &'static str,
-        value: String,
-        reason: String,
-    },
+    Setting { setting: &'static str, value: String, reason: String },
 
     /// The training data cannot feed the composite sampler.
     #[error("training data: {0}")]
@@ -38,22 +26,11 @@ pub enum RlError {
 
     /// A TOML configuration file that cannot be read or does not match `TrainConfig`.
     #[error("config {source_name}: {message}")]
-    Config {
-        source_name: String,
-        message: String,
-    },
+    Config { source_name: String, message: String },
 }
 
 pub type Result<T> = std::result::Result<T, RlError>;
 
-pub(crate) fn setting(
-    setting: &'static str,
-    value: impl ToString,
-    reason: impl Into<String>,
-) -> RlError {
-    RlError::Setting {
-        setting,
-        value: value.to_string(),
-        reason: reason.into(),
-    }
+pub(crate) fn setting(setting: &'static str, value: impl ToString, reason: impl Into<String>) -> RlError {
+    RlError::Setting { setting, value: value.to_string(), reason: reason.into() }
 }

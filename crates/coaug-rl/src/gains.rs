@@ -23,11 +23,7 @@ impl SlotGains {
         let num_docs = doc_group.len();
         let expected = query_group.len() * num_docs;
         if gains.len() != expected {
-            return Err(RlError::Shape {
-                what: "slot gains (query slots x document slots)",
-                expected,
-                got: gains.len(),
-            });
+            return Err(RlError::Shape { what: "slot gains (query slots x document slots)", expected, got: gains.len() });
         }
         if let Some(i) = gains.iter().position(|g| !g.is_finite() || *g < 0.0) {
             let (q, d) = (i / num_docs.max(1), i % num_docs.max(1));
@@ -37,12 +33,7 @@ impl SlotGains {
                 value: f64::from(gains[i]),
             });
         }
-        Ok(Self {
-            num_docs,
-            gains,
-            query_group,
-            doc_group,
-        })
+        Ok(Self { num_docs, gains, query_group, doc_group })
     }
 
     pub fn num_query_slots(&self) -> usize {
@@ -77,12 +68,7 @@ mod tests {
 
     #[test]
     fn rows_are_query_slots() {
-        let gains = SlotGains::new(
-            vec![0, 1],
-            vec![0, 0, 1],
-            vec![2.0, 0.0, 0.0, 0.0, 0.0, 1.0],
-        )
-        .unwrap();
+        let gains = SlotGains::new(vec![0, 1], vec![0, 0, 1], vec![2.0, 0.0, 0.0, 0.0, 0.0, 1.0]).unwrap();
         assert_eq!(gains.row(1), &[0.0, 0.0, 1.0]);
         assert_eq!(gains.gain(0, 0), 2.0);
         assert_eq!(gains.doc_group(2), 1);

@@ -21,9 +21,7 @@ impl JointSamples {
     /// `count` independent joint samples, every slot's rollout uniform over that slot's rollouts.
     pub fn draw(layout: &RolloutLayout, count: usize, rng: &mut impl Rng) -> Self {
         let num_slots = layout.num_doc_slots();
-        let sizes: Vec<u32> = (0..num_slots)
-            .map(|d| layout.doc_columns(d).len() as u32)
-            .collect();
+        let sizes: Vec<u32> = (0..num_slots).map(|d| layout.doc_columns(d).len() as u32).collect();
         let mut choices = Vec::with_capacity(count * num_slots);
         for _ in 0..count {
             choices.extend(sizes.iter().map(|&n| rng.random_range(0..n)));
@@ -35,13 +33,8 @@ impl JointSamples {
     /// estimator's average over them is the exact expectation. Refuses more than `limit`.
     pub fn enumerate(layout: &RolloutLayout, limit: usize) -> Result<Self> {
         let num_slots = layout.num_doc_slots();
-        let sizes: Vec<u32> = (0..num_slots)
-            .map(|d| layout.doc_columns(d).len() as u32)
-            .collect();
-        let needed = sizes
-            .iter()
-            .try_fold(1u128, |acc, &n| acc.checked_mul(u128::from(n)))
-            .unwrap_or(u128::MAX);
+        let sizes: Vec<u32> = (0..num_slots).map(|d| layout.doc_columns(d).len() as u32).collect();
+        let needed = sizes.iter().try_fold(1u128, |acc, &n| acc.checked_mul(u128::from(n))).unwrap_or(u128::MAX);
         if needed > limit as u128 {
             return Err(RlError::TooManyJointChoices { needed, limit });
         }
@@ -90,9 +83,7 @@ mod tests {
         let layout = RolloutLayout::new(&[1], &[2, 3, 1]).unwrap();
         let samples = JointSamples::enumerate(&layout, 100).unwrap();
         assert_eq!(samples.len(), 6);
-        let distinct: BTreeSet<Vec<u32>> = (0..samples.len())
-            .map(|t| samples.sample(t).to_vec())
-            .collect();
+        let distinct: BTreeSet<Vec<u32>> = (0..samples.len()).map(|t| samples.sample(t).to_vec()).collect();
         assert_eq!(distinct.len(), 6);
         assert!(distinct.iter().all(|s| s[0] < 2 && s[1] < 3 && s[2] == 0));
         assert!(JointSamples::enumerate(&layout, 5).is_err());

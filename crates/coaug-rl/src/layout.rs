@@ -22,27 +22,14 @@ impl RolloutLayout {
     /// Every slot needs at least one rollout: a slot without any cannot be ranked.
     pub fn new(query_rollouts: &[usize], doc_rollouts: &[usize]) -> Result<Self> {
         if let Some(q) = query_rollouts.iter().position(|&n| n == 0) {
-            return Err(setting(
-                "query_rollouts",
-                format!("slot {q}"),
-                "every query slot needs a rollout",
-            ));
+            return Err(setting("query_rollouts", format!("slot {q}"), "every query slot needs a rollout"));
         }
         if let Some(d) = doc_rollouts.iter().position(|&n| n == 0) {
-            return Err(setting(
-                "doc_rollouts",
-                format!("slot {d}"),
-                "every document slot needs a rollout",
-            ));
+            return Err(setting("doc_rollouts", format!("slot {d}"), "every document slot needs a rollout"));
         }
         let (query_rows, row_slot) = contiguous(query_rollouts);
         let (doc_columns, column_slot) = contiguous(doc_rollouts);
-        Ok(Self {
-            query_rows,
-            doc_columns,
-            row_slot,
-            column_slot,
-        })
+        Ok(Self { query_rows, doc_columns, row_slot, column_slot })
     }
 
     /// `n` rollouts for every slot, as a training step samples them.

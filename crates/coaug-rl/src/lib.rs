@@ -44,30 +44,26 @@ pub mod trainer;
 pub mod update;
 pub mod validation;
 
-pub use advantage::{
-    prompt_advantages, PromptRole, RoleScales, StepAdvantages, ZERO_ADVANTAGE_BELOW,
-};
+pub use advantage::{prompt_advantages, PromptRole, RoleScales, StepAdvantages, ZERO_ADVANTAGE_BELOW};
 pub use bench::{reward_benchmark, RewardBenchReport, RewardBenchShape};
+pub use bm25_reward::Bm25Reward;
 pub use composite::{
-    CompositeBatch, CompositeConfig, CompositeSampler, DocRole, DocumentSlot, GainScope,
-    PositiveShortfall, QuerySlot, SamplerStats,
+    CompositeBatch, CompositeConfig, CompositeSampler, DocRole, DocumentSlot, GainScope, PositiveShortfall, QuerySlot, SamplerStats,
 };
 pub use config::{
-    Ablations, BlockSelection, OptimizerConfig, Retriever, RolloutConfig, Schedule, TrainConfig,
-    TrainableConfig, ValidationConfig, PRESETS,
+    Ablations, BlockSelection, OptimizerConfig, Retriever, RolloutConfig, Schedule, TrainConfig, TrainableConfig, ValidationConfig, PRESETS,
 };
+pub use dense_reward::DenseReward;
 pub use error::{Result, RlError};
 pub use gains::SlotGains;
 pub use joint::JointSamples;
 pub use layout::RolloutLayout;
 pub use loss::{surrogate_loss, LossGradient, LossReport, SurrogateSettings, TokenBatch};
-pub use reward::{Estimator, RewardSampler, RewardSettings, Rewards};
-pub use similarity::{RewardSimilarity, SimilarityMatrix};
-pub use bm25_reward::Bm25Reward;
-pub use dense_reward::DenseReward;
 pub use metrics::{StepMetrics, ValidationMetrics};
 pub use policy::Policy;
+pub use reward::{Estimator, RewardSampler, RewardSettings, Rewards};
 pub use rollout::{Rollout, StepRollouts};
+pub use similarity::{RewardSimilarity, SimilarityMatrix};
 pub use trainer::{TrainData, Trainer, TrainerState};
 pub use update::{policy_update, surrogate_tensor, UpdateItem, UpdateReport, UpdateShape};
 pub use validation::{ValidationGeneration, ValidationIndex, ValidationKind, ValidationSlice, Validator};

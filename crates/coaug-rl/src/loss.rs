@@ -38,14 +38,7 @@ pub struct SurrogateSettings {
 
 impl Default for SurrogateSettings {
     fn default() -> Self {
-        Self {
-            ratio_min: 0.8,
-            ratio_max: 1.28,
-            log_ratio_clamp: 10.0,
-            kl_coef: 0.001,
-            entropy_coef: 0.001,
-            role_balance: false,
-        }
+        Self { ratio_min: 0.8, ratio_max: 1.28, log_ratio_clamp: 10.0, kl_coef: 0.001, entropy_coef: 0.001, role_balance: false }
     }
 }
 
@@ -55,30 +48,15 @@ const KL_CLAMP: f64 = 10.0;
 impl SurrogateSettings {
     pub fn validate(&self) -> Result<()> {
         if !(self.ratio_min > 0.0 && self.ratio_min <= 1.0) {
-            return Err(setting(
-                "loss.ratio_min",
-                self.ratio_min,
-                "must be in (0, 1]",
-            ));
+            return Err(setting("loss.ratio_min", self.ratio_min, "must be in (0, 1]"));
         }
         if !(self.ratio_max >= 1.0 && self.ratio_max.is_finite()) {
-            return Err(setting(
-                "loss.ratio_max",
-                self.ratio_max,
-                "must be finite and >= 1",
-            ));
+            return Err(setting("loss.ratio_max", self.ratio_max, "must be finite and >= 1"));
         }
         if self.log_ratio_clamp.is_nan() || self.log_ratio_clamp <= 0.0 {
-            return Err(setting(
-                "loss.log_ratio_clamp",
-                self.log_ratio_clamp,
-                "must be > 0",
-            ));
+            return Err(setting("loss.log_ratio_clamp", self.log_ratio_clamp, "must be > 0"));
         }
-        for (name, v) in [
-            ("loss.kl_coef", self.kl_coef),
-            ("loss.entropy_coef", self.entropy_coef),
-        ] {
+        for (name, v) in [("loss.kl_coef", self.kl_coef), ("loss.entropy_coef", self.entropy_coef)] {
             if !(v.is_finite() && v >= 0.0) {
                 return Err(setting(name, v, "must be finite and >= 0"));
             }
@@ -129,22 +107,11 @@ pub struct LossReport {
 pub type LossGradient = Vec<f64>;
 
 /// The loss of a mini-batch and its gradient with respect to each token's `logp`.
-pub fn surrogate_loss(
-    batch: &TokenBatch<'_>,
-    settings: &SurrogateSettings,
-) -> Result<(LossReport, LossGradient)> {
+pub fn surrogate_loss(batch: &TokenBatch<'_>, settings: &SurrogateSettings) -> Result<(LossReport, LossGradient)> {
     check(batch, settings)?;
     let tokens: f64 = batch.mask.iter().map(|&m| f64::from(m)).sum();
     let norm = if tokens > 0.0 { 1.0 / tokens } else { 0.0 };
-    let mut report = LossReport {
-        loss: 0.0,
-        policy_loss: 0.0,
-        clip_fraction: 0.0,
-        kl: 0.0,
-        entropy: 0.0,
-        approx_kl_to_old: 0.0,
-        tokens,
-    };
+    let mut report = LossReport { loss: 0.0, policy_loss: 0.0, clip_fraction: 0.0, kl: 0.0, entropy: 0.0, approx_kl_to_old: 0.0, tokens };
     let mut gradient = vec![0.0; batch.logp.len()];
     for (i, grad) in gradient.iter_mut().enumerate() {
         let m = f64::from(batch.mask[i]) * norm;
@@ -152,12 +119,7 @@ pub fn surrogate_loss(
             continue;
         }
         let logp = f64::from(batch.logp[i]);
-        let token = policy_token(
-            logp,
-            f64::from(batch.old_logp[i]),
-            f64::from(batch.advantages[i]),
-            settings,
-        );
+        let token = policy_token(logp, f64::from(batch.old_logp[i]), f64::from(batch.advantages[i]), settings);
         report.policy_loss += m * token.loss;
         report.clip_fraction += m * f64::from(u8::from(token.clipped));
         report.approx_kl_to_old += m * (f64::from(batch.old_logp[i]) - logp);
@@ -171,8 +133,7 @@ pub fn surrogate_loss(
             report.entropy += m * f64::from(entropy[i]);
         }
     }
-    report.loss =
-        report.policy_loss + settings.kl_coef * report.kl - settings.entropy_coef * report.entropy;
+    report.loss = report.policy_loss + settings.kl_coef * report.kl - settings.entropy_coef * report.entropy;
     Ok((report, gradient))
 }
 
@@ -193,17 +154,9 @@ fn policy_token(logp: f64, old_logp: f64, advantage: f64, s: &SurrogateSettings)
     let clipped = -advantage * bounded;
     if clipped > unclipped {
         let dbounded = if bounded == ratio { dratio } else { 0.0 };
-        PolicyToken {
-            loss: clipped,
-            dloss: -advantage * dbounded,
-            clipped: true,
-        }
+        PolicyToken { loss: clipped, dloss: -advantage * dbounded, clipped: true }
     } else {
-        PolicyToken {
-            loss: unclipped,
-            dloss: -advantage * dratio,
-            clipped: false,
-        }
+        PolicyToken { loss: unclipped, dloss: -advantage * dratio, clipped: false }
     }
 }
 
@@ -221,33 +174,17 @@ fn k3(logp: f64, ref_logp: f64) -> (f64, f64) {
 fn check(batch: &TokenBatch<'_>, settings: &SurrogateSettings) -> Result<()> {
     settings.validate()?;
     let n = batch.logp.len();
-    let mut lengths = vec![
-        ("old_logp", batch.old_logp.len()),
-        ("advantages", batch.advantages.len()),
-        ("mask", batch.mask.len()),
-    ];
+    let mut lengths = vec![("old_logp", batch.old_logp.len()), ("advantages", batch.advantages.len()), ("mask", batch.mask.len())];
     lengths.extend(batch.ref_logp.map(|r| ("ref_logp", r.len())));
     lengths.extend(batch.entropy.map(|e| ("entropy", e.len())));
     if let Some(&(what, got)) = lengths.iter().find(|&&(_, len)| len != n) {
-        return Err(RlError::Shape {
-            what,
-            expected: n,
-            got,
-        });
+        return Err(RlError::Shape { what, expected: n, got });
     }
     if settings.kl_coef != 0.0 && batch.ref_logp.is_none() {
-        return Err(setting(
-            "loss.kl_coef",
-            settings.kl_coef,
-            "is > 0 but no reference log-probs were given",
-        ));
+        return Err(setting("loss.kl_coef", settings.kl_coef, "is > 0 but no reference log-probs were given"));
     }
     if settings.entropy_coef != 0.0 && batch.entropy.is_none() {
-        return Err(setting(
-            "loss.entropy_coef",
-            settings.entropy_coef,
-            "is > 0 but no entropies were given",
-        ));
+        return Err(setting("loss.entropy_coef", settings.entropy_coef, "is > 0 but no entropies were given"));
     }
     Ok(())
 }
@@ -257,37 +194,17 @@ mod tests {
     use super::*;
 
     fn plain() -> SurrogateSettings {
-        SurrogateSettings {
-            kl_coef: 0.0,
-            entropy_coef: 0.0,
-            ..Default::default()
-        }
+        SurrogateSettings { kl_coef: 0.0, entropy_coef: 0.0, ..Default::default() }
     }
 
-    fn batch<'a>(
-        logp: &'a [f32],
-        old: &'a [f32],
-        adv: &'a [f32],
-        mask: &'a [f32],
-    ) -> TokenBatch<'a> {
-        TokenBatch {
-            logp,
-            old_logp: old,
-            ref_logp: None,
-            entropy: None,
-            advantages: adv,
-            mask,
-        }
+    fn batch<'a>(logp: &'a [f32], old: &'a [f32], adv: &'a [f32], mask: &'a [f32]) -> TokenBatch<'a> {
+        TokenBatch { logp, old_logp: old, ref_logp: None, entropy: None, advantages: adv, mask }
     }
 
     #[test]
     fn on_policy_loss_is_minus_the_mean_advantage_over_counted_tokens() {
         let lp = [-1.0, -2.0, -0.5, -3.0];
-        let (r, g) = surrogate_loss(
-            &batch(&lp, &lp, &[1.0, -0.5, 2.0, 9.0], &[1.0, 1.0, 1.0, 0.0]),
-            &plain(),
-        )
-        .unwrap();
+        let (r, g) = surrogate_loss(&batch(&lp, &lp, &[1.0, -0.5, 2.0, 9.0], &[1.0, 1.0, 1.0, 0.0]), &plain()).unwrap();
         assert!((r.loss - (-(1.0 - 0.5 + 2.0) / 3.0)).abs() < 1e-9, "{r:?}");
         assert_eq!(r.clip_fraction, 0.0);
         assert_eq!(r.tokens, 3.0);
@@ -301,10 +218,7 @@ mod tests {
         let ln2 = 2f32.ln();
         // A > 0, ratio 2: surrogate capped at 1.28, no gradient.
         let (r, g) = surrogate_loss(&batch(&[ln2], &[0.0], &[1.0], &[1.0]), &plain()).unwrap();
-        assert!(
-            (r.loss + 1.28).abs() < 1e-6 && r.clip_fraction == 1.0 && g[0] == 0.0,
-            "{r:?}"
-        );
+        assert!((r.loss + 1.28).abs() < 1e-6 && r.clip_fraction == 1.0 && g[0] == 0.0, "{r:?}");
         // A < 0, ratio 0.5: floored at 0.8, no gradient.
         let (r, g) = surrogate_loss(&batch(&[-ln2], &[0.0], &[-1.0], &[1.0]), &plain()).unwrap();
         assert!((r.loss - 0.8).abs() < 1e-6 && r.clip_fraction == 1.0 && g[0] == 0.0);
@@ -312,8 +226,7 @@ mod tests {
         let (r, g) = surrogate_loss(&batch(&[ln2], &[0.0], &[-1.0], &[1.0]), &plain()).unwrap();
         assert!((r.loss - 2.0).abs() < 1e-6 && r.clip_fraction == 0.0 && g[0] > 0.0);
         // Ratio 1.2 is inside [0.8, 1.28] on the high side, which symmetric 0.2 clipping would cut.
-        let (r, _) =
-            surrogate_loss(&batch(&[1.2f32.ln()], &[0.0], &[1.0], &[1.0]), &plain()).unwrap();
+        let (r, _) = surrogate_loss(&batch(&[1.2f32.ln()], &[0.0], &[1.0], &[1.0]), &plain()).unwrap();
         assert_eq!(r.clip_fraction, 0.0);
     }
 
@@ -326,25 +239,14 @@ mod tests {
 
     #[test]
     fn gradient_matches_finite_differences() {
-        let settings = SurrogateSettings {
-            entropy_coef: 0.0,
-            kl_coef: 0.05,
-            ..Default::default()
-        };
+        let settings = SurrogateSettings { entropy_coef: 0.0, kl_coef: 0.05, ..Default::default() };
         let logp = [-1.0f32, -0.7, -2.0, -0.1];
         let old = [-1.1f32, -0.5, -2.0, -0.3];
         let reference = [-0.9f32, -0.9, -1.5, -0.2];
         let adv = [0.5f32, -0.3, 1.0, -1.0];
         let mask = [1.0f32, 1.0, 1.0, 1.0];
         let loss_at = |lp: &[f32]| {
-            let b = TokenBatch {
-                logp: lp,
-                old_logp: &old,
-                ref_logp: Some(&reference),
-                entropy: None,
-                advantages: &adv,
-                mask: &mask,
-            };
+            let b = TokenBatch { logp: lp, old_logp: &old, ref_logp: Some(&reference), entropy: None, advantages: &adv, mask: &mask };
             surrogate_loss(&b, &settings).unwrap()
         };
         let (_, grad) = loss_at(&logp);
@@ -354,36 +256,18 @@ mod tests {
             up[i] += h;
             down[i] -= h;
             let numeric = (loss_at(&up).0.loss - loss_at(&down).0.loss) / f64::from(2.0 * h);
-            assert!(
-                (numeric - grad[i]).abs() < 1e-3,
-                "token {i}: numeric {numeric}, analytic {}",
-                grad[i]
-            );
+            assert!((numeric - grad[i]).abs() < 1e-3, "token {i}: numeric {numeric}, analytic {}", grad[i]);
         }
     }
 
     #[test]
     fn k3_kl_is_zero_at_the_reference_and_positive_away_from_it() {
-        let settings = SurrogateSettings {
-            entropy_coef: 0.0,
-            kl_coef: 1.0,
-            ..Default::default()
-        };
+        let settings = SurrogateSettings { entropy_coef: 0.0, kl_coef: 1.0, ..Default::default() };
         let lp = [-1.0f32, -1.0];
-        let same = TokenBatch {
-            logp: &lp,
-            old_logp: &lp,
-            ref_logp: Some(&lp),
-            entropy: None,
-            advantages: &[0.0, 0.0],
-            mask: &[1.0, 1.0],
-        };
+        let same = TokenBatch { logp: &lp, old_logp: &lp, ref_logp: Some(&lp), entropy: None, advantages: &[0.0, 0.0], mask: &[1.0, 1.0] };
         assert_eq!(surrogate_loss(&same, &settings).unwrap().0.kl, 0.0);
         let away = [-2.0f32, -0.5];
-        let apart = TokenBatch {
-            ref_logp: Some(&away),
-            ..same
-        };
+        let apart = TokenBatch { ref_logp: Some(&away), ..same };
         let kl = surrogate_loss(&apart, &settings).unwrap().0.kl;
         let expected = ((-1f64).exp() + 1.0 - 1.0 + (0.5f64).exp() - 0.5 - 1.0) / 2.0;
         assert!((kl - expected).abs() < 1e-6, "{kl} vs {expected}");
@@ -392,18 +276,10 @@ mod tests {
     #[test]
     fn regulariser_inputs_are_required_only_when_weighted() {
         let lp = [-1.0f32];
-        assert!(surrogate_loss(
-            &batch(&lp, &lp, &[1.0], &[1.0]),
-            &SurrogateSettings::default()
-        )
-        .is_err());
+        assert!(surrogate_loss(&batch(&lp, &lp, &[1.0], &[1.0]), &SurrogateSettings::default()).is_err());
         assert!(surrogate_loss(&batch(&lp, &lp, &[1.0], &[1.0, 1.0]), &plain()).is_err());
         let ent = [2.0f32];
-        let b = TokenBatch {
-            ref_logp: Some(&lp),
-            entropy: Some(&ent),
-            ..batch(&lp, &lp, &[0.0], &[1.0])
-        };
+        let b = TokenBatch { ref_logp: Some(&lp), entropy: Some(&ent), ..batch(&lp, &lp, &[0.0], &[1.0]) };
         let (r, _) = surrogate_loss(&b, &SurrogateSettings::default()).unwrap();
         assert!((r.loss + 0.001 * 2.0).abs() < 1e-9, "{r:?}");
     }

@@ -77,19 +77,14 @@ fn query_kind() -> crate::validation::ValidationKind {
 impl ValidationMetrics {
     /// Fills [`Self::delta_vs_start`] from `start`'s per-query values (queries both have).
     pub fn compare_with(&mut self, start: &ValidationMetrics) {
-        let deltas: Vec<f64> =
-            self.per_query.iter().filter_map(|(q, v)| start.per_query.get(q).map(|s| v - s)).collect();
+        let deltas: Vec<f64> = self.per_query.iter().filter_map(|(q, v)| start.per_query.get(q).map(|s| v - s)).collect();
         self.delta_vs_start = Some(coaug_eval::bootstrap_deltas(&deltas, coaug_eval::DEFAULT_RESAMPLES, 0));
     }
 }
 
 /// Appends one record as a JSON line.
 pub fn append_jsonl<T: Serialize>(path: &Path, record: &T) -> Result<()> {
-    let mut file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .with_context(|| format!("opening {}", path.display()))?;
+    let mut file = OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("opening {}", path.display()))?;
     writeln!(file, "{}", serde_json::to_string(record)?)?;
     Ok(())
 }
@@ -104,9 +99,7 @@ pub fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>> {
         .lines()
         .filter(|l| l.as_ref().map_or(true, |l| !l.trim().is_empty()))
         .enumerate()
-        .map(|(i, line)| {
-            serde_json::from_str(&line?).with_context(|| format!("{} line {}", path.display(), i + 1))
-        })
+        .map(|(i, line)| serde_json::from_str(&line?).with_context(|| format!("{} line {}", path.display(), i + 1)))
         .collect()
 }
 

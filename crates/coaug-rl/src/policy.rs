@@ -11,8 +11,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use candle_core::Device;
 use coaug_lm::{
-    load_checkpoint, load_model, save_checkpoint, AdamW, AdamWConfig, CausalLm, LmTokenizer,
-    LoraConfig, Precision, Trainable, TrainableSet,
+    load_checkpoint, load_model, save_checkpoint, AdamW, AdamWConfig, CausalLm, LmTokenizer, LoraConfig, Precision, Trainable, TrainableSet,
 };
 
 use crate::config::{BlockSelection, TrainConfig, TrainableConfig};
@@ -34,12 +33,7 @@ pub fn trainable_set(config: &TrainableConfig, seed: u64) -> TrainableSet {
         BlockSelection::Top(k) => Some(k),
     };
     if config.lora_rank > 0 {
-        TrainableSet::Lora(LoraConfig {
-            rank: config.lora_rank,
-            alpha: config.lora_alpha,
-            last_blocks,
-            seed,
-        })
+        TrainableSet::Lora(LoraConfig { rank: config.lora_rank, alpha: config.lora_alpha, last_blocks, seed })
     } else {
         match last_blocks {
             None => TrainableSet::All,
@@ -58,27 +52,20 @@ impl Policy {
         let set = trainable_set(&config.trainable, config.seed);
         let trainable = model.set_trainable(&set)?;
         let first_trainable_layer = first_layer(&set, model.num_layers());
-        Ok(Self {
-            model,
-            tokenizer,
-            trainable,
-            reference,
-            first_trainable_layer,
-        })
+        Ok(Self { model, tokenizer, trainable, reference, first_trainable_layer })
     }
 
     /// Loads a GGUF file or HF directory in f32 (training needs dense weights).
     pub fn load(path: &Path, config: &TrainConfig, device: &Device) -> Result<Self> {
-        let (model, tokenizer) = load_model(path, Precision::F32, device)
-            .with_context(|| format!("loading the policy from {}", path.display()))?;
+        let (model, tokenizer) =
+            load_model(path, Precision::F32, device).with_context(|| format!("loading the policy from {}", path.display()))?;
         Self::new(model, tokenizer, config)
     }
 
     /// Restores trained weights (and, when given, the optimizer) from a checkpoint written by
     /// [`Policy::save`]. The policy must have been built from the same base model.
     pub fn restore(&mut self, path: &Path, optimizer: AdamWConfig) -> Result<AdamW> {
-        let loaded = load_checkpoint(&mut self.model, path)
-            .with_context(|| format!("loading checkpoint {}", path.display()))?;
+        let loaded = load_checkpoint(&mut self.model, path).with_context(|| format!("loading checkpoint {}", path.display()))?;
         self.first_trainable_layer = first_layer(&loaded.trainable.set, self.model.num_layers());
         let adam = AdamW::resume(&loaded, optimizer)?;
         self.trainable = loaded.trainable;

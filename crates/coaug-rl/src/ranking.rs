@@ -22,11 +22,7 @@ pub(crate) struct TopK {
 
 impl TopK {
     pub(crate) fn new(k: usize) -> Self {
-        Self {
-            k,
-            scores: Vec::with_capacity(k + 1),
-            gains: Vec::with_capacity(k + 1),
-        }
+        Self { k, scores: Vec::with_capacity(k + 1), gains: Vec::with_capacity(k + 1) }
     }
 
     pub(crate) fn clear(&mut self) {
@@ -42,9 +38,7 @@ impl TopK {
         if full && !ranks_before(score, gain, self.scores[self.k - 1], self.gains[self.k - 1]) {
             return;
         }
-        let at = (0..self.scores.len())
-            .find(|&i| ranks_before(score, gain, self.scores[i], self.gains[i]))
-            .unwrap_or(self.scores.len());
+        let at = (0..self.scores.len()).find(|&i| ranks_before(score, gain, self.scores[i], self.gains[i])).unwrap_or(self.scores.len());
         self.scores.insert(at, score);
         self.gains.insert(at, gain);
         if self.scores.len() > self.k {
@@ -87,13 +81,7 @@ mod tests {
     /// Reference: the full ranking by a stable sort with the documented order.
     fn full_sort_gains(pairs: &[(f32, f32)], k: usize) -> Vec<f32> {
         let mut order: Vec<usize> = (0..pairs.len()).collect();
-        order.sort_by(|&a, &b| {
-            pairs[b]
-                .0
-                .total_cmp(&pairs[a].0)
-                .then(pairs[a].1.total_cmp(&pairs[b].1))
-                .then(a.cmp(&b))
-        });
+        order.sort_by(|&a, &b| pairs[b].0.total_cmp(&pairs[a].0).then(pairs[a].1.total_cmp(&pairs[b].1)).then(a.cmp(&b)));
         order.into_iter().take(k).map(|i| pairs[i].1).collect()
     }
 
@@ -104,19 +92,13 @@ mod tests {
         for case in 0..200 {
             let n = 1 + case % 40;
             // Few distinct scores so that ties are common.
-            let pairs: Vec<(f32, f32)> = (0..n)
-                .map(|_| (rng.random_range(0..5) as f32, rng.random_range(0..3) as f32))
-                .collect();
+            let pairs: Vec<(f32, f32)> = (0..n).map(|_| (rng.random_range(0..5) as f32, rng.random_range(0..3) as f32)).collect();
             for k in [1, 3, 10] {
                 let mut top = TopK::new(k);
                 for &(s, g) in &pairs {
                     top.offer(s, g);
                 }
-                assert_eq!(
-                    top.ranked_gains(),
-                    full_sort_gains(&pairs, k).as_slice(),
-                    "{pairs:?} k={k}"
-                );
+                assert_eq!(top.ranked_gains(), full_sort_gains(&pairs, k).as_slice(), "{pairs:?} k={k}");
             }
         }
     }

@@ -62,33 +62,20 @@ pub struct RewardSettings {
 
 impl Default for RewardSettings {
     fn default() -> Self {
-        Self {
-            estimator: Estimator::Batch,
-            joint_samples: 512,
-            kappa: 10.0,
-            ndcg_cutoff: 10,
-        }
+        Self { estimator: Estimator::Batch, joint_samples: 512, kappa: 10.0, ndcg_cutoff: 10 }
     }
 }
 
 impl RewardSettings {
     pub fn validate(&self) -> Result<()> {
         if self.joint_samples == 0 {
-            return Err(setting(
-                "reward.joint_samples",
-                0,
-                "needs at least one joint sample",
-            ));
+            return Err(setting("reward.joint_samples", 0, "needs at least one joint sample"));
         }
         if self.ndcg_cutoff == 0 {
             return Err(setting("reward.ndcg_cutoff", 0, "nDCG@0 is undefined"));
         }
         if !(self.kappa.is_finite() && self.kappa >= 0.0) {
-            return Err(setting(
-                "reward.kappa",
-                self.kappa,
-                "must be finite and >= 0",
-            ));
+            return Err(setting("reward.kappa", self.kappa, "must be finite and >= 0"));
         }
         Ok(())
     }
@@ -144,13 +131,7 @@ impl RewardSampler {
     }
 
     /// Draws T joint samples from `rng` and estimates every rollout's reward.
-    pub fn sample(
-        &self,
-        similarity: &SimilarityMatrix,
-        layout: &RolloutLayout,
-        gains: &SlotGains,
-        rng: &mut impl Rng,
-    ) -> Result<Rewards> {
+    pub fn sample(&self, similarity: &SimilarityMatrix, layout: &RolloutLayout, gains: &SlotGains, rng: &mut impl Rng) -> Result<Rewards> {
         let samples = JointSamples::draw(layout, self.settings.joint_samples, rng);
         self.estimate(similarity, layout, gains, &samples)
     }
@@ -168,17 +149,9 @@ impl RewardSampler {
         let candidates = self.candidates(layout, gains);
         self.check_every_slot_ranked(layout, gains)?;
         let ndcg_by_row = self.rank_all(similarity, layout, samples, &candidates);
-        let query = ndcg_by_row
-            .iter()
-            .map(|per_t| mean(per_t.iter().copied()))
-            .collect();
-        let (document, document_draws) =
-            self.document_rewards(layout, gains, samples, &ndcg_by_row);
-        Ok(Rewards {
-            query,
-            document,
-            document_draws,
-        })
+        let query = ndcg_by_row.iter().map(|per_t| mean(per_t.iter().copied())).collect();
+        let (document, document_draws) = self.document_rewards(layout, gains, samples, &ndcg_by_row);
+        Ok(Rewards { query, document, document_draws })
     }
 
     /// The document slots each query slot is ranked against, with the ideal DCG over them.
@@ -187,19 +160,12 @@ impl RewardSampler {
             .map(|q| {
                 let slots: Vec<usize> = match self.settings.estimator {
                     Estimator::Batch => (0..layout.num_doc_slots()).collect(),
-                    Estimator::Sampling => (0..layout.num_doc_slots())
-                        .filter(|&d| gains.doc_group(d) == gains.query_group(q))
-                        .collect(),
+                    Estimator::Sampling => (0..layout.num_doc_slots()).filter(|&d| gains.doc_group(d) == gains.query_group(q)).collect(),
                 };
                 let slot_gains: Vec<f32> = slots.iter().map(|&d| gains.gain(q, d)).collect();
                 let ideal = ideal_dcg(&slot_gains, self.settings.ndcg_cutoff);
                 let first_column = slots.iter().map(|&d| layout.doc_columns(d).start).collect();
-                Candidates {
-                    slots,
-                    first_column,
-                    gains: slot_gains,
-                    ideal,
-                }
+                Candidates { slots, first_column, gains: slot_gains, ideal }
             })
             .collect()
     }
@@ -224,9 +190,7 @@ impl RewardSampler {
                         .map(|t| {
                             let sigma = samples.sample(t);
                             top.clear();
-                            for ((&slot, &first), &gain) in
-                                cand.slots.iter().zip(&cand.first_column).zip(&cand.gains)
-                            {
+                            for ((&slot, &first), &gain) in cand.slots.iter().zip(&cand.first_column).zip(&cand.gains) {
                                 top.offer(scores[first + sigma[slot] as usize], gain);
                             }
                             ndcg(top, cand.ideal)
@@ -264,31 +228,21 @@ impl RewardSampler {
         let per_slot: Vec<(Vec<Option<f64>>, Vec<u32>)> = (0..layout.num_doc_slots())
             .into_par_iter()
             .map(|d| {
-                let weights: Vec<(usize, f64)> = (0..layout.num_query_slots())
-                    .map(|q| (q, self.weight(gains, q, d)))
-                    .filter(|&(_, w)| w != 0.0)
-                    .collect();
-                let total_weight: f64 = weights
-                    .iter()
-                    .map(|&(q, w)| w * layout.query_rows(q).len() as f64)
-                    .sum();
+                let weights: Vec<(usize, f64)> =
+                    (0..layout.num_query_slots()).map(|q| (q, self.weight(gains, q, d))).filter(|&(_, w)| w != 0.0).collect();
+                let total_weight: f64 = weights.iter().map(|&(q, w)| w * layout.query_rows(q).len() as f64).sum();
                 let rollouts = layout.doc_columns(d).len();
                 let mut numerator = vec![0.0; rollouts];
                 let mut draws = vec![0u32; rollouts];
                 for t in 0..samples.len() {
                     let j = samples.sample(t)[d] as usize;
-                    numerator[j] += weights
-                        .iter()
-                        .map(|&(q, w)| w * slot_sums[q][t])
-                        .sum::<f64>();
+                    numerator[j] += weights.iter().map(|&(q, w)| w * slot_sums[q][t]).sum::<f64>();
                     draws[j] += 1;
                 }
                 let rewards = numerator
                     .iter()
                     .zip(&draws)
-                    .map(|(&num, &n)| {
-                        (n > 0 && total_weight > 0.0).then(|| num / (f64::from(n) * total_weight))
-                    })
+                    .map(|(&num, &n)| (n > 0 && total_weight > 0.0).then(|| num / (f64::from(n) * total_weight)))
                     .collect();
                 (rewards, draws)
             })
@@ -306,8 +260,7 @@ impl RewardSampler {
     /// A document slot that no query ranks (possible with `Sampling` when its group has no
     /// query slot) would have no reward at all: refuse such a step.
     fn check_every_slot_ranked(&self, layout: &RolloutLayout, gains: &SlotGains) -> Result<()> {
-        let unranked = (0..layout.num_doc_slots())
-            .find(|&d| (0..layout.num_query_slots()).all(|q| self.weight(gains, q, d) == 0.0));
+        let unranked = (0..layout.num_doc_slots()).find(|&d| (0..layout.num_query_slots()).all(|q| self.weight(gains, q, d) == 0.0));
         match unranked {
             Some(d) => Err(RlError::Data(format!(
                 "document slot {d} (group {}) is ranked by no query slot, so it cannot be rewarded",
@@ -335,54 +288,21 @@ struct Candidates {
     ideal: f64,
 }
 
-fn check_shapes(
-    similarity: &SimilarityMatrix,
-    layout: &RolloutLayout,
-    gains: &SlotGains,
-    samples: &JointSamples,
-) -> Result<()> {
+fn check_shapes(similarity: &SimilarityMatrix, layout: &RolloutLayout, gains: &SlotGains, samples: &JointSamples) -> Result<()> {
     let checks = [
-        (
-            "similarity rows (query rollouts of the layout)",
-            layout.num_query_rollouts(),
-            similarity.rows(),
-        ),
-        (
-            "similarity columns (document rollouts of the layout)",
-            layout.num_doc_rollouts(),
-            similarity.columns(),
-        ),
-        (
-            "query slots of the gains",
-            layout.num_query_slots(),
-            gains.num_query_slots(),
-        ),
-        (
-            "document slots of the gains",
-            layout.num_doc_slots(),
-            gains.num_doc_slots(),
-        ),
-        (
-            "document slots of the joint samples",
-            layout.num_doc_slots(),
-            samples.num_slots(),
-        ),
+        ("similarity rows (query rollouts of the layout)", layout.num_query_rollouts(), similarity.rows()),
+        ("similarity columns (document rollouts of the layout)", layout.num_doc_rollouts(), similarity.columns()),
+        ("query slots of the gains", layout.num_query_slots(), gains.num_query_slots()),
+        ("document slots of the gains", layout.num_doc_slots(), gains.num_doc_slots()),
+        ("document slots of the joint samples", layout.num_doc_slots(), samples.num_slots()),
     ];
     for (what, expected, got) in checks {
         if expected != got {
-            return Err(RlError::Shape {
-                what,
-                expected,
-                got,
-            });
+            return Err(RlError::Shape { what, expected, got });
         }
     }
     if samples.is_empty() {
-        return Err(setting(
-            "joint samples",
-            0,
-            "needs at least one joint sample",
-        ));
+        return Err(setting("joint samples", 0, "needs at least one joint sample"));
     }
     for d in 0..layout.num_doc_slots() {
         let n = layout.doc_columns(d).len();

@@ -12,8 +12,8 @@
 use std::sync::Arc;
 
 use anyhow::Result;
-use coaug_augment::{parse_answer_with, ParsePolicy, PromptSet, Retriever, Role, TokenBudget};
 use candle_core::Tensor;
+use coaug_augment::{parse_answer_with, ParsePolicy, PromptSet, Retriever, Role, TokenBudget};
 use coaug_lm::{generate, generate_with_trunk, LmTokenizer, PromptBatch, SamplingParams};
 
 use crate::layout::RolloutLayout;
@@ -105,12 +105,7 @@ pub fn sample_role(
             chat.user_ids(tok, input)
         })
         .collect::<Result<Vec<_>>>()?;
-    let request = PromptBatch {
-        prefix: &chat.prefix,
-        prompts: &user_turns,
-        stop_ids: tok.stop_ids(),
-        pad_id: tok.pad_id(),
-    };
+    let request = PromptBatch { prefix: &chat.prefix, prompts: &user_turns, stop_ids: tok.stop_ids(), pad_id: tok.pad_id() };
     let (samples, trunks) = match sampling.keep_trunk_at {
         Some(layer) => {
             let (samples, trunks) = generate_with_trunk(&policy.model, &request, &sampling.params, layer)?;
@@ -122,10 +117,8 @@ pub fn sample_role(
             (samples, none)
         }
     };
-    let full_prompts: Vec<Arc<[u32]>> = user_turns
-        .iter()
-        .map(|turn| Arc::from([chat.prefix.as_slice(), turn.as_slice()].concat()))
-        .collect();
+    let full_prompts: Vec<Arc<[u32]>> =
+        user_turns.iter().map(|turn| Arc::from([chat.prefix.as_slice(), turn.as_slice()].concat())).collect();
     samples
         .into_iter()
         .zip(trunks)

@@ -43,21 +43,9 @@ mod tests {
             let mut rng = stream(seed, purpose, index);
             (0..4).map(|_| rng.random()).collect()
         };
-        assert_eq!(
-            draw(7, Purpose::JointSamples, 3),
-            draw(7, Purpose::JointSamples, 3)
-        );
-        assert_ne!(
-            draw(7, Purpose::JointSamples, 3),
-            draw(7, Purpose::JointSamples, 4)
-        );
-        assert_ne!(
-            draw(7, Purpose::JointSamples, 3),
-            draw(8, Purpose::JointSamples, 3)
-        );
-        assert_ne!(
-            draw(7, Purpose::JointSamples, 3),
-            draw(7, Purpose::GroupDocuments, 3)
-        );
+        assert_eq!(draw(7, Purpose::JointSamples, 3), draw(7, Purpose::JointSamples, 3));
+        assert_ne!(draw(7, Purpose::JointSamples, 3), draw(7, Purpose::JointSamples, 4));
+        assert_ne!(draw(7, Purpose::JointSamples, 3), draw(8, Purpose::JointSamples, 3));
+        assert_ne!(draw(7, Purpose::JointSamples, 3), draw(7, Purpose::GroupDocuments, 3));
     }
 }

@@ -6,9 +6,9 @@
 use coaug_augment::Retriever;
 
 use crate::bm25_reward::{Bm25Reward, Composed};
-use crate::rollout::Rollout;
 use crate::dense_reward::DenseReward;
 use crate::error::{Result, RlError};
+use crate::rollout::Rollout;
 
 /// The similarity the reward ranks by, one variant per retriever (docs/method.md §4). Adding a
 /// retriever means adding a variant here; the trainer only calls [`RewardSimilarity::similarity`].
@@ -65,36 +65,20 @@ impl SimilarityMatrix {
     /// NaN has no place in a ranking.
     pub fn new(rows: usize, columns: usize, values: Vec<f32>) -> Result<Self> {
         if values.len() != rows * columns {
-            return Err(RlError::Shape {
-                what: "similarity matrix (rows x columns)",
-                expected: rows * columns,
-                got: values.len(),
-            });
+            return Err(RlError::Shape { what: "similarity matrix (rows x columns)", expected: rows * columns, got: values.len() });
         }
         if let Some(i) = values.iter().position(|v| !v.is_finite()) {
             return Err(RlError::NotFinite {
                 what: "similarity",
-                location: format!(
-                    "query rollout {}, document rollout {}",
-                    i / columns,
-                    i % columns
-                ),
+                location: format!("query rollout {}, document rollout {}", i / columns, i % columns),
                 value: f64::from(values[i]),
             });
         }
-        Ok(Self {
-            rows,
-            columns,
-            values,
-        })
+        Ok(Self { rows, columns, values })
     }
 
     /// Fills the matrix with `similarity(row, column)`.
-    pub fn from_fn(
-        rows: usize,
-        columns: usize,
-        mut similarity: impl FnMut(usize, usize) -> f32,
-    ) -> Result<Self> {
+    pub fn from_fn(rows: usize, columns: usize, mut similarity: impl FnMut(usize, usize) -> f32) -> Result<Self> {
         let mut values = Vec::with_capacity(rows * columns);
         for r in 0..rows {
             values.extend((0..columns).map(|c| similarity(r, c)));
@@ -129,11 +113,7 @@ mod tests {
     #[test]
     fn non_finite_values_are_rejected_with_their_position() {
         let err = SimilarityMatrix::new(2, 2, vec![0.0, 1.0, f32::NAN, 0.0]).unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("query rollout 1, document rollout 0"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("query rollout 1, document rollout 0"), "{err}");
         assert!(SimilarityMatrix::new(2, 2, vec![0.0; 3]).is_err());
     }
 }

@@ -84,31 +84,15 @@ impl Trainer {
     ) -> Result<Self> {
         config.validate()?;
         if similarity.retriever() != config.retriever {
-            bail!(
-                "the config trains for retriever = \"{}\" but the reward similarity is {}",
-                config.retriever,
-                similarity.retriever()
-            );
+            bail!("the config trains for retriever = \"{}\" but the reward similarity is {}", config.retriever, similarity.retriever());
         }
-        let sampler = CompositeSampler::new(
-            config.composite.clone(),
-            &data.train_qrels,
-            data.corpus.iter().map(|d| d.id.as_str()),
-            config.seed,
-        )?;
-        let query_text: HashMap<String, String> =
-            data.queries.into_iter().map(|q| (q.id, q.text)).collect();
-        if let Some(missing) = data
-            .train_qrels
-            .query_ids()
-            .find(|id| !query_text.contains_key(id.as_str()))
-        {
+        let sampler =
+            CompositeSampler::new(config.composite.clone(), &data.train_qrels, data.corpus.iter().map(|d| d.id.as_str()), config.seed)?;
+        let query_text: HashMap<String, String> = data.queries.into_iter().map(|q| (q.id, q.text)).collect();
+        if let Some(missing) = data.train_qrels.query_ids().find(|id| !query_text.contains_key(id.as_str())) {
             bail!("training query {missing} has judgements but no text");
         }
-        let total_steps = config.schedule.total_steps(
-            sampler.stats().train_queries,
-            config.composite.groups_per_step,
-        );
+        let total_steps = config.schedule.total_steps(sampler.stats().train_queries, config.composite.groups_per_step);
         let optimizer = AdamW::new(&policy.trainable, adamw_config(&config))?;
         let mut unpenalized: Vec<u32> = policy.tokenizer.stop_ids().to_vec();
         for tag in ["<answer>", "</answer>", "<think>", "</think>"] {
@@ -120,12 +104,7 @@ impl Trainer {
             unpenalized,
             reward: RewardSampler::new(config.reward_settings())?,
             similarity,
-            doc_position: data
-                .corpus
-                .iter()
-                .enumerate()
-                .map(|(i, d)| (d.id.clone(), i))
-                .collect(),
+            doc_position: data.corpus.iter().enumerate().map(|(i, d)| (d.id.clone(), i)).collect(),
             corpus: data.corpus,
             query_text,
             sampler,
@@ -185,30 +164,18 @@ impl Trainer {
         let mut rewards = self.rewards(&batch, &rollouts)?;
         self.apply_format_penalty(&mut rewards, &rollouts);
         let ndcg_query_rollouts = self.query_ndcg_against_originals(&batch, &rollouts)?;
-        let advantages = StepAdvantages::compute(
-            &rewards,
-            &rollouts.layout,
-            &batch.document_roles(),
-            &self.config.role_scales(),
-        )?;
+        let advantages = StepAdvantages::compute(&rewards, &rollouts.layout, &batch.document_roles(), &self.config.role_scales())?;
         let reward_s = t.elapsed().as_secs_f64();
 
         let t = Instant::now();
         let skipped = advantages.all_zero();
-        let update = if skipped {
-            UpdateReport::default()
-        } else {
-            self.update(&rollouts, &advantages)?
-        };
+        let update = if skipped { UpdateReport::default() } else { self.update(&rollouts, &advantages)? };
         let update_s = t.elapsed().as_secs_f64();
         self.step += 1;
 
         let roles = batch.document_roles();
         let columns_of = |wanted: PromptRole| -> Vec<usize> {
-            (0..rollouts.layout.num_doc_slots())
-                .filter(|&d| roles[d] == wanted)
-                .flat_map(|d| rollouts.layout.doc_columns(d))
-                .collect()
+            (0..rollouts.layout.num_doc_slots()).filter(|&d| roles[d] == wanted).flat_map(|d| rollouts.layout.doc_columns(d)).collect()
         };
         let spread = prompt_spread(&rewards, &advantages, &rollouts.layout);
         Ok(StepMetrics {
@@ -283,41 +250,18 @@ impl Trainer {
             max_input_tokens: Some(r.max_document_tokens),
             keep_trunk_at,
         };
-        let query_texts: Vec<String> = batch
-            .queries
-            .iter()
-            .map(|q| self.query_text[&q.query_id].clone())
-            .collect();
-        let doc_texts: Vec<String> = batch
-            .documents
-            .iter()
-            .map(|d| self.corpus[self.doc_position[&d.doc_id]].full_text())
-            .collect();
+        let query_texts: Vec<String> = batch.queries.iter().map(|q| self.query_text[&q.query_id].clone()).collect();
+        let doc_texts: Vec<String> = batch.documents.iter().map(|d| self.corpus[self.doc_position[&d.doc_id]].full_text()).collect();
         let augments_documents = self.config.augments_documents_at(batch.step);
-        let queries = sample_role(
-            &self.policy,
-            &self.prompts,
-            Role::Query,
-            &query_texts,
-            self.config.augments_queries().then_some(&query_sampling),
-        )?;
-        let documents = sample_role(
-            &self.policy,
-            &self.prompts,
-            Role::Document,
-            &doc_texts,
-            augments_documents.then_some(&doc_sampling),
-        )?;
+        let queries =
+            sample_role(&self.policy, &self.prompts, Role::Query, &query_texts, self.config.augments_queries().then_some(&query_sampling))?;
+        let documents = sample_role(&self.policy, &self.prompts, Role::Document, &doc_texts, augments_documents.then_some(&doc_sampling))?;
         let per_slot = |augmented: bool, role: Role| if augmented { r.samples_for(role) } else { 1 };
         let layout = RolloutLayout::new(
             &vec![per_slot(self.config.augments_queries(), Role::Query); batch.queries.len()],
             &vec![per_slot(augments_documents, Role::Document); batch.documents.len()],
         )?;
-        Ok(StepRollouts {
-            layout,
-            queries,
-            documents,
-        })
+        Ok(StepRollouts { layout, queries, documents })
     }
 
     /// Every rollout's reward estimate: the step's similarity matrix, then the joint samples of
@@ -325,34 +269,21 @@ impl Trainer {
     pub fn rewards(&self, batch: &CompositeBatch, rollouts: &StepRollouts) -> Result<Rewards> {
         let similarity = self.similarity.similarity(&rollouts.queries, &rollouts.documents)?;
         let mut rng = stream(self.config.seed, Purpose::JointSamples, batch.step);
-        Ok(self
-            .reward
-            .sample(&similarity, &rollouts.layout, batch.gains(), &mut rng)?)
+        Ok(self.reward.sample(&similarity, &rollouts.layout, batch.gains(), &mut rng)?)
     }
 
     /// nDCG@k of each query rollout against the original documents (one joint choice).
     fn query_ndcg_against_originals(&self, batch: &CompositeBatch, rollouts: &StepRollouts) -> Result<f64> {
-        let doc_texts: Vec<String> = batch
-            .documents
-            .iter()
-            .map(|d| self.corpus[self.doc_position[&d.doc_id]].full_text())
-            .collect();
+        let doc_texts: Vec<String> = batch.documents.iter().map(|d| self.corpus[self.doc_position[&d.doc_id]].full_text()).collect();
         let queries: Vec<Composed<'_>> =
             rollouts.queries.iter().map(|r| Composed { original: &r.original, augmentation: &r.augmentation }).collect();
         let docs: Vec<Composed<'_>> = doc_texts.iter().map(|t| Composed { original: t, augmentation: "" }).collect();
         let similarity = self.similarity.similarity_of(&queries, &docs)?;
-        let counts: Vec<usize> = (0..rollouts.layout.num_query_slots())
-            .map(|q| rollouts.layout.query_rows(q).len())
-            .collect();
+        let counts: Vec<usize> = (0..rollouts.layout.num_query_slots()).map(|q| rollouts.layout.query_rows(q).len()).collect();
         let layout = RolloutLayout::new(&counts, &vec![1; doc_texts.len()])?;
-        let single = RewardSampler::new(RewardSettings {
-            joint_samples: 1,
-            ..self.config.reward.clone()
-        })?;
+        let single = RewardSampler::new(RewardSettings { joint_samples: 1, ..self.config.reward.clone() })?;
         let mut rng = stream(self.config.seed, Purpose::JointSamples, batch.step);
-        Ok(single
-            .sample(&similarity, &layout, batch.gains(), &mut rng)?
-            .mean_query_reward())
+        Ok(single.sample(&similarity, &layout, batch.gains(), &mut rng)?.mean_query_reward())
     }
 
     fn apply_format_penalty(&self, rewards: &mut Rewards, rollouts: &StepRollouts) {
@@ -373,11 +304,8 @@ impl Trainer {
     }
 
     fn update(&mut self, rollouts: &StepRollouts, advantages: &StepAdvantages) -> Result<UpdateReport> {
-        let (query_weight, document_weight) = if self.config.loss.role_balance {
-            role_balance(&rollouts.queries, &rollouts.documents)
-        } else {
-            (1.0, 1.0)
-        };
+        let (query_weight, document_weight) =
+            if self.config.loss.role_balance { role_balance(&rollouts.queries, &rollouts.documents) } else { (1.0, 1.0) };
         let pairs: Vec<(&Rollout, f64)> = (rollouts.queries.iter().zip(advantages.query.iter().map(|a| a * query_weight)))
             .chain(rollouts.documents.iter().zip(advantages.document.iter().map(|a| a * document_weight)))
             .collect();
@@ -393,8 +321,11 @@ impl Trainer {
             })
             .collect();
         let o = &self.config.optimizer;
-        let shape =
-            UpdateShape { mini_batches: o.mini_batches, micro_batch_size: o.micro_batch_size, processing: self.sampling_params(0, Role::Query) };
+        let shape = UpdateShape {
+            mini_batches: o.mini_batches,
+            micro_batch_size: o.micro_batch_size,
+            processing: self.sampling_params(0, Role::Query),
+        };
         let (policy, optimizer, loss) = (&self.policy, &mut self.optimizer, &self.config.loss);
         // On a rayon worker, as generation runs (see `coaug_lm::generate`): the many small
         // parallel ops of a forward and backward pass then skip the hand-off to the pool.
@@ -408,10 +339,7 @@ impl Trainer {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let name = format!("step-{:06}.safetensors", self.step);
         self.policy.save(&dir.join(&name), &self.optimizer)?;
-        let state = TrainerState {
-            step: self.step,
-            checkpoint: PathBuf::from(&name),
-        };
+        let state = TrainerState { step: self.step, checkpoint: PathBuf::from(&name) };
         let tmp = dir.join(".latest.json.tmp");
         std::fs::write(&tmp, serde_json::to_string_pretty(&state)?)?;
         std::fs::rename(&tmp, dir.join("latest.json"))?;
@@ -426,11 +354,9 @@ impl Trainer {
         if !latest.exists() {
             return Ok(0);
         }
-        let state: TrainerState = serde_json::from_str(&std::fs::read_to_string(&latest)?)
-            .with_context(|| format!("reading {}", latest.display()))?;
-        self.optimizer = self
-            .policy
-            .restore(&dir.join(&state.checkpoint), adamw_config(&self.config))?;
+        let state: TrainerState =
+            serde_json::from_str(&std::fs::read_to_string(&latest)?).with_context(|| format!("reading {}", latest.display()))?;
+        self.optimizer = self.policy.restore(&dir.join(&state.checkpoint), adamw_config(&self.config))?;
         self.step = state.step;
         Ok(state.step)
     }

@@ -277,10 +277,8 @@ pub fn micro_batch_scores(
                 let fed = it.prompt.len() + it.tokens.len().saturating_sub(1);
                 anyhow::ensure!(t.dim(0)? == fed, "kept trunk has {} positions, the rollout feeds {fed}", t.dim(0)?);
             }
-            let prompt_rows = first_of_group
-                .iter()
-                .map(|&i| kept[i].narrow(0, 0, micro[i].prompt.len()))
-                .collect::<candle_core::Result<Vec<_>>>()?;
+            let prompt_rows =
+                first_of_group.iter().map(|&i| kept[i].narrow(0, 0, micro[i].prompt.len())).collect::<candle_core::Result<Vec<_>>>()?;
             let completion_rows = micro
                 .iter()
                 .zip(&kept)
@@ -315,20 +313,8 @@ fn micro_batch_loss(
         old.extend_from_slice(it.old_logprobs);
         advantages.extend(std::iter::repeat_n(it.advantage, it.tokens.len()));
     }
-    let entropy = if settings.entropy_coef != 0.0 {
-        scores.entropy.clone()
-    } else {
-        scores.entropy.detach()
-    };
-    surrogate_tensor(
-        &scores.logprobs,
-        &entropy,
-        &old,
-        &advantages,
-        reference.as_deref(),
-        settings,
-        mini_batch_tokens,
-    )
+    let entropy = if settings.entropy_coef != 0.0 { scores.entropy.clone() } else { scores.entropy.detach() };
+    surrogate_tensor(&scores.logprobs, &entropy, &old, &advantages, reference.as_deref(), settings, mini_batch_tokens)
 }
 
 #[cfg(test)]

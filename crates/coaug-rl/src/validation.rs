@@ -24,10 +24,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use coaug_augment::{AugmentStore, LmTokenBudget, ModelGenerator, PromptSet, Retriever};
 use coaug_data::{Document, Qrels, Query};
-use coaug_dense::{
-    document_text, exact_top_k, open_or_encode, patch_documents, MappedEmbeddings, SentenceEncoder,
-    StoredPrecision,
-};
+use coaug_dense::{document_text, exact_top_k, open_or_encode, patch_documents, MappedEmbeddings, SentenceEncoder, StoredPrecision};
 use coaug_eval::{evaluate, EvalOptions, Run};
 use coaug_index::AnalyzerConfig;
 use coaug_lm::KvPrecision;
@@ -73,7 +70,9 @@ impl Ranker {
     fn pool(&self, corpus: &[Document], queries: &[Query], k: usize) -> Result<Vec<usize>> {
         let (dir, analyzer) = match self {
             Ranker::Bm25 { dir, analyzer, .. } => (dir.with_extension("pool"), analyzer.clone()),
-            Ranker::Dense { .. } => (std::env::temp_dir().join(format!("coaug-validation-pool-{}", std::process::id())), AnalyzerConfig::default()),
+            Ranker::Dense { .. } => {
+                (std::env::temp_dir().join(format!("coaug-validation-pool-{}", std::process::id())), AnalyzerConfig::default())
+            }
         };
         let plain = AugmentedBm25::open_or_build(&dir, corpus, &Augmentations::default(), Composition::plain_append(), &analyzer)?;
         let texts: Vec<&str> = queries.iter().map(|q| q.text.as_str()).collect();
@@ -141,11 +140,8 @@ impl Validator {
         augment: (bool, bool),
     ) -> Result<Self> {
         let by_id: HashMap<&str, &Query> = queries.iter().map(|q| (q.id.as_str(), q)).collect();
-        let mut judged: Vec<&String> = qrels
-            .iter()
-            .filter(|(id, j)| by_id.contains_key(id.as_str()) && j.values().any(|&g| g > 0))
-            .map(|(id, _)| id)
-            .collect();
+        let mut judged: Vec<&String> =
+            qrels.iter().filter(|(id, j)| by_id.contains_key(id.as_str()) && j.values().any(|&g| g > 0)).map(|(id, _)| id).collect();
         if judged.is_empty() {
             bail!("no validation query has a relevant document");
         }
@@ -219,11 +215,7 @@ impl Validator {
         let settings = AugmentSettings { prompts: prompts.clone(), retriever: self.ranker.retriever(), ..self.generation.settings.clone() };
         let mut augmenter = Augmenter { generator: &mut generator, budget: &budget, store: &mut store, settings: &settings };
         let docs: Vec<Document> = self.augmented.iter().map(|&i| self.corpus[i].clone()).collect();
-        let (augs, reports) = augmenter.augment(
-            self.augment_queries.then_some(&self.queries[..]),
-            documents.then_some(&docs[..]),
-            None,
-        )?;
+        let (augs, reports) = augmenter.augment(self.augment_queries.then_some(&self.queries[..]), documents.then_some(&docs[..]), None)?;
         let generated: usize = reports.queries.iter().chain(&reports.documents).map(|r| r.generated).sum();
         let invalid: usize = reports.queries.iter().chain(&reports.documents).map(|r| r.format_invalid).sum();
         let format_valid = if generated == 0 { 0.0 } else { 1.0 - invalid as f64 / generated as f64 };
@@ -235,11 +227,8 @@ impl Validator {
             Ranker::Bm25 { dir, composition, analyzer } => {
                 let retriever = AugmentedBm25::open_or_build(dir, &self.corpus, augs, *composition, analyzer)
                     .with_context(|| format!("building the validation index in {}", dir.display()))?;
-                let queries: Vec<QueryToRank<'_>> = self
-                    .queries
-                    .iter()
-                    .map(|q| QueryToRank { id: &q.id, text: &q.text, expansions: augs.expansions(&q.id) })
-                    .collect();
+                let queries: Vec<QueryToRank<'_>> =
+                    self.queries.iter().map(|q| QueryToRank { id: &q.id, text: &q.text, expansions: augs.expansions(&q.id) }).collect();
                 Ok(retriever.rank(&queries, HITS))
             }
             Ranker::Dense { encoder, corpus_vectors } => self.dense_run(encoder, corpus_vectors, augs),

@@ -1,10 +1,7 @@
 //! A training step's LM-free pipeline end to end: composite batch -> rewards -> advantages.
 
 use coaug_data::Qrels;
-use coaug_rl::{
-    CompositeConfig, CompositeSampler, RewardSampler, RewardSettings, SimilarityMatrix,
-    StepAdvantages, TrainConfig,
-};
+use coaug_rl::{CompositeConfig, CompositeSampler, RewardSampler, RewardSettings, SimilarityMatrix, StepAdvantages, TrainConfig};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -18,13 +15,7 @@ fn sampler() -> CompositeSampler {
         }
     }
     corpus.extend((0..20).map(|i| format!("neg{i}")));
-    let config = CompositeConfig {
-        groups_per_step: 3,
-        positives: 2,
-        hard_negatives: 0,
-        random_negatives: 3,
-        ..Default::default()
-    };
+    let config = CompositeConfig { groups_per_step: 3, positives: 2, hard_negatives: 0, random_negatives: 3, ..Default::default() };
     CompositeSampler::new(config, &qrels, &corpus, 1).unwrap()
 }
 
@@ -36,52 +27,34 @@ fn a_perfect_retriever_teaches_nothing_and_one_bad_rollout_teaches_its_prompt() 
     let gains = batch.gains();
     // Similarity = the gain (plus a tie-free offset): every ranking is ideal whatever the rollouts.
     let perfect = |row: usize, col: usize| {
-        let (q, d) = (
-            layout.query_slot_of_row(row),
-            layout.doc_slot_of_column(col),
-        );
+        let (q, d) = (layout.query_slot_of_row(row), layout.doc_slot_of_column(col));
         gains.gain(q, d) * 10.0 + 0.001 * (d as f32)
     };
-    let reward = RewardSampler::new(RewardSettings {
-        joint_samples: 64,
-        ..Default::default()
-    })
-    .unwrap();
+    let reward = RewardSampler::new(RewardSettings { joint_samples: 64, ..Default::default() }).unwrap();
     let scales = TrainConfig::paper().role_scales();
     let mut rng = ChaCha8Rng::seed_from_u64(0);
 
-    let sim = SimilarityMatrix::from_fn(
-        layout.num_query_rollouts(),
-        layout.num_doc_rollouts(),
-        perfect,
-    )
-    .unwrap();
+    let sim = SimilarityMatrix::from_fn(layout.num_query_rollouts(), layout.num_doc_rollouts(), perfect).unwrap();
     let rewards = reward.sample(&sim, &layout, gains, &mut rng).unwrap();
-    assert!(
-        rewards.query.iter().all(|&r| (r - 1.0).abs() < 1e-12),
-        "{:?}",
-        rewards.query
-    );
+    assert!(rewards.query.iter().all(|&r| (r - 1.0).abs() < 1e-12), "{:?}", rewards.query);
     let adv = StepAdvantages::compute(&rewards, &layout, &batch.document_roles(), &scales).unwrap();
-    assert!(
-        adv.all_zero(),
-        "a step without any difference between rollouts is skipped"
-    );
+    assert!(adv.all_zero(), "a step without any difference between rollouts is skipped");
 
     // Query rollout 1 of group 0 matches nothing: only group 0's query prompt learns.
     let bad_row = layout.query_rows(0).start + 1;
-    let sim = SimilarityMatrix::from_fn(
-        layout.num_query_rollouts(),
-        layout.num_doc_rollouts(),
-        |r, c| {
-            if r == bad_row {
-                0.0
-            } else {
-                perfect(r, c)
-            }
-        },
-    )
-    .unwrap();
+    let sim =
+        SimilarityMatrix::from_fn(
+            layout.num_query_rollouts(),
+            layout.num_doc_rollouts(),
+            |r, c| {
+                if r == bad_row {
+                    0.0
+                } else {
+                    perfect(r, c)
+                }
+            },
+        )
+        .unwrap();
     let rewards = reward.sample(&sim, &layout, gains, &mut rng).unwrap();
     let adv = StepAdvantages::compute(&rewards, &layout, &batch.document_roles(), &scales).unwrap();
     assert!(!adv.all_zero());
@@ -92,8 +65,5 @@ fn a_perfect_retriever_teaches_nothing_and_one_bad_rollout_teaches_its_prompt() 
             _ => assert_eq!(a, 0.0),
         }
     }
-    assert!(
-        adv.document.iter().all(|&a| a == 0.0),
-        "documents ranked the same under every rollout"
-    );
+    assert!(adv.document.iter().all(|&a| a == 0.0), "documents ranked the same under every rollout");
 }

@@ -12,17 +12,15 @@ use coaug_lm::{score, Architecture, CausalLm, LmTokenizer, ModelConfig};
 use coaug_rl::config::BlockSelection;
 use coaug_rl::policy::adamw_config;
 use coaug_rl::{
-    policy_update, surrogate_loss, surrogate_tensor, Policy, StepMetrics, SurrogateSettings, TokenBatch,
-    TrainConfig, TrainData, Trainer, UpdateItem, UpdateShape,
+    policy_update, surrogate_loss, surrogate_tensor, Policy, StepMetrics, SurrogateSettings, TokenBatch, TrainConfig, TrainData, Trainer,
+    UpdateItem, UpdateShape,
 };
 
 const FILLERS: usize = 24;
 
 fn words() -> Vec<String> {
-    let mut w: Vec<String> = ["<|im_end|>", "<|im_start|>", "[UNK]", "system", "user", "assistant", "alpha", "beta"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut w: Vec<String> =
+        ["<|im_end|>", "<|im_start|>", "[UNK]", "system", "user", "assistant", "alpha", "beta"].iter().map(|s| s.to_string()).collect();
     w.extend((0..FILLERS).map(|i| format!("w{i}")));
     w
 }
@@ -33,11 +31,7 @@ fn tokenizer() -> LmTokenizer {
     use tokenizers::pre_tokenizers::whitespace::WhitespaceSplit;
     use tokenizers::{AddedToken, Tokenizer};
     let vocab: HashMap<String, u32> = words().into_iter().enumerate().map(|(i, w)| (w, i as u32)).collect();
-    let model = WordLevel::builder()
-        .vocab(vocab.into_iter().collect())
-        .unk_token("[UNK]".into())
-        .build()
-        .unwrap();
+    let model = WordLevel::builder().vocab(vocab.into_iter().collect()).unk_token("[UNK]".into()).build().unwrap();
     let mut tk = Tokenizer::new(model);
     tk.with_pre_tokenizer(Some(WhitespaceSplit));
     tk.add_special_tokens(&[AddedToken::from("<|im_start|>", true), AddedToken::from("<|im_end|>", true)]);
@@ -148,7 +142,11 @@ fn a_positive_advantage_raises_its_tokens_log_prob_and_a_negative_one_lowers_it(
             let prompt = [1u32, 3, 8, 9, 0, 1, 4, 7, 0, 1, 5];
             let tokens = [6u32, 12, 6, 0];
             let logp = |p: &Policy| -> Vec<f32> {
-                score(&p.model, &[&prompt], &[&tokens], 0, &coaug_lm::SamplingParams::at_temperature(1.2), false).unwrap().logprobs.to_vec1().unwrap()
+                score(&p.model, &[&prompt], &[&tokens], 0, &coaug_lm::SamplingParams::at_temperature(1.2), false)
+                    .unwrap()
+                    .logprobs
+                    .to_vec1()
+                    .unwrap()
             };
             let before = logp(&policy);
             let mut opt = coaug_lm::AdamW::new(&policy.trainable, adamw_config(&cfg)).unwrap();
@@ -239,8 +237,10 @@ fn trunks_kept_from_generation_score_like_a_fresh_trunk_pass() {
     let (kept, fresh) = (items(true), items(false));
     let kept_refs: Vec<&UpdateItem<'_>> = kept.iter().collect();
     let fresh_refs: Vec<&UpdateItem<'_>> = fresh.iter().collect();
-    let (a, ref_a) = coaug_rl::update::micro_batch_scores(&policy, &kept_refs, &coaug_lm::SamplingParams::at_temperature(1.2), true).unwrap();
-    let (b, ref_b) = coaug_rl::update::micro_batch_scores(&policy, &fresh_refs, &coaug_lm::SamplingParams::at_temperature(1.2), true).unwrap();
+    let (a, ref_a) =
+        coaug_rl::update::micro_batch_scores(&policy, &kept_refs, &coaug_lm::SamplingParams::at_temperature(1.2), true).unwrap();
+    let (b, ref_b) =
+        coaug_rl::update::micro_batch_scores(&policy, &fresh_refs, &coaug_lm::SamplingParams::at_temperature(1.2), true).unwrap();
     let (a, b) = (a.logprobs.to_vec1::<f32>().unwrap(), b.logprobs.to_vec1::<f32>().unwrap());
     assert_eq!(a.len(), samples.iter().map(|s| s.tokens.len()).sum::<usize>());
     for (x, y) in a.iter().zip(&b).chain(ref_a.unwrap().iter().zip(&ref_b.unwrap())) {
@@ -322,12 +322,10 @@ mod dense {
         // The dense composition: the expansion after the query, the abstract before the document.
         let c = coaug_retrieval::Composition::default();
         let queries: Vec<String> = rollouts.queries.iter().map(|r| c.query_text(&r.original, &[&r.augmentation])).collect();
-        let documents: Vec<String> =
-            rollouts.documents.iter().map(|r| c.dense_document_text(&r.original, Some(&r.augmentation))).collect();
+        let documents: Vec<String> = rollouts.documents.iter().map(|r| c.dense_document_text(&r.original, Some(&r.augmentation))).collect();
         let sim = t.similarity().similarity(&rollouts.queries, &rollouts.documents).unwrap();
         assert_eq!((sim.rows(), sim.columns()), (queries.len(), documents.len()));
-        let doc_vectors: Vec<Vec<f32>> =
-            documents.iter().map(|d| encoder.encode_documents(&[d], false).unwrap().row(0).to_vec()).collect();
+        let doc_vectors: Vec<Vec<f32>> = documents.iter().map(|d| encoder.encode_documents(&[d], false).unwrap().row(0).to_vec()).collect();
         for (i, q) in queries.iter().enumerate() {
             // The query path: the encoder's instruction in front of the text.
             let q_vector = encoder.encode_documents(&[&format!("query: {q}")], false).unwrap();
@@ -375,9 +373,8 @@ mod dense {
         let policy = || Policy::new(tiny_model(1), tokenizer(), &cfg).unwrap();
         let err = Trainer::new(cfg.clone(), policy(), prompts(), synthetic_data()).err().unwrap();
         assert!(err.to_string().contains("encoder"), "{err}");
-        let bm25 = RewardSimilarity::Bm25(
-            coaug_rl::Bm25Reward::new(&synthetic_data().corpus, &Default::default(), Default::default()).unwrap(),
-        );
+        let bm25 =
+            RewardSimilarity::Bm25(coaug_rl::Bm25Reward::new(&synthetic_data().corpus, &Default::default(), Default::default()).unwrap());
         assert!(Trainer::with_similarity(cfg.clone(), policy(), prompts(), synthetic_data(), bm25).is_err());
     }
 

@@ -19,6 +19,8 @@ struct Cli {
     command: Command,
 }
 
+// The command is parsed once per process: boxing the large argument sets would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Resolve, download and validate BEIR datasets.

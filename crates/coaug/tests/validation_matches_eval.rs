@@ -43,7 +43,7 @@ fn write_dataset(dir: &Path) -> (Vec<Document>, Vec<Query>, Qrels) {
     let queries: Vec<Query> = (0..4).map(|q| Query { id: format!("q{q}"), text: format!("w{} w{}", 5 + q * 4, 6 + q * 7) }).collect();
     let mut qrels = Qrels::new();
     for d in 0..12 {
-        qrels.insert(format!("q{}", d % 4), format!("d{d}"), 1 + (d % 2) as i32);
+        qrels.insert(format!("q{}", d % 4), format!("d{d}"), 1 + (d % 2));
     }
     std::fs::create_dir_all(dir.join("qrels")).unwrap();
     let lines = |items: Vec<serde_json::Value>| items.iter().map(|v| v.to_string() + "\n").collect::<String>();
@@ -107,7 +107,8 @@ fn eval_and_rl_validation_give_the_same_ndcg() {
     assert_eq!((validator.num_queries(), validator.augmented_documents().len()), (4, 12), "every query and document");
     // Prompts in the tiny vocabulary, so the random model continues them with corpus words.
     let prompts_file = tmp.path().join("prompts.toml");
-    std::fs::write(&prompts_file, "context_note = \"w1\"\n[query]\nsparse = \"w2 w9 <answer>\"\n[document]\nsparse = \"w3 w8 <answer>\"\n").unwrap();
+    std::fs::write(&prompts_file, "context_note = \"w1\"\n[query]\nsparse = \"w2 w9 <answer>\"\n[document]\nsparse = \"w3 w8 <answer>\"\n")
+        .unwrap();
     let prompts = coaug_augment::PromptSet::load(&prompts_file).unwrap();
     let validated = validator.run(&policy, &prompts, 0, coaug_rl::ValidationKind::Both).unwrap();
 
@@ -115,7 +116,18 @@ fn eval_and_rl_validation_give_the_same_ndcg() {
         let out = tmp.path().join(name);
         let status = Command::new(env!("CARGO_BIN_EXE_coaug"))
             .args(["eval", "--dataset", "tiny", "--split", "test", "--augment", "both", "--precision", "f32", "--kv-cache", "q8"])
-            .args(["--max-new-tokens", "8", "--query-max-new-tokens", "8", "--max-input-tokens", "16", "--repetition-penalty", "1.2", "--parse", "lenient"])
+            .args([
+                "--max-new-tokens",
+                "8",
+                "--query-max-new-tokens",
+                "8",
+                "--max-input-tokens",
+                "16",
+                "--repetition-penalty",
+                "1.2",
+                "--parse",
+                "lenient",
+            ])
             .args(["--query-samples", "2", "--query-temperature", "1", "--seed", "5"])
             .args(composition)
             .args(["--stop-words", "nltk"])

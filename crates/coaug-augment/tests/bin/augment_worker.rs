@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use coaug_augment::{
-    AugmentItem, AugmentJob, AugmentStore, DecodeSettings, Generation, GenerationRequest, Generator, LmGenerator,
-    PromptSet, Retriever, Role,
+    AugmentItem, AugmentJob, AugmentStore, DecodeSettings, Generation, GenerationRequest, Generator, LmGenerator, PromptSet, Retriever,
+    Role,
 };
 
 /// The tiny LM, sleeping before each batch.
@@ -45,8 +45,7 @@ fn main() -> anyhow::Result<()> {
         .lines()
         .enumerate()
         .map(|(i, line)| {
-            let v: serde_json::Value =
-                serde_json::from_str(line).with_context(|| format!("{}:{}", items_path.display(), i + 1))?;
+            let v: serde_json::Value = serde_json::from_str(line).with_context(|| format!("{}:{}", items_path.display(), i + 1))?;
             Ok(AugmentItem::new(v["id"].as_str().unwrap_or_default(), v["text"].as_str().unwrap_or_default()))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;

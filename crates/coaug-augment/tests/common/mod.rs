@@ -21,8 +21,7 @@ pub fn nfcorpus_slice(n: usize) -> Vec<AugmentItem> {
         .enumerate()
         .map(|(i, line)| {
             let line = line.unwrap();
-            let v: serde_json::Value =
-                serde_json::from_str(&line).unwrap_or_else(|e| panic!("{}:{}: {e}", path.display(), i + 1));
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{}:{}: {e}", path.display(), i + 1));
             let doc = coaug_data::Document {
                 id: v["_id"].as_str().unwrap().into(),
                 title: v["title"].as_str().unwrap_or("").into(),

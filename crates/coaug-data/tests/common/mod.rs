@@ -35,11 +35,8 @@ pub fn dir_with(files: &[(&str, &[u8])]) -> TempDir {
 
 /// A small valid dataset with one override: `(path, contents)` replaces that file.
 pub fn dataset_with(path: &str, contents: &[u8]) -> TempDir {
-    let mut files: Vec<(&str, &[u8])> = vec![
-        ("corpus.jsonl", CORPUS.as_bytes()),
-        ("queries.jsonl", QUERIES.as_bytes()),
-        ("qrels/test.tsv", QRELS.as_bytes()),
-    ];
+    let mut files: Vec<(&str, &[u8])> =
+        vec![("corpus.jsonl", CORPUS.as_bytes()), ("queries.jsonl", QUERIES.as_bytes()), ("qrels/test.tsv", QRELS.as_bytes())];
     files.retain(|(p, _)| *p != path);
     files.push((path, contents));
     dir_with(&files)

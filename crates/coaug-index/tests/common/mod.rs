@@ -9,9 +9,7 @@ use coaug_index::{Bm25Index, Hit};
 /// The test split of a shared BEIR dataset (`../shared/data/beir`, or `$COAUG_DATA`).
 pub fn test_split(name: &str) -> LoadedSplit {
     let dir = coaug_data::shared_beir_dir().join(name);
-    Dataset::open(&dir)
-        .and_then(|d| d.load_split("test"))
-        .unwrap_or_else(|e| panic!("cannot load {}: {e}", dir.display()))
+    Dataset::open(&dir).and_then(|d| d.load_split("test")).unwrap_or_else(|e| panic!("cannot load {}: {e}", dir.display()))
 }
 
 /// Mean nDCG@10 (trec_eval semantics) of `hits[i]` as the ranking for `split.queries[i]`.
@@ -23,7 +21,5 @@ pub fn ndcg_at_10(index: &Bm25Index, split: &LoadedSplit, hits: &[Vec<Hit>]) -> 
         }
     }
     let metrics = evaluate(&split.qrels, &run, &[10], &EvalOptions::default());
-    metrics
-        .get(Measure::Ndcg, 10)
-        .expect("nDCG@10 was computed")
+    metrics.get(Measure::Ndcg, 10).expect("nDCG@10 was computed")
 }

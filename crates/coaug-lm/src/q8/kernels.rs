@@ -74,7 +74,13 @@ pub(crate) struct InputRow<'a> {
 
 pub(crate) fn q4_dot(level: DotLevel, w: &Q4Row, x: &InputRow) -> f32 {
     let blocks = x.d.len();
-    assert!(blocks.is_multiple_of(2) && w.d.len() == blocks && w.m.len() == blocks && w.nibbles.len() == blocks * 16 && x.q.len() == blocks * BLOCK);
+    assert!(
+        blocks.is_multiple_of(2)
+            && w.d.len() == blocks
+            && w.m.len() == blocks
+            && w.nibbles.len() == blocks * 16
+            && x.q.len() == blocks * BLOCK
+    );
     match level {
         // SAFETY: `dot_level` detected these instructions; the lengths were checked above.
         #[cfg(target_arch = "x86_64")]

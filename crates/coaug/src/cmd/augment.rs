@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use coaug_augment::{AugmentReport, AugmentStore, LmGenerator, PromptSet, Retriever, Role};
-use coaug_retrieval::{write_corpus_jsonl, write_queries_jsonl, AugmentSettings, Augmentations, Augmenter, Composition};
 use coaug_lm::{KvPrecision, Precision};
+use coaug_retrieval::{write_corpus_jsonl, write_queries_jsonl, AugmentSettings, Augmentations, Augmenter, Composition};
 
 use super::DatasetArgs;
 
@@ -187,9 +187,10 @@ impl GenerationArgs {
     /// One line describing everything that shapes the augmentations, for table headers.
     pub fn describe(&self, model: &str) -> String {
         format!(
-            "model {model}; greedy, repetition penalty {}, ≤{} new tokens, input ≤{} tokens, batch {}, {:?} parsing{}{}{}",
+            "model {model}; greedy, repetition penalty {}, ≤{} (queries) / {} (documents) new tokens, input ≤{} tokens, batch {}, {:?} parsing{}{}{}",
             self.repetition_penalty,
-            format!("{} (queries) / {} (documents)", self.query_max_new_tokens, self.max_new_tokens),
+            self.query_max_new_tokens,
+            self.max_new_tokens,
             self.max_input_tokens,
             self.batch_size,
             self.parse,
@@ -314,7 +315,11 @@ pub fn run(args: Args) -> Result<()> {
             let (stop_list, analyzer) = args.bm25.analyzer()?;
             // The passages of --query-context come from the plain index of the corpus.
             let context = if settings.query_context > 0 {
-                Some(super::retrieval::open_or_build_index(&super::retrieval::default_index_dir(&dataset, &stop_list), &split.corpus, &analyzer)?)
+                Some(super::retrieval::open_or_build_index(
+                    &super::retrieval::default_index_dir(&dataset, &stop_list),
+                    &split.corpus,
+                    &analyzer,
+                )?)
             } else {
                 None
             };
@@ -338,12 +343,7 @@ pub fn model_label(path: &Path) -> String {
 /// Expands one free-text query through the store (generating what is new) and returns its
 /// expansions. `coaug search` is BM25, so the sparse prompt writes them; `index` gives the
 /// passages of --query-context.
-pub fn expand_one_query(
-    model: &ModelArgs,
-    settings: &GenerationArgs,
-    query: &str,
-    index: &coaug_index::Bm25Index,
-) -> Result<Vec<String>> {
+pub fn expand_one_query(model: &ModelArgs, settings: &GenerationArgs, query: &str, index: &coaug_index::Bm25Index) -> Result<Vec<String>> {
     let store_path = settings.store_path();
     let settings = settings.settings(Retriever::Sparse)?;
     let mut generator = model.load()?;

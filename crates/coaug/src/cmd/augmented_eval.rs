@@ -95,7 +95,11 @@ impl CompositionArgs {
     /// Every combination of the given values (the default's value where a flag is absent).
     pub fn all(&self) -> Vec<Composition> {
         fn or<T: Copy>(values: &[T], default: T) -> Vec<T> {
-            if values.is_empty() { vec![default] } else { values.to_vec() }
+            if values.is_empty() {
+                vec![default]
+            } else {
+                values.to_vec()
+            }
         }
         let d = Composition::default();
         let mut out = Vec::new();
@@ -222,7 +226,8 @@ pub fn run(ctx: EvalContext<'_>, args: &EvalAugmentArgs) -> Result<()> {
             _ => args.model.load()?,
         };
         let docs_here = need_docs && args.doc_model.is_none();
-        base = augment(&mut generator, &mut store, &settings, need_queries.then_some(queries), docs_here.then_some(docs), Some(&plain_index))?;
+        base =
+            augment(&mut generator, &mut store, &settings, need_queries.then_some(queries), docs_here.then_some(docs), Some(&plain_index))?;
     }
     if let (Some(doc_model), true) = (&args.doc_model, need_docs) {
         let mut generator = args.model.with_model(doc_model).load()?;
@@ -253,7 +258,15 @@ pub fn run(ctx: EvalContext<'_>, args: &EvalAugmentArgs) -> Result<()> {
         let (aug_queries, aug_docs) = column.sides();
         let run = match &dense {
             None => {
-                let retriever = bm25_for(&ctx, &split.corpus, aug_docs.then_some(augs), composition, plain_name, plain_analyzer, column.augmentation_tag())?;
+                let retriever = bm25_for(
+                    &ctx,
+                    &split.corpus,
+                    aug_docs.then_some(augs),
+                    composition,
+                    plain_name,
+                    plain_analyzer,
+                    column.augmentation_tag(),
+                )?;
                 retriever.rank(&to_rank(&split.queries, aug_queries.then_some(augs)), ctx.top_k)
             }
             Some(dense) => {
@@ -325,8 +338,7 @@ pub fn run(ctx: EvalContext<'_>, args: &EvalAugmentArgs) -> Result<()> {
         } else {
             let (_, metrics, run) = &results[0];
             let tag = format!("{}-aug", super::eval::run_tag(kind));
-            run.write_trec(out.join("run.trec"), &tag)
-                .with_context(|| format!("writing {}", out.join("run.trec").display()))?;
+            run.write_trec(out.join("run.trec"), &tag).with_context(|| format!("writing {}", out.join("run.trec").display()))?;
             super::eval::write_json(&out.join("metrics.json"), &metrics.mean)?;
             eprintln!("wrote {}/run.trec and metrics.json", out.display());
         }
@@ -343,7 +355,11 @@ fn paired_lines(results: &[(Column, Metrics, Run)], plain: &'static str) -> Stri
         .iter()
         .map(|(c, m, _)| {
             let d = paired_bootstrap(base, m, "NDCG@10", DEFAULT_RESAMPLES, 0);
-            format!("{} − {}: nDCG@10 {d} (mean, 95% bootstrap interval over queries; queries better/worse)", c.label(plain), first.label(plain))
+            format!(
+                "{} − {}: nDCG@10 {d} (mean, 95% bootstrap interval over queries; queries better/worse)",
+                c.label(plain),
+                first.label(plain)
+            )
         })
         .collect::<Vec<_>>()
         .join("\n")
@@ -378,7 +394,9 @@ fn bm25_for(
             let dir = match (composition.doc_field, ctx.index_dir) {
                 (DocField::Body, Some(dir)) => dir.to_path_buf(),
                 (DocField::Body, None) => default_index_dir(ctx.dataset, analyzer_name),
-                (DocField::Own(_), _) => coaug_data::cache_root().join("indexes").join(format!("{}-own-{analyzer_name}", ctx.dataset.name())),
+                (DocField::Own(_), _) => {
+                    coaug_data::cache_root().join("indexes").join(format!("{}-own-{analyzer_name}", ctx.dataset.name()))
+                }
             };
             (&none, dir)
         }
@@ -388,18 +406,12 @@ fn bm25_for(
 
 /// The queries to rank, with their expansions when the column augments queries.
 fn to_rank<'a>(queries: &'a [Query], augs: Option<&'a Augmentations>) -> Vec<QueryToRank<'a>> {
-    queries
-        .iter()
-        .map(|q| QueryToRank { id: &q.id, text: &q.text, expansions: augs.map_or(&[], |a| a.expansions(&q.id)) })
-        .collect()
+    queries.iter().map(|q| QueryToRank { id: &q.id, text: &q.text, expansions: augs.map_or(&[], |a| a.expansions(&q.id)) }).collect()
 }
 
 /// The searched text of every query for the dense encoder: the query, then its expansions.
 pub fn dense_query_texts(queries: &[Query], augs: Option<&Augmentations>, composition: &Composition) -> Vec<String> {
-    queries
-        .iter()
-        .map(|q| composition.query_text(&q.text, augs.map_or(&[], |a| a.expansions(&q.id))))
-        .collect()
+    queries.iter().map(|q| composition.query_text(&q.text, augs.map_or(&[], |a| a.expansions(&q.id)))).collect()
 }
 
 /// One row of a sweep: a stop list and composition, the nDCG@10 of each column and its paired
@@ -493,8 +505,11 @@ fn sweep_markdown(ctx: &EvalContext<'_>, num_queries: usize, rows: &[SweepRow]) 
     md.push_str(&format!("| stop words | query weight | doc field | samples | BM25 | {} |\n", columns.join(" | ")));
     md.push_str(&format!("|{}\n", "---|".repeat(5 + columns.len())));
     for row in rows {
-        let cells: Vec<String> =
-            row.columns.iter().map(|c| format!("{:.4} ({:+.4} [{:+.4}, {:+.4}])", c.ndcg_at_10, c.delta.mean, c.delta.low, c.delta.high)).collect();
+        let cells: Vec<String> = row
+            .columns
+            .iter()
+            .map(|c| format!("{:.4} ({:+.4} [{:+.4}, {:+.4}])", c.ndcg_at_10, c.delta.mean, c.delta.low, c.delta.high))
+            .collect();
         match &row.composition {
             None => md.push_str(&format!("| {} | – | – | – | {} |{}\n", row.stop_words, cells[0], " |".repeat(columns.len()))),
             Some(c) => md.push_str(&format!(

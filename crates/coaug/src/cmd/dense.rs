@@ -5,13 +5,12 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use coaug_retrieval::Composition;
 use coaug_data::{Dataset, Document, Query};
 use coaug_dense::{
-    document_text, exact_top_k, open_or_encode, patch_documents, Embeddings, MappedEmbeddings,
-    SentenceEncoder, StoredPrecision, VectorRows,
+    document_text, exact_top_k, open_or_encode, patch_documents, Embeddings, MappedEmbeddings, SentenceEncoder, StoredPrecision, VectorRows,
 };
 use coaug_eval::{fuse_runs, Fusion, Run, ScorePrecision, ScoredDoc};
+use coaug_retrieval::Composition;
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RetrieverKind {

@@ -106,8 +106,7 @@ pub fn run(args: Args) -> Result<()> {
 
     if let Some(out) = &args.out {
         std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-        run.write_trec(out.join("run.trec"), run_tag(kind))
-            .with_context(|| format!("writing {}", out.join("run.trec").display()))?;
+        run.write_trec(out.join("run.trec"), run_tag(kind)).with_context(|| format!("writing {}", out.join("run.trec").display()))?;
         write_json(&out.join("metrics.json"), &metrics.mean)?;
         eprintln!("wrote {}/run.trec and metrics.json", out.display());
     }

@@ -1,8 +1,8 @@
 use std::path::PathBuf;
 
-use anyhow::Result;
 use super::retrieval::{default_index_dir, open_or_build_index};
 use super::DatasetArgs;
+use anyhow::Result;
 
 /// Builds the BM25 index of a dataset's corpus, or confirms that the one on disk matches it.
 #[derive(clap::Args, Debug)]

@@ -42,8 +42,8 @@ pub fn run(command: Command) -> Result<()> {
         Command::Fetch(args) => {
             let cache = args.cache.unwrap_or_else(coaug_data::cache_root);
             let names: Vec<&str> = KNOWN_MODELS.iter().map(|m| m.name).collect();
-            let model = known_model(&args.name)
-                .with_context(|| format!("unknown model {:?}: known models are {}", args.name, names.join(", ")))?;
+            let model =
+                known_model(&args.name).with_context(|| format!("unknown model {:?}: known models are {}", args.name, names.join(", ")))?;
             let path = fetch_model(&cache, model)?;
             println!("{}", path.display());
             Ok(())
@@ -56,7 +56,13 @@ pub fn run(command: Command) -> Result<()> {
             let cache = coaug_data::cache_root();
             for m in KNOWN_MODELS {
                 let cached = coaug_lm::fetch::model_path(&cache, m).is_file();
-                println!("{:<20} {:>6.0} MB  {}  {}", m.name, m.size as f64 / 1e6, if cached { "cached " } else { "fetched on use" }, m.about);
+                println!(
+                    "{:<20} {:>6.0} MB  {}  {}",
+                    m.name,
+                    m.size as f64 / 1e6,
+                    if cached { "cached " } else { "fetched on use" },
+                    m.about
+                );
             }
             Ok(())
         }

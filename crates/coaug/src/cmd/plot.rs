@@ -96,24 +96,14 @@ fn plot_rewards(steps: &[StepMetrics], window: usize, path: &Path) -> Result<()>
         .y_label_area_size(55)
         .build_cartesian_2d(0f64..x_max, 0f64..y_max)
         .map_err(plot_err)?;
-    chart
-        .configure_mesh()
-        .x_desc("step")
-        .y_desc("reward")
-        .draw()
-        .map_err(plot_err)?;
+    chart.configure_mesh().x_desc("step").y_desc("reward").draw().map_err(plot_err)?;
     for (name, values, color) in &series {
         let smoothed = moving_average(values, window);
         let points = steps.iter().zip(values).map(|(m, &v)| (m.step as f64, v));
-        chart
-            .draw_series(LineSeries::new(points, color.mix(0.25)))
-            .map_err(plot_err)?;
+        chart.draw_series(LineSeries::new(points, color.mix(0.25))).map_err(plot_err)?;
         let color = *color;
         chart
-            .draw_series(LineSeries::new(
-                steps.iter().zip(smoothed).map(|(m, v)| (m.step as f64, v)),
-                color.stroke_width(2),
-            ))
+            .draw_series(LineSeries::new(steps.iter().zip(smoothed).map(|(m, v)| (m.step as f64, v)), color.stroke_width(2)))
             .map_err(plot_err)?
             .label(format!("{name} ({window}-step mean)"))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
@@ -137,29 +127,17 @@ fn plot_validation(validations: &[ValidationMetrics], path: &Path) -> Result<()>
     let hi = validations.iter().map(|v| v.ndcg_at_10).fold(0.0f64, f64::max);
     let pad = ((hi - lo) * 0.2).max(0.01);
     let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!("Validation nDCG@10 ({} held-out queries)", validations[0].queries),
-            ("sans-serif", 24),
-        )
+        .caption(format!("Validation nDCG@10 ({} held-out queries)", validations[0].queries), ("sans-serif", 24))
         .margin(15)
         .x_label_area_size(40)
         .y_label_area_size(60)
         .build_cartesian_2d(0f64..x_max * 1.02, (lo - pad).max(0.0)..hi + pad)
         .map_err(plot_err)?;
-    chart
-        .configure_mesh()
-        .x_desc("step")
-        .y_desc("nDCG@10")
-        .draw()
-        .map_err(plot_err)?;
+    chart.configure_mesh().x_desc("step").y_desc("nDCG@10").draw().map_err(plot_err)?;
     let blue = RGBColor(31, 119, 180);
     let points: Vec<(f64, f64)> = validations.iter().map(|v| (v.step as f64, v.ndcg_at_10)).collect();
-    chart
-        .draw_series(LineSeries::new(points.clone(), blue.stroke_width(2)))
-        .map_err(plot_err)?;
-    chart
-        .draw_series(points.into_iter().map(|p| Circle::new(p, 4, blue.filled())))
-        .map_err(plot_err)?;
+    chart.draw_series(LineSeries::new(points.clone(), blue.stroke_width(2))).map_err(plot_err)?;
+    chart.draw_series(points.into_iter().map(|p| Circle::new(p, 4, blue.filled()))).map_err(plot_err)?;
     root.present().map_err(plot_err)?;
     Ok(())
 }

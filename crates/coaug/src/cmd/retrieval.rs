@@ -53,8 +53,7 @@ pub fn open_or_build_index(dir: &Path, corpus: &[Document], analyzer: &AnalyzerC
     let config = &config;
     let docs = IndexDoc::from_documents(corpus);
     let started = std::time::Instant::now();
-    let index = Bm25Index::open_or_build(dir, &docs, config)
-        .with_context(|| format!("building the BM25 index in {}", dir.display()))?;
+    let index = Bm25Index::open_or_build(dir, &docs, config).with_context(|| format!("building the BM25 index in {}", dir.display()))?;
     if index.was_built() {
         tracing::info!(docs = index.num_docs(), secs = started.elapsed().as_secs_f64(), dir = %dir.display(), "built BM25 index");
     } else {

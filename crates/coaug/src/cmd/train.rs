@@ -15,8 +15,8 @@ use coaug_data::Dataset;
 use coaug_dense::{SentenceEncoder, StoredPrecision};
 use coaug_rl::metrics::{append_jsonl, read_jsonl, truncate_jsonl_from_step};
 use coaug_rl::{
-    Bm25Reward, DenseReward, Policy, RewardSimilarity, StepMetrics, TrainConfig, TrainData, Trainer, ValidationIndex,
-    ValidationGeneration, ValidationKind, ValidationMetrics, ValidationSlice, Validator,
+    Bm25Reward, DenseReward, Policy, RewardSimilarity, StepMetrics, TrainConfig, TrainData, Trainer, ValidationGeneration, ValidationIndex,
+    ValidationKind, ValidationMetrics, ValidationSlice, Validator,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -97,10 +97,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     let dataset = args.dataset.resolve()?;
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("runs/train-{}", dataset.name())));
+    let out = args.out.clone().unwrap_or_else(|| PathBuf::from(format!("runs/train-{}", dataset.name())));
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let config = resolve_config(&args, &out)?;
     std::fs::write(out.join("config.toml"), config.to_toml())?;
@@ -149,13 +146,7 @@ pub fn run(args: Args) -> Result<()> {
         Some(encoder) => RewardSimilarity::Dense(DenseReward::new(encoder)),
         None => RewardSimilarity::Bm25(Bm25Reward::new(&corpus, &config.retrieval.stop_words.analyzer(), config.retrieval.composition())?),
     };
-    let mut trainer = Trainer::with_similarity(
-        config.clone(),
-        policy,
-        prompts,
-        TrainData { corpus, queries, train_qrels },
-        similarity,
-    )?;
+    let mut trainer = Trainer::with_similarity(config.clone(), policy, prompts, TrainData { corpus, queries, train_qrels }, similarity)?;
     let stats = trainer.sampler().stats().clone();
     eprintln!(
         "{} training queries, never-positive pool {}, {} steps, {} trainable parameters",
@@ -191,11 +182,8 @@ fn train_loop(trainer: &mut Trainer, validator: Option<&Validator>, out: &Path) 
     );
     // Step 0 of each kind, the reference of every later validation's paired delta (read back
     // from the run's file when resuming).
-    let mut starts: Vec<ValidationMetrics> = read_jsonl::<ValidationMetrics>(&out.join("validation.jsonl"))
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|m| m.step == 0)
-        .collect();
+    let mut starts: Vec<ValidationMetrics> =
+        read_jsonl::<ValidationMetrics>(&out.join("validation.jsonl")).unwrap_or_default().into_iter().filter(|m| m.step == 0).collect();
     let co_augmentation = config.validation.pool_per_query > 0 && config.augments_documents();
     let mut validate = |trainer: &Trainer, bar: &ProgressBar, kind: ValidationKind| -> Result<()> {
         let Some(v) = validator else { return Ok(()) };
@@ -207,18 +195,21 @@ fn train_loop(trainer: &mut Trainer, validator: Option<&Validator>, out: &Path) 
             None => starts.push(m.clone()),
         }
         let delta = m.delta_vs_start.map(|d| format!(", vs step 0: {d}")).unwrap_or_default();
-        say(bar, format!(
-            "validation ({}) after {} steps: nDCG@10 {:.4}{delta} ({} queries, {} augmented documents, {:.0} s)",
-            match kind {
-                ValidationKind::Query => "queries",
-                ValidationKind::Both => "queries + document pool",
-            },
-            m.step,
-            m.ndcg_at_10,
-            m.queries,
-            m.augmented_documents,
-            m.seconds
-        ));
+        say(
+            bar,
+            format!(
+                "validation ({}) after {} steps: nDCG@10 {:.4}{delta} ({} queries, {} augmented documents, {:.0} s)",
+                match kind {
+                    ValidationKind::Query => "queries",
+                    ValidationKind::Both => "queries + document pool",
+                },
+                m.step,
+                m.ndcg_at_10,
+                m.queries,
+                m.augmented_documents,
+                m.seconds
+            ),
+        );
         append_jsonl(&out.join("validation.jsonl"), &m)
     };
     let every = config.validation.every_steps;
@@ -227,7 +218,7 @@ fn train_loop(trainer: &mut Trainer, validator: Option<&Validator>, out: &Path) 
         validate(trainer, &bar, ValidationKind::Both)?;
     }
     while !trainer.is_done() {
-        if every > 0 && trainer.step_index() % every == 0 {
+        if every > 0 && trainer.step_index().is_multiple_of(every) {
             validate(trainer, &bar, ValidationKind::Query)?;
             validated_at = Some(trainer.step_index());
         }
@@ -237,7 +228,7 @@ fn train_loop(trainer: &mut Trainer, validator: Option<&Validator>, out: &Path) 
         bar.set_message(format!("reward q {:.3}", m.reward_query));
         bar.inc(1);
         let step = trainer.step_index();
-        if step % config.schedule.checkpoint_every.max(1) == 0 || trainer.is_done() {
+        if step.is_multiple_of(config.schedule.checkpoint_every.max(1)) || trainer.is_done() {
             trainer.save_checkpoint(out)?;
         }
     }
@@ -248,11 +239,7 @@ fn train_loop(trainer: &mut Trainer, validator: Option<&Validator>, out: &Path) 
         validate(trainer, &bar, ValidationKind::Both)?;
     }
     bar.finish_with_message("done");
-    eprintln!(
-        "run directory: {} (plot it with `coaug plot {}`)",
-        out.display(),
-        out.display()
-    );
+    eprintln!("run directory: {} (plot it with `coaug plot {}`)", out.display(), out.display());
     Ok(())
 }
 
@@ -320,10 +307,9 @@ fn resolve_config(args: &Args, out: &Path) -> Result<TrainConfig> {
 /// `coaug eval --retriever dense` (f32), so neither command encodes the corpus twice.
 fn validation_index(encoder: Option<&Arc<SentenceEncoder>>, dataset: &Dataset, out: &Path, config: &TrainConfig) -> ValidationIndex {
     match encoder {
-        Some(encoder) => ValidationIndex::Dense {
-            encoder: encoder.clone(),
-            vectors_dir: store_dir(dataset, encoder, StoredPrecision::F32),
-        },
+        Some(encoder) => {
+            ValidationIndex::Dense { encoder: encoder.clone(), vectors_dir: store_dir(dataset, encoder, StoredPrecision::F32) }
+        }
         None => ValidationIndex::Bm25 {
             dir: out.join("validation-index"),
             composition: config.retrieval.composition(),

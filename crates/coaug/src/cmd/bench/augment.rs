@@ -13,7 +13,7 @@ use anyhow::Result;
 use coaug_augment::{AugmentItem, AugmentJob, AugmentStore, DecodeSettings, GenerationRequest, Generator, Retriever, Role};
 use serde_json::json;
 
-use super::peers::{PeerArgs, field};
+use super::peers::{field, PeerArgs};
 use crate::cmd::augment::{GenerationArgs, ModelArgs};
 
 /// The peer script's system prompt, copied so both engines read the same tokens.
@@ -75,7 +75,9 @@ pub fn run(args: Args) -> Result<()> {
     // Warm-up, like the peer's: a couple of prompts, a few tokens.
     generator.generate(&requests[..requests.len().min(2)], &DecodeSettings { max_new_tokens: 4, ..argmax.clone() })?;
     let bar = indicatif::ProgressBar::new(requests.len() as u64);
-    bar.set_style(indicatif::ProgressStyle::with_template("coaug, peer prompts {wide_bar} {pos}/{len} [{elapsed_precise}, ETA {eta_precise}]")?);
+    bar.set_style(indicatif::ProgressStyle::with_template(
+        "coaug, peer prompts {wide_bar} {pos}/{len} [{elapsed_precise}, ETA {eta_precise}]",
+    )?);
     let started = Instant::now();
     let mut generated = 0usize;
     let mut sample = String::new();

@@ -8,7 +8,7 @@ use coaug_index::bench::time_search;
 use coaug_index::{Bm25Index, IndexConfig, IndexDoc};
 use serde_json::json;
 
-use super::peers::{PeerArgs, field};
+use super::peers::{field, PeerArgs};
 use super::{median, time_median};
 use crate::cmd::retrieval::hits_to_run;
 
@@ -38,11 +38,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let peers = if args.peers.no_peers {
-        None
-    } else {
-        Some(args.peers.setup()?)
-    };
+    let peers = if args.peers.no_peers { None } else { Some(args.peers.setup()?) };
     let threads = rayon::current_num_threads();
     let mut report = BTreeMap::new();
     for name in &args.datasets {
@@ -52,9 +48,7 @@ pub fn run(args: Args) -> Result<()> {
         let texts: Vec<&str> = split.queries.iter().map(|q| q.text.as_str()).collect();
         let tmp = tempfile::tempdir()?;
 
-        let (index_s, index) = time_median(args.repeats, || {
-            Ok(Bm25Index::build(tmp.path(), &docs, &IndexConfig::default())?)
-        })?;
+        let (index_s, index) = time_median(args.repeats, || Ok(Bm25Index::build(tmp.path(), &docs, &IndexConfig::default())?))?;
         let qps = |threads: usize| -> Result<f64> {
             let samples = (0..args.repeats.max(1))
                 .map(|_| Ok(time_search(&index, &texts, 1000, threads, QPS_MIN_TIME)?.queries_per_sec()))

@@ -113,13 +113,7 @@ pub fn run(args: Args) -> Result<()> {
     let (hnsw_s, approx) = time_median(args.repeats, || Ok(hnsw.search(&queries, args.top_k, args.ef)))?;
     let hnsw_qps = queries.len() as f64 / hnsw_s;
     let recall = recall_at_k(&exact, &approx, args.top_k);
-    println!(
-        "search: {} queries × {} vectors (dim {}), top-{}",
-        queries.len(),
-        corpus.len(),
-        corpus.dim(),
-        args.top_k
-    );
+    println!("search: {} queries × {} vectors (dim {}), top-{}", queries.len(), corpus.len(), corpus.dim(), args.top_k);
     println!("  exact (blocked matmul): {search_qps:.0} queries/s");
     println!(
         "  HNSW (m=16, ef_construction=200, ef={}): {hnsw_qps:.0} queries/s, recall@{} {recall:.4}, built in {hnsw_build_s:.1} s",

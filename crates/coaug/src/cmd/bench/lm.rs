@@ -1,14 +1,13 @@
 //! `coaug bench lm`: the policy LM's generation and training throughput on this CPU,
 //! next to llama.cpp on the same GGUF, measured in the same run.
 
-
 use anyhow::Result;
 use coaug_lm::bench::{bench_lm_with_progress, bench_stages, LmBenchOptions, LmBenchReport};
 use coaug_lm::TrainableSet;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 
-use super::peers::{PeerArgs, field};
+use super::peers::{field, PeerArgs};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -81,8 +80,7 @@ pub fn run(args: Args) -> Result<()> {
     let peer_stages = if args.peers.no_peers { 0 } else { 3 };
     let bar = ProgressBar::new((bench_stages(&opts) + peer_stages) as u64);
     bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} (eta {eta}) {msg}")
-            .expect("valid template"),
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} (eta {eta}) {msg}").expect("valid template"),
     );
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
 
@@ -133,7 +131,9 @@ fn summarize(r: &LmBenchReport, peers: Option<&(Value, Value)>, train: &Trainabl
         .batched
         .iter()
         .filter(|b| Some(b.batch) == largest.map(|l| l.batch))
-        .map(|b| (b.kv_cache.clone(), json!({ "tok_s": b.total_tok_s, "fraction_of_workload_limit": b.total_tok_s / b.matmul_limit_tok_s })))
+        .map(|b| {
+            (b.kv_cache.clone(), json!({ "tok_s": b.total_tok_s, "fraction_of_workload_limit": b.total_tok_s / b.matmul_limit_tok_s }))
+        })
         .collect();
     let coaug_batched = largest.map(|b| b.total_tok_s).unwrap_or(f64::NAN);
     let coaug_prefill = r.prefill_tok_s_f32.max(r.prefill_tok_s_quantized);
@@ -191,12 +191,33 @@ fn summarize(r: &LmBenchReport, peers: Option<&(Value, Value)>, train: &Trainabl
 
 fn print_table(r: &LmBenchReport, s: &Value) {
     let f = |k: &str| s.get(k).and_then(Value::as_f64).map(|x| format!("{x:.1}")).unwrap_or_else(|| "-".into());
-    println!("threads: {}   f32 matmul limit: {:.1} GFLOP/s ({:.0} tok/s at {:.0} MFLOP/token)", r.threads, r.matmul_gflops, r.matmul_gflops * 1e9 / r.flops_per_token, r.flops_per_token / 1e6);
+    println!(
+        "threads: {}   f32 matmul limit: {:.1} GFLOP/s ({:.0} tok/s at {:.0} MFLOP/token)",
+        r.threads,
+        r.matmul_gflops,
+        r.matmul_gflops * 1e9 / r.flops_per_token,
+        r.flops_per_token / 1e6
+    );
     println!("{:<34} {:>10} {:>10} {:>7}", "tokens/s", "coaug", "llama.cpp", "ratio");
-    println!("{:<34} {:>10} {:>10} {:>7}", "prefill (~400-token prompt)", f("coaug_prefill_tok_s"), f("llamacpp_prefill_tok_s"), f("ratio_prefill"));
+    println!(
+        "{:<34} {:>10} {:>10} {:>7}",
+        "prefill (~400-token prompt)",
+        f("coaug_prefill_tok_s"),
+        f("llamacpp_prefill_tok_s"),
+        f("ratio_prefill")
+    );
     println!("{:<34} {:>10} {:>10} {:>7}", "single-stream decode", f("coaug_single_tok_s"), f("llamacpp_single_tok_s"), f("ratio_single"));
-    println!("{:<34} {:>10} {:>10} {:>7}", "batched, prompt+generated", f("coaug_batched_tok_s"), f("llamacpp_batched_tok_s"), f("ratio_batched"));
-    println!("  coaug prefill: quantized {:.1}, f32 {:.1}; single decode: quantized {:.1}, f32 {:.1}", r.prefill_tok_s_quantized, r.prefill_tok_s_f32, r.single_decode_tok_s_quantized, r.single_decode_tok_s_f32);
+    println!(
+        "{:<34} {:>10} {:>10} {:>7}",
+        "batched, prompt+generated",
+        f("coaug_batched_tok_s"),
+        f("llamacpp_batched_tok_s"),
+        f("ratio_batched")
+    );
+    println!(
+        "  coaug prefill: quantized {:.1}, f32 {:.1}; single decode: quantized {:.1}, f32 {:.1}",
+        r.prefill_tok_s_quantized, r.prefill_tok_s_f32, r.single_decode_tok_s_quantized, r.single_decode_tok_s_f32
+    );
     for b in &r.batched {
         println!(
             "  coaug batch {:>3}, {} KV: prefill {:.1} tok/s, decode {:.1} tok/s, end-to-end {:.1} tok/s ({:.0}% of its matmuls' limit, {:.0} tok/s; {:.0}% of its projections' alone)",

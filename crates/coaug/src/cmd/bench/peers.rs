@@ -37,26 +37,14 @@ impl PeerPython {
     pub fn setup(peers_dir: &Path, venv: &Path) -> Result<Self> {
         let setup = peers_dir.join("setup.sh");
         if !setup.exists() {
-            bail!(
-                "peer scripts not found at {} (set --peers-dir or $COAUG_PEERS to the folder holding setup.sh)",
-                peers_dir.display()
-            );
+            bail!("peer scripts not found at {} (set --peers-dir or $COAUG_PEERS to the folder holding setup.sh)", peers_dir.display());
         }
         if !venv.join("bin").join("python").exists() {
             eprintln!("setting up the peers' venv at {} (first time: a few minutes)…", venv.display());
         }
-        let out = Command::new("bash")
-            .arg(&setup)
-            .arg(venv)
-            .output()
-            .with_context(|| format!("running {}", setup.display()))?;
+        let out = Command::new("bash").arg(&setup).arg(venv).output().with_context(|| format!("running {}", setup.display()))?;
         if !out.status.success() {
-            bail!(
-                "{} failed ({}):\n{}",
-                setup.display(),
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            );
+            bail!("{} failed ({}):\n{}", setup.display(), out.status, String::from_utf8_lossy(&out.stderr));
         }
         let stdout = String::from_utf8_lossy(&out.stdout);
         let python = stdout.lines().last().map(str::trim).unwrap_or_default();
@@ -77,14 +65,7 @@ impl PeerPython {
         let out = cmd.output().with_context(|| format!("running {}", path.display()))?;
         let stdout = String::from_utf8_lossy(&out.stdout);
         if !out.status.success() {
-            bail!(
-                "{} {} failed ({}):\n{}{}",
-                script,
-                args.join(" "),
-                out.status,
-                stdout,
-                String::from_utf8_lossy(&out.stderr)
-            );
+            bail!("{} {} failed ({}):\n{}{}", script, args.join(" "), out.status, stdout, String::from_utf8_lossy(&out.stderr));
         }
         let last = stdout.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default();
         serde_json::from_str(last).with_context(|| format!("{script} did not end with a JSON line: {last:?}"))

@@ -68,11 +68,7 @@ pub fn run(args: Args) -> Result<()> {
     let model = super::super::train::model_path(args.model.as_deref(), &config)?;
     let device = args.device.resolve()?;
     let policy = Policy::load(&model, &config, &device)?;
-    let data = TrainData {
-        corpus: dataset.load_corpus()?,
-        queries: dataset.queries()?,
-        train_qrels: dataset.qrels("train")?,
-    };
+    let data = TrainData { corpus: dataset.load_corpus()?, queries: dataset.queries()?, train_qrels: dataset.qrels("train")? };
     let mut trainer = Trainer::new(config.clone(), policy, PromptSet::default(), data)?;
     let mut phases = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..args.steps.max(1) {
@@ -93,8 +89,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     let c = &config.composite;
     let prompts = c.groups_per_step * (1 + c.documents_per_group());
-    let (step_s, generation_s, reward_s, update_s) =
-        (median(phases.0), median(phases.1), median(phases.2), median(phases.3));
+    let (step_s, generation_s, reward_s, update_s) = (median(phases.0), median(phases.1), median(phases.2), median(phases.3));
     let report = Report {
         config: config.preset.clone(),
         device: device_name(&device),
