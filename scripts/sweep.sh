@@ -56,7 +56,7 @@ sweep sf-1.5b-keywords+passage "${sf[@]}" --model qwen2.5-coder-1.5b --prompts "
 # placement and weight of the augmentation's field.
 for ds in nf sf; do
   args=("${nf[@]}"); [ "$ds" = sf ] && args=("${sf[@]}")
-  "$coaug" eval --table --store "$store" --query-weight share:0.5 --doc-field body,own:0.25,own:0.5,own:1 \
+  "$coaug" eval --table --store "$store" --query-weight share:0.5 --doc-field body,own:0.05,own:0.1,own:0.15,own:0.2,own:0.25,own:0.5,own:1 \
     --out "$out/$ds-smollm2-135m-documents" "${args[@]}"
 done
 echo "sweep tables: $out/*/sweep.md"

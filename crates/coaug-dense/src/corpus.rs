@@ -8,8 +8,9 @@ use coaug_data::Document;
 
 use crate::embeddings::Embeddings;
 use crate::encoder::SentenceEncoder;
-use crate::exact::{exact_top_k, Scored};
+use crate::exact::exact_top_k;
 use crate::store::{fingerprint, read_manifest, write_store, MappedEmbeddings, StoredPrecision};
+use coaug_eval::Hit;
 
 /// The text a dense encoder sees for a document: title and body joined by a space, as
 /// BEIR's sentence-transformers evaluation does.
@@ -80,6 +81,6 @@ pub fn search_queries(encoder: &SentenceEncoder, store: &MappedEmbeddings, queri
     Ok(hits.into_iter().map(|h| to_ids(store, &h)).collect())
 }
 
-fn to_ids(store: &MappedEmbeddings, hits: &[Scored]) -> Vec<(String, f32)> {
+fn to_ids(store: &MappedEmbeddings, hits: &[Hit]) -> Vec<(String, f32)> {
     hits.iter().map(|s| (store.ids()[s.doc as usize].clone(), s.score)).collect()
 }

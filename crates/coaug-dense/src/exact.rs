@@ -8,19 +8,14 @@ use anyhow::{bail, Result};
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 
-use crate::embeddings::{Embeddings, VectorRows};
+use coaug_eval::{hit_order, Hit};
 
-/// A document (row index in the searched matrix) and its similarity.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Scored {
-    pub doc: u32,
-    pub score: f32,
-}
+use crate::embeddings::{Embeddings, VectorRows};
 
 /// Heap order: the *worst* hit on top (lowest score; on ties the higher doc index), so
 /// results are deterministic whatever the block order.
 #[derive(PartialEq)]
-struct Worst(Scored);
+struct Worst(Hit);
 impl Eq for Worst {}
 impl Ord for Worst {
     fn cmp(&self, other: &Self) -> Ordering {
@@ -44,7 +39,7 @@ impl TopK {
         Self { k, heap: BinaryHeap::with_capacity(k + 1) }
     }
 
-    fn push(&mut self, hit: Scored) {
+    fn push(&mut self, hit: Hit) {
         if self.heap.len() < self.k {
             self.heap.push(Worst(hit));
         } else if let Some(worst) = self.heap.peek() {
@@ -56,9 +51,9 @@ impl TopK {
     }
 
     /// Best first.
-    fn into_sorted(self) -> Vec<Scored> {
-        let mut v: Vec<Scored> = self.heap.into_iter().map(|w| w.0).collect();
-        v.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.doc.cmp(&b.doc)));
+    fn into_sorted(self) -> Vec<Hit> {
+        let mut v: Vec<Hit> = self.heap.into_iter().map(|w| w.0).collect();
+        v.sort_by(hit_order);
         v
     }
 }
@@ -69,7 +64,7 @@ pub const DOC_BLOCK: usize = 4096;
 pub const QUERY_BLOCK: usize = 1024;
 
 /// The `k` documents with the largest inner product for every query, best first.
-pub fn exact_top_k(queries: &Embeddings, docs: &dyn VectorRows, k: usize) -> Result<Vec<Vec<Scored>>> {
+pub fn exact_top_k(queries: &Embeddings, docs: &dyn VectorRows, k: usize) -> Result<Vec<Vec<Hit>>> {
     if queries.dim() != docs.dim() {
         bail!("query dim {} != document dim {}", queries.dim(), docs.dim());
     }
@@ -88,7 +83,7 @@ pub fn exact_top_k(queries: &Embeddings, docs: &dyn VectorRows, k: usize) -> Res
             let scores = q.matmul(&dt.t()?)?.flatten_all()?.to_vec1::<f32>()?;
             heaps.par_iter_mut().zip(scores.par_chunks(nd)).for_each(|(heap, row)| {
                 for (j, &s) in row.iter().enumerate() {
-                    heap.push(Scored { doc: (d_start + j) as u32, score: s });
+                    heap.push(Hit { doc: (d_start + j) as u32, score: s });
                 }
             });
         }
@@ -130,8 +125,8 @@ mod tests {
         let (q, docs) = (random(7, 16, 1), random(DOC_BLOCK + 300, 16, 2));
         let got = exact_top_k(&q, &docs, 10).unwrap();
         for (qi, hits) in got.iter().enumerate() {
-            let mut all: Vec<Scored> = (0..docs.len())
-                .map(|j| Scored { doc: j as u32, score: q.row(qi).iter().zip(docs.row(j)).map(|(a, b)| a * b).sum() })
+            let mut all: Vec<Hit> = (0..docs.len())
+                .map(|j| Hit { doc: j as u32, score: q.row(qi).iter().zip(docs.row(j)).map(|(a, b)| a * b).sum() })
                 .collect();
             all.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.doc.cmp(&b.doc)));
             let want: Vec<u32> = all[..10].iter().map(|s| s.doc).collect();

@@ -20,10 +20,10 @@ pub use bert::{BertConfig, BertModel};
 pub use corpus::{document_text, open_or_encode, patch_documents, search_queries};
 pub use embeddings::{cosine, Embeddings, VectorRows};
 pub use encoder::{plan_batches, BatchPolicy, SentenceEncoder};
-pub use exact::{dot_products, exact_top_k, Scored};
+pub use exact::{dot_products, exact_top_k};
 pub use fetch::{default_encoder_dir, fetch_default_encoder};
 pub use setup::{EncoderSetup, Pooling};
-pub use similarity::{similarity_matrix, SimilarityMatrix};
+pub use similarity::similarity_matrix;
 pub use store::{MappedEmbeddings, StoreManifest, StoredPrecision};
 
 /// The default encoder's folder in coaug's cache, fetched on first use.

@@ -2,50 +2,14 @@
 //! batches and return every query × document cosine, as the RL trainer consumes them.
 
 use anyhow::Result;
+use coaug_eval::ScoreMatrix;
 
 use crate::encoder::SentenceEncoder;
 use crate::exact::dot_products;
 
-/// Similarities of many queries against many documents, row-major (one row per query),
-/// the same shape and accessors as `coaug_index::ScoreMatrix` for BM25.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SimilarityMatrix {
-    num_queries: usize,
-    num_docs: usize,
-    scores: Vec<f32>,
-}
-
-impl SimilarityMatrix {
-    pub fn new(num_queries: usize, num_docs: usize, scores: Vec<f32>) -> Self {
-        assert_eq!(scores.len(), num_queries * num_docs, "scores must be num_queries × num_docs");
-        Self { num_queries, num_docs, scores }
-    }
-
-    pub fn num_queries(&self) -> usize {
-        self.num_queries
-    }
-
-    pub fn num_docs(&self) -> usize {
-        self.num_docs
-    }
-
-    pub fn get(&self, query: usize, doc: usize) -> f32 {
-        assert!(doc < self.num_docs, "doc {doc} out of {}", self.num_docs);
-        self.scores[query * self.num_docs + doc]
-    }
-
-    pub fn row(&self, query: usize) -> &[f32] {
-        &self.scores[query * self.num_docs..(query + 1) * self.num_docs]
-    }
-
-    pub fn as_slice(&self) -> &[f32] {
-        &self.scores
-    }
-}
-
 /// Cosine of every query text (query instruction applied) with every document text.
 /// Duplicate texts — common among sampled rollouts — are embedded once.
-pub fn similarity_matrix(encoder: &SentenceEncoder, queries: &[&str], docs: &[&str]) -> Result<SimilarityMatrix> {
+pub fn similarity_matrix(encoder: &SentenceEncoder, queries: &[&str], docs: &[&str]) -> Result<ScoreMatrix> {
     let (q_unique, q_map) = dedup(queries);
     let (d_unique, d_map) = dedup(docs);
     let q = encoder.encode_queries(&q_unique, false)?;
@@ -55,7 +19,7 @@ pub fn similarity_matrix(encoder: &SentenceEncoder, queries: &[&str], docs: &[&s
     for &qi in &q_map {
         scores.extend(d_map.iter().map(|&di| unique[qi * d_unique.len() + di]));
     }
-    Ok(SimilarityMatrix::new(queries.len(), docs.len(), scores))
+    Ok(ScoreMatrix::new(queries.len(), docs.len(), scores)?)
 }
 
 /// Distinct texts in first-seen order, and each input's index among them.

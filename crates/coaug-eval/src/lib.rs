@@ -6,6 +6,7 @@
 //! - [`gain`]: the nDCG formula on plain gain lists, for rewards computed inside training loops.
 //! - [`table`]: plain-text and Markdown tables of results.
 //! - [`fusion`]: several runs fused into one (RRF, normalised sums).
+//! - [`matrix`]: [`ScoreMatrix`], every query's score against every document.
 //! - [`bootstrap`]: paired differences between two systems with a bootstrap interval.
 //!
 //! Agreement with pytrec_eval is checked by `tests/golden.rs` on a real NFCorpus run.
@@ -14,6 +15,7 @@ pub mod bootstrap;
 pub mod evaluate;
 pub mod fusion;
 pub mod gain;
+pub mod matrix;
 pub mod measure;
 pub mod ranking;
 pub mod run;
@@ -24,6 +26,7 @@ pub use bootstrap::{bootstrap_deltas, paired_bootstrap, PairedDelta, DEFAULT_RES
 pub use evaluate::{evaluate, evaluate_query, EvalOptions, Metrics};
 pub use fusion::{fuse_runs, Fusion};
 pub use gain::{dcg_at_k, ideal_dcg_at_k, ndcg_at_k, query_ndcg_at_k};
+pub use matrix::{hit_order, Hit, MatrixError, ScoreMatrix};
 pub use measure::Measure;
 pub use ranking::{ScorePrecision, ScoredDoc};
 pub use run::Run;

@@ -18,12 +18,13 @@ mod search;
 pub mod stats;
 
 pub use analyzer::{Analyzer, AnalyzerConfig, AnalyzerError, StopWords, NLTK_ENGLISH};
+pub use coaug_eval::ScoreMatrix;
 pub use error::{IndexError, Result};
 pub use index::Bm25Index;
 pub use manifest::{IndexConfig, Manifest, FORMAT_VERSION, MANIFEST_FILE};
 pub use query::{FieldWeights, WeightedQuery};
 pub use schema::{AugmentationPlacement, FieldSetup, IndexDoc, SearchField};
-pub use scorer::{AnalysedDoc, AnalysedQuery, Bm25Scorer, ScoreMatrix};
+pub use scorer::{AnalysedDoc, AnalysedQuery, Bm25Scorer};
 pub use search::{hit_order, Hit};
 pub use stats::CollectionStats;
 /// Stemmer and stop-word language of an [`AnalyzerConfig`].

@@ -2,6 +2,7 @@
 //! and the same arithmetic as tantivy. The RL reward scores every query rollout against every
 //! document rollout of a step with it.
 
+use coaug_eval::ScoreMatrix;
 use std::collections::HashMap;
 
 use rayon::prelude::*;
@@ -47,37 +48,6 @@ impl AnalysedDoc {
 
     pub fn term_freq(&self, term: &str) -> u32 {
         self.term_freqs.get(term).copied().unwrap_or(0)
-    }
-}
-
-/// Scores of many queries against many documents, row-major (one row per query).
-#[derive(Debug, Clone, PartialEq)]
-pub struct ScoreMatrix {
-    num_queries: usize,
-    num_docs: usize,
-    scores: Vec<f32>,
-}
-
-impl ScoreMatrix {
-    pub fn num_queries(&self) -> usize {
-        self.num_queries
-    }
-
-    pub fn num_docs(&self) -> usize {
-        self.num_docs
-    }
-
-    pub fn get(&self, query: usize, doc: usize) -> f32 {
-        assert!(doc < self.num_docs, "doc {doc} out of {}", self.num_docs);
-        self.scores[query * self.num_docs + doc]
-    }
-
-    pub fn row(&self, query: usize) -> &[f32] {
-        &self.scores[query * self.num_docs..(query + 1) * self.num_docs]
-    }
-
-    pub fn as_slice(&self) -> &[f32] {
-        &self.scores
     }
 }
 
@@ -180,7 +150,7 @@ impl Bm25Scorer {
                 }
             });
         }
-        ScoreMatrix { num_queries: queries.len(), num_docs, scores }
+        ScoreMatrix::new(queries.len(), num_docs, scores).expect("a BM25 row per query, finite scores")
     }
 
     /// [`Self::score_matrix`] of raw texts, each analysed once (in parallel).

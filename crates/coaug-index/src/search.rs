@@ -1,24 +1,10 @@
 //! Term-at-a-time top-k search over [`FieldImpacts`]: a dense score accumulator per thread,
 //! partial selection for the top k.
 
-use std::cmp::Ordering;
+pub use coaug_eval::{hit_order, Hit};
 
 use crate::impacts::FieldImpacts;
 use crate::query::WeightedQuery;
-
-/// A search result: the document's position in the corpus the index was built from, and its
-/// BM25 score.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Hit {
-    pub doc: u32,
-    pub score: f32,
-}
-
-/// Result order: higher score first; equal scores by corpus position, so results are
-/// deterministic.
-pub fn hit_order(a: &Hit, b: &Hit) -> Ordering {
-    b.score.total_cmp(&a.score).then(a.doc.cmp(&b.doc))
-}
 
 /// The postings lists one query reads: (field, term id, the term's weight in the query times
 /// the field's weight).

@@ -174,7 +174,7 @@ impl LmTokenizer {
             .filter(|(_, &t)| t == 3 || t == 4)
             .map(|(tok, &t)| AddedToken::from(tok.clone(), t == 3))
             .collect();
-        tk.add_special_tokens(&added);
+        tk.add_special_tokens(added).map_err(|e| anyhow!("adding the GGUF's special tokens to the tokenizer: {e}"))?;
         let eos = md.get("tokenizer.ggml.eos_token_id").and_then(|v| v.to_u32().ok());
         let tokenizer = Self::new(tk, eos);
         Ok(match ChatTemplate::from_gguf_metadata(md, &tokens, "the GGUF's tokenizer.chat_template")? {

@@ -189,7 +189,7 @@ pub struct Composition {
 impl Default for Composition {
     /// Chosen on NFCorpus dev and SciFact train queries (docs/results/sweep.md).
     fn default() -> Self {
-        Self { query_weight: QueryWeight::Share(0.5), doc_field: DocField::Own(0.5), sample_fusion: SampleFusion::Concat }
+        Self { query_weight: QueryWeight::Share(0.5), doc_field: DocField::Own(0.05), sample_fusion: SampleFusion::Concat }
     }
 }
 

@@ -14,7 +14,7 @@ use crate::gains::SlotGains;
 use crate::layout::RolloutLayout;
 use crate::reward::{RewardSampler, RewardSettings};
 use crate::seed::{stream, Purpose};
-use crate::similarity::SimilarityMatrix;
+use coaug_eval::ScoreMatrix;
 
 /// The shape of the synthetic step.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -51,7 +51,7 @@ pub fn reward_benchmark(shape: &RewardBenchShape) -> Result<RewardBenchReport> {
     let n = shape.samples_per_prompt;
     let layout = RolloutLayout::uniform(shape.groups, docs, n)?;
     let mut rng = stream(0, Purpose::JointSamples, u64::MAX);
-    let similarity = SimilarityMatrix::from_fn(layout.num_query_rollouts(), layout.num_doc_rollouts(), |_, _| {
+    let similarity = ScoreMatrix::from_fn(layout.num_query_rollouts(), layout.num_doc_rollouts(), |_, _| {
         if rng.random_bool(0.5) {
             0.0
         } else {

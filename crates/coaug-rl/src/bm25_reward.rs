@@ -14,7 +14,7 @@ use coaug_index::{stats::avg_doc_len, Analyzer, AnalyzerConfig, Bm25Scorer, Coll
 use coaug_retrieval::{Composition, DocField};
 
 use crate::error::{Result, RlError};
-use crate::similarity::SimilarityMatrix;
+use coaug_eval::ScoreMatrix;
 
 pub struct Bm25Reward {
     analyzer: Analyzer,
@@ -58,7 +58,7 @@ impl Bm25Reward {
     }
 
     /// BM25 of every query against every document, computed once.
-    pub fn similarity(&self, queries: &[Composed<'_>], documents: &[Composed<'_>]) -> Result<SimilarityMatrix> {
+    pub fn similarity(&self, queries: &[Composed<'_>], documents: &[Composed<'_>]) -> Result<ScoreMatrix> {
         let scorer = |texts: &[String]| {
             Bm25Scorer::new(self.analyzer.clone(), self.corpus_stats.clone().with_avg_doc_len(avg_doc_len(&self.analyzer, texts)))
         };
@@ -69,19 +69,16 @@ impl Bm25Reward {
             let docs: Vec<_> = texts.iter().map(|t| scorer.analyse_doc(t)).collect();
             scorer.score_matrix(&analysed_queries, &docs)
         };
-        let values = match self.composition.doc_field {
+        match self.composition.doc_field {
             // `d ⊕ a_d`: one field, as the index's body joins them.
-            DocField::Body => {
-                let texts = documents.iter().map(|d| join(d.original, d.augmentation)).collect();
-                matrix(texts).as_slice().to_vec()
-            }
+            DocField::Body => Ok(matrix(documents.iter().map(|d| join(d.original, d.augmentation)).collect())),
             DocField::Own(weight) => {
                 let body = matrix(documents.iter().map(|d| d.original.to_string()).collect());
                 let aug = matrix(documents.iter().map(|d| d.augmentation.trim().to_string()).collect());
-                body.as_slice().iter().zip(aug.as_slice()).map(|(b, a)| b + weight * a).collect()
+                let values = body.as_slice().iter().zip(aug.as_slice()).map(|(b, a)| b + weight * a).collect();
+                Ok(ScoreMatrix::new(queries.len(), documents.len(), values)?)
             }
-        };
-        SimilarityMatrix::new(queries.len(), documents.len(), values)
+        }
     }
 }
 

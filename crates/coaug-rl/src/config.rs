@@ -59,7 +59,7 @@ pub struct TrainConfig {
 }
 
 /// The composition and analysis of `coaug eval` (`coaug_retrieval`), written as its flags are:
-/// `query_weight = "share:0.6"`, `doc_field = "own:0.5"`, `stop_words = "nltk"`.
+/// `query_weight = "share:0.6"`, `doc_field = "own:0.05"`, `stop_words = "nltk"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RetrievalConfig {

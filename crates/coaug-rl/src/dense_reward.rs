@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use coaug_dense::{similarity_matrix, SentenceEncoder};
 
-use crate::similarity::SimilarityMatrix;
+use coaug_eval::ScoreMatrix;
 
 pub struct DenseReward {
     /// Shared with validation, which ranks the corpus with the same encoder.
@@ -26,12 +26,9 @@ impl DenseReward {
     }
 
     /// Cosine of every query text with every document text, computed once.
-    pub fn similarity<Q: AsRef<str>, D: AsRef<str>>(&self, queries: &[Q], documents: &[D]) -> anyhow::Result<SimilarityMatrix> {
+    pub fn similarity<Q: AsRef<str>, D: AsRef<str>>(&self, queries: &[Q], documents: &[D]) -> anyhow::Result<ScoreMatrix> {
         let queries: Vec<&str> = queries.iter().map(AsRef::as_ref).collect();
         let documents: Vec<&str> = documents.iter().map(AsRef::as_ref).collect();
-        let cosines = similarity_matrix(&self.encoder, &queries, &documents)?;
-        // coaug-dense's matrix has the same row-major layout; the reward's own type adds the
-        // finiteness check a ranking needs.
-        Ok(SimilarityMatrix::new(cosines.num_queries(), cosines.num_docs(), cosines.as_slice().to_vec())?)
+        similarity_matrix(&self.encoder, &queries, &documents)
     }
 }

@@ -12,6 +12,10 @@ pub enum RlError {
     #[error("{what} at {location} is {value}, which is not a finite number")]
     NotFinite { what: &'static str, location: String, value: f64 },
 
+    /// Scores that do not form a query × document matrix (wrong shape, a NaN).
+    #[error(transparent)]
+    Matrix(#[from] coaug_eval::MatrixError),
+
     /// A setting outside its meaningful range.
     #[error("setting `{setting}` = {value}: {reason}")]
     Setting { setting: &'static str, value: String, reason: String },

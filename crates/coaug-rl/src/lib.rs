@@ -6,7 +6,7 @@
 //!    H hard negatives + R random negatives) into a [`CompositeBatch`] of query and document
 //!    slots, with the [`SlotGains`] the reward credits.
 //! 2. The caller samples n rollouts per slot ([`RolloutLayout`] says where they sit) and
-//!    fills the [`SimilarityMatrix`] of every query rollout against every document rollout.
+//!    fills the [`coaug_eval::ScoreMatrix`] of every query rollout against every document rollout.
 //! 3. [`reward`]: [`RewardSampler`] estimates every rollout's expected nDCG@10 over T
 //!    [`JointSamples`] — the *reward computation*.
 //! 4. [`advantage`]: [`StepAdvantages`] centres rewards per prompt and scales them by role.
@@ -63,7 +63,7 @@ pub use metrics::{StepMetrics, ValidationMetrics};
 pub use policy::Policy;
 pub use reward::{Estimator, RewardSampler, RewardSettings, Rewards};
 pub use rollout::{Rollout, StepRollouts};
-pub use similarity::{RewardSimilarity, SimilarityMatrix};
+pub use similarity::RewardSimilarity;
 pub use trainer::{TrainData, Trainer, TrainerState};
 pub use update::{policy_update, surrogate_tensor, UpdateItem, UpdateReport, UpdateShape};
 pub use validation::{ValidationGeneration, ValidationIndex, ValidationKind, ValidationSlice, Validator};

@@ -3,7 +3,7 @@
 //! A query rollout's reward depends on which rollouts of the documents it is ranked against,
 //! and a document rollout's on every query that ranks it. [`RewardSampler`] draws T joint
 //! samples σ_t (one rollout per document slot, [`JointSamples`]), ranks the document slots for
-//! every query rollout under each σ_t by the precomputed [`SimilarityMatrix`], and averages:
+//! every query rollout under each σ_t by the precomputed [`ScoreMatrix`], and averages:
 //!
 //! - query rollout `(q, i)`: `r = (1/T) Σ_t nDCG@k_t(q, i)`;
 //! - document rollout `j` of slot `d`:
@@ -34,7 +34,7 @@ use crate::gains::SlotGains;
 use crate::joint::JointSamples;
 use crate::layout::RolloutLayout;
 use crate::ranking::{ideal_dcg, ndcg, TopK};
-use crate::similarity::SimilarityMatrix;
+use coaug_eval::ScoreMatrix;
 
 /// Which reward estimator of docs/method.md §4.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -131,20 +131,14 @@ impl RewardSampler {
     }
 
     /// Draws T joint samples from `rng` and estimates every rollout's reward.
-    pub fn sample(&self, similarity: &SimilarityMatrix, layout: &RolloutLayout, gains: &SlotGains, rng: &mut impl Rng) -> Result<Rewards> {
+    pub fn sample(&self, similarity: &ScoreMatrix, layout: &RolloutLayout, gains: &SlotGains, rng: &mut impl Rng) -> Result<Rewards> {
         let samples = JointSamples::draw(layout, self.settings.joint_samples, rng);
         self.estimate(similarity, layout, gains, &samples)
     }
 
     /// Estimates every rollout's reward over the given joint samples (random draws, or
     /// [`JointSamples::enumerate`] for the exact expectation).
-    pub fn estimate(
-        &self,
-        similarity: &SimilarityMatrix,
-        layout: &RolloutLayout,
-        gains: &SlotGains,
-        samples: &JointSamples,
-    ) -> Result<Rewards> {
+    pub fn estimate(&self, similarity: &ScoreMatrix, layout: &RolloutLayout, gains: &SlotGains, samples: &JointSamples) -> Result<Rewards> {
         check_shapes(similarity, layout, gains, samples)?;
         let candidates = self.candidates(layout, gains);
         self.check_every_slot_ranked(layout, gains)?;
@@ -173,7 +167,7 @@ impl RewardSampler {
     /// nDCG@k of every query rollout under every joint sample: `[row][t]`.
     fn rank_all(
         &self,
-        similarity: &SimilarityMatrix,
+        similarity: &ScoreMatrix,
         layout: &RolloutLayout,
         samples: &JointSamples,
         candidates: &[Candidates],
@@ -288,10 +282,10 @@ struct Candidates {
     ideal: f64,
 }
 
-fn check_shapes(similarity: &SimilarityMatrix, layout: &RolloutLayout, gains: &SlotGains, samples: &JointSamples) -> Result<()> {
+fn check_shapes(similarity: &ScoreMatrix, layout: &RolloutLayout, gains: &SlotGains, samples: &JointSamples) -> Result<()> {
     let checks = [
-        ("similarity rows (query rollouts of the layout)", layout.num_query_rollouts(), similarity.rows()),
-        ("similarity columns (document rollouts of the layout)", layout.num_doc_rollouts(), similarity.columns()),
+        ("similarity rows (query rollouts of the layout)", layout.num_query_rollouts(), similarity.num_queries()),
+        ("similarity columns (document rollouts of the layout)", layout.num_doc_rollouts(), similarity.num_docs()),
         ("query slots of the gains", layout.num_query_slots(), gains.num_query_slots()),
         ("document slots of the gains", layout.num_doc_slots(), gains.num_doc_slots()),
         ("document slots of the joint samples", layout.num_doc_slots(), samples.num_slots()),

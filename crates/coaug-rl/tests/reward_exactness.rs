@@ -1,7 +1,8 @@
 //! The reward estimators against an independent oracle that enumerates every joint choice,
 //! fully sorts every ranking and computes nDCG@10 by the textbook formula.
 
-use coaug_rl::{Estimator, JointSamples, RewardSampler, RewardSettings, Rewards, RolloutLayout, SimilarityMatrix, SlotGains};
+use coaug_eval::ScoreMatrix;
+use coaug_rl::{Estimator, JointSamples, RewardSampler, RewardSettings, Rewards, RolloutLayout, SlotGains};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -11,7 +12,7 @@ use rand_chacha::ChaCha8Rng;
 struct Case {
     layout: RolloutLayout,
     gains: SlotGains,
-    similarity: SimilarityMatrix,
+    similarity: ScoreMatrix,
 }
 
 fn case(seed: u64) -> Case {
@@ -24,7 +25,7 @@ fn case(seed: u64) -> Case {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     // Small integers: ties are frequent, so tie-breaking is exercised too.
     let similarity =
-        SimilarityMatrix::from_fn(layout.num_query_rollouts(), layout.num_doc_rollouts(), |_, _| rng.random_range(0..4) as f32).unwrap();
+        ScoreMatrix::from_fn(layout.num_query_rollouts(), layout.num_doc_rollouts(), |_, _| rng.random_range(0..4) as f32).unwrap();
     Case { layout, gains, similarity }
 }
 
@@ -149,7 +150,7 @@ fn a_hand_computed_step() {
     // (nDCG 1/log2 3).
     let layout = RolloutLayout::new(&[1], &[2, 2]).unwrap();
     let gains = SlotGains::new(vec![0], vec![0, 0], vec![1.0, 0.0]).unwrap();
-    let similarity = SimilarityMatrix::new(1, 4, vec![2.0, 0.0, 1.0, 1.0]).unwrap();
+    let similarity = ScoreMatrix::new(1, 4, vec![2.0, 0.0, 1.0, 1.0]).unwrap();
     let samples = JointSamples::enumerate(&layout, 100).unwrap();
     let r = sampler(Estimator::Batch, 1).estimate(&similarity, &layout, &gains, &samples).unwrap();
     let second = 1.0 / 3f64.log2();
@@ -166,7 +167,7 @@ fn ties_never_favour_the_relevant_document() {
     // Nothing matches: every similarity 0. The relevant slot ranks behind the irrelevant one.
     let layout = RolloutLayout::new(&[1], &[1, 1]).unwrap();
     let gains = SlotGains::new(vec![0], vec![0, 0], vec![1.0, 0.0]).unwrap();
-    let similarity = SimilarityMatrix::new(1, 2, vec![0.0, 0.0]).unwrap();
+    let similarity = ScoreMatrix::new(1, 2, vec![0.0, 0.0]).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let r = sampler(Estimator::Batch, 4).sample(&similarity, &layout, &gains, &mut rng).unwrap();
     assert!((r.query[0] - 1.0 / 3f64.log2()).abs() < 1e-12, "{r:?}");
@@ -184,7 +185,7 @@ fn kappa_makes_a_positive_document_answer_to_its_own_query() {
         0.0, 0.0, 1.0,
     ]).unwrap();
     #[rustfmt::skip]
-    let similarity = SimilarityMatrix::new(2, 4, vec![
+    let similarity = ScoreMatrix::new(2, 4, vec![
         // slot0 r0, slot0 r1, slot1, slot2
         5.0, 0.5, 1.0, 0.0,
         9.0, 0.0, 0.0, 1.0,

@@ -1,7 +1,8 @@
 //! A training step's LM-free pipeline end to end: composite batch -> rewards -> advantages.
 
 use coaug_data::Qrels;
-use coaug_rl::{CompositeConfig, CompositeSampler, RewardSampler, RewardSettings, SimilarityMatrix, StepAdvantages, TrainConfig};
+use coaug_eval::ScoreMatrix;
+use coaug_rl::{CompositeConfig, CompositeSampler, RewardSampler, RewardSettings, StepAdvantages, TrainConfig};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -34,7 +35,7 @@ fn a_perfect_retriever_teaches_nothing_and_one_bad_rollout_teaches_its_prompt() 
     let scales = TrainConfig::paper().role_scales();
     let mut rng = ChaCha8Rng::seed_from_u64(0);
 
-    let sim = SimilarityMatrix::from_fn(layout.num_query_rollouts(), layout.num_doc_rollouts(), perfect).unwrap();
+    let sim = ScoreMatrix::from_fn(layout.num_query_rollouts(), layout.num_doc_rollouts(), perfect).unwrap();
     let rewards = reward.sample(&sim, &layout, gains, &mut rng).unwrap();
     assert!(rewards.query.iter().all(|&r| (r - 1.0).abs() < 1e-12), "{:?}", rewards.query);
     let adv = StepAdvantages::compute(&rewards, &layout, &batch.document_roles(), &scales).unwrap();
@@ -43,18 +44,8 @@ fn a_perfect_retriever_teaches_nothing_and_one_bad_rollout_teaches_its_prompt() 
     // Query rollout 1 of group 0 matches nothing: only group 0's query prompt learns.
     let bad_row = layout.query_rows(0).start + 1;
     let sim =
-        SimilarityMatrix::from_fn(
-            layout.num_query_rollouts(),
-            layout.num_doc_rollouts(),
-            |r, c| {
-                if r == bad_row {
-                    0.0
-                } else {
-                    perfect(r, c)
-                }
-            },
-        )
-        .unwrap();
+        ScoreMatrix::from_fn(layout.num_query_rollouts(), layout.num_doc_rollouts(), |r, c| if r == bad_row { 0.0 } else { perfect(r, c) })
+            .unwrap();
     let rewards = reward.sample(&sim, &layout, gains, &mut rng).unwrap();
     let adv = StepAdvantages::compute(&rewards, &layout, &batch.document_roles(), &scales).unwrap();
     assert!(!adv.all_zero());

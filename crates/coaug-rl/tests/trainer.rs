@@ -34,7 +34,7 @@ fn tokenizer() -> LmTokenizer {
     let model = WordLevel::builder().vocab(vocab.into_iter().collect()).unk_token("[UNK]".into()).build().unwrap();
     let mut tk = Tokenizer::new(model);
     tk.with_pre_tokenizer(Some(WhitespaceSplit));
-    tk.add_special_tokens(&[AddedToken::from("<|im_start|>", true), AddedToken::from("<|im_end|>", true)]);
+    tk.add_special_tokens([AddedToken::from("<|im_start|>", true), AddedToken::from("<|im_end|>", true)]).unwrap();
     LmTokenizer::new(tk, Some(0))
 }
 
@@ -324,7 +324,7 @@ mod dense {
         let queries: Vec<String> = rollouts.queries.iter().map(|r| c.query_text(&r.original, &[&r.augmentation])).collect();
         let documents: Vec<String> = rollouts.documents.iter().map(|r| c.dense_document_text(&r.original, Some(&r.augmentation))).collect();
         let sim = t.similarity().similarity(&rollouts.queries, &rollouts.documents).unwrap();
-        assert_eq!((sim.rows(), sim.columns()), (queries.len(), documents.len()));
+        assert_eq!((sim.num_queries(), sim.num_docs()), (queries.len(), documents.len()));
         let doc_vectors: Vec<Vec<f32>> = documents.iter().map(|d| encoder.encode_documents(&[d], false).unwrap().row(0).to_vec()).collect();
         for (i, q) in queries.iter().enumerate() {
             // The query path: the encoder's instruction in front of the text.

@@ -27,7 +27,7 @@ fn tokenizer() -> LmTokenizer {
     let model = WordLevel::builder().vocab(vocab.into_iter().collect()).unk_token("[UNK]".into()).build().unwrap();
     let mut tk = Tokenizer::new(model);
     tk.with_pre_tokenizer(Some(WhitespaceSplit));
-    tk.add_special_tokens(&[AddedToken::from("<|im_start|>", true), AddedToken::from("<|im_end|>", true)]);
+    tk.add_special_tokens([AddedToken::from("<|im_start|>", true), AddedToken::from("<|im_end|>", true)]).unwrap();
     LmTokenizer::new(tk, Some(0))
 }
 
