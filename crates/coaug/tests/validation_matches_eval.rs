@@ -12,57 +12,8 @@ use coaug_lm::{Architecture, CausalLm, LmTokenizer, ModelConfig};
 use coaug_retrieval::{AugmentSettings, DocField, QueryWeight, StopList};
 use coaug_rl::{Policy, TrainConfig, ValidationGeneration, ValidationIndex, ValidationSlice, Validator};
 
-/// Words the tiny model writes and the corpus is made of.
-fn words() -> Vec<String> {
-    let mut w: Vec<String> = ["<|im_end|>", "<|im_start|>", "[UNK]", "<answer>", "</answer>"].iter().map(|s| s.to_string()).collect();
-    w.extend((0..40).map(|i| format!("w{i}")));
-    w
-}
-
-fn tokenizer() -> LmTokenizer {
-    use tokenizers::models::wordlevel::WordLevel;
-    use tokenizers::pre_tokenizers::whitespace::WhitespaceSplit;
-    use tokenizers::{AddedToken, Tokenizer};
-    let vocab: HashMap<String, u32> = words().into_iter().enumerate().map(|(i, w)| (w, i as u32)).collect();
-    let model = WordLevel::builder().vocab(vocab.into_iter().collect()).unk_token("[UNK]".into()).build().unwrap();
-    let mut tk = Tokenizer::new(model);
-    tk.with_pre_tokenizer(Some(WhitespaceSplit));
-    tk.add_special_tokens([AddedToken::from("<|im_start|>", true), AddedToken::from("<|im_end|>", true)]).unwrap();
-    LmTokenizer::new(tk, Some(0))
-}
-
-/// 12 documents of filler words, 4 queries, every document judged for one of them.
-fn write_dataset(dir: &Path) -> (Vec<Document>, Vec<Query>, Qrels) {
-    let corpus: Vec<Document> = (0..12)
-        .map(|d| Document {
-            id: format!("d{d}"),
-            title: format!("w{}", d % 7),
-            text: (0..4).map(|k| format!("w{}", 5 + (d * 3 + k * 5) % 35)).collect::<Vec<_>>().join(" "),
-        })
-        .collect();
-    let queries: Vec<Query> = (0..4).map(|q| Query { id: format!("q{q}"), text: format!("w{} w{}", 5 + q * 4, 6 + q * 7) }).collect();
-    let mut qrels = Qrels::new();
-    for d in 0..12 {
-        qrels.insert(format!("q{}", d % 4), format!("d{d}"), 1 + (d % 2));
-    }
-    std::fs::create_dir_all(dir.join("qrels")).unwrap();
-    let lines = |items: Vec<serde_json::Value>| items.iter().map(|v| v.to_string() + "\n").collect::<String>();
-    std::fs::write(
-        dir.join("corpus.jsonl"),
-        lines(corpus.iter().map(|d| serde_json::json!({"_id": d.id, "title": d.title, "text": d.text})).collect()),
-    )
-    .unwrap();
-    std::fs::write(dir.join("queries.jsonl"), lines(queries.iter().map(|q| serde_json::json!({"_id": q.id, "text": q.text})).collect()))
-        .unwrap();
-    let mut tsv = "query-id\tcorpus-id\tscore\n".to_string();
-    for (q, judged) in qrels.iter() {
-        for (d, g) in judged {
-            tsv.push_str(&format!("{q}\t{d}\t{g}\n"));
-        }
-    }
-    std::fs::write(dir.join("qrels/test.tsv"), tsv).unwrap();
-    (corpus, queries, qrels)
-}
+mod common;
+use common::{tokenizer, words, write_dataset};
 
 #[test]
 fn eval_and_rl_validation_give_the_same_ndcg() {
