@@ -3,12 +3,11 @@
 //! with the model exported to a folder) as through `coaug_rl::Validator` during training.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::process::Command;
 
 use candle_core::Device;
-use coaug_data::{Document, Qrels, Query};
-use coaug_lm::{Architecture, CausalLm, LmTokenizer, ModelConfig};
+
+use coaug_lm::{Architecture, CausalLm, ModelConfig};
 use coaug_retrieval::{AugmentSettings, DocField, QueryWeight, StopList};
 use coaug_rl::{Policy, TrainConfig, ValidationGeneration, ValidationIndex, ValidationSlice, Validator};
 
