@@ -4,7 +4,6 @@
 //! (coaug-lm's shared-prefix KV cache) and only each user turn is prefilled per row.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{ensure, Context};
@@ -319,15 +318,7 @@ pub fn weights_fingerprint(path: &Path) -> anyhow::Result<String> {
     }
     let mut digest = Sha256::new();
     for f in &files {
-        let mut file = std::fs::File::open(f).with_context(|| format!("cannot read {}", f.display()))?;
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = file.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            digest.update(&buf[..n]);
-        }
+        coaug_data::cache::hash_file(f, &mut digest)?;
     }
     let fingerprint = format!("sha256:{}", hex::encode(digest.finalize()));
     // Best effort: an unwritable cache only costs a re-hash next time.

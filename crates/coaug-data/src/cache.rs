@@ -124,17 +124,22 @@ pub fn http_get(url: &str, token: Option<&str>, out: &mut impl Write) -> Result<
 
 /// Hex sha256 of a file.
 pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut h = Sha256::new();
+    hash_file(path, &mut h)?;
+    Ok(hex::encode(h.finalize()))
+}
+
+/// Feeds a file's bytes into `hash`, 1 MiB at a time (one digest may span several files).
+pub fn hash_file(path: &Path, hash: &mut Sha256) -> Result<()> {
+    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = f.read(&mut buf)?;
+        let n = f.read(&mut buf).with_context(|| format!("reading {}", path.display()))?;
         if n == 0 {
-            break;
+            return Ok(());
         }
-        h.update(&buf[..n]);
+        hash.update(&buf[..n]);
     }
-    Ok(hex::encode(h.finalize()))
 }
 
 /// Checks a staged file's size and sha256 against pinned values.
