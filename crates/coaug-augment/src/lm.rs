@@ -30,20 +30,16 @@ pub struct LmGenerator {
 impl LmGenerator {
     /// Loads a GGUF file or a HF directory (`config.json`, `*.safetensors`, `tokenizer.json`).
     pub fn load(path: &Path, precision: Precision) -> anyhow::Result<Self> {
-        let (mut model, tokenizer) =
-            coaug_lm::load_model(path, precision, &Device::Cpu).with_context(|| format!("cannot load the model {}", path.display()))?;
-        model.prepare_for_decoding()?;
+        let (model, tokenizer) = load_for_decoding(path, precision, None)?;
         let weights = weights_fingerprint(path)?;
         // The precision changes the arithmetic, hence (rarely) a greedy token: it is part of the key.
         let fingerprint = format!("{weights}:{}{}", precision_name(precision, &model), template_tag(&tokenizer));
-        Ok(Self {
-            model: Some(model),
-            deferred: None,
-            tokenizer,
-            fingerprint,
-            kv_cache: KvPrecision::F32,
-            source: path.display().to_string(),
-        })
+        Ok(Self::loaded_with(model, tokenizer, fingerprint, path.display().to_string()))
+    }
+
+    /// A generator whose weights are in memory.
+    fn loaded_with(model: CausalLm, tokenizer: LmTokenizer, fingerprint: String, source: String) -> Self {
+        Self { model: Some(model), deferred: None, tokenizer, fingerprint, kv_cache: KvPrecision::F32, source }
     }
 
     /// Like [`LmGenerator::load`], but f32 weights are read only when something must be
@@ -72,9 +68,7 @@ impl LmGenerator {
         if self.model.is_none() {
             let (path, precision) = self.deferred.take().expect("a generator has a model or a deferred load");
             let started = std::time::Instant::now();
-            let (mut model, _) = coaug_lm::load_model(&path, precision, &Device::Cpu)
-                .with_context(|| format!("cannot load the model {}", path.display()))?;
-            model.prepare_for_decoding()?;
+            let (model, _) = load_for_decoding(&path, precision, None)?;
             tracing::info!(model = %path.display(), secs = started.elapsed().as_secs_f64(), "loaded the LM");
             self.model = Some(model);
         }
@@ -84,20 +78,9 @@ impl LmGenerator {
     /// The base model in f32 with a training checkpoint's tensors loaded: the RL-trained policy.
     /// Training updates f32 weights, so a GGUF base is dequantized, exactly as the trainer did.
     pub fn load_with_checkpoint(path: &Path, checkpoint: &Path) -> anyhow::Result<Self> {
-        let (mut model, tokenizer) = coaug_lm::load_model(path, Precision::F32, &Device::Cpu)
-            .with_context(|| format!("cannot load the model {}", path.display()))?;
-        coaug_lm::load_checkpoint(&mut model, checkpoint)
-            .with_context(|| format!("cannot apply the checkpoint {} to {}", checkpoint.display(), path.display()))?;
-        model.prepare_for_decoding()?;
+        let (model, tokenizer) = load_for_decoding(path, Precision::F32, Some(checkpoint))?;
         let fingerprint = format!("{}:f32+{}{}", weights_fingerprint(path)?, weights_fingerprint(checkpoint)?, template_tag(&tokenizer));
-        Ok(Self {
-            model: Some(model),
-            deferred: None,
-            tokenizer,
-            fingerprint,
-            kv_cache: KvPrecision::F32,
-            source: format!("{} + {}", path.display(), checkpoint.display()),
-        })
+        Ok(Self::loaded_with(model, tokenizer, fingerprint, format!("{} + {}", path.display(), checkpoint.display())))
     }
 
     /// A tiny randomly initialised Llama with a byte-level tokenizer, for tests and dry runs of the
@@ -109,14 +92,7 @@ impl LmGenerator {
         cfg.eos_token_id = tokenizer.token_to_id("<|im_end|>");
         let mut model = CausalLm::random(&cfg, seed, &Device::Cpu)?;
         model.prepare_for_decoding()?;
-        Ok(Self {
-            model: Some(model),
-            deferred: None,
-            tokenizer,
-            fingerprint: format!("tiny-random-llama:{seed}"),
-            kv_cache: KvPrecision::F32,
-            source: "tiny random".into(),
-        })
+        Ok(Self::loaded_with(model, tokenizer, format!("tiny-random-llama:{seed}"), "tiny random".into()))
     }
 
     /// Generates with the KV cache in this precision (f32 unless set). f16 and 8 bits are faster
@@ -297,6 +273,18 @@ fn precision_name(precision: Precision, model: &CausalLm) -> &'static str {
         Precision::Quantized if model.is_quantized() => "quantized",
         _ => "f32",
     }
+}
+
+/// Loads a model (with a training checkpoint's tensors, if given) and prepares it for decoding.
+fn load_for_decoding(path: &Path, precision: Precision, checkpoint: Option<&Path>) -> anyhow::Result<(CausalLm, LmTokenizer)> {
+    let (mut model, tokenizer) =
+        coaug_lm::load_model(path, precision, &Device::Cpu).with_context(|| format!("cannot load the model {}", path.display()))?;
+    if let Some(checkpoint) = checkpoint {
+        coaug_lm::load_checkpoint(&mut model, checkpoint)
+            .with_context(|| format!("cannot apply the checkpoint {} to {}", checkpoint.display(), path.display()))?;
+    }
+    model.prepare_for_decoding()?;
+    Ok((model, tokenizer))
 }
 
 /// sha256 over the weight files (a GGUF file, or a HF directory's config and safetensors),

@@ -88,6 +88,26 @@ impl LmTokenizer {
         LmTokenizer { inner, stop_ids, pad_id, chat: ChatTemplate::chatml() }
     }
 
+    /// A word-level tokenizer for tiny random models in tests: token i is `words[i]`, text splits
+    /// on whitespace, unknown words become `[UNK]` (which `words` must hold), ChatML's markers are
+    /// special tokens and `<|im_end|>` ends a reply.
+    pub fn word_level(words: &[String]) -> Result<Self> {
+        use tokenizers::models::wordlevel::WordLevel;
+        use tokenizers::pre_tokenizers::whitespace::WhitespaceSplit;
+        let vocab: HashMap<String, u32> = words.iter().enumerate().map(|(i, w)| (w.clone(), i as u32)).collect();
+        let model = WordLevel::builder()
+            .vocab(vocab.into_iter().collect())
+            .unk_token("[UNK]".into())
+            .build()
+            .map_err(|e| anyhow!("word-level vocabulary: {e}"))?;
+        let mut tk = Tokenizer::new(model);
+        tk.with_pre_tokenizer(Some(WhitespaceSplit));
+        tk.add_special_tokens([AddedToken::from("<|im_start|>", true), AddedToken::from(IM_END, true)])
+            .map_err(|e| anyhow!("adding ChatML's markers: {e}"))?;
+        let eos = tk.token_to_id(IM_END);
+        Ok(Self::new(tk, eos))
+    }
+
     /// The same tokenizer with another chat template.
     pub fn with_chat_template(mut self, chat: ChatTemplate) -> Self {
         self.chat = chat;

@@ -2,8 +2,6 @@
 //! gradient, exact resume, and learning on a synthetic corpus where one keyword links every
 //! query to its documents.
 
-use std::collections::HashMap;
-
 use candle_core::{Device, Tensor, Var};
 use coaug_augment::prompts::RolePrompts;
 use coaug_augment::{ParsePolicy, PromptSet};
@@ -27,15 +25,7 @@ fn words() -> Vec<String> {
 
 /// A word-level tokenizer that knows ChatML's markers (`<|im_end|>` = 0 ends a reply).
 fn tokenizer() -> LmTokenizer {
-    use tokenizers::models::wordlevel::WordLevel;
-    use tokenizers::pre_tokenizers::whitespace::WhitespaceSplit;
-    use tokenizers::{AddedToken, Tokenizer};
-    let vocab: HashMap<String, u32> = words().into_iter().enumerate().map(|(i, w)| (w, i as u32)).collect();
-    let model = WordLevel::builder().vocab(vocab.into_iter().collect()).unk_token("[UNK]".into()).build().unwrap();
-    let mut tk = Tokenizer::new(model);
-    tk.with_pre_tokenizer(Some(WhitespaceSplit));
-    tk.add_special_tokens([AddedToken::from("<|im_start|>", true), AddedToken::from("<|im_end|>", true)]).unwrap();
-    LmTokenizer::new(tk, Some(0))
+    LmTokenizer::word_level(&words()).unwrap()
 }
 
 fn tiny_model(seed: u64) -> CausalLm {

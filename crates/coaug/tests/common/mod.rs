@@ -2,7 +2,6 @@
 
 #![allow(dead_code)]
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use coaug_data::{Document, Qrels, Query};
@@ -16,15 +15,7 @@ pub fn words() -> Vec<String> {
 }
 
 pub fn tokenizer() -> LmTokenizer {
-    use tokenizers::models::wordlevel::WordLevel;
-    use tokenizers::pre_tokenizers::whitespace::WhitespaceSplit;
-    use tokenizers::{AddedToken, Tokenizer};
-    let vocab: HashMap<String, u32> = words().into_iter().enumerate().map(|(i, w)| (w, i as u32)).collect();
-    let model = WordLevel::builder().vocab(vocab.into_iter().collect()).unk_token("[UNK]".into()).build().unwrap();
-    let mut tk = Tokenizer::new(model);
-    tk.with_pre_tokenizer(Some(WhitespaceSplit));
-    tk.add_special_tokens([AddedToken::from("<|im_start|>", true), AddedToken::from("<|im_end|>", true)]).unwrap();
-    LmTokenizer::new(tk, Some(0))
+    LmTokenizer::word_level(&words()).unwrap()
 }
 
 /// 12 documents of filler words, 4 queries, every document judged for one of them.
