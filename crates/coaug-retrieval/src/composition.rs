@@ -26,6 +26,12 @@ pub enum QueryWeight {
     /// weight (never less than weight 1). A 4-term query with a 40-term expansion at share 0.5
     /// weighs 10; with a 12-term expansion, 3.
     Share(f32),
+    /// Adaptive to the query's length as well: the whole expansion weighs as much as this many
+    /// original terms, so an original of n terms keeps the share n / (n + C) (never less than
+    /// weight 1). At C = 3 a 3-term query keeps half of the weight, like `share:0.5`, while a
+    /// 12-term claim keeps 0.8: long queries say most of what they need, and a small model's
+    /// expansion mostly adds noise to them.
+    Terms(f32),
 }
 
 impl QueryWeight {
@@ -35,6 +41,8 @@ impl QueryWeight {
             QueryWeight::Fixed(w) => w,
             QueryWeight::Share(_) if original_mass <= 0.0 || expansion_mass <= 0.0 => 1.0,
             QueryWeight::Share(s) => (s / (1.0 - s) * expansion_mass / original_mass).max(1.0),
+            QueryWeight::Terms(_) if expansion_mass <= 0.0 => 1.0,
+            QueryWeight::Terms(c) => (expansion_mass / c).max(1.0),
         }
     }
 }
@@ -44,6 +52,7 @@ impl fmt::Display for QueryWeight {
         match self {
             QueryWeight::Fixed(w) => write!(f, "{w}"),
             QueryWeight::Share(s) => write!(f, "share:{s}"),
+            QueryWeight::Terms(c) => write!(f, "terms:{c}"),
         }
     }
 }
@@ -51,9 +60,16 @@ impl fmt::Display for QueryWeight {
 impl FromStr for QueryWeight {
     type Err = anyhow::Error;
 
-    /// `5` (fixed) or `share:0.5` (adaptive).
+    /// `5` (fixed), `share:0.5` or `terms:3` (adaptive).
     fn from_str(s: &str) -> anyhow::Result<Self> {
         let s = s.trim();
+        if let Some(terms) = s.strip_prefix("terms:") {
+            let terms: f32 = terms.parse().with_context(|| format!("query weight {s:?}: the term count is not a number"))?;
+            if !(terms.is_finite() && terms > 0.0) {
+                bail!("query weight {s:?}: the expansion's weight in original terms must be a finite number > 0");
+            }
+            return Ok(QueryWeight::Terms(terms));
+        }
         if let Some(share) = s.strip_prefix("share:") {
             let share: f32 = share.parse().with_context(|| format!("query weight {s:?}: the share is not a number"))?;
             if !(share > 0.0 && share < 1.0) {
@@ -61,7 +77,9 @@ impl FromStr for QueryWeight {
             }
             return Ok(QueryWeight::Share(share));
         }
-        let w: f32 = s.parse().with_context(|| format!("query weight {s:?}: expected a number (e.g. 5) or share:S (e.g. share:0.5)"))?;
+        let w: f32 = s.parse().with_context(|| {
+            format!("query weight {s:?}: expected a number (e.g. 5), share:S (e.g. share:0.5) or terms:C (e.g. terms:3)")
+        })?;
         if !(w.is_finite() && w >= 0.0) {
             bail!("query weight {s:?} must be a finite number ≥ 0");
         }
@@ -189,7 +207,7 @@ pub struct Composition {
 impl Default for Composition {
     /// Chosen on NFCorpus dev and SciFact train queries (docs/results/sweep.md).
     fn default() -> Self {
-        Self { query_weight: QueryWeight::Share(0.5), doc_field: DocField::Own(0.05), sample_fusion: SampleFusion::Concat }
+        Self { query_weight: QueryWeight::Share(0.9), doc_field: DocField::Own(0.05), sample_fusion: SampleFusion::Concat }
     }
 }
 
@@ -330,6 +348,24 @@ mod tests {
     }
 
     #[test]
+    fn terms_keeps_a_larger_share_for_longer_queries() {
+        let a = Analyzer::default();
+        let c = Composition { query_weight: QueryWeight::Terms(2.0), ..Composition::default() };
+        let expansion = ["calcium vitamin osteoporosis fracture hip spine estrogen menopause"];
+        let share = |q: &WeightedQuery, original: &[&str]| original.iter().map(|t| q.weight(t)).sum::<f32>() / q.total_weight();
+        // 8 expansion terms weigh as much as 2 original terms: each original term weighs 4.
+        let short = c.bm25_query(&a, "bone density", &expansion);
+        assert_eq!(short.weight("bone"), 4.0);
+        assert!((share(&short, &["bone", "densiti"]) - 2.0 / 4.0).abs() < 1e-6);
+        // Six original terms keep 6 / (6 + 2) of the weight.
+        let long = c.bm25_query(&a, "bone density loss in older women treated with statins", &expansion);
+        assert!((share(&long, &["bone", "densiti", "loss", "older", "women", "treat", "statin"]) - 7.0 / 9.0).abs() < 1e-6);
+        // Never below 1, and no expansion leaves the query as it is.
+        assert_eq!(c.bm25_query(&a, "bone", &["calcium"]).weight("bone"), 1.0);
+        assert_eq!(c.bm25_query::<&str>(&a, "bone", &[]).weight("bone"), 1.0);
+    }
+
+    #[test]
     fn several_samples_weigh_one_expansion_in_total() {
         let a = Analyzer::default();
         let c = Composition { query_weight: QueryWeight::Fixed(2.0), ..Composition::default() };
@@ -361,13 +397,16 @@ mod tests {
         assert_eq!("5".parse::<QueryWeight>().unwrap(), QueryWeight::Fixed(5.0));
         assert_eq!("share:0.4".parse::<QueryWeight>().unwrap(), QueryWeight::Share(0.4));
         assert!("share:1".parse::<QueryWeight>().is_err());
+        assert_eq!("terms:3".parse::<QueryWeight>().unwrap(), QueryWeight::Terms(3.0));
+        assert!("terms:0".parse::<QueryWeight>().is_err());
+        assert!("terms:x".parse::<QueryWeight>().is_err());
         assert!("-1".parse::<QueryWeight>().is_err());
         assert!("x".parse::<QueryWeight>().unwrap_err().to_string().contains("share:S"));
         assert_eq!("own:0.3".parse::<DocField>().unwrap(), DocField::Own(0.3));
         assert_eq!("own".parse::<DocField>().unwrap(), DocField::Own(1.0));
         assert_eq!("body".parse::<DocField>().unwrap(), DocField::Body);
         assert!("own:x".parse::<DocField>().is_err());
-        for s in ["share:0.4", "5"] {
+        for s in ["share:0.4", "5", "terms:2.5"] {
             assert_eq!(s.parse::<QueryWeight>().unwrap().to_string(), s);
         }
         assert_eq!(DocField::Own(0.3).to_string(), "own:0.3");

@@ -74,8 +74,10 @@ pub struct CompositionArgs {
     /// Weight of the original query's terms against the expansion's: a number (the original
     /// counts that many times: query2doc's `q ×5 + a`; 1 is the method's plain `q ⊕ a`), or
     /// `share:S`, adaptive to the length ratio: the original gets share S of the query's total
-    /// term weight (never weight < 1). Default: the project default (docs/results/sweep.md).
-    #[arg(long, value_delimiter = ',', value_name = "W|share:S")]
+    /// term weight, or `terms:C`, adaptive to the query's length too: the whole expansion weighs
+    /// as much as C original terms, so an n-term query keeps the share n / (n + C) (never weight
+    /// < 1 either way). Default: the project default (docs/results/sweep.md).
+    #[arg(long, value_delimiter = ',', value_name = "W|share:S|terms:C")]
     pub query_weight: Vec<QueryWeight>,
 
     /// Where a document's augmentation is searched: `body` (appended to the text, the method's
