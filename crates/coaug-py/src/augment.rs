@@ -273,6 +273,11 @@ impl PyAugmenter {
             }
             "lm" => {
                 let spec = model.clone().unwrap_or_else(|| coaug_lm::DEFAULT_MODEL.to_string());
+                // A path that is not there: say so, rather than trying it as a repository id.
+                let looks_like_path = spec.starts_with('/') || spec.starts_with('.') || spec.starts_with('~') || spec.ends_with(".gguf");
+                if looks_like_path && !std::path::Path::new(&spec).exists() {
+                    return Err(not_found(format!("{spec}: no such model file or folder")));
+                }
                 let g = py
                     .detach(|| -> anyhow::Result<LmGenerator> {
                         let path = coaug_lm::resolve_model(&spec, &coaug_data::cache_root())?;
