@@ -199,7 +199,8 @@ def test_composition():
         coaug.Composition(doc_field="nowhere")
     assert c.query_text("q", ["a", " ", "b"]) == "q\na\nb"
     terms = dict(coaug.Composition(query_weight="share:0.5").weighted_query("bones", ["calcium bones"]))
-    assert math.isclose(terms["bone"], 1.0 + 0.5, rel_tol=1e-6)  # original share 0.5 of the total weight
+    # the original (mass 1) gets weight w with w / (w + 2) = 0.5: w = 2, plus the expansion's 1
+    assert math.isclose(terms["bone"], 2.0 + 1.0, rel_tol=1e-6)
     assert math.isclose(terms["calcium"], 1.0, rel_tol=1e-6)
     assert coaug.Composition(query_weight=3).repeated_query_text("bones", ["calcium"]) == "bones\nbones\nbones\ncalcium"
 
