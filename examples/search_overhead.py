@@ -35,13 +35,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="nfcorpus")
     parser.add_argument("--k", type=int, default=1000)
+    parser.add_argument("--stop-words", default="lucene", help="lucene: what `coaug bench bm25` indexes with")
     parser.add_argument("--min-secs", type=float, default=3.0)
     parser.add_argument("--frame", action="store_true", help="also time the DataFrame output (needs pandas)")
     args = parser.parse_args()
 
     corpus, queries, _ = coaug.load_beir(args.dataset)
-    index = coaug.BM25Index.build(corpus)
-    out = {"dataset": args.dataset, "queries": len(queries), "k": args.k}
+    index = coaug.BM25Index.build(corpus, stop_words=args.stop_words)
+    out = {"dataset": args.dataset, "queries": len(queries), "k": args.k, "stop_words": args.stop_words}
     cases = {
         "search_results": lambda: index.search_results(queries, args.k),
         "search_dict": lambda: index.search(queries, args.k),
