@@ -373,6 +373,18 @@ impl TrainConfig {
         Ok(config)
     }
 
+    /// A config given as JSON (a table of tables, as from Python's `json.dumps` of a dict): the
+    /// same keys, preset and checks as a TOML file. `source_name` names it in errors.
+    pub fn from_json(value: serde_json::Value, source_name: &str) -> Result<Self> {
+        let config_error = |message: String| RlError::Config { source_name: source_name.to_owned(), message };
+        if !value.is_object() {
+            return Err(config_error("expected a table of settings (a dict)".into()));
+        }
+        let table: toml::Table = serde_json::from_value(value).map_err(|e| config_error(e.to_string()))?;
+        let text = toml::to_string(&table).map_err(|e| config_error(e.to_string()))?;
+        Self::from_toml(&text, source_name)
+    }
+
     pub fn from_toml_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path)

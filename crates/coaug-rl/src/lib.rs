@@ -20,7 +20,9 @@
 //!    [`validation`] measures nDCG@10 on held-out queries and [`metrics`] records both.
 //!
 //! [`TrainConfig`] holds every setting (TOML, presets `paper` and `cpu-small`); [`seed`]
-//! derives the reproducible random streams; [`bench`] times the reward estimate.
+//! derives the reproducible random streams; [`bench`] times the reward estimate; [`run`] is a
+//! run directory's protocol (config, metrics, validation, checkpoints, resume) for the command
+//! line and Python alike.
 
 pub mod advantage;
 pub mod bench;
@@ -38,6 +40,7 @@ pub mod policy;
 mod ranking;
 pub mod reward;
 pub mod rollout;
+pub mod run;
 pub mod seed;
 pub mod similarity;
 pub mod trainer;
@@ -63,6 +66,7 @@ pub use metrics::{StepMetrics, ValidationMetrics};
 pub use policy::Policy;
 pub use reward::{Estimator, RewardSampler, RewardSettings, Rewards};
 pub use rollout::{Rollout, StepRollouts};
+pub use run::{ConfigSource, DenseSetup, RunEvent, TrainRun};
 pub use similarity::RewardSimilarity;
 pub use trainer::{TrainData, Trainer, TrainerState};
 pub use update::{policy_update, surrogate_tensor, UpdateItem, UpdateReport, UpdateShape};

@@ -420,3 +420,55 @@ mod dense {
         assert!((plain.ndcg_at_10 - want).abs() < 1e-9, "{} vs {want}", plain.ndcg_at_10);
     }
 }
+
+#[test]
+fn a_run_directory_checkpoints_records_steps_and_resumes_where_it_stopped() {
+    use coaug_rl::run::{latest_checkpoint, TrainRun, METRICS_FILE};
+    let mut cfg = config(BlockSelection::Top(1), 0.0);
+    cfg.schedule.max_steps = Some(3);
+    cfg.schedule.checkpoint_every = 2;
+    let dir = tempfile::tempdir().unwrap();
+    let steps = |dir: &std::path::Path| -> Vec<u64> {
+        coaug_rl::metrics::read_jsonl::<StepMetrics>(&dir.join(METRICS_FILE)).unwrap().iter().map(|m| m.step).collect()
+    };
+    let mut run = TrainRun::open(dir.path(), trainer(4, cfg.clone()), None, false).unwrap();
+    assert_eq!(run.resumed_at(), None);
+    run.begin(&mut |_| {}).unwrap();
+    run.step(&mut |_| {}).unwrap();
+    assert_eq!(latest_checkpoint(dir.path()).unwrap(), None, "checkpoint_every = 2");
+    // Stopped between steps: a checkpoint of step 1 is written once.
+    let saved = run.checkpoint_now().unwrap().unwrap();
+    assert_eq!(run.checkpoint_now().unwrap(), Some(saved.clone()));
+    assert_eq!(latest_checkpoint(dir.path()).unwrap(), Some((1, saved)));
+    run.step(&mut |_| {}).unwrap();
+    drop(run);
+    assert_eq!(steps(dir.path()), [0, 1]);
+
+    // The checkpoint after step 2 holds both steps; a stray later line is dropped on resume.
+    coaug_rl::metrics::append_jsonl(&dir.path().join(METRICS_FILE), &serde_json::json!({"step": 2})).unwrap();
+    let mut run = TrainRun::open(dir.path(), trainer(4, cfg.clone()), None, true).unwrap();
+    assert_eq!(run.resumed_at(), Some(2));
+    assert_eq!(steps(dir.path()), [0, 1]);
+    while !run.is_done() {
+        run.step(&mut |_| {}).unwrap();
+    }
+    run.finish(&mut |_| {}).unwrap();
+    assert_eq!(steps(dir.path()), [0, 1, 2]);
+    assert_eq!(latest_checkpoint(dir.path()).unwrap().unwrap().0, 3, "the last step is always saved");
+
+    // A fresh run in the same directory starts over.
+    let run = TrainRun::open(dir.path(), trainer(4, cfg), None, false).unwrap();
+    assert_eq!(run.trainer().step_index(), 0);
+    assert!(steps(dir.path()).is_empty());
+}
+
+#[test]
+fn a_json_config_is_read_like_the_toml_file() {
+    let json = serde_json::json!({"preset": "cpu-small", "seed": 7, "reward": {"estimator": "sampling"}, "schedule": {"max_steps": 5}});
+    let c = TrainConfig::from_json(json, "dict").unwrap();
+    let toml = "preset = \"cpu-small\"\nseed = 7\n[reward]\nestimator = \"sampling\"\n[schedule]\nmax_steps = 5\n";
+    assert_eq!(c, TrainConfig::from_toml(toml, "file").unwrap());
+    let err = TrainConfig::from_json(serde_json::json!({"nonsense": 1}), "dict").unwrap_err().to_string();
+    assert!(err.contains("config dict") && err.contains("nonsense"), "{err}");
+    assert!(TrainConfig::from_json(serde_json::json!([1]), "dict").is_err());
+}

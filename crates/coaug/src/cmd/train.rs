@@ -4,20 +4,18 @@
 //! A run directory holds everything a run leaves: `config.toml` (the resolved config),
 //! `metrics.jsonl` (one line per step), `validation.jsonl`, `checkpoints/` (trained tensors and
 //! optimizer state; `latest.json` names the newest) and the BM25 validation index. A dense run
-//! validates against the corpus vectors `coaug eval --retriever dense` keeps in the cache.
+//! validates against the corpus vectors `coaug eval --retriever dense` keeps in the cache. The
+//! protocol (resume, metrics lines, validation and checkpoint schedule) is `coaug_rl::run`'s,
+//! shared with Python's `coaug.train`; this command adds the flags, the encoder and the output.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use coaug_augment::{PromptSet, Retriever};
-use coaug_data::Dataset;
-use coaug_dense::{SentenceEncoder, StoredPrecision};
-use coaug_rl::metrics::{append_jsonl, read_jsonl, truncate_jsonl_from_step};
-use coaug_rl::{
-    Bm25Reward, DenseReward, Policy, RewardSimilarity, StepMetrics, TrainConfig, TrainData, Trainer, ValidationGeneration, ValidationIndex,
-    ValidationKind, ValidationMetrics, ValidationSlice, Validator,
-};
+use coaug_dense::StoredPrecision;
+use coaug_rl::run::{self, ConfigSource, DenseSetup, RunEvent, TrainRun};
+use coaug_rl::{Policy, StepMetrics, TrainConfig, ValidationKind, ValidationMetrics};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::dense::{load_encoder, store_dir, EncoderArgs};
@@ -100,11 +98,8 @@ pub fn run(args: Args) -> Result<()> {
     let out = args.out.clone().unwrap_or_else(|| PathBuf::from(format!("runs/train-{}", dataset.name())));
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let config = resolve_config(&args, &out)?;
-    std::fs::write(out.join("config.toml"), config.to_toml())?;
+    run::start_dir(&out, &config)?;
 
-    let corpus = dataset.load_corpus()?;
-    let queries = dataset.queries()?;
-    let train_qrels = dataset.qrels("train")?;
     let model_path = model_path(args.model.as_deref(), &config)?;
     eprintln!("loading the policy from {}", model_path.display());
     let device = args.device.resolve()?;
@@ -124,29 +119,9 @@ pub fn run(args: Args) -> Result<()> {
         Some(e) => eprintln!("retriever: dense, encoder {} ({} dimensions)", e.name(), e.dim()),
         None => eprintln!("retriever: sparse (BM25)"),
     }
-    let validator = if config.validation.every_steps > 0 {
-        let qrels = dataset.qrels(&config.validation.split)?;
-        Some(Validator::new(
-            corpus.clone(),
-            &queries,
-            &qrels,
-            &ValidationSlice {
-                queries: config.validation.queries,
-                pool_per_query: Some(config.validation.pool_per_query).filter(|&k| k > 0),
-                seed: config.seed,
-            },
-            validation_index(encoder.as_ref(), &dataset, &out, &config),
-            validation_generation(&config, &device),
-            (config.augments_queries(), config.augments_documents()),
-        )?)
-    } else {
-        None
-    };
-    let similarity = match encoder {
-        Some(encoder) => RewardSimilarity::Dense(DenseReward::new(encoder)),
-        None => RewardSimilarity::Bm25(Bm25Reward::new(&corpus, &config.retrieval.stop_words.analyzer(), config.retrieval.composition())?),
-    };
-    let mut trainer = Trainer::with_similarity(config.clone(), policy, prompts, TrainData { corpus, queries, train_qrels }, similarity)?;
+    let dense = encoder.map(|encoder| DenseSetup { vectors_dir: store_dir(&dataset, &encoder, StoredPrecision::F32), encoder });
+    let mut run = TrainRun::prepare(&dataset, config, &out, args.resume, policy, prompts, dense, &device)?;
+    let trainer = run.trainer();
     let stats = trainer.sampler().stats().clone();
     eprintln!(
         "{} training queries, never-positive pool {}, {} steps, {} trainable parameters",
@@ -155,92 +130,50 @@ pub fn run(args: Args) -> Result<()> {
         trainer.total_steps(),
         trainer.policy().trainable.num_params()
     );
-    let metrics_path = out.join("metrics.jsonl");
-    let validation_path = out.join("validation.jsonl");
-    if args.resume {
-        let step = trainer.resume(&out)?;
+    if let Some(step) = run.resumed_at() {
         eprintln!("resuming at step {step}");
-        truncate_jsonl_from_step(&metrics_path, step)?;
-        truncate_jsonl_from_step(&validation_path, step)?;
-    } else {
-        for stale in [&metrics_path, &validation_path] {
-            if stale.exists() {
-                std::fs::remove_file(stale)?;
-            }
-        }
     }
-    train_loop(&mut trainer, validator.as_ref(), &out)
+    train_loop(&mut run, &out)
 }
 
-fn train_loop(trainer: &mut Trainer, validator: Option<&Validator>, out: &Path) -> Result<()> {
-    let config = trainer.config().clone();
-    let bar = ProgressBar::new(trainer.total_steps()).with_position(trainer.step_index());
+fn train_loop(run: &mut TrainRun, out: &Path) -> Result<()> {
+    let bar = ProgressBar::new(run.trainer().total_steps()).with_position(run.trainer().step_index());
     bar.set_style(
         ProgressStyle::with_template("{elapsed_precise} [{bar:30}] step {pos}/{len} ETA {eta} {msg}")
             .expect("valid template")
             .progress_chars("=> "),
     );
-    // Step 0 of each kind, the reference of every later validation's paired delta (read back
-    // from the run's file when resuming).
-    let mut starts: Vec<ValidationMetrics> =
-        read_jsonl::<ValidationMetrics>(&out.join("validation.jsonl")).unwrap_or_default().into_iter().filter(|m| m.step == 0).collect();
-    let co_augmentation = config.validation.pool_per_query > 0 && config.augments_documents();
-    let mut validate = |trainer: &Trainer, bar: &ProgressBar, kind: ValidationKind| -> Result<()> {
-        let Some(v) = validator else { return Ok(()) };
-        bar.set_message("validating…");
-        let mut m: ValidationMetrics = v.run(trainer.policy(), trainer.prompts(), trainer.step_index(), kind)?;
-        match starts.iter().find(|s| s.kind == kind) {
-            Some(start) if m.step > 0 => m.compare_with(start),
-            Some(_) => {}
-            None => starts.push(m.clone()),
-        }
-        let delta = m.delta_vs_start.map(|d| format!(", vs step 0: {d}")).unwrap_or_default();
-        say(
-            bar,
-            format!(
-                "validation ({}) after {} steps: nDCG@10 {:.4}{delta} ({} queries, {} augmented documents, {:.0} s)",
-                match kind {
-                    ValidationKind::Query => "queries",
-                    ValidationKind::Both => "queries + document pool",
-                },
-                m.step,
-                m.ndcg_at_10,
-                m.queries,
-                m.augmented_documents,
-                m.seconds
-            ),
-        );
-        append_jsonl(&out.join("validation.jsonl"), &m)
+    let mut on = |event: RunEvent<'_>| match event {
+        RunEvent::Validating(_) => bar.set_message("validating…"),
+        RunEvent::Validated(m) => say(&bar, validation_line(m)),
     };
-    let every = config.validation.every_steps;
-    let mut validated_at = None;
-    if every > 0 && co_augmentation && trainer.step_index() == 0 {
-        validate(trainer, &bar, ValidationKind::Both)?;
-    }
-    while !trainer.is_done() {
-        if every > 0 && trainer.step_index().is_multiple_of(every) {
-            validate(trainer, &bar, ValidationKind::Query)?;
-            validated_at = Some(trainer.step_index());
-        }
-        let m = trainer.train_step()?;
-        append_jsonl(&out.join("metrics.jsonl"), &m)?;
+    run.begin(&mut on)?;
+    while !run.is_done() {
+        let m = run.step(&mut on)?;
         say(&bar, step_line(&m));
         bar.set_message(format!("reward q {:.3}", m.reward_query));
         bar.inc(1);
-        let step = trainer.step_index();
-        if step.is_multiple_of(config.schedule.checkpoint_every.max(1)) || trainer.is_done() {
-            trainer.save_checkpoint(out)?;
-        }
     }
-    if every > 0 && validated_at != Some(trainer.step_index()) {
-        validate(trainer, &bar, ValidationKind::Query)?;
-    }
-    if every > 0 && co_augmentation {
-        validate(trainer, &bar, ValidationKind::Both)?;
-    }
+    run.finish(&mut on)?;
     bar.finish_with_message("done");
     eprintln!("run directory: {} (plot it with `coaug plot {}`)", out.display(), out.display());
     Ok(())
+}
+
+fn validation_line(m: &ValidationMetrics) -> String {
+    let delta = m.delta_vs_start.map(|d| format!(", vs step 0: {d}")).unwrap_or_default();
+    format!(
+        "validation ({}) after {} steps: nDCG@10 {:.4}{delta} ({} queries, {} augmented documents, {:.0} s)",
+        match m.kind {
+            ValidationKind::Query => "queries",
+            ValidationKind::Both => "queries + document pool",
+        },
+        m.step,
+        m.ndcg_at_10,
+        m.queries,
+        m.augmented_documents,
+        m.seconds
+    )
 }
 
 /// A line above the progress bar, or a plain line on stderr when it is not a terminal (the bar
@@ -280,12 +213,7 @@ fn step_line(m: &StepMetrics) -> String {
 
 /// Preset or file, then the command line's overrides; a resumed run keeps its saved config.
 fn resolve_config(args: &Args, out: &Path) -> Result<TrainConfig> {
-    let saved = out.join("config.toml");
-    let mut config = match (&args.config, args.resume && saved.exists()) {
-        (Some(path), _) => TrainConfig::from_toml_file(path)?,
-        (None, true) => TrainConfig::from_toml_file(&saved)?,
-        (None, false) => TrainConfig::preset(&args.preset)?,
-    };
+    let mut config = run::run_config(args.config.as_deref().map(ConfigSource::File), &args.preset, out, args.resume)?;
     if let Some(retriever) = args.retriever {
         config.retriever = retriever;
     }
@@ -303,35 +231,6 @@ fn resolve_config(args: &Args, out: &Path) -> Result<TrainConfig> {
     Ok(config)
 }
 
-/// BM25: a tantivy index rebuilt in the run directory. Dense: the cached corpus vectors of
-/// `coaug eval --retriever dense` (f32), so neither command encodes the corpus twice.
-fn validation_index(encoder: Option<&Arc<SentenceEncoder>>, dataset: &Dataset, out: &Path, config: &TrainConfig) -> ValidationIndex {
-    match encoder {
-        Some(encoder) => {
-            ValidationIndex::Dense { encoder: encoder.clone(), vectors_dir: store_dir(dataset, encoder, StoredPrecision::F32) }
-        }
-        None => ValidationIndex::Bm25 {
-            dir: out.join("validation-index"),
-            composition: config.retrieval.composition(),
-            analyzer: config.retrieval.stop_words.analyzer(),
-        },
-    }
-}
-
-/// Validation generates as `coaug eval` does (greedy, its repetition penalty, an 8-bit KV cache
-/// on the CPU), with the run's token limits and parsing.
-fn validation_generation(config: &TrainConfig, device: &candle_core::Device) -> ValidationGeneration {
-    let settings = coaug_retrieval::AugmentSettings {
-        max_input_tokens: config.rollout.max_document_tokens,
-        max_new_tokens: config.rollout.max_new_tokens,
-        query_max_new_tokens: config.rollout.query_max_new_tokens,
-        parse_policy: config.rollout.parse_policy,
-        ..Default::default()
-    };
-    let kv_cache = if device.is_cpu() { coaug_lm::KvPrecision::Q8 } else { coaug_lm::KvPrecision::F32 };
-    ValidationGeneration { settings, kv_cache }
-}
-
 /// Encoder flags on a sparse run are a likely mistake (a forgotten `--retriever dense`).
 fn warn_unused_encoder_flags(args: &EncoderArgs) {
     if args.encoder.is_some() || args.query_prefix.is_some() || args.max_length.is_some() {
@@ -341,10 +240,7 @@ fn warn_unused_encoder_flags(args: &EncoderArgs) {
 
 /// `--model`, else the config's model when it is a path, else the default GGUF from the cache.
 pub fn model_path(flag: Option<&str>, config: &TrainConfig) -> Result<PathBuf> {
-    let spec = flag.unwrap_or(&config.model);
-    // Configs written before models had names say "SmolLM2-135M-Instruct".
-    let spec = if spec.contains("SmolLM2-135M") && !Path::new(spec).exists() { coaug_lm::DEFAULT_MODEL } else { spec };
-    coaug_lm::resolve_model(spec, &coaug_data::cache_root())
+    run::model_path(flag, config)
 }
 
 #[cfg(test)]
