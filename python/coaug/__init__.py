@@ -12,6 +12,9 @@ rankings, metrics and the augmentation store are shared with it and give the sam
 
     expansions = coaug.Augmenter().queries(queries)               # through the shared store
     results = index.search(queries, k=1000, expansions=expansions)  # "+query aug"
+
+    run = coaug.train("cpu-small", dataset="nfcorpus", out="runs/py")   # `coaug train`'s run directory
+    trained = coaug.Augmenter(policy=run["checkpoint"])           # the trained policy
 """
 
 from __future__ import annotations
@@ -26,8 +29,9 @@ from ._native import (
     __version__,
     evaluate,
     load_beir,
+    train,
+    write_tiny_model,
 )
-from ._train import train
 
 __all__ = [
     "Augmenter",
@@ -39,6 +43,7 @@ __all__ = [
     "evaluate",
     "load_beir",
     "train",
+    "write_tiny_model",
 ]
 
 # Results behaves as a read-only mapping {qid: {docid: score}}.

@@ -1,7 +1,8 @@
 """Type stubs of the coaug package (the native module's classes and functions)."""
 
 from os import PathLike
-from typing import Any, Callable, Dict, Iterator, List, Literal, Mapping, Optional, Sequence, Tuple, Union, overload
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Literal, Mapping, Optional, Sequence, Tuple, TypedDict, Union, overload
 
 import pandas
 
@@ -171,7 +172,53 @@ class Augmenter:
     @property
     def fingerprint(self) -> str: ...
     @property
-    def store(self) -> str: ...
+    def store(self) -> Path: ...
     def store_rows(self) -> int: ...
 
-def train(config: Union[StrPath, Mapping[str, Any], None] = None, **kwargs: Any) -> Any: ...
+class TrainResult(TypedDict):
+    """What ``train`` returns."""
+
+    run_dir: Path
+    """The run directory (``config.toml``, ``metrics.jsonl``, ``validation.jsonl``, ``checkpoints/``)."""
+    steps: int
+    """Steps completed, this call's and a resumed run's earlier ones."""
+    total_steps: int
+    resumed_at: Optional[int]
+    """The step a ``resume=True`` call continued at (None for a fresh run)."""
+    checkpoint: Optional[Path]
+    """The latest checkpoint: ``Augmenter(model, policy=checkpoint)`` generates with the trained policy."""
+    metrics: List[Dict[str, Any]]
+    """This call's lines of ``metrics.jsonl`` (one per step: ``step``, ``reward_query``, ``loss``, …)."""
+    validation: List[Dict[str, Any]]
+    """This call's lines of ``validation.jsonl`` (``step``, ``kind``, ``ndcg_at_10``, …)."""
+
+def train(
+    config: Union[StrPath, Mapping[str, Any], None] = None,
+    *,
+    dataset: StrPath,
+    data_dir: Optional[StrPath] = None,
+    out: Optional[StrPath] = None,
+    model: Optional[str] = None,
+    prompts: Optional[StrPath] = None,
+    steps: Optional[int] = None,
+    seed: Optional[int] = None,
+    resume: bool = False,
+    progress: Progress = None,
+) -> TrainResult:
+    """RL training of the policy LM, as ``coaug train`` (same run directory, same resume).
+
+    ``config``: a TOML file, a dict of the same settings (an optional ``"preset"`` plus
+    overrides), a preset's name (``"cpu-small"``, ``"paper"``), or None (the saved config when
+    resuming, else ``cpu-small``). ``dataset``: a BEIR folder or a name looked up in ``data_dir``
+    (train qrels for the reward, the config's ``validation.split`` for validation). ``out``: the
+    run directory (``runs/train-<dataset>``). ``model``: the policy's weights (the config's model
+    otherwise). ``steps``: the cap on optimizer steps (``--max-steps``). ``resume``: continue from
+    the latest checkpoint in ``out``. ``progress``: ``callback(done, total)`` or a tqdm bar, after
+    every step. Runs on the CPU with the sparse (BM25) retriever; releases the GIL. Ctrl-C stops
+    between steps with a checkpoint of the last one (``resume=True`` continues there). A bad
+    config raises ``ValueError``.
+    """
+
+def write_tiny_model(path: StrPath, words: Sequence[str], *, seed: int = 0) -> Path:
+    """A tiny random Llama with a word-level tokenizer of ``words``, written as an HF folder at
+    ``path`` (for tests: it trains and generates in milliseconds; its replies are noise)."""

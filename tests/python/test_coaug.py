@@ -372,9 +372,3 @@ def test_pyterrier_retriever(tmp_path, corpus, queries):
         assert list(group["docno"]) == list(direct[qid])
     with pytest.raises(ValueError):
         Retriever(index, k=0)
-
-
-def test_train_is_not_bound_yet():
-    # RL training from Python is not implemented: the error says what to run instead.
-    with pytest.raises(NotImplementedError, match="coaug train"):
-        coaug.train({"preset": "cpu-small"})

@@ -162,7 +162,7 @@ fn parse_policy(name: &str) -> PyResult<ParsePolicy> {
 }
 
 /// Calls a progress callback: `callback(done, total)`, or a tqdm-style bar's `update(n)`.
-fn report_progress(callback: Option<&Bound<'_, PyAny>>, done: usize, step: usize, total: usize) -> PyResult<()> {
+pub(crate) fn report_progress(callback: Option<&Bound<'_, PyAny>>, done: usize, step: usize, total: usize) -> PyResult<()> {
     let Some(cb) = callback.filter(|c| !c.is_none()) else { return Ok(()) };
     if !cb.is_callable() && cb.hasattr("update")? {
         cb.call_method1("update", (step,))?;

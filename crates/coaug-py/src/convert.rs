@@ -169,7 +169,7 @@ pub fn qrels_to_py<'py>(py: Python<'py>, qrels: &Qrels) -> PyResult<Bound<'py, P
 
 /// Whether `arg` names a folder rather than a dataset: it holds a path separator, starts with
 /// `.` or `~`, or exists.
-fn is_path(arg: &str) -> bool {
+pub(crate) fn is_path(arg: &str) -> bool {
     arg.contains(std::path::MAIN_SEPARATOR) || arg.contains('/') || arg.starts_with('.') || arg.starts_with('~') || Path::new(arg).exists()
 }
 
@@ -202,7 +202,7 @@ pub fn load_beir<'py>(
     Ok((corpus_to_py(py, &loaded.corpus)?, queries_to_py(py, &loaded.queries)?, qrels_to_py(py, &loaded.qrels)?))
 }
 
-fn expand_home(path: &Path) -> PathBuf {
+pub(crate) fn expand_home(path: &Path) -> PathBuf {
     match path.strip_prefix("~") {
         Ok(rest) => std::env::var_os("HOME").map(|h| PathBuf::from(h).join(rest)).unwrap_or_else(|| path.to_path_buf()),
         Err(_) => path.to_path_buf(),

@@ -31,6 +31,12 @@ pub fn to_py(err: anyhow::Error) -> PyErr {
         if let Some(coaug_index::IndexError::DuplicateId { .. }) = cause.downcast_ref::<coaug_index::IndexError>() {
             return PyValueError::new_err(message);
         }
+        // A training config or training data that cannot work.
+        if let Some(coaug_rl::RlError::Config { .. } | coaug_rl::RlError::Setting { .. } | coaug_rl::RlError::Data(_)) =
+            cause.downcast_ref::<coaug_rl::RlError>()
+        {
+            return PyValueError::new_err(message);
+        }
     }
     CoaugError::new_err(message)
 }

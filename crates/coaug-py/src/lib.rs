@@ -1,7 +1,8 @@
 //! coaug's engine from Python: the native module `coaug._native` of the `coaug` package
 //! (python/coaug). BEIR loading, BM25 indexes and search, evaluation with `coaug eval`'s
-//! arithmetic, and LM augmentation through the same SQLite store as the command line, each call
-//! going through the same library functions as the corresponding command, so the numbers agree.
+//! arithmetic, LM augmentation through the same SQLite store as the command line, and RL
+//! training in `coaug train`'s run directories, each call going through the same library
+//! functions as the corresponding command, so the numbers agree.
 //!
 //! Every long call releases the GIL. Rust errors become Python exceptions carrying the same
 //! message ([`errors`]): `ValueError` for bad input, `FileNotFoundError` for missing datasets,
@@ -12,6 +13,7 @@ mod convert;
 mod errors;
 mod eval;
 mod index;
+mod train;
 
 use pyo3::prelude::*;
 
@@ -26,5 +28,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<index::PyResults>()?;
     m.add_class::<augment::PyComposition>()?;
     m.add_class::<augment::PyAugmenter>()?;
+    m.add_function(wrap_pyfunction!(train::train, m)?)?;
+    m.add_function(wrap_pyfunction!(train::write_tiny_model, m)?)?;
     Ok(())
 }
