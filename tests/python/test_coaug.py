@@ -3,6 +3,7 @@ store: every Augmenter here writes to a temporary one)."""
 
 import collections.abc
 import math
+import os
 import threading
 
 import pytest
@@ -372,3 +373,37 @@ def test_pyterrier_retriever(tmp_path, corpus, queries):
         assert list(group["docno"]) == list(direct[qid])
     with pytest.raises(ValueError):
         Retriever(index, k=0)
+
+
+def _pyterrier():
+    """PyTerrier, or a skip where it is not installed; `.ci/run` installs it and sets
+    COAUG_REQUIRE_PYTERRIER=1, so there a missing PyTerrier fails instead."""
+    if os.environ.get("COAUG_REQUIRE_PYTERRIER") == "1":
+        import pyterrier
+
+        return pyterrier
+    return pytest.importorskip("pyterrier")
+
+
+def test_pyterrier_experiment_matches_coaug_evaluate(corpus, queries, qrels):
+    pt = _pyterrier()
+    import pandas as pd
+    from coaug.pyterrier import Retriever
+
+    index = coaug.BM25Index.build(corpus)
+    bm25 = Retriever(index, k=5)
+    assert isinstance(bm25, pt.Transformer)
+    topics = pd.DataFrame({"qid": list(queries), "query": list(queries.values())})
+    qrels_frame = pd.DataFrame(
+        [(qid, docno, label) for qid, docs in qrels.items() for docno, label in docs.items()],
+        columns=["qid", "docno", "label"],
+    )
+    table = pt.Experiment([bm25], topics, qrels_frame, eval_metrics=["ndcg_cut_10", "recip_rank"], names=["BM25"])
+    ours = coaug.evaluate(qrels, index.search(queries, k=5))
+    assert table["ndcg_cut_10"][0] == pytest.approx(ours["NDCG@10"], abs=1e-9)
+    # The runs hold 5 documents, so the reciprocal rank at any depth is coaug's MRR@10.
+    assert table["recip_rank"][0] == pytest.approx(ours["MRR@10"], abs=1e-9)
+    # PyTerrier's operators compose with it: a rank cutoff keeps the top 2 of each query.
+    cut = (bm25 % 2).transform(topics)
+    assert cut.groupby("qid").size().max() == 2
+    assert set(cut["docno"]) <= set(corpus)
