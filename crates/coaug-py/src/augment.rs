@@ -182,6 +182,14 @@ impl PyAugmenter {
             len.max(1)
         }
     }
+
+    /// Runs `f` with the library's `Augmenter` over this object's generator, store and settings
+    /// (one call at a time: the state is behind a lock).
+    fn with_augmenter<T>(&self, f: impl FnOnce(&mut Augmenter) -> anyhow::Result<T>) -> anyhow::Result<T> {
+        let mut state = self.state.lock().map_err(|_| anyhow::anyhow!("a previous call panicked"))?;
+        let State { generator, budget, store } = &mut *state;
+        f(&mut Augmenter { generator: generator.as_mut(), budget: budget.as_ref(), store, settings: &self.settings })
+    }
 }
 
 #[pymethods]
@@ -323,13 +331,7 @@ impl PyAugmenter {
         let mut done = 0;
         for part in queries.chunks(chunk) {
             let found = py
-                .detach(|| -> anyhow::Result<HashMap<String, Vec<String>>> {
-                    let mut state = self.state.lock().map_err(|_| anyhow::anyhow!("a previous call panicked"))?;
-                    let State { generator, budget, store } = &mut *state;
-                    let mut augmenter =
-                        Augmenter { generator: generator.as_mut(), budget: budget.as_ref(), store, settings: &self.settings };
-                    augmenter.expand_queries(part, context.map(|c| c.index()), &mut AugmentReports::default())
-                })
+                .detach(|| self.with_augmenter(|a| a.expand_queries(part, context.map(|c| c.index()), &mut AugmentReports::default())))
                 .py_err()?;
             out.extend(found);
             done += part.len();
@@ -357,15 +359,7 @@ impl PyAugmenter {
         let chunk = self.chunks(docs.len(), progress);
         let mut done = 0;
         for part in docs.chunks(chunk) {
-            let found = py
-                .detach(|| -> anyhow::Result<HashMap<String, String>> {
-                    let mut state = self.state.lock().map_err(|_| anyhow::anyhow!("a previous call panicked"))?;
-                    let State { generator, budget, store } = &mut *state;
-                    let mut augmenter =
-                        Augmenter { generator: generator.as_mut(), budget: budget.as_ref(), store, settings: &self.settings };
-                    augmenter.augment_documents(part, &mut AugmentReports::default())
-                })
-                .py_err()?;
+            let found = py.detach(|| self.with_augmenter(|a| a.augment_documents(part, &mut AugmentReports::default()))).py_err()?;
             out.extend(found);
             done += part.len();
             report_progress(progress, done, part.len(), docs.len())?;
