@@ -1,15 +1,22 @@
 //! Composite sampling (docs/method.md §3): a training step's queries and documents, drawn together.
 //!
 //! A step takes B *groups*; a group is one training query, P of its positive documents, H of its
-//! hard negatives (judged, score <= 0) and R random negatives from the *never-positive pool*
-//! (corpus documents that are positive for no training query, so a random negative is never a
-//! relevant document in disguise). Every prompt of a group becomes a *slot* of the step.
+//! hard negatives (judged, score <= 0), M *mined* negatives (unjudged documents among the plain BM25
+//! top-k of the query: lexical distractors, see [`CompositeSampler::with_mined_negatives`]) and R
+//! random negatives from the *never-positive pool* (corpus documents that are positive for no
+//! training query, so a random negative is never a relevant document in disguise). Every prompt
+//! of a group becomes a *slot* of the step.
+//!
+//! Why mined negatives: against P positives and random negatives alone the query's nDCG@10 is
+//! close to 1 whatever it is augmented with (random documents share no terms with it), so most
+//! groups teach nothing. A negative that plain BM25 ranks high is one the augmentation has to
+//! push down, which is what evaluation on the whole corpus measures.
 //!
 //! A query with fewer than P positives: by default all of them are taken once and the shortfall
 //! is filled with further random negatives (docs/method.md's "better" option, which keeps every
 //! group the same size without duplicate prompts); [`PositiveShortfall::RepeatPositives`]
-//! repeats positives instead, as the paper does. Too few hard negatives are likewise made up
-//! with random negatives.
+//! repeats positives instead, as the paper does. Too few hard or mined negatives are likewise
+//! made up with random negatives.
 //!
 //! Reproducibility: step `s` depends only on the seed and `s`. Queries are visited epoch by
 //! epoch in a seeded permutation (the step's B queries are positions `s·B .. s·B+B` of the
@@ -66,6 +73,11 @@ pub struct CompositeConfig {
     pub positives: usize,
     /// H, hard negatives (judged, score <= 0) per group.
     pub hard_negatives: usize,
+    /// M, mined negatives per group: unjudged documents drawn from the query's plain BM25 top
+    /// `mine_depth` (the trainer mines them once, with the run's analyzer).
+    pub mined_negatives: usize,
+    /// How deep in the plain BM25 ranking mined negatives are drawn from.
+    pub mine_depth: usize,
     /// R, random negatives from the never-positive pool per group.
     pub random_negatives: usize,
     pub positive_shortfall: PositiveShortfall,
@@ -78,6 +90,8 @@ impl Default for CompositeConfig {
             groups_per_step: 32,
             positives: 5,
             hard_negatives: 0,
+            mined_negatives: 0,
+            mine_depth: 30,
             random_negatives: 10,
             positive_shortfall: PositiveShortfall::FillWithNegatives,
             gain_scope: GainScope::Qrels,
@@ -86,9 +100,9 @@ impl Default for CompositeConfig {
 }
 
 impl CompositeConfig {
-    /// Document slots per group: P + H + R.
+    /// Document slots per group: P + H + M + R.
     pub fn documents_per_group(&self) -> usize {
-        self.positives + self.hard_negatives + self.random_negatives
+        self.positives + self.hard_negatives + self.mined_negatives + self.random_negatives
     }
 
     pub fn validate(&self) -> Result<()> {
@@ -97,6 +111,9 @@ impl CompositeConfig {
         }
         if self.positives == 0 {
             return Err(setting("composite.positives", 0, "a group without positives has no reward"));
+        }
+        if self.mined_negatives > 0 && self.mine_depth < self.mined_negatives {
+            return Err(setting("composite.mine_depth", self.mine_depth, "must be at least composite.mined_negatives"));
         }
         Ok(())
     }
@@ -108,6 +125,7 @@ impl CompositeConfig {
 pub enum DocRole {
     Positive,
     HardNegative,
+    MinedNegative,
     RandomNegative,
 }
 
@@ -116,7 +134,7 @@ impl DocRole {
     pub fn prompt_role(self) -> PromptRole {
         match self {
             DocRole::Positive => PromptRole::PositiveDocument,
-            DocRole::HardNegative | DocRole::RandomNegative => PromptRole::NegativeDocument,
+            DocRole::HardNegative | DocRole::MinedNegative | DocRole::RandomNegative => PromptRole::NegativeDocument,
         }
     }
 }
@@ -137,7 +155,7 @@ pub struct DocumentSlot {
 }
 
 /// The prompts of one step: query slot `g` heads group `g`, whose document slots are
-/// `group_documents(g)` (contiguous, positives first, then hard then random negatives).
+/// `group_documents(g)` (contiguous, positives first, then hard, mined and random negatives).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CompositeBatch {
     pub step: u64,
@@ -181,6 +199,8 @@ pub struct SamplerStats {
     /// Judgements naming a document the corpus does not have.
     pub judgements_outside_corpus: usize,
     pub never_positive_pool: usize,
+    /// Queries with fewer than M mined negatives (made up with random negatives).
+    pub queries_short_of_mined: usize,
 }
 
 /// One training query and the documents it can draw.
@@ -189,6 +209,8 @@ struct TrainQuery {
     id: String,
     positives: Vec<String>,
     hard_negatives: Vec<String>,
+    /// Unjudged documents of the query's plain BM25 top-k, best first.
+    mined_negatives: Vec<String>,
 }
 
 /// Draws the composite batch of any step; see the module documentation.
@@ -231,6 +253,7 @@ impl CompositeSampler {
         if queries.is_empty() {
             return Err(RlError::Data("no training query has a positive document in the corpus".into()));
         }
+        // Mined negatives that are missing are made up with random ones: the pool must hold them all.
         let needed = config.documents_per_group();
         if never_positive.len() < needed {
             return Err(RlError::Data(format!(
@@ -247,6 +270,31 @@ impl CompositeSampler {
 
     pub fn stats(&self) -> &SamplerStats {
         &self.stats
+    }
+
+    /// Adds the mined negatives: `ranked[query id]` is the query's plain BM25 ranking, best
+    /// first. Of its first `mine_depth` documents, those the query's judgements do not name (any
+    /// grade) and the corpus holds become the query's mined negatives.
+    pub fn with_mined_negatives(mut self, ranked: &BTreeMap<String, Vec<String>>) -> Self {
+        let depth = self.config.mine_depth;
+        let mut short = 0;
+        for query in &mut self.queries {
+            let judged = self.qrels.get(&query.id);
+            query.mined_negatives = ranked
+                .get(&query.id)
+                .map(|docs| {
+                    docs.iter().take(depth).filter(|d| !judged.is_some_and(|j| j.contains_key(d.as_str()))).cloned().collect()
+                })
+                .unwrap_or_default();
+            short += usize::from(query.mined_negatives.len() < self.config.mined_negatives);
+        }
+        self.stats.queries_short_of_mined = short;
+        self
+    }
+
+    /// The training queries' ids, in the qrels' order.
+    pub fn query_ids(&self) -> impl Iterator<Item = &str> {
+        self.queries.iter().map(|q| q.id.as_str())
     }
 
     /// Training queries per B: how many steps one pass over the training queries takes.
@@ -292,7 +340,7 @@ impl CompositeSampler {
         order
     }
 
-    /// The P + H + R documents of one group, with their roles, in slot order.
+    /// The P + H + M + R documents of one group, with their roles, in slot order.
     fn group_documents(&self, query: &TrainQuery, rng: &mut impl Rng) -> Vec<(String, DocRole)> {
         let c = &self.config;
         let mut docs = Vec::with_capacity(c.documents_per_group());
@@ -316,12 +364,21 @@ impl CompositeSampler {
         let hard_picked = pick(&query.hard_negatives, hard, rng);
         shortfall += c.hard_negatives - hard;
 
-        // A hard negative may itself be never-positive: draw `hard` spare random negatives so
-        // that dropping those duplicates still leaves enough (the pool holds >= P + H + R).
+        // Mined negatives are unjudged for this query, so never one of its hard negatives.
+        let mined = c.mined_negatives.min(query.mined_negatives.len());
+        let mined_picked = pick(&query.mined_negatives, mined, rng);
+        shortfall += c.mined_negatives - mined;
+
+        // A hard or mined negative may itself be never-positive: draw spare random negatives so
+        // that dropping those duplicates still leaves enough (the pool holds >= P + H + M + R).
         let random = c.random_negatives + shortfall;
-        let randoms: Vec<String> =
-            pick(&self.never_positive, random + hard, rng).into_iter().filter(|d| !hard_picked.contains(d)).take(random).collect();
+        let randoms: Vec<String> = pick(&self.never_positive, random + hard + mined, rng)
+            .into_iter()
+            .filter(|d| !hard_picked.contains(d) && !mined_picked.contains(d))
+            .take(random)
+            .collect();
         docs.extend(hard_picked.into_iter().map(|d| (d, DocRole::HardNegative)));
+        docs.extend(mined_picked.into_iter().map(|d| (d, DocRole::MinedNegative)));
         docs.extend(randoms.into_iter().map(|d| (d, DocRole::RandomNegative)));
         docs
     }
@@ -361,5 +418,5 @@ fn train_query(query_id: &str, judgements: &BTreeMap<String, i32>, corpus: &BTre
             hard_negatives.push(doc_id.clone());
         }
     }
-    TrainQuery { id: query_id.to_owned(), positives, hard_negatives }
+    TrainQuery { id: query_id.to_owned(), positives, hard_negatives, mined_negatives: Vec::new() }
 }

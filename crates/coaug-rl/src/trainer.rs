@@ -5,7 +5,7 @@
 //! joint samples), so a run resumed from the checkpoint written after step `s` continues on
 //! exactly the trajectory it would have taken without the interruption.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -13,6 +13,7 @@ use anyhow::{bail, Context, Result};
 use coaug_augment::{PromptSet, Retriever, Role};
 use coaug_data::{Document, Qrels, Query};
 use coaug_lm::{AdamW, SamplingParams};
+use coaug_retrieval::{Augmentations, AugmentedBm25, Composition};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -86,11 +87,15 @@ impl Trainer {
         if similarity.retriever() != config.retriever {
             bail!("the config trains for retriever = \"{}\" but the reward similarity is {}", config.retriever, similarity.retriever());
         }
-        let sampler =
+        let mut sampler =
             CompositeSampler::new(config.composite.clone(), &data.train_qrels, data.corpus.iter().map(|d| d.id.as_str()), config.seed)?;
         let query_text: HashMap<String, String> = data.queries.into_iter().map(|q| (q.id, q.text)).collect();
         if let Some(missing) = data.train_qrels.query_ids().find(|id| !query_text.contains_key(id.as_str())) {
             bail!("training query {missing} has judgements but no text");
+        }
+        if config.composite.mined_negatives > 0 {
+            let ranked = plain_bm25_rankings(&data.corpus, &sampler, &query_text, &config)?;
+            sampler = sampler.with_mined_negatives(&ranked);
         }
         let total_steps = config.schedule.total_steps(sampler.stats().train_queries, config.composite.groups_per_step);
         let optimizer = AdamW::new(&policy.trainable, adamw_config(&config))?;
@@ -432,4 +437,32 @@ fn mean_tokens(rollouts: &[Rollout]) -> f64 {
         return 0.0;
     }
     generated.iter().map(|r| r.tokens.len()).sum::<usize>() as f64 / generated.len() as f64
+}
+
+/// Every training query's plain BM25 ranking (original texts, the run's analyzer) down to
+/// `composite.mine_depth`, from which the sampler takes mined negatives.
+/// The index lives in a temporary folder for the few seconds this takes.
+fn plain_bm25_rankings(
+    corpus: &[Document],
+    sampler: &CompositeSampler,
+    query_text: &HashMap<String, String>,
+    config: &TrainConfig,
+) -> Result<BTreeMap<String, Vec<String>>> {
+    let dir = std::env::temp_dir().join(format!("coaug-mine-{}-{}", std::process::id(), config.seed));
+    let analyzer = config.retrieval.stop_words.analyzer();
+    let ranked = (|| {
+        let plain = AugmentedBm25::open_or_build(&dir, corpus, &Augmentations::default(), Composition::plain_append(), &analyzer)?;
+        let ids: Vec<&str> = sampler.query_ids().collect();
+        let texts: Vec<&str> = ids.iter().map(|id| query_text[*id].as_str()).collect();
+        let index = plain.index();
+        let hits = index.search_batch(&texts, config.composite.mine_depth);
+        anyhow::Ok(
+            ids.iter()
+                .zip(hits)
+                .map(|(id, hits)| (id.to_string(), hits.iter().map(|h| index.doc_id(h.doc).to_owned()).collect()))
+                .collect(),
+        )
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    ranked
 }

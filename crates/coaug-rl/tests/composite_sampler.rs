@@ -72,6 +72,7 @@ fn groups_have_the_configured_shape_and_roles() {
                     DocRole::Positive => assert!(doc.grade > 0 && judged.contains_key(&doc.doc_id)),
                     DocRole::HardNegative => assert_eq!(judged.get(&doc.doc_id), Some(&0)),
                     DocRole::RandomNegative => assert!(!ever_positive.contains(doc.doc_id.as_str()), "{}", doc.doc_id),
+                    DocRole::MinedNegative => panic!("no mined negatives were configured"),
                 }
                 assert!(corpus.contains(&doc.doc_id));
             }
@@ -195,4 +196,52 @@ fn nfcorpus_train_batches() {
     }
     assert!(positives_by_group.values().all(|&n| n <= 5));
     assert!(positives_by_group.values().filter(|&&n| n == 5).count() > 16, "{positives_by_group:?}");
+}
+
+#[test]
+fn mined_negatives_come_from_the_top_of_the_ranking_and_are_unjudged() {
+    let (qrels, corpus) = collection();
+    let c = CompositeConfig { mined_negatives: 2, mine_depth: 5, ..config(3, 2, 0, 3) };
+    // Each query's "ranking": its own judged documents interleaved with unjudged ones. q0's
+    // ranking holds a single unjudged document, so it falls short by one; the others hold three
+    // within the depth and one (other-1) below it.
+    let mut ranked = BTreeMap::new();
+    for q in 0..6 {
+        let docs: Vec<String> = if q == 0 {
+            vec!["pos-0-0".into(), "hard-0-0".into(), "other-0".into(), "hard-0-1".into()]
+        } else {
+            let (a, b) = (format!("other-{}", 2 * q), format!("other-{}", 2 * q + 1));
+            vec![format!("pos-{q}-0"), a, format!("hard-{q}-0"), b, "other-30".into(), "other-1".into()]
+        };
+        ranked.insert(format!("q{q}"), docs);
+    }
+    let sampler = CompositeSampler::new(c, &qrels, &corpus, 3).unwrap().with_mined_negatives(&ranked);
+    assert_eq!(sampler.stats().queries_short_of_mined, 1);
+    let mut mined_seen = BTreeSet::new();
+    for step in 0..12 {
+        let batch = sampler.batch(step);
+        assert_eq!(batch.documents.len(), 3 * 7);
+        for (g, query) in batch.queries.iter().enumerate() {
+            let docs = &batch.documents[batch.group_documents(g)];
+            let judged = qrels.get(&query.query_id).unwrap();
+            let top: Vec<&str> = ranked[&query.query_id].iter().take(5).map(String::as_str).collect();
+            let mined: Vec<&str> = docs.iter().filter(|d| d.role == DocRole::MinedNegative).map(|d| d.doc_id.as_str()).collect();
+            let randoms = docs.iter().filter(|d| d.role == DocRole::RandomNegative).count();
+            for d in &mined {
+                assert!(top.contains(d) && !judged.contains_key(*d), "{} mined {d}", query.query_id);
+                mined_seen.insert(d.to_string());
+            }
+            // Every group holds P + M + R documents; what q0 lacks (a positive and a mined
+            // negative) is made up with random negatives.
+            let positives = docs.iter().filter(|d| d.role == DocRole::Positive).count();
+            assert_eq!(mined.len(), if query.query_id == "q0" { 1 } else { 2 }, "{docs:?}");
+            assert_eq!(positives + mined.len() + randoms, 2 + 2 + 3, "{docs:?}");
+            let ids: BTreeSet<&str> = docs.iter().map(|d| d.doc_id.as_str()).collect();
+            assert_eq!(ids.len(), docs.len(), "duplicate documents in a group: {docs:?}");
+            assert!(docs.iter().filter(|d| d.role == DocRole::MinedNegative).all(|d| d.role.prompt_role() == PromptRole::NegativeDocument));
+        }
+    }
+    // The unjudged documents beyond the depth are never mined.
+    assert!(!mined_seen.contains("other-1"), "{mined_seen:?}");
+    assert!(mined_seen.contains("other-30"));
 }
