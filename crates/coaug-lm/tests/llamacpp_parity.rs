@@ -8,6 +8,7 @@
 //! `.ci/run`, which fetches them): then it is a failure.
 
 use candle_core::{Device, Tensor};
+use coaug_lm::Pass;
 use coaug_lm::*;
 use serde::Deserialize;
 
@@ -76,10 +77,10 @@ fn check_model(name: &str, prompts: &[PromptReference]) {
         let t = fed.len();
         let input = Tensor::from_vec(fed, (1, t), &Device::Cpu).unwrap();
         let attn = AttentionInput::causal(1, t, &Device::Cpu).unwrap();
-        let hidden = model.forward_hidden(&input, &attn, None, false).unwrap().squeeze(0).unwrap();
+        let hidden = model.forward_hidden(&input, &attn, None, Pass::Infer).unwrap().squeeze(0).unwrap();
         let start = ids.len() - 1;
         let rows = hidden.narrow(0, start, reference.top.len()).unwrap();
-        let logits = model.logits(&rows, false).unwrap().to_vec2::<f32>().unwrap();
+        let logits = model.logits(&rows, Pass::Infer).unwrap().to_vec2::<f32>().unwrap();
         for (pos, (ours, theirs)) in logits.iter().zip(&reference.top).enumerate() {
             let mut order: Vec<u32> = (0..ours.len() as u32).collect();
             order.sort_by(|&a, &b| ours[b as usize].total_cmp(&ours[a as usize]).then(a.cmp(&b)));

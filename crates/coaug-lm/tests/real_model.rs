@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use candle_core::Device;
+use coaug_lm::Pass;
 use coaug_lm::*;
 
 fn model_path() -> Option<PathBuf> {
@@ -79,7 +80,7 @@ fn sampled_logprobs_match_scorer_on_the_real_model() {
     let full: Vec<Vec<u32>> = samples.iter().map(|s| [&prefix[..], &users[s.prompt_index][..]].concat()).collect();
     let p: Vec<&[u32]> = full.iter().map(|x| x.as_slice()).collect();
     let c: Vec<&[u32]> = samples.iter().map(|s| s.tokens.as_slice()).collect();
-    let sc = score(&model, &p, &c, tok.pad_id(), &params, false).unwrap().logprobs_per_sequence().unwrap();
+    let sc = score(&model, &p, &c, tok.pad_id(), &params, Pass::Infer).unwrap().logprobs_per_sequence().unwrap();
     for (s, lp) in samples.iter().zip(&sc) {
         for (a, b) in s.logprobs.iter().zip(lp) {
             assert!((a - b).abs() < 1e-3, "sampler {a} vs scorer {b}");

@@ -2,6 +2,7 @@
 //! architectures (fast; no files needed).
 
 use candle_core::{Device, Tensor, D};
+use coaug_lm::Pass;
 use coaug_lm::*;
 
 const VOCAB: usize = 61;
@@ -17,12 +18,12 @@ fn archs() -> [Architecture; 2] {
 }
 
 /// Logits at every position of one unpadded sequence.
-fn all_logits(model: &CausalLm, ids: &[u32], grad: bool) -> Tensor {
+fn all_logits(model: &CausalLm, ids: &[u32], pass: Pass) -> Tensor {
     let t = ids.len();
     let x = Tensor::from_vec(ids.to_vec(), (1, t), &Device::Cpu).unwrap();
     let attn = AttentionInput::causal(1, t, &Device::Cpu).unwrap();
-    let h = model.forward_hidden(&x, &attn, None, grad).unwrap();
-    model.logits(&h.squeeze(0).unwrap(), grad).unwrap()
+    let h = model.forward_hidden(&x, &attn, None, pass).unwrap();
+    model.logits(&h.squeeze(0).unwrap(), pass).unwrap()
 }
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
@@ -39,7 +40,7 @@ fn fused_inference_path_matches_differentiable_path() {
         let mut m = tiny(arch, 1);
         m.set_trainable(&TrainableSet::All).unwrap();
         let ids = [3u32, 14, 15, 9, 26, 5, 35];
-        let d = max_abs_diff(&all_logits(&m, &ids, false), &all_logits(&m, &ids, true));
+        let d = max_abs_diff(&all_logits(&m, &ids, Pass::Infer), &all_logits(&m, &ids, Pass::Train));
         assert!(d < 1e-5, "{arch:?}: {d}");
     }
 }
@@ -49,13 +50,13 @@ fn left_padding_does_not_change_logits() {
     for arch in archs() {
         let m = tiny(arch, 2);
         let short = [4u32, 8, 15];
-        let alone = all_logits(&m, &short, false);
+        let alone = all_logits(&m, &short, Pass::Infer);
         // Same sequence left-padded by 3 in a batch of 2.
         let ids = Tensor::from_vec(vec![0u32, 0, 0, 4, 8, 15, 1, 2, 3, 4, 5, 6], (2, 6), &Device::Cpu).unwrap();
         let valid = vec![vec![false, false, false, true, true, true], vec![true; 6]];
         let attn = AttentionInput::from_valid(&valid, 6, &Device::Cpu).unwrap();
-        let h = m.forward_hidden(&ids, &attn, None, false).unwrap();
-        let padded = m.logits(&h.get(0).unwrap().narrow(0, 3, 3).unwrap(), false).unwrap();
+        let h = m.forward_hidden(&ids, &attn, None, Pass::Infer).unwrap();
+        let padded = m.logits(&h.get(0).unwrap().narrow(0, 3, 3).unwrap(), Pass::Infer).unwrap();
         assert!(max_abs_diff(&alone, &padded) < 1e-5, "{arch:?}");
     }
 }
@@ -108,7 +109,7 @@ fn check_against_scorer(
     let full_prompts: Vec<Vec<u32>> = samples.iter().map(|s| [prefix, &ps[s.prompt_index][..]].concat()).collect();
     let pr: Vec<&[u32]> = full_prompts.iter().map(|p| p.as_slice()).collect();
     let comps: Vec<&[u32]> = samples.iter().map(|s| s.tokens.as_slice()).collect();
-    let scores = score(m, &pr, &comps, 0, params, false).unwrap();
+    let scores = score(m, &pr, &comps, 0, params, Pass::Infer).unwrap();
     let per_seq = scores.logprobs_per_sequence().unwrap();
     let mut worst = 0f32;
     for (s, lp) in samples.iter().zip(&per_seq) {
@@ -148,7 +149,7 @@ fn every_processing_option_is_scored_on_policy() {
         let comps: Vec<&[u32]> = samples.iter().map(|s| s.tokens.as_slice()).collect();
         let group: Vec<usize> = samples.iter().map(|s| s.prompt_index).collect();
         let layout = GroupedLayout::new(&m, &prompt_refs, &comps, &group, 0).unwrap();
-        let grouped = score_grouped(&m, &layout, None, params, false).unwrap().logprobs_per_sequence().unwrap();
+        let grouped = score_grouped(&m, &layout, None, params, Pass::Infer).unwrap().logprobs_per_sequence().unwrap();
         for (s, lp) in samples.iter().zip(&grouped) {
             for (a, b) in s.logprobs.iter().zip(lp) {
                 assert!((a - b).abs() < 1e-4, "{params:?} grouped: sampler {a} vs scorer {b}");
@@ -161,7 +162,7 @@ fn every_processing_option_is_scored_on_policy() {
     let full: Vec<Vec<u32>> = samples.iter().map(|s| [&prefix[..], &ps[s.prompt_index][..]].concat()).collect();
     let pr: Vec<&[u32]> = full.iter().map(|p| p.as_slice()).collect();
     let comps: Vec<&[u32]> = samples.iter().map(|s| s.tokens.as_slice()).collect();
-    let plain = score(&m, &pr, &comps, 0, &SamplingParams::at_temperature(0.9), false).unwrap().logprobs_per_sequence().unwrap();
+    let plain = score(&m, &pr, &comps, 0, &SamplingParams::at_temperature(0.9), Pass::Infer).unwrap().logprobs_per_sequence().unwrap();
     let differs = samples.iter().zip(&plain).any(|(s, lp)| s.logprobs.iter().zip(lp).any(|(a, b)| (a - b).abs() > 1e-3));
     assert!(differs, "a reply that repeats a token must be scored with the penalty");
 }
@@ -178,7 +179,7 @@ fn processed_scores_carry_gradients() {
         penalty_scope: PenaltyScope::Generated,
         ..Default::default()
     };
-    let sc = score(&m, &[&[3, 4, 5]], &[&[6, 6, 7, 6]], 0, &params, true).unwrap();
+    let sc = score(&m, &[&[3, 4, 5]], &[&[6, 6, 7, 6]], 0, &params, Pass::Train).unwrap();
     let loss = sc.logprobs.sum_all().unwrap();
     let grads = loss.backward().unwrap();
     let total: f32 = trainable
@@ -259,7 +260,7 @@ fn generation_stops_on_stop_token_and_respects_max_tokens() {
 fn objective(m: &CausalLm) -> Tensor {
     let prompts: [&[u32]; 2] = [&[3, 4, 5], &[9, 10]];
     let comps: [&[u32]; 2] = [&[6, 7, 8, 1], &[11, 12]];
-    score(m, &prompts, &comps, 0, &SamplingParams::at_temperature(1.0), true).unwrap().logprobs.sum_all().unwrap()
+    score(m, &prompts, &comps, 0, &SamplingParams::at_temperature(1.0), Pass::Train).unwrap().logprobs.sum_all().unwrap()
 }
 
 #[test]
@@ -317,10 +318,10 @@ fn zero_initialised_lora_leaves_outputs_unchanged() {
     for arch in archs() {
         let mut m = tiny(arch, 9);
         let ids = [5u32, 6, 7, 8, 9];
-        let before = all_logits(&m, &ids, false);
+        let before = all_logits(&m, &ids, Pass::Infer);
         let tr = m.set_trainable(&TrainableSet::Lora(LoraConfig { rank: 4, alpha: 8.0, last_blocks: None, seed: 1 })).unwrap();
         assert_eq!(tr.vars.len(), 3 * 7 * 2);
-        let after = all_logits(&m, &ids, false);
+        let after = all_logits(&m, &ids, Pass::Infer);
         assert_eq!(before.to_vec2::<f32>().unwrap(), after.to_vec2::<f32>().unwrap(), "{arch:?}");
         // …and the adapters do receive gradients (B from the start, A once B moves).
         let grads = objective(&m).backward().unwrap();
@@ -333,7 +334,7 @@ fn toy_loss(m: &CausalLm) -> Tensor {
     let seqs: Vec<Vec<u32>> = (0..4).map(|s| (0..12).map(|i| ((s * 5 + i * 7) % 20 + 2) as u32).collect()).collect();
     let prompts: Vec<&[u32]> = seqs.iter().map(|s| &s[..1]).collect();
     let comps: Vec<&[u32]> = seqs.iter().map(|s| &s[1..]).collect();
-    let sc = score(m, &prompts, &comps, 0, &SamplingParams::at_temperature(1.0), true).unwrap();
+    let sc = score(m, &prompts, &comps, 0, &SamplingParams::at_temperature(1.0), Pass::Train).unwrap();
     (sc.logprobs.mean_all().unwrap().neg()).unwrap()
 }
 
@@ -393,19 +394,22 @@ fn checkpoint_round_trip_reproduces_outputs_bit_for_bit() {
         let path = dir.path().join(format!("{arch:?}.safetensors"));
         save_checkpoint(&path, &tr, Some(&opt)).unwrap();
         let ids = [5u32, 6, 7, 8, 9];
-        let want = all_logits(&m, &ids, false).to_vec2::<f32>().unwrap();
+        let want = all_logits(&m, &ids, Pass::Infer).to_vec2::<f32>().unwrap();
 
         let mut fresh = tiny(arch, 12);
         let loaded = load_checkpoint(&mut fresh, &path).unwrap();
         assert_eq!(loaded.step, 3);
-        assert_eq!(all_logits(&fresh, &ids, false).to_vec2::<f32>().unwrap(), want);
+        assert_eq!(all_logits(&fresh, &ids, Pass::Infer).to_vec2::<f32>().unwrap(), want);
         // Resuming continues identically to the uninterrupted run.
         let mut resumed = AdamW::resume(&loaded, opt.config.clone()).unwrap();
         opt.accumulate(&toy_loss(&m)).unwrap();
         opt.step().unwrap();
         resumed.accumulate(&toy_loss(&fresh)).unwrap();
         resumed.step().unwrap();
-        assert_eq!(all_logits(&fresh, &ids, false).to_vec2::<f32>().unwrap(), all_logits(&m, &ids, false).to_vec2::<f32>().unwrap());
+        assert_eq!(
+            all_logits(&fresh, &ids, Pass::Infer).to_vec2::<f32>().unwrap(),
+            all_logits(&m, &ids, Pass::Infer).to_vec2::<f32>().unwrap()
+        );
     }
 }
 
@@ -426,7 +430,7 @@ fn merged_hf_export_loads_back_with_same_outputs() {
         let back = CausalLm::from_hf_dir(&out, &Device::Cpu).unwrap();
         assert_eq!(back.config(), m.config());
         let ids = [5u32, 6, 7, 8, 9];
-        assert!(max_abs_diff(&all_logits(&back, &ids, false), &all_logits(&m, &ids, false)) < 1e-5);
+        assert!(max_abs_diff(&all_logits(&back, &ids, Pass::Infer), &all_logits(&m, &ids, Pass::Infer)) < 1e-5);
         assert!(LmTokenizer::from_file(&out.join("tokenizer.json"), None).is_ok());
     }
 }
@@ -446,14 +450,14 @@ fn hidden_states_resume_from_any_layer() {
         let m = tiny(arch, 14);
         let ids = Tensor::from_vec(vec![3u32, 4, 5, 6, 7, 8], (2, 3), &Device::Cpu).unwrap();
         let attn = AttentionInput::causal(2, 3, &Device::Cpu).unwrap();
-        let full = m.forward_hidden(&ids, &attn, None, false).unwrap();
+        let full = m.forward_hidden(&ids, &attn, None, Pass::Infer).unwrap();
         for layer in 0..=m.num_layers() {
             let h = m.hidden_at_layer(&ids, &attn, layer).unwrap();
-            let resumed = m.forward_from_layer(&h, layer, &attn, None, false).unwrap();
+            let resumed = m.forward_from_layer(&h, layer, &attn, None, Pass::Infer).unwrap();
             assert!(max_abs_diff(&full, &resumed) < 1e-6, "{arch:?} layer {layer}");
         }
         // Entropy is non-negative and bounded by ln(vocab).
-        let sc = score(&m, &[&[3, 4]], &[&[5, 6, 7]], 0, &SamplingParams::at_temperature(1.0), false).unwrap();
+        let sc = score(&m, &[&[3, 4]], &[&[5, 6, 7]], 0, &SamplingParams::at_temperature(1.0), Pass::Infer).unwrap();
         for e in sc.entropy.to_vec1::<f32>().unwrap() {
             assert!(e >= 0.0 && e <= (VOCAB as f32).ln() + 1e-4);
         }
@@ -505,9 +509,9 @@ fn grouped_scoring_equals_per_sequence_scoring_gradients_included() {
         let tr = m.set_trainable(&TrainableSet::All).unwrap();
         let (prompts, comps, group) = grouped_case(shared);
         let flat: Vec<&[u32]> = group.iter().map(|&g| prompts[g]).collect();
-        let plain = score(&m, &flat, &comps, 0, &SamplingParams::at_temperature(1.3), true).unwrap();
+        let plain = score(&m, &flat, &comps, 0, &SamplingParams::at_temperature(1.3), Pass::Train).unwrap();
         let layout = GroupedLayout::new(&m, &prompts, &comps, &group, 0).unwrap();
-        let grouped = score_grouped(&m, &layout, None, &SamplingParams::at_temperature(1.3), true).unwrap();
+        let grouped = score_grouped(&m, &layout, None, &SamplingParams::at_temperature(1.3), Pass::Train).unwrap();
         assert_eq!(plain.spans, grouped.spans);
         assert!(max_abs_diff(&plain.logprobs, &grouped.logprobs) < 1e-5, "{arch:?} shared {shared}: log-probs");
         assert!(max_abs_diff(&plain.entropy, &grouped.entropy) < 1e-5, "{arch:?} entropies");
@@ -528,7 +532,7 @@ fn grouped_scoring_resumes_from_kept_hidden_states() {
         let m = tiny(arch, 22);
         let (prompts, comps, group) = grouped_case(shared);
         let flat: Vec<&[u32]> = group.iter().map(|&g| prompts[g]).collect();
-        let plain = score(&m, &flat, &comps, 0, &SamplingParams::at_temperature(1.0), false).unwrap();
+        let plain = score(&m, &flat, &comps, 0, &SamplingParams::at_temperature(1.0), Pass::Infer).unwrap();
         let layer = 2;
         let hidden = |ids: &[u32]| {
             let t = ids.len();
@@ -546,14 +550,14 @@ fn grouped_scoring_resumes_from_kept_hidden_states() {
             .collect();
         let layout = GroupedLayout::new(&m, &prompts, &comps, &group, 0).unwrap();
         let trunk = layout.trunk(&prompt_rows, &completion_rows, layer).unwrap();
-        let resumed = score_grouped(&m, &layout, Some(&trunk), &SamplingParams::at_temperature(1.0), false).unwrap();
+        let resumed = score_grouped(&m, &layout, Some(&trunk), &SamplingParams::at_temperature(1.0), Pass::Infer).unwrap();
         assert!(max_abs_diff(&plain.logprobs, &resumed.logprobs) < 1e-5, "{arch:?} shared {shared}");
 
         // Only one-token completions: nothing is fed after the prompts.
         let short: Vec<&[u32]> = vec![&[4], &[6], &[8]];
         let layout = GroupedLayout::new(&m, &prompts[..2], &short, &[0, 1, 1], 0).unwrap();
-        let grouped = score_grouped(&m, &layout, None, &SamplingParams::at_temperature(1.0), false).unwrap();
-        let plain = score(&m, &[prompts[0], prompts[1], prompts[1]], &short, 0, &SamplingParams::at_temperature(1.0), false).unwrap();
+        let grouped = score_grouped(&m, &layout, None, &SamplingParams::at_temperature(1.0), Pass::Infer).unwrap();
+        let plain = score(&m, &[prompts[0], prompts[1], prompts[1]], &short, 0, &SamplingParams::at_temperature(1.0), Pass::Infer).unwrap();
         assert!(max_abs_diff(&plain.logprobs, &grouped.logprobs) < 1e-5, "{arch:?} one-token completions");
     }
 }
@@ -585,7 +589,8 @@ fn decoding_copies_change_nothing_and_never_go_stale() {
         assert_ne!(after, prepared, "{arch:?}: the step changed nothing");
         let full: Vec<&[u32]> = after.iter().map(|s| ps[s.prompt_index].as_slice()).collect();
         let comps: Vec<&[u32]> = after.iter().map(|s| s.tokens.as_slice()).collect();
-        let scored = score(&fast, &full, &comps, 0, &SamplingParams::at_temperature(1.0), true).unwrap().logprobs_per_sequence().unwrap();
+        let scored =
+            score(&fast, &full, &comps, 0, &SamplingParams::at_temperature(1.0), Pass::Train).unwrap().logprobs_per_sequence().unwrap();
         for (s, lp) in after.iter().zip(&scored) {
             for (a, b) in s.logprobs.iter().zip(lp) {
                 assert!((a - b).abs() < 1e-4, "{arch:?}: sampler {a} vs scorer {b} after a step");

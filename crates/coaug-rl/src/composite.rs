@@ -282,9 +282,7 @@ impl CompositeSampler {
             let judged = self.qrels.get(&query.id);
             query.mined_negatives = ranked
                 .get(&query.id)
-                .map(|docs| {
-                    docs.iter().take(depth).filter(|d| !judged.is_some_and(|j| j.contains_key(d.as_str()))).cloned().collect()
-                })
+                .map(|docs| docs.iter().take(depth).filter(|d| !judged.is_some_and(|j| j.contains_key(d.as_str()))).cloned().collect())
                 .unwrap_or_default();
             short += usize::from(query.mined_negatives.len() < self.config.mined_negatives);
         }

@@ -18,6 +18,7 @@ use serde::Serialize;
 
 use crate::loss::SurrogateSettings;
 use crate::policy::Policy;
+use coaug_lm::Pass;
 
 /// The k3 estimate is clamped like veRL's `low_var_kl` (as in [`crate::loss`]).
 const KL_CLAMP: f64 = 10.0;
@@ -288,10 +289,10 @@ pub fn micro_batch_scores(
         }
         _ => None,
     };
-    let scores = score_grouped(model, &layout, trunk.as_ref(), processing, true)?;
+    let scores = score_grouped(model, &layout, trunk.as_ref(), processing, Pass::Train)?;
     let reference = match (&policy.reference, with_reference) {
         (Some(reference), true) => {
-            let r = score_grouped(reference, &layout, trunk.as_ref(), processing, false)?;
+            let r = score_grouped(reference, &layout, trunk.as_ref(), processing, Pass::Infer)?;
             Some(r.logprobs.to_vec1::<f32>()?)
         }
         _ => None,

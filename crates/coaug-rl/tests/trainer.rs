@@ -6,7 +6,7 @@ use candle_core::{Device, Tensor, Var};
 use coaug_augment::prompts::RolePrompts;
 use coaug_augment::{ParsePolicy, PromptSet};
 use coaug_data::{Document, Qrels, Query};
-use coaug_lm::{score, Architecture, CausalLm, LmTokenizer, ModelConfig};
+use coaug_lm::{score, Architecture, CausalLm, LmTokenizer, ModelConfig, Pass};
 use coaug_rl::config::BlockSelection;
 use coaug_rl::policy::adamw_config;
 use coaug_rl::{
@@ -132,7 +132,7 @@ fn a_positive_advantage_raises_its_tokens_log_prob_and_a_negative_one_lowers_it(
             let prompt = [1u32, 3, 8, 9, 0, 1, 4, 7, 0, 1, 5];
             let tokens = [6u32, 12, 6, 0];
             let logp = |p: &Policy| -> Vec<f32> {
-                score(&p.model, &[&prompt], &[&tokens], 0, &coaug_lm::SamplingParams::at_temperature(1.2), false)
+                score(&p.model, &[&prompt], &[&tokens], 0, &coaug_lm::SamplingParams::at_temperature(1.2), Pass::Infer)
                     .unwrap()
                     .logprobs
                     .to_vec1()

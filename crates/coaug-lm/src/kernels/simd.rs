@@ -49,14 +49,14 @@ macro_rules! multiversion {
             m.$method($($arg),*)
         }
 
-        fn $dispatch(level: $crate::simd::SimdLevel, m: &$ty, $($arg: $t),*) {
+        fn $dispatch(level: $crate::kernels::simd::SimdLevel, m: &$ty, $($arg: $t),*) {
             match level {
                 // SAFETY: `simd_level` detected these instructions on this CPU.
                 #[cfg(target_arch = "x86_64")]
-                $crate::simd::SimdLevel::Avx512 => unsafe { $avx512(m, $($arg),*) },
+                $crate::kernels::simd::SimdLevel::Avx512 => unsafe { $avx512(m, $($arg),*) },
                 #[cfg(target_arch = "x86_64")]
-                $crate::simd::SimdLevel::Avx2 => unsafe { $avx2(m, $($arg),*) },
-                $crate::simd::SimdLevel::Baseline => m.$method($($arg),*),
+                $crate::kernels::simd::SimdLevel::Avx2 => unsafe { $avx2(m, $($arg),*) },
+                $crate::kernels::simd::SimdLevel::Baseline => m.$method($($arg),*),
             }
         }
     };

@@ -8,7 +8,7 @@
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::cpu_f32::{contiguous_f32, with_f32_slice};
+use crate::kernels::cpu_f32::{contiguous_f32, with_f32_slice};
 
 /// `x` `(b, heads, t, head_dim)` rotated by `cos`/`sin` `(b, t, head_dim/2)`; differentiable
 /// in `x` (the tables are constants). `None` when the inputs are not f32 on the CPU.
@@ -71,7 +71,7 @@ impl CustomOp1 for Rope {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpu_f32::{max_abs_diff, probe_grads};
+    use crate::kernels::cpu_f32::{max_abs_diff, probe_grads};
     use candle_core::{Device, Var, D};
 
     /// The generic-op formulation this replaces.

@@ -9,9 +9,9 @@ use anyhow::{anyhow, bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 
 use crate::model::CausalLm;
-use crate::optim::AdamW;
-use crate::tokenizer::LmTokenizer;
-use crate::trainable::{Trainable, TrainableSet};
+use crate::text::tokenizer::LmTokenizer;
+use crate::train::optim::AdamW;
+use crate::train::trainable::{Trainable, TrainableSet};
 
 const META_SET: &str = "__meta.trainable_set";
 const META_STEP: &str = "__meta.step";
@@ -75,7 +75,7 @@ pub fn load_checkpoint(model: &mut CausalLm, path: &Path) -> Result<LoadedCheckp
 
 impl AdamW {
     /// Continues from a loaded checkpoint's step and moments (fresh moments when absent).
-    pub fn resume(loaded: &LoadedCheckpoint, config: crate::optim::AdamWConfig) -> Result<Self> {
+    pub fn resume(loaded: &LoadedCheckpoint, config: crate::train::optim::AdamWConfig) -> Result<Self> {
         let mut opt = AdamW::new(&loaded.trainable, config)?;
         opt.step = loaded.step;
         if let Some((m, v)) = &loaded.moments {

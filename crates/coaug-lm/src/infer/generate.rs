@@ -7,9 +7,10 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rayon::prelude::*;
 
-use crate::cache::{KvCache, KvPrecision};
+use crate::infer::sampler::{choose_token, PenaltyScope, SamplingParams};
+use crate::model::cache::{KvCache, KvPrecision};
+use crate::model::Pass;
 use crate::model::{AttentionInput, CausalLm, Keys};
-use crate::sampler::{choose_token, PenaltyScope, SamplingParams};
 
 /// One generated continuation.
 #[derive(Debug, Clone, PartialEq)]
@@ -104,9 +105,9 @@ fn forward_capturing(
     cache: &mut KvCache,
     capture: Option<usize>,
 ) -> Result<(Tensor, Option<Tensor>)> {
-    let h = model.embed(ids, false)?;
+    let h = model.embed(ids, Pass::Infer)?;
     let trunk = match capture {
-        Some(layer) => Some(model.forward_layers(&h, 0..layer, attn, Some(cache), false)?),
+        Some(layer) => Some(model.forward_layers(&h, 0..layer, attn, Some(cache), Pass::Infer)?),
         None => None,
     };
     let top = model.forward_prompt_last(
@@ -114,9 +115,9 @@ fn forward_capturing(
         capture.unwrap_or(0)..model.num_layers(),
         attn,
         Keys::Cache(cache),
-        false,
+        Pass::Infer,
     )?;
-    Ok((model.final_norm(&top, false)?, trunk))
+    Ok((model.final_norm(&top, Pass::Infer)?, trunk))
 }
 
 fn generate_inner(
@@ -176,7 +177,7 @@ fn generate_inner(
                     c.prompts.push(own.flatten_all()?.to_vec1::<f32>()?);
                 }
             }
-            model.logits(&h.squeeze(1)?, false)?
+            model.logits(&h.squeeze(1)?, Pass::Infer)?
         } else {
             if let Some(c) = trunks.as_mut() {
                 c.prompts.extend(chunk.iter().map(|_| Vec::new()));
@@ -263,7 +264,7 @@ fn generate_inner(
                 }
             }
         }
-        logits = model.logits(&h.squeeze(1)?, false)?.to_vec2::<f32>()?;
+        logits = model.logits(&h.squeeze(1)?, Pass::Infer)?.to_vec2::<f32>()?;
     }
     let total_s = started.elapsed().as_secs_f64();
     let timing = GenerationTiming { prefill_s, decode_s: total_s - prefill_s };
@@ -365,6 +366,6 @@ fn prefill_prefix(
     if let (Some(c), Some(trunk)) = (capture, trunk) {
         c.prefix = trunk.flatten_all()?.to_vec1::<f32>()?;
     }
-    let last_logits = model.logits(&h.squeeze(1)?, false)?;
+    let last_logits = model.logits(&h.squeeze(1)?, Pass::Infer)?;
     Ok(PrefixCache { cache, last_logits })
 }

@@ -5,7 +5,7 @@ use anyhow::{bail, Result};
 use candle_core::{Tensor, Var};
 use serde::{Deserialize, Serialize};
 
-use crate::trainable::Trainable;
+use crate::train::trainable::Trainable;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AdamWConfig {

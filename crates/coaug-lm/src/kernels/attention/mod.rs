@@ -19,333 +19,19 @@
 //! of its own (~5% of a prefill).
 
 use candle_core::{CpuStorage, DType, Layout, Result, Storage, Tensor};
-use half::f16;
 use rayon::prelude::*;
 
-use crate::cpu_f32::{gemm_f32, with_f32_slices, Threads};
-use crate::fast_exp;
-use crate::simd::{simd_level, SimdLevel};
+use crate::kernels::cpu_f32::{gemm_f32, matmul, MatMut, MatRef, Threads};
+use crate::kernels::fast_exp;
+use crate::kernels::simd::{simd_level, SimdLevel};
+/// The AVX-512 inner loops for head sizes that are multiples of 16.
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+mod kv;
+mod layout;
 
-/// An element type of cached keys and values. A cached slot (one position of one kv head) is
-/// [`KvElem::slot_len`] elements: `hd` values for f32 and f16, or for [`Q8`] `hd` signed bytes
-/// followed by the slot's f32 scale. Decoding streams the whole cache from memory at every step,
-/// which is what bounds its attention: f16 halves those bytes, 8 bits nearly halves them again.
-pub(crate) trait KvElem: Copy + Send + Sync + 'static {
-    /// Whether slots carry a scale that their dot products must be multiplied by.
-    const SCALED: bool;
-    /// Elements per slot of `hd` values.
-    fn slot_len(hd: usize) -> usize;
-    /// Writes the `hd` values `src` as one slot `dst` (`slot_len(hd)` elements).
-    fn store(src: &[f32], dst: &mut [Self]);
-    /// Slots of `hd` values as f32 (`hd` apart): itself, or widened into `scratch`.
-    fn as_f32<'a>(src: &'a [Self], hd: usize, scratch: &'a mut Vec<f32>) -> &'a [f32];
-    /// The scale of the slot at `p` (1 where slots have none).
-    ///
-    /// # Safety
-    /// `p` points at a whole slot of `hd` values.
-    unsafe fn scale(p: *const Self, hd: usize) -> f32;
-    /// Sixteen values from `p` (within one slot), widened to f32, unscaled.
-    ///
-    /// # Safety
-    /// AVX-512F is available and `p` points at sixteen readable values.
-    #[cfg(target_arch = "x86_64")]
-    unsafe fn load16(p: *const Self) -> std::arch::x86_64::__m512;
-}
-
-impl KvElem for f32 {
-    const SCALED: bool = false;
-
-    #[inline(always)]
-    fn slot_len(hd: usize) -> usize {
-        hd
-    }
-
-    #[inline(always)]
-    fn store(src: &[f32], dst: &mut [f32]) {
-        dst.copy_from_slice(src);
-    }
-
-    #[inline(always)]
-    fn as_f32<'a>(src: &'a [f32], _: usize, _: &'a mut Vec<f32>) -> &'a [f32] {
-        src
-    }
-
-    #[inline(always)]
-    unsafe fn scale(_: *const f32, _: usize) -> f32 {
-        1.0
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[inline(always)]
-    unsafe fn load16(p: *const f32) -> std::arch::x86_64::__m512 {
-        // SAFETY: the caller's contract.
-        unsafe { std::arch::x86_64::_mm512_loadu_ps(p) }
-    }
-}
-
-impl KvElem for f16 {
-    const SCALED: bool = false;
-
-    #[inline(always)]
-    fn slot_len(hd: usize) -> usize {
-        hd
-    }
-
-    #[inline(always)]
-    fn store(src: &[f32], dst: &mut [f16]) {
-        use half::slice::HalfFloatSliceExt;
-        dst.convert_from_f32_slice(src);
-    }
-
-    #[inline(always)]
-    fn as_f32<'a>(src: &'a [f16], _: usize, scratch: &'a mut Vec<f32>) -> &'a [f32] {
-        use half::slice::HalfFloatSliceExt;
-        scratch.resize(src.len(), 0.0);
-        src.convert_to_f32_slice(scratch);
-        scratch
-    }
-
-    #[inline(always)]
-    unsafe fn scale(_: *const f16, _: usize) -> f32 {
-        1.0
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[inline(always)]
-    unsafe fn load16(p: *const f16) -> std::arch::x86_64::__m512 {
-        use std::arch::x86_64::*;
-        // SAFETY: the caller's contract; sixteen f16 are 256 bits.
-        unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i)) }
-    }
-}
-
-/// A byte of an 8-bit cache slot: `hd` values `round(x / scale)` in `-127..=127`, then the
-/// slot's `scale = max|x| / 127` as four little-endian bytes. One scale per head vector keeps
-/// the rounding error under 0.4% of the vector's largest value (llama.cpp's `q8_0` cache uses
-/// one per 32 values).
-pub(crate) type Q8 = u8;
-
-/// Bytes of a slot's scale in an 8-bit cache.
-const Q8_SCALE_BYTES: usize = 4;
-
-impl KvElem for Q8 {
-    const SCALED: bool = true;
-
-    #[inline(always)]
-    fn slot_len(hd: usize) -> usize {
-        hd + Q8_SCALE_BYTES
-    }
-
-    #[inline(always)]
-    fn store(src: &[f32], dst: &mut [u8]) {
-        // Adding and removing 1.5·2²³ rounds to the nearest integer (ties to even) in plain f32
-        // arithmetic, which vectorizes; `f32::round` is a libm call per value on baseline x86-64.
-        const ROUND: f32 = 12_582_912.0;
-        let hd = src.len();
-        let max = src.iter().fold(0f32, |m, x| m.max(x.abs()));
-        let scale = max / 127.0;
-        let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
-        for (d, x) in dst[..hd].iter_mut().zip(src) {
-            *d = (((x * inv + ROUND) - ROUND) as i32 as i8) as u8;
-        }
-        dst[hd..hd + Q8_SCALE_BYTES].copy_from_slice(&scale.to_le_bytes());
-    }
-
-    fn as_f32<'a>(src: &'a [u8], hd: usize, scratch: &'a mut Vec<f32>) -> &'a [f32] {
-        let sl = Self::slot_len(hd);
-        scratch.resize(src.len() / sl * hd, 0.0);
-        for (slot, out) in src.chunks_exact(sl).zip(scratch.chunks_exact_mut(hd)) {
-            let scale = f32::from_le_bytes(slot[hd..sl].try_into().expect("four bytes"));
-            for (o, &q) in out.iter_mut().zip(&slot[..hd]) {
-                *o = q as i8 as f32 * scale;
-            }
-        }
-        scratch
-    }
-
-    #[inline(always)]
-    unsafe fn scale(p: *const u8, hd: usize) -> f32 {
-        // SAFETY: the slot at `p` holds its scale after its `hd` values.
-        f32::from_le_bytes(unsafe { std::ptr::read_unaligned(p.add(hd) as *const [u8; 4]) })
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[inline(always)]
-    unsafe fn load16(p: *const u8) -> std::arch::x86_64::__m512 {
-        use std::arch::x86_64::*;
-        // SAFETY: the caller's contract; sixteen values are 128 bits.
-        unsafe { _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(p as *const __m128i))) }
-    }
-}
-
-/// Rotate-half rotary embedding of one head vector (as candle's `rope`), into `out`.
-#[inline(always)]
-fn rotate_half(x: &[f32], cos: &[f32], sin: &[f32], out: &mut [f32]) {
-    let half = x.len() / 2;
-    let (x1, x2) = x.split_at(half);
-    let (o1, o2) = out.split_at_mut(half);
-    for j in 0..half {
-        o1[j] = x1[j] * cos[j] - x2[j] * sin[j];
-        o2[j] = x2[j] * cos[j] + x1[j] * sin[j];
-    }
-}
-
-/// Runs `f` on every `per_row` chunk of `dst` with its index: across the threads when there are
-/// several and `work` elements are enough to pay for waking them (a decode step's few are not).
-fn each_row<T: Send>(dst: &mut [T], per_row: usize, work: usize, f: impl Fn((usize, &mut [T])) + Send + Sync) {
-    if dst.len() > per_row && work >= 1 << 16 {
-        dst.par_chunks_mut(per_row).enumerate().for_each(f);
-    } else {
-        dst.chunks_mut(per_row).enumerate().for_each(f);
-    }
-}
-
-/// Largest head size the fused passes take (a head vector lives on the stack).
-const MAX_HEAD_DIM: usize = 256;
-
-/// Queries rotated and laid out `(b, kv_heads, t, rep, hd)`: the `rep` query heads that share a
-/// kv head sit side by side for each position, so a chunk of positions of a whole group is one
-/// matrix with rows `(position, head)`.
-pub(crate) struct GroupedQueries {
-    data: Vec<f32>,
-    b: usize,
-    kvh: usize,
-    t: usize,
-    rep: usize,
-    hd: usize,
-}
-
-/// Rotates the projected queries `(b, t, heads·hd)` by `cos`, `sin` `(b, t, hd/2)` into the
-/// grouped layout. `None` when the inputs are not f32 on the CPU (the caller's generic path).
-pub(crate) fn group_queries(q: &Tensor, cos: &Tensor, sin: &Tensor, heads: usize, kv_heads: usize) -> Result<Option<GroupedQueries>> {
-    if !q.device().is_cpu() || q.dtype() != DType::F32 || cos.dtype() != DType::F32 || kv_heads == 0 || !heads.is_multiple_of(kv_heads) {
-        return Ok(None);
-    }
-    let (b, t, width) = q.dims3()?;
-    let hd = width / heads;
-    if !hd.is_multiple_of(2) || hd > MAX_HEAD_DIM || cos.dims() != [b, t, hd / 2] {
-        return Ok(None);
-    }
-    let rep = heads / kv_heads;
-    let mut data = vec![0f32; b * t * width];
-    with_f32_slices(&[q, cos, sin], |s| {
-        let (qs, cs, ss) = (s[0], s[1], s[2]);
-        let half = hd / 2;
-        let row = |(r, dst): (usize, &mut [f32])| {
-            for i in 0..t {
-                let at = r * t + i;
-                let (c, s) = (&cs[at * half..][..half], &ss[at * half..][..half]);
-                for head in 0..heads {
-                    let (g, j) = (head / rep, head % rep);
-                    let out = &mut dst[((g * t + i) * rep + j) * hd..][..hd];
-                    rotate_half(&qs[(at * heads + head) * hd..][..hd], c, s, out);
-                }
-            }
-        };
-        each_row(&mut data, t * width, b * t * width, row);
-        Ok(())
-    })?;
-    Ok(Some(GroupedQueries { data, b, kvh: kv_heads, t, rep, hd }))
-}
-
-/// The new tokens' keys (rotated when `rope` is given) or values, `(b, t, kv_heads·hd)`, written
-/// at slots `past..past + t` of `cache` `(b, kv_heads, capacity, slot)` in its dtype (f32, f16,
-/// or 8-bit slots as U8, see [`KvElem`]). Returns false, writing nothing, when that is not such
-/// a write from f32 on the CPU.
-pub(crate) fn store_rows(cache: &Tensor, new: &Tensor, rope: Option<(&Tensor, &Tensor)>, past: usize) -> Result<bool> {
-    if !cache.device().is_cpu() || new.dtype() != DType::F32 || !matches!(cache.dtype(), DType::F32 | DType::F16 | DType::U8) {
-        return Ok(false);
-    }
-    let (b, kvh, capacity, slot) = cache.dims4()?;
-    let hd = head_dim(cache.dtype(), slot);
-    let (nb, t, width) = new.dims3()?;
-    if nb != b || width != kvh * hd || past + t > capacity || hd > MAX_HEAD_DIM || !cache.is_contiguous() {
-        return Ok(false);
-    }
-    let mut inputs = vec![new];
-    if let Some((cos, sin)) = rope {
-        if cos.dims() != [b, t, hd / 2] || cos.dtype() != DType::F32 {
-            return Ok(false);
-        }
-        inputs.extend([cos, sin]);
-    }
-    with_f32_slices(&inputs, |s| {
-        let op = StoreRows { src: s[0], rope: rope.map(|_| (s[1], s[2])), b, t, kvh, hd, past };
-        cache.inplace_op1(&op)
-    })?;
-    Ok(true)
-}
-
-struct StoreRows<'a> {
-    src: &'a [f32],
-    rope: Option<(&'a [f32], &'a [f32])>,
-    b: usize,
-    t: usize,
-    kvh: usize,
-    hd: usize,
-    past: usize,
-}
-
-impl StoreRows<'_> {
-    fn write<E: KvElem>(&self, dst: &mut [E], capacity: usize) {
-        let StoreRows { src, rope, t, kvh, hd, past, .. } = *self;
-        let (half, sl) = (hd / 2, E::slot_len(hd));
-        let row = |(r, dst): (usize, &mut [E])| {
-            let mut rotated = [0f32; MAX_HEAD_DIM];
-            for i in 0..t {
-                let at = r * t + i;
-                for g in 0..kvh {
-                    let x = &src[(at * kvh + g) * hd..][..hd];
-                    let x = match rope {
-                        Some((cos, sin)) => {
-                            rotate_half(x, &cos[at * half..][..half], &sin[at * half..][..half], &mut rotated[..hd]);
-                            &rotated[..hd]
-                        }
-                        None => x,
-                    };
-                    E::store(x, &mut dst[(g * capacity + past + i) * sl..][..sl]);
-                }
-            }
-        };
-        let per_row = kvh * capacity * sl;
-        each_row(&mut dst[..self.b * per_row], per_row, self.b * t * kvh * hd, row);
-    }
-}
-
-impl candle_core::InplaceOp1 for StoreRows<'_> {
-    fn name(&self) -> &'static str {
-        "kv-store"
-    }
-
-    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> Result<()> {
-        let capacity = layout.dims()[2];
-        let at = layout.start_offset();
-        match storage {
-            CpuStorage::F32(d) => self.write(&mut d[at..], capacity),
-            CpuStorage::F16(d) => self.write(&mut d[at..], capacity),
-            CpuStorage::U8(d) => self.write::<Q8>(&mut d[at..], capacity),
-            _ => candle_core::bail!("kv cache of an unsupported dtype"),
-        }
-        Ok(())
-    }
-}
-
-/// Elements per slot of `hd` values in a cache of `dtype` (U8: 8-bit slots, see [`KvElem`]).
-pub(crate) fn slot_len(dtype: DType, hd: usize) -> usize {
-    match dtype {
-        DType::U8 => Q8::slot_len(hd),
-        _ => hd,
-    }
-}
-
-/// Values per slot of a cache of `dtype` whose slots are `slot` elements: the inverse of
-/// [`slot_len`].
-pub(crate) fn head_dim(dtype: DType, slot: usize) -> usize {
-    match dtype {
-        DType::U8 => slot.saturating_sub(Q8_SCALE_BYTES),
-        _ => slot,
-    }
-}
+pub(crate) use kv::{head_dim, slot_len, KvElem, Q8};
+pub(crate) use layout::{group_queries, store_rows, GroupedQueries};
 
 /// Grouped-query attention of `q` over keys and values `(b, kv_heads, len, slot)` (f32, or a
 /// cache's f16 or 8-bit slots, see [`KvElem`]) with additive `bias` `(b, 1, t, len)` (0 or -inf). Returns `(b, t, heads·hd)`,
@@ -609,9 +295,10 @@ impl<E: KvElem> Job<'_, E> {
             scores.resize(rows * n, 0.0);
             let sc = &mut scores[..rows * n];
             let q = &self.q.data[(((row * self.shape.kvh + g) * t + i0) * rep + task.heads.start) * hd..];
-            // SAFETY: query row r = (position, head) starts at r·q_rs in `q`; slot s of the
-            // group at s·hd in `keys` (slots lo..hi exist); `sc` holds (rows, n).
-            unsafe { gemm_f32(Threads::Caller, rows, n, hd, sc.as_mut_ptr(), n, 1, q, q_rs, 1, &keys[lo * hd..], 1, hd) };
+            // Query row r = (position, head) starts at r·q_rs in `q`; slot s of the group at
+            // s·hd in `keys`, read as the columns of (hd, n).
+            let (qm, km) = (MatRef::strided(q, (rows, hd), (q_rs, 1)), MatRef::transpose_of(&keys[lo * hd..], hd, n));
+            matmul(Threads::Caller, MatMut::row_major(sc, rows, n), qm, km);
             let mut inv = [0f32; QUERY_CHUNK * MAX_GROUP];
             for (r, srow) in sc.chunks_exact_mut(n).enumerate() {
                 let i = i0 + r / nh;
@@ -738,283 +425,6 @@ fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
     }
 }
 
-/// The AVX-512 inner loops for head sizes that are multiples of 16: a query (or output)
-/// row lives in at most eight registers while the cached rows (f32 or f16, `hd` apart) stream
-/// past.
-#[cfg(target_arch = "x86_64")]
-mod avx512 {
-    use std::arch::x86_64::*;
-    use std::ops::Range;
-
-    use super::KvElem;
-
-    /// `out[s] = q · kₛ · scale + bias[s]` for `s` in `slots`.
-    #[target_feature(enable = "avx512f")]
-    #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn scores<E: KvElem>(q: &[f32], k: &[E], hd: usize, slots: Range<usize>, scale: f32, bias: &[f32], out: &mut [f32]) {
-        match q.len() / 16 {
-            1 => scores_n::<E, 1>(q, k, hd, slots, scale, bias, out),
-            2 => scores_n::<E, 2>(q, k, hd, slots, scale, bias, out),
-            4 => scores_n::<E, 4>(q, k, hd, slots, scale, bias, out),
-            8 => scores_n::<E, 8>(q, k, hd, slots, scale, bias, out),
-            c => scores_n_dyn(c, q, k, hd, slots, scale, bias, out),
-        }
-    }
-
-    #[target_feature(enable = "avx512f")]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn scores_n<E: KvElem, const CH: usize>(
-        q: &[f32],
-        k: &[E],
-        hd: usize,
-        slots: Range<usize>,
-        scale: f32,
-        bias: &[f32],
-        out: &mut [f32],
-    ) {
-        let sl = E::slot_len(hd);
-        assert!(slots.end * sl <= k.len() && slots.end <= bias.len() && slots.end <= out.len());
-        let qr: [__m512; CH] = std::array::from_fn(|c| _mm512_loadu_ps(q[c * 16..].as_ptr()));
-        let dot = |s: usize| {
-            let kv = k.as_ptr().add(s * sl);
-            let mut acc = _mm512_mul_ps(qr[0], E::load16(kv));
-            for (c, r) in qr.iter().enumerate().skip(1) {
-                acc = _mm512_fmadd_ps(*r, E::load16(kv.add(c * 16)), acc);
-            }
-            acc
-        };
-        // Four slots at a time share one horizontal reduction (a full one per slot cost
-        // about as much as the products).
-        let (scale4, mut s) = (_mm_set1_ps(scale), slots.start);
-        while s + 4 <= slots.end {
-            let sums = scaled4::<E>(reduce4(dot(s), dot(s + 1), dot(s + 2), dot(s + 3)), k, s, sl, hd);
-            let v = _mm_fmadd_ps(sums, scale4, _mm_loadu_ps(bias.as_ptr().add(s)));
-            _mm_storeu_ps(out.as_mut_ptr().add(s), v);
-            s += 4;
-        }
-        for s in s..slots.end {
-            out[s] = _mm512_reduce_add_ps(dot(s)) * E::scale(k.as_ptr().add(s * sl), hd) * scale + bias[s];
-        }
-    }
-
-    /// Four adjacent slots' dot products `sums` (from slot `s`) times their slots' scales.
-    #[inline(always)]
-    unsafe fn scaled4<E: KvElem>(sums: __m128, k: &[E], s: usize, sl: usize, hd: usize) -> __m128 {
-        if !E::SCALED {
-            return sums;
-        }
-        let at = |i: usize| E::scale(k.as_ptr().add((s + i) * sl), hd);
-        _mm_mul_ps(sums, _mm_setr_ps(at(0), at(1), at(2), at(3)))
-    }
-
-    /// `[Σa, Σb, Σc, Σd]` of four 16-lane vectors.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    fn reduce4(a: __m512, b: __m512, c: __m512, d: __m512) -> __m128 {
-        // Per 128-bit lane: pairs of a, b (and c, d) interleaved and added, then the four
-        // vectors' partial sums side by side; finally the four lanes added.
-        let ab = _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
-        let cd = _mm512_add_ps(_mm512_unpacklo_ps(c, d), _mm512_unpackhi_ps(c, d));
-        let lo = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(ab), _mm512_castps_pd(cd)));
-        let hi = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(ab), _mm512_castps_pd(cd)));
-        let x = _mm512_add_ps(lo, hi); // lane j of each 128-bit part: [a, b, c, d] partials
-        let y = _mm512_add_ps(x, _mm512_shuffle_f32x4::<0b01_00_11_10>(x, x));
-        let z = _mm512_add_ps(y, _mm512_shuffle_f32x4::<0b10_11_00_01>(y, y));
-        _mm512_castps512_ps128(z)
-    }
-
-    #[target_feature(enable = "avx512f")]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn scores_n_dyn<E: KvElem>(
-        ch: usize,
-        q: &[f32],
-        k: &[E],
-        hd: usize,
-        slots: Range<usize>,
-        scale: f32,
-        bias: &[f32],
-        out: &mut [f32],
-    ) {
-        let sl = E::slot_len(hd);
-        assert!(slots.end * sl <= k.len() && ch * 16 <= hd);
-        for s in slots {
-            let kv = k.as_ptr().add(s * sl);
-            let mut acc = _mm512_setzero_ps();
-            for c in 0..ch {
-                acc = _mm512_fmadd_ps(_mm512_loadu_ps(q[c * 16..].as_ptr()), E::load16(kv.add(c * 16)), acc);
-            }
-            out[s] = _mm512_reduce_add_ps(acc) * E::scale(kv, hd) * scale + bias[s];
-        }
-    }
-
-    /// (head size, query heads per kv head) with a grouped kernel: 64-wide heads in groups of
-    /// 2–4 (SmolLM2, Llama 3.2, Qwen2.5 small models).
-    pub(super) const GROUPED: [(usize, usize); 3] = [(64, 2), (64, 3), (64, 4)];
-
-    /// [`scores`] for the `rep` heads of a group at once: `q` holds their queries side by side,
-    /// `out` their score rows (`len` apart, `len = bias.len()`).
-    #[target_feature(enable = "avx512f")]
-    #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn scores_grouped<E: KvElem>(
-        q: &[f32],
-        k: &[E],
-        hd: usize,
-        rep: usize,
-        slots: Range<usize>,
-        scale: f32,
-        bias: &[f32],
-        out: &mut [f32],
-    ) {
-        match (hd, rep) {
-            (64, 2) => scores_group_n::<E, 4, 2>(q, k, slots, scale, bias, out),
-            (64, 3) => scores_group_n::<E, 4, 3>(q, k, slots, scale, bias, out),
-            (64, 4) => scores_group_n::<E, 4, 4>(q, k, slots, scale, bias, out),
-            _ => unreachable!("callers check GROUPED"),
-        }
-    }
-
-    #[target_feature(enable = "avx512f")]
-    unsafe fn scores_group_n<E: KvElem, const CH: usize, const R: usize>(
-        q: &[f32],
-        k: &[E],
-        slots: Range<usize>,
-        scale: f32,
-        bias: &[f32],
-        out: &mut [f32],
-    ) {
-        let (hd, len) = (CH * 16, bias.len());
-        let sl = E::slot_len(hd);
-        assert!(q.len() == R * hd && slots.end * sl <= k.len() && slots.end <= len && out.len() >= R * len);
-        let qr: [[__m512; CH]; R] = std::array::from_fn(|r| std::array::from_fn(|c| _mm512_loadu_ps(q[r * hd + c * 16..].as_ptr())));
-        // One slot's key, loaded once, against every head's query.
-        let dots = |s: usize| -> [__m512; R] {
-            let kp = k.as_ptr().add(s * sl);
-            let kv: [__m512; CH] = std::array::from_fn(|c| E::load16(kp.add(c * 16)));
-            std::array::from_fn(|r| {
-                let mut acc = _mm512_mul_ps(qr[r][0], kv[0]);
-                for c in 1..CH {
-                    acc = _mm512_fmadd_ps(qr[r][c], kv[c], acc);
-                }
-                acc
-            })
-        };
-        let (scale4, mut s) = (_mm_set1_ps(scale), slots.start);
-        while s + 4 <= slots.end {
-            let (d0, d1, d2, d3) = (dots(s), dots(s + 1), dots(s + 2), dots(s + 3));
-            let b = _mm_loadu_ps(bias.as_ptr().add(s));
-            // The slots' own scales folded into the query scale once for all heads.
-            let f = scaled4::<E>(scale4, k, s, sl, hd);
-            for r in 0..R {
-                let sums = reduce4(d0[r], d1[r], d2[r], d3[r]);
-                _mm_storeu_ps(out.as_mut_ptr().add(r * len + s), _mm_fmadd_ps(sums, f, b));
-            }
-            s += 4;
-        }
-        for s in s..slots.end {
-            let d = dots(s);
-            let f = E::scale(k.as_ptr().add(s * sl), hd) * scale;
-            for r in 0..R {
-                out[r * len + s] = _mm512_reduce_add_ps(d[r]) * f + bias[s];
-            }
-        }
-    }
-
-    /// [`mix_values`] for the `rep` heads of a group at once: `p` holds their weight rows (`len`
-    /// apart), `out` their outputs side by side, `inv` their normalisers.
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn mix_grouped<E: KvElem>(
-        p: &[f32],
-        v: &[E],
-        hd: usize,
-        rep: usize,
-        slots: Range<usize>,
-        inv: &[f32],
-        out: &mut [f32],
-    ) {
-        match (hd, rep) {
-            (64, 2) => mix_group_n::<E, 4, 2>(p, v, slots, inv, out),
-            (64, 3) => mix_group_n::<E, 4, 3>(p, v, slots, inv, out),
-            (64, 4) => mix_group_n::<E, 4, 4>(p, v, slots, inv, out),
-            _ => unreachable!("callers check GROUPED"),
-        }
-    }
-
-    #[target_feature(enable = "avx512f")]
-    unsafe fn mix_group_n<E: KvElem, const CH: usize, const R: usize>(
-        p: &[f32],
-        v: &[E],
-        slots: Range<usize>,
-        inv: &[f32],
-        out: &mut [f32],
-    ) {
-        let hd = CH * 16;
-        let sl = E::slot_len(hd);
-        let len = p.len() / R;
-        assert!(slots.end * sl <= v.len() && slots.end <= len && out.len() == R * hd && inv.len() == R);
-        let mut acc = [[_mm512_setzero_ps(); CH]; R];
-        for s in slots {
-            let vp = v.as_ptr().add(s * sl);
-            let vv: [__m512; CH] = std::array::from_fn(|c| E::load16(vp.add(c * 16)));
-            let vs = E::scale(vp, hd);
-            for (r, a) in acc.iter_mut().enumerate() {
-                let w = _mm512_set1_ps(*p.get_unchecked(r * len + s) * vs);
-                for (a, v) in a.iter_mut().zip(&vv) {
-                    *a = _mm512_fmadd_ps(w, *v, *a);
-                }
-            }
-        }
-        for (r, a) in acc.iter().enumerate() {
-            let f = _mm512_set1_ps(inv[r]);
-            for (c, a) in a.iter().enumerate() {
-                _mm512_storeu_ps(out[r * hd + c * 16..].as_mut_ptr(), _mm512_mul_ps(*a, f));
-            }
-        }
-    }
-
-    /// `out = inv · Σₛ p[s] · vₛ` over `slots`.
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn mix_values<E: KvElem>(p: &[f32], v: &[E], hd: usize, slots: Range<usize>, inv: f32, out: &mut [f32]) {
-        match out.len() / 16 {
-            1 => mix_n::<E, 1>(p, v, hd, slots, inv, out),
-            2 => mix_n::<E, 2>(p, v, hd, slots, inv, out),
-            4 => mix_n::<E, 4>(p, v, hd, slots, inv, out),
-            8 => mix_n::<E, 8>(p, v, hd, slots, inv, out),
-            ch => {
-                let sl = E::slot_len(hd);
-                assert!(slots.end * sl <= v.len() && ch * 16 == hd);
-                out.fill(0.0);
-                for s in slots {
-                    let vv = v.as_ptr().add(s * sl);
-                    let w = _mm512_set1_ps(p[s] * E::scale(vv, hd));
-                    for c in 0..ch {
-                        let o = out[c * 16..].as_mut_ptr();
-                        _mm512_storeu_ps(o, _mm512_fmadd_ps(w, E::load16(vv.add(c * 16)), _mm512_loadu_ps(o)));
-                    }
-                }
-                out.iter_mut().for_each(|x| *x *= inv);
-            }
-        }
-    }
-
-    #[target_feature(enable = "avx512f")]
-    unsafe fn mix_n<E: KvElem, const CH: usize>(p: &[f32], v: &[E], hd: usize, slots: Range<usize>, inv: f32, out: &mut [f32]) {
-        let sl = E::slot_len(hd);
-        assert!(slots.end * sl <= v.len() && slots.end <= p.len() && CH * 16 <= out.len());
-        let mut acc = [_mm512_setzero_ps(); CH];
-        for s in slots {
-            let vv = v.as_ptr().add(s * sl);
-            let w = _mm512_set1_ps(p[s] * E::scale(vv, hd));
-            for (c, a) in acc.iter_mut().enumerate() {
-                *a = _mm512_fmadd_ps(w, E::load16(vv.add(c * 16)), *a);
-            }
-        }
-        let inv = _mm512_set1_ps(inv);
-        for (c, a) in acc.iter().enumerate() {
-            _mm512_storeu_ps(out[c * 16..].as_mut_ptr(), _mm512_mul_ps(*a, inv));
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1088,7 +498,7 @@ mod tests {
         let vr = v.unsqueeze(2).unwrap().expand((b, kvh, rep, len, hd)).unwrap().reshape((b, h, len, hd)).unwrap();
         let scores = ((q.matmul(&kr.t().unwrap()).unwrap() * scale as f64).unwrap().broadcast_add(&bias)).unwrap();
         let want = projections(&ops::softmax_last_dim(&scores).unwrap().matmul(&vr).unwrap());
-        let d = crate::cpu_f32::max_abs_diff(&got, &want);
+        let d = crate::kernels::cpu_f32::max_abs_diff(&got, &want);
         assert!(d < 1e-5, "b {b} t {t} hd {hd} heads {h}/{kvh} {dtype:?}: max difference {d}");
     }
 
@@ -1139,7 +549,7 @@ mod tests {
         let got = Tensor::from_vec(grouped.data, (b, kvh, t, h / kvh, hd), &dev).unwrap();
         let got = got.transpose(2, 3).unwrap().contiguous().unwrap().reshape((b, h, t, hd)).unwrap();
         let want = rotary_emb::rope(&q, &cos, &sin).unwrap();
-        assert!(crate::cpu_f32::max_abs_diff(&got, &want) < 1e-6);
+        assert!(crate::kernels::cpu_f32::max_abs_diff(&got, &want) < 1e-6);
 
         let k = Tensor::randn(0f32, 1.0, (b, kvh, t, hd), &dev).unwrap();
         let rotated = rotary_emb::rope(&k, &cos, &sin).unwrap();
@@ -1155,7 +565,7 @@ mod tests {
                 DType::U8 => largest / 254.0 + 1e-6,
                 _ => 1e-6,
             };
-            assert!(crate::cpu_f32::max_abs_diff(&written, &rotated) < tol, "{dtype:?}");
+            assert!(crate::kernels::cpu_f32::max_abs_diff(&written, &rotated) < tol, "{dtype:?}");
             let untouched = (
                 cache.narrow(2, 0, past).unwrap().abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap(),
                 cache.narrow(2, past + t, capacity - past - t).unwrap().abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap(),
@@ -1165,6 +575,6 @@ mod tests {
         // Values: stored as they are.
         let cache = Tensor::zeros((b, kvh, capacity, hd), DType::F32, &dev).unwrap();
         assert!(store_rows(&cache, &projections(&k), None, past).unwrap());
-        assert!(crate::cpu_f32::max_abs_diff(&cache.narrow(2, past, t).unwrap(), &k) == 0.0);
+        assert!(crate::kernels::cpu_f32::max_abs_diff(&cache.narrow(2, past, t).unwrap(), &k) == 0.0);
     }
 }

@@ -6,7 +6,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use crate::linear::{Lora, Weight};
+use crate::model::linear::{Lora, Weight};
 use crate::model::CausalLm;
 
 /// LoRA adapters on every attention and MLP projection of the selected blocks.

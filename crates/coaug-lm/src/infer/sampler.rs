@@ -5,7 +5,7 @@
 
 use rand::Rng;
 
-use crate::cache::KvPrecision;
+use crate::model::cache::KvPrecision;
 
 /// Decoding settings. `temperature == 0` is greedy.
 #[derive(Debug, Clone, PartialEq)]
@@ -85,8 +85,8 @@ impl SamplingParams {
 
 /// `log_softmax(logits / t)[token]`.
 pub fn token_logprob(logits: &[f32], token: u32, t: f32) -> f32 {
-    let max = crate::fast_exp::max(logits);
-    let sum = crate::fast_exp::sum_exp(logits, max, 1.0 / t);
+    let max = crate::kernels::fast_exp::max(logits);
+    let sum = crate::kernels::fast_exp::sum_exp(logits, max, 1.0 / t);
     (logits[token as usize] - max) / t - sum.ln()
 }
 
@@ -112,9 +112,9 @@ pub fn kept_tokens(logits: &[f32], t: f32, top_k: usize, top_p: f32) -> Option<V
     if !((top_k > 0 && top_k < logits.len()) || top_p < 1.0) {
         return None;
     }
-    let max = crate::fast_exp::max(logits);
+    let max = crate::kernels::fast_exp::max(logits);
     let inv_t = 1.0 / t;
-    let probs: Vec<f32> = logits.iter().map(|&x| crate::fast_exp::exp((x - max) * inv_t)).collect();
+    let probs: Vec<f32> = logits.iter().map(|&x| crate::kernels::fast_exp::exp((x - max) * inv_t)).collect();
     let mut cand = candidates(&probs, top_k);
     if top_p < 1.0 {
         let total: f32 = if top_k > 0 { cand.iter().map(|&i| probs[i as usize]).sum() } else { probs.iter().sum() };
@@ -148,9 +148,9 @@ pub fn choose_token<R: Rng>(logits: &[f32], seen: &[u32], p: &SamplingParams, rn
         let token = argmax(&z);
         return (token, token_logprob(logits, token, 1.0));
     }
-    let max = crate::fast_exp::max(&z);
+    let max = crate::kernels::fast_exp::max(&z);
     let inv_t = 1.0 / p.temperature;
-    let probs: Vec<f32> = z.iter().map(|&x| crate::fast_exp::exp((x - max) * inv_t)).collect();
+    let probs: Vec<f32> = z.iter().map(|&x| crate::kernels::fast_exp::exp((x - max) * inv_t)).collect();
     let token = match kept_tokens(&z, p.temperature, p.top_k, p.top_p) {
         None => draw(&probs, (0..probs.len() as u32).collect::<Vec<_>>().as_slice(), rng),
         Some(cand) => draw(&probs, &cand, rng),
@@ -200,7 +200,7 @@ fn draw<R: Rng>(probs: &[f32], cand: &[u32], rng: &mut R) -> u32 {
 
 /// The first index of the largest logit (a NaN never wins).
 fn argmax(xs: &[f32]) -> u32 {
-    let max = crate::fast_exp::max(xs);
+    let max = crate::kernels::fast_exp::max(xs);
     xs.iter().position(|&x| x == max).unwrap_or(0) as u32
 }
 

@@ -5,8 +5,8 @@
 
 use candle_core::{DType, Device, Result, Tensor};
 
-use crate::attention;
-use crate::config::ModelConfig;
+use crate::kernels::attention;
+use crate::model::config::ModelConfig;
 
 /// How a [`KvCache`] stores keys and values. Decoding reads the whole cache at every step, so
 /// its attention is bound by memory: f16 halves those bytes (batch 64, 300-token prompts:

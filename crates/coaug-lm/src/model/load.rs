@@ -13,8 +13,8 @@ use candle_core::{DType, Device, Tensor};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::config::{Architecture, ModelConfig};
-use crate::linear::{Linear, QuantWeight, Weight};
+use crate::model::config::{Architecture, ModelConfig};
+use crate::model::linear::{Linear, QuantWeight, Weight};
 use crate::model::{Block, CausalLm};
 
 /// How projection weights are held in memory.
@@ -103,7 +103,7 @@ impl CausalLm {
             let weight = match precision {
                 Precision::Quantized => {
                     // Keep the file's Q4_1 blocks for decoding before re-quantizing for gemm.
-                    let q4 = crate::q8::Q4Matrix::from_qtensor(&q)?;
+                    let q4 = crate::kernels::q8::Q4Matrix::from_qtensor(&q)?;
                     let mm = QMatMul::from_qtensor(fast_block_type(q, device)?)?;
                     Weight::Quantized(Arc::new(QuantWeight::new(mm, q4, device)?))
                 }
@@ -259,26 +259,26 @@ fn unpermute_rows(q: &QTensor, heads: usize, device: &Device) -> Result<QTensor>
 
 /// Loads only the tokenizer of a GGUF file or a HF directory (`tokenizer.json`; the end-of-text
 /// id from `config.json`).
-pub fn load_tokenizer(path: &Path) -> Result<crate::tokenizer::LmTokenizer> {
+pub fn load_tokenizer(path: &Path) -> Result<crate::text::tokenizer::LmTokenizer> {
     if path.is_dir() {
         let cfg_path = path.join("config.json");
         let text = std::fs::read_to_string(&cfg_path).with_context(|| format!("reading {}", cfg_path.display()))?;
         let cfg = ModelConfig::from_hf_json(&text).with_context(|| format!("parsing {}", cfg_path.display()))?;
-        crate::tokenizer::LmTokenizer::from_file(&path.join("tokenizer.json"), cfg.eos_token_id)
+        crate::text::tokenizer::LmTokenizer::from_file(&path.join("tokenizer.json"), cfg.eos_token_id)
     } else {
-        crate::tokenizer::LmTokenizer::from_gguf(path)
+        crate::text::tokenizer::LmTokenizer::from_gguf(path)
     }
 }
 
 /// Loads a model and its tokenizer from a GGUF file or a HF directory.
-pub fn load_model(path: &Path, precision: Precision, device: &Device) -> Result<(CausalLm, crate::tokenizer::LmTokenizer)> {
+pub fn load_model(path: &Path, precision: Precision, device: &Device) -> Result<(CausalLm, crate::text::tokenizer::LmTokenizer)> {
     if path.is_dir() {
         let model = CausalLm::from_hf_dir(path, device)?;
-        let tok = crate::tokenizer::LmTokenizer::from_file(&path.join("tokenizer.json"), model.config().eos_token_id)?;
+        let tok = crate::text::tokenizer::LmTokenizer::from_file(&path.join("tokenizer.json"), model.config().eos_token_id)?;
         Ok((model, tok))
     } else {
         let model = CausalLm::from_gguf(path, precision, device)?;
-        let tok = crate::tokenizer::LmTokenizer::from_gguf(path)?;
+        let tok = crate::text::tokenizer::LmTokenizer::from_gguf(path)?;
         Ok((model, tok))
     }
 }

@@ -15,7 +15,7 @@ use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::{AddedToken, PreTokenizerWrapper, SplitDelimiterBehavior, Tokenizer};
 
-use crate::chat::ChatTemplate;
+use crate::text::chat::ChatTemplate;
 
 /// ChatML turn markers used by SmolLM2 and Qwen2.
 pub const IM_START: &str = "<|im_start|>";

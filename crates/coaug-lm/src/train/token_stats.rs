@@ -13,7 +13,8 @@ use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor, D
 use candle_nn::ops;
 use rayon::prelude::*;
 
-use crate::cpu_f32::{contiguous_f32, gemm_f32, with_f32_slice, Threads};
+use crate::kernels::cpu_f32::{contiguous_f32, matmul, with_f32_slice, MatMut, MatRef, Threads};
+use crate::model::Pass;
 
 /// `(log_softmax(logits / T)[target], entropy of softmax(logits / T))` per row of `logits`
 /// `(n, vocab)`, both `(n,)` and differentiable with respect to `logits`.
@@ -139,7 +140,7 @@ pub(crate) fn projected_logprob_and_entropy(
     weight: &Tensor,
     targets: &[u32],
     temperature: f32,
-    grad: bool,
+    pass: Pass,
 ) -> Result<(Tensor, Tensor)> {
     check_targets(targets, hidden.dim(0)?, weight.dim(0)?)?;
     if !hidden.device().is_cpu() || hidden.dtype() != DType::F32 || weight.dtype() != DType::F32 {
@@ -149,11 +150,11 @@ pub(crate) fn projected_logprob_and_entropy(
         weight: weight.detach(),
         targets: Arc::new(targets.to_vec()),
         inv_temp: 1.0 / temperature,
-        keep_logits: grad,
+        keep_logits: pass.tracks_grad(),
         logits: Mutex::new(None),
     };
     let hidden = hidden.contiguous()?;
-    let both = if grad { hidden.apply_op1(op)? } else { hidden.apply_op1_no_bwd(&op)? };
+    let both = if pass.tracks_grad() { hidden.apply_op1(op)? } else { hidden.apply_op1_no_bwd(&op)? };
     Ok((both.narrow(1, 0, 1)?.squeeze(1)?, both.narrow(1, 1, 1)?.squeeze(1)?))
 }
 
@@ -172,9 +173,8 @@ impl ProjectedLogprobEntropy {
         let (vocab, d) = self.weight.dims2()?;
         let mut out = pool::take(n * vocab);
         with_f32_slice(&self.weight, |w| {
-            // SAFETY: `hidden` is (n, d), `w` is (vocab, d) and `out` is (n, vocab), all
-            // row-major; read through `w`'s rows as the columns of the right operand.
-            unsafe { gemm_f32(Threads::All, n, vocab, d, out.as_mut_ptr(), vocab, 1, hidden, d, 1, w, 1, d) };
+            // `w` (vocab, d) row-major, read through its rows as the columns of the right operand.
+            matmul(Threads::All, MatMut::row_major(&mut out, n, vocab), MatRef::row_major(hidden, n, d), MatRef::transpose_of(w, d, vocab));
             Ok(())
         })?;
         Ok(out)
@@ -218,8 +218,8 @@ impl CustomOp1 for ProjectedLogprobEntropy {
         backward_rows_in_place(&mut logits, vocab, &self.targets, self.inv_temp, &res, &g);
         let mut grad = vec![0f32; n * d];
         with_f32_slice(&self.weight, |w| {
-            // SAFETY: `logits` now holds the (n, vocab) gradient, `w` is (vocab, d), `grad` (n, d).
-            unsafe { gemm_f32(Threads::All, n, d, vocab, grad.as_mut_ptr(), d, 1, &logits, vocab, 1, w, d, 1) };
+            // `logits` now holds the (n, vocab) gradient; `w` is (vocab, d).
+            matmul(Threads::All, MatMut::row_major(&mut grad, n, d), MatRef::row_major(&logits, n, vocab), MatRef::row_major(w, vocab, d));
             Ok(())
         })?;
         pool::give(logits);
@@ -263,7 +263,7 @@ mod pool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpu_f32::max_abs_diff;
+    use crate::kernels::cpu_f32::max_abs_diff;
     use candle_core::{Device, Var};
 
     #[test]
@@ -303,14 +303,14 @@ mod tests {
         let weights = Tensor::new(weights.as_slice(), &Device::Cpu).unwrap();
         let objective =
             |lp: &Tensor, e: &Tensor| ((lp * &weights).unwrap().sum_all().unwrap() - (e * 0.2).unwrap().sum_all().unwrap()).unwrap();
-        let (lp_a, e_a) = projected_logprob_and_entropy(h.as_tensor(), &w, &targets, 1.2, true).unwrap();
+        let (lp_a, e_a) = projected_logprob_and_entropy(h.as_tensor(), &w, &targets, 1.2, Pass::Train).unwrap();
         let (lp_b, e_b) = generic(&h.as_tensor().matmul(&w.t().unwrap()).unwrap(), &targets, 1.2).unwrap();
         assert!(max_abs_diff(&lp_a, &lp_b) < 1e-4 && max_abs_diff(&e_a, &e_b) < 1e-4, "values at {n}×{d}×{vocab}");
         let ga = objective(&lp_a, &e_a).backward().unwrap();
         let gb = objective(&lp_b, &e_b).backward().unwrap();
         assert!(max_abs_diff(ga.get(h.as_tensor()).unwrap(), gb.get(h.as_tensor()).unwrap()) < 1e-4, "gradients at {n}×{d}×{vocab}");
         // Without a graph nothing is kept and the values are the same.
-        let (lp_c, _) = projected_logprob_and_entropy(h.as_tensor(), &w, &targets, 1.2, false).unwrap();
+        let (lp_c, _) = projected_logprob_and_entropy(h.as_tensor(), &w, &targets, 1.2, Pass::Infer).unwrap();
         assert!(max_abs_diff(&lp_a, &lp_c) == 0.0);
     }
 

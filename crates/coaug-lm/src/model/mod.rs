@@ -1,15 +1,20 @@
 //! The decoder-only transformer (Llama / Qwen2) with two execution modes:
 //! fused kernels without autograd for generation, and differentiable ops for training.
 
+pub mod cache;
+pub mod config;
+pub(crate) mod linear;
+pub mod load;
+
 use std::ops::Range;
 
 use candle_core::{DType, Device, Result, Tensor, D};
 use candle_nn::{ops, rotary_emb};
 
-use crate::attention;
-use crate::cache::KvCache;
-use crate::config::ModelConfig;
-use crate::linear::{view, Dense, Linear, Weight};
+use crate::kernels::attention;
+use crate::model::cache::KvCache;
+use crate::model::config::ModelConfig;
+use crate::model::linear::{view, Dense, Linear, Weight};
 
 /// One transformer block.
 #[derive(Clone)]
@@ -27,6 +32,32 @@ pub(crate) struct Block {
     /// view (see [`CausalLm::prepare_for_decoding`]): a prefill's MLP goes through one input
     /// product instead of two (`swiglu::mlp_residual`).
     pub gate_up: Option<Tensor>,
+}
+
+/// Which path a forward pass takes. `Infer` runs the no-gradient kernels (attention on raw
+/// slices over the KV cache, the few-rows matmul, the fused SwiGLU) on detached weights; `Train`
+/// records candle's autograd graph through the trainable parameters. A frozen parameter stays
+/// detached in either pass: [`Pass::train_if`] gives one parameter's or one block's path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pass {
+    Infer,
+    Train,
+}
+
+impl Pass {
+    /// `Train` where this pass trains and `trainable` holds, else `Infer`.
+    pub fn train_if(self, trainable: bool) -> Pass {
+        if self == Pass::Train && trainable {
+            Pass::Train
+        } else {
+            Pass::Infer
+        }
+    }
+
+    /// Whether this pass records an autograd graph.
+    pub fn tracks_grad(self) -> bool {
+        self == Pass::Train
+    }
 }
 
 /// Where new tokens sit: their rotary positions `(rows, t)` (u32) and an additive
@@ -201,29 +232,29 @@ impl CausalLm {
     }
 
     /// Token embeddings `(rows, t, hidden)` for ids `(rows, t)`.
-    pub fn embed(&self, ids: &Tensor, grad: bool) -> Result<Tensor> {
+    pub fn embed(&self, ids: &Tensor, pass: Pass) -> Result<Tensor> {
         let (rows, t) = ids.dims2()?;
-        let table = view(&self.embed, grad && self.embed_trainable);
+        let table = view(&self.embed, pass.train_if(self.embed_trainable));
         table.index_select(&ids.flatten_all()?, 0)?.reshape((rows, t, self.cfg.hidden_size))
     }
 
     /// Runs blocks `layers` on `hidden` `(rows, t, hidden)`. With a cache, the new keys
     /// and values are appended (the cache must then cover every layer, and
     /// `attn.bias` must span cached + new slots); the cache advances once the last
-    /// layer has run. `grad` records an autograd graph for layers that need one.
+    /// layer has run. A [`Pass::Train`] records an autograd graph for the layers that train.
     pub fn forward_layers(
         &self,
         hidden: &Tensor,
         layers: Range<usize>,
         attn: &AttentionInput,
         cache: Option<&mut KvCache>,
-        grad: bool,
+        pass: Pass,
     ) -> Result<Tensor> {
         let keys = match cache {
             Some(c) => Keys::Cache(c),
             None => Keys::own(),
         };
-        self.run_layers(hidden, layers, attn, keys, grad, false)
+        self.run_layers(hidden, layers, attn, keys, pass, false)
     }
 
     /// [`CausalLm::forward_layers`] with any source of keys: the trainer runs a shared prompt
@@ -234,9 +265,9 @@ impl CausalLm {
         layers: Range<usize>,
         attn: &AttentionInput,
         keys: Keys<'_>,
-        grad: bool,
+        pass: Pass,
     ) -> Result<Tensor> {
-        self.run_layers(hidden, layers, attn, keys, grad, false)
+        self.run_layers(hidden, layers, attn, keys, pass, false)
     }
 
     /// [`CausalLm::forward_layers_keyed`] for a prompt batch whose outputs are wanted at its
@@ -249,9 +280,9 @@ impl CausalLm {
         layers: Range<usize>,
         attn: &AttentionInput,
         keys: Keys<'_>,
-        grad: bool,
+        pass: Pass,
     ) -> Result<Tensor> {
-        self.run_layers(hidden, layers, attn, keys, grad, true)
+        self.run_layers(hidden, layers, attn, keys, pass, true)
     }
 
     /// Runs blocks `layers`; with `last_only`, the last one works at the last position only.
@@ -261,7 +292,7 @@ impl CausalLm {
         layers: Range<usize>,
         attn: &AttentionInput,
         mut keys: Keys<'_>,
-        grad: bool,
+        pass: Pass,
         last_only: bool,
     ) -> Result<Tensor> {
         let (rows, t, _) = hidden.dims3()?;
@@ -274,7 +305,7 @@ impl CausalLm {
         let mut h = hidden.clone();
         let (first, last) = (layers.start, layers.end);
         for l in layers {
-            let g = grad && l >= self.first_grad_layer;
+            let g = pass.train_if(l >= self.first_grad_layer);
             let layer_keys = match &mut keys {
                 Keys::Cache(c) => Keys::Cache(c),
                 Keys::Batch { after, record } => {
@@ -295,8 +326,8 @@ impl CausalLm {
     }
 
     /// Final RMSNorm.
-    pub fn final_norm(&self, hidden: &Tensor, grad: bool) -> Result<Tensor> {
-        let g = grad && self.first_grad_layer < self.cfg.num_layers;
+    pub fn final_norm(&self, hidden: &Tensor, pass: Pass) -> Result<Tensor> {
+        let g = pass.train_if(self.first_grad_layer < self.cfg.num_layers);
         rms_norm(hidden, &view(&self.norm, g), self.cfg.rms_norm_eps, g)
     }
 
@@ -308,33 +339,33 @@ impl CausalLm {
         start_layer: usize,
         attn: &AttentionInput,
         cache: Option<&mut KvCache>,
-        grad: bool,
+        pass: Pass,
     ) -> Result<Tensor> {
-        let h = self.forward_layers(hidden, start_layer..self.cfg.num_layers, attn, cache, grad)?;
-        self.final_norm(&h, grad)
+        let h = self.forward_layers(hidden, start_layer..self.cfg.num_layers, attn, cache, pass)?;
+        self.final_norm(&h, pass)
     }
 
     /// Hidden states entering block `layer` (`0` = embeddings), without autograd.
     pub fn hidden_at_layer(&self, ids: &Tensor, attn: &AttentionInput, layer: usize) -> Result<Tensor> {
-        let h = self.embed(ids, false)?;
-        self.forward_layers(&h, 0..layer, attn, None, false)
+        let h = self.embed(ids, Pass::Infer)?;
+        self.forward_layers(&h, 0..layer, attn, None, Pass::Infer)
     }
 
     /// Final-normed hidden states for every position.
-    pub fn forward_hidden(&self, ids: &Tensor, attn: &AttentionInput, cache: Option<&mut KvCache>, grad: bool) -> Result<Tensor> {
-        let h = self.embed(ids, grad)?;
-        self.forward_from_layer(&h, 0, attn, cache, grad)
+    pub fn forward_hidden(&self, ids: &Tensor, attn: &AttentionInput, cache: Option<&mut KvCache>, pass: Pass) -> Result<Tensor> {
+        let h = self.embed(ids, pass)?;
+        self.forward_from_layer(&h, 0, attn, cache, pass)
     }
 
     /// Logits `(n, vocab)` for normed hidden rows `(n, hidden)`: callers gather only the
     /// positions they need first, since the vocabulary projection dominates small models.
-    pub fn logits(&self, normed: &Tensor, grad: bool) -> Result<Tensor> {
+    pub fn logits(&self, normed: &Tensor, pass: Pass) -> Result<Tensor> {
         match &self.lm_head {
-            Some(head) => head.forward(normed, grad && self.first_grad_layer < self.cfg.num_layers),
+            Some(head) => head.forward(normed, pass.train_if(self.first_grad_layer < self.cfg.num_layers)),
             None => {
-                let g = grad && self.embed_trainable;
-                if !g && normed.dim(0)? <= crate::linear::FEW_ROWS && self.device.is_cpu() {
-                    crate::linear::few_rows_matmul(normed, Dense { w: &self.embed, t: self.embed_t.as_ref() })
+                let g = pass.train_if(self.embed_trainable);
+                if g == Pass::Infer && normed.dim(0)? <= crate::model::linear::FEW_ROWS && self.device.is_cpu() {
+                    crate::model::linear::few_rows_matmul(normed, Dense { w: &self.embed, t: self.embed_t.as_ref() })
                 } else {
                     normed.matmul(&view(&self.embed, g).t()?)
                 }
@@ -344,11 +375,13 @@ impl CausalLm {
 
     /// The vocabulary projection `(vocab, hidden)` when it is a plain dense matrix that takes
     /// no gradient in this pass: scoring then fuses it with the log-softmax.
-    pub(crate) fn frozen_head_weight(&self, grad: bool) -> Option<Tensor> {
+    pub(crate) fn frozen_head_weight(&self, pass: Pass) -> Option<Tensor> {
         match &self.lm_head {
-            None => (!(grad && self.embed_trainable)).then(|| self.embed.detach()),
+            None => (pass.train_if(self.embed_trainable) == Pass::Infer).then(|| self.embed.detach()),
             Some(head) => match (&head.weight, &head.bias, &head.lora) {
-                (Weight::Dense(w), None, None) if !(grad && self.first_grad_layer < self.cfg.num_layers) => Some(w.detach()),
+                (Weight::Dense(w), None, None) if pass.train_if(self.first_grad_layer < self.cfg.num_layers) == Pass::Infer => {
+                    Some(w.detach())
+                }
                 _ => None,
             },
         }
@@ -371,7 +404,7 @@ impl CausalLm {
         sin: &Tensor,
         bias: &Tensor,
         keys: Keys<'_>,
-        g: bool,
+        g: Pass,
         last_only: bool,
     ) -> Result<Tensor> {
         let blk = &self.blocks[l];
@@ -379,23 +412,23 @@ impl CausalLm {
         let h = rms_norm(x, &view(&blk.attn_norm, g), eps, g)?;
         let a = self.attention(l, &h, cos, sin, bias, keys, g, last_only)?;
         let x = if last_only { x.narrow(1, x.dim(1)? - 1, 1)?.contiguous()? } else { x.clone() };
-        let (x, h) = match g {
+        let (x, h) = match g.tracks_grad() {
             true => {
                 let x = (x + a)?;
                 let h = rms_norm(&x, &view(&blk.mlp_norm, g), eps, g)?;
                 (x, h)
             }
-            false => crate::rms_norm::add_rms_norm(&x, Some(&a), &blk.mlp_norm, eps as f32)?,
+            false => crate::kernels::rms_norm::add_rms_norm(&x, Some(&a), &blk.mlp_norm, eps as f32)?,
         };
         let (b, t, d) = h.dims3()?;
         if let (Some(fused), Weight::Dense(down), None, None) = (&blk.gate_up, &blk.down.weight, &blk.down.bias, &blk.down.lora) {
-            if !g && b * t > crate::linear::FEW_ROWS {
+            if g == Pass::Infer && b * t > crate::model::linear::FEW_ROWS {
                 let rows = |y: &Tensor| y.reshape((b * t, d));
-                return crate::swiglu::mlp_residual(&rows(&x)?, &rows(&h)?, fused, down)?.reshape((b, t, d));
+                return crate::kernels::swiglu::mlp_residual(&rows(&x)?, &rows(&h)?, fused, down)?.reshape((b, t, d));
             }
         }
         let [gate, up]: [Tensor; 2] = Linear::forward_many(&[&blk.gate, &blk.up], &h, g)?.try_into().expect("two projections");
-        let act = if g { (ops::silu(&gate)? * up)? } else { crate::swiglu::swiglu(&gate, &up)? };
+        let act = if g.tracks_grad() { (ops::silu(&gate)? * up)? } else { crate::kernels::swiglu::swiglu(&gate, &up)? };
         let m = blk.down.forward(&act, g)?;
         x + m
     }
@@ -409,7 +442,7 @@ impl CausalLm {
         sin: &Tensor,
         bias: &Tensor,
         mut keys: Keys<'_>,
-        g: bool,
+        g: Pass,
         last_only: bool,
     ) -> Result<Tensor> {
         let cfg = &self.cfg;
@@ -425,7 +458,7 @@ impl CausalLm {
             let [q, k, v]: [Tensor; 3] = Linear::forward_many(&[&blk.q, &blk.k, &blk.v], x, g)?.try_into().expect("three projections");
             (q, k, v)
         };
-        if !g {
+        if g == Pass::Infer {
             if let Some(out) = self.fused_attention(l, &q, &k, &v, cos, sin, bias, &mut keys, last_only)? {
                 return blk.o.forward(&out, g);
             }
@@ -452,8 +485,8 @@ impl CausalLm {
         let q = (q.reshape((b, kvh, rep * t, hd))? * (1.0 / (hd as f64).sqrt()))?;
         let scores = q.matmul(&k.t()?)?;
         let scores = scores.reshape((b, kvh, rep, t, len))?.broadcast_add(&bias.unsqueeze(1)?)?.reshape((b, kvh, rep * t, len))?;
-        let probs = match g {
-            true => match crate::softmax::softmax_last_dim(&scores)? {
+        let probs = match g.tracks_grad() {
+            true => match crate::kernels::softmax::softmax_last_dim(&scores)? {
                 Some(p) => p,
                 None => ops::softmax(&scores, D::Minus1)?,
             },
@@ -495,7 +528,7 @@ impl CausalLm {
                 None => return Ok(None),
             },
             Keys::Batch { after, record } => {
-                let k = rope(&split_heads(k, kvh)?, cos, sin, false)?;
+                let k = rope(&split_heads(k, kvh)?, cos, sin, Pass::Infer)?;
                 Self::batch_keys(k, split_heads(v, kvh)?, *after, record.as_deref_mut())?
             }
         };
@@ -533,20 +566,20 @@ fn split_heads(y: &Tensor, heads: usize) -> Result<Tensor> {
     y.reshape((b, t, heads, width / heads))?.transpose(1, 2)?.contiguous()
 }
 
-fn rms_norm(x: &Tensor, w: &Tensor, eps: f64, g: bool) -> Result<Tensor> {
-    if g {
-        crate::rms_norm::rms_norm(x, w, eps as f32)
+fn rms_norm(x: &Tensor, w: &Tensor, eps: f64, pass: Pass) -> Result<Tensor> {
+    if pass.tracks_grad() {
+        crate::kernels::rms_norm::rms_norm(x, w, eps as f32)
     } else {
-        Ok(crate::rms_norm::add_rms_norm(&x.contiguous()?, None, w, eps as f32)?.1)
+        Ok(crate::kernels::rms_norm::add_rms_norm(&x.contiguous()?, None, w, eps as f32)?.1)
     }
 }
 
 /// Rotate-half rotary embedding; `cos`/`sin` are `(b, t, head_dim/2)`.
-fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor, g: bool) -> Result<Tensor> {
-    if !g {
+fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor, pass: Pass) -> Result<Tensor> {
+    if pass == Pass::Infer {
         return rotary_emb::rope(x, cos, sin);
     }
-    if let Some(y) = crate::rope::rope(x, cos, sin)? {
+    if let Some(y) = crate::kernels::rope::rope(x, cos, sin)? {
         return Ok(y);
     }
     let half = x.dim(D::Minus1)? / 2;

@@ -10,7 +10,7 @@ use candle_core::quantized::gguf_file;
 use minijinja::{context, Environment, Error, ErrorKind};
 use serde::Serialize;
 
-use crate::tokenizer::ChatRole;
+use crate::text::tokenizer::ChatRole;
 
 /// ChatML, for models that ship no template.
 pub const CHATML: &str = "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";

@@ -8,8 +8,9 @@ use candle_core::{DType, Module, Result, Tensor};
 
 use rayon::prelude::*;
 
-use crate::cpu_f32::{filled_by, gemm_f32, with_f32_slices, Threads};
-use crate::q8::{self, Q4Matrix, Q8Matrix};
+use crate::kernels::cpu_f32::{filled_by, gemm_f32, with_f32_slices, Threads};
+use crate::kernels::q8::{self, Q4Matrix, Q8Matrix};
+use crate::model::Pass;
 
 /// Weight of a projection `y = x Wᵀ`, stored as `(out, in)`.
 #[derive(Clone)]
@@ -88,8 +89,8 @@ impl<'a> Dense<'a> {
 
 /// Gradient-free view: `detach` shares storage (sees optimizer updates) but drops
 /// the variable flag so no graph is recorded.
-pub(crate) fn view(t: &Tensor, grad: bool) -> Tensor {
-    if grad {
+pub(crate) fn view(t: &Tensor, pass: Pass) -> Tensor {
+    if pass.tracks_grad() {
         t.clone()
     } else {
         t.detach()
@@ -197,7 +198,7 @@ impl Linear {
     }
 
     /// `x` is `(..., in)`; the result is `(..., out)`.
-    pub fn forward(&self, x: &Tensor, grad: bool) -> Result<Tensor> {
+    pub fn forward(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
         let dims = x.dims().to_vec();
         let in_dim = *dims.last().expect("linear input has a feature dim");
         let rows: usize = dims[..dims.len() - 1].iter().product();
@@ -208,20 +209,20 @@ impl Linear {
                 Some(FewRows::Q8(m)) if rows <= q8::MAX_ROWS => m.matmul(&x2)?,
                 _ => q.mm.forward(&x2)?,
             },
-            Weight::Dense(w) if !grad && rows <= FEW_ROWS && w.device().is_cpu() => {
+            Weight::Dense(w) if pass == Pass::Infer && rows <= FEW_ROWS && w.device().is_cpu() => {
                 few_rows_matmul(&x2, Dense { w, t: self.decode.as_ref() })?
             }
-            Weight::Dense(w) if !grad && w.device().is_cpu() && w.dtype() == DType::F32 && x2.dtype() == DType::F32 => {
+            Weight::Dense(w) if pass == Pass::Infer && w.device().is_cpu() && w.dtype() == DType::F32 && x2.dtype() == DType::F32 => {
                 dense_matmul(&x2, w)?
             }
-            Weight::Dense(w) => x2.matmul(&view(w, grad).t()?)?,
+            Weight::Dense(w) => x2.matmul(&view(w, pass).t()?)?,
         };
         if let Some(b) = &self.bias {
-            y = y.broadcast_add(&view(b, grad))?;
+            y = y.broadcast_add(&view(b, pass))?;
         }
         if let Some(l) = &self.lora {
-            let low = x2.matmul(&view(&l.a, grad).t()?)?;
-            let up = low.matmul(&view(&l.b, grad).t()?)?;
+            let low = x2.matmul(&view(&l.a, pass).t()?)?;
+            let up = low.matmul(&view(&l.b, pass).t()?)?;
             y = (y + (up * l.scale)?)?;
         }
         let out_dim = y.dim(1)?;
@@ -233,7 +234,7 @@ impl Linear {
     /// `forward` of several projections of the same input. Quantized 4-bit weights without
     /// adapters share one dispatch at decode sizes (see [`Q4Matrix::matmul_many`]); anything
     /// else runs them one by one.
-    pub fn forward_many(lins: &[&Linear], x: &Tensor, grad: bool) -> Result<Vec<Tensor>> {
+    pub fn forward_many(lins: &[&Linear], x: &Tensor, pass: Pass) -> Result<Vec<Tensor>> {
         let dims = x.dims().to_vec();
         let in_dim = *dims.last().expect("linear input has a feature dim");
         let rows: usize = dims[..dims.len() - 1].iter().product();
@@ -257,8 +258,10 @@ impl Linear {
         let x2 = x.reshape((rows, in_dim))?;
         let ys = match (q4, dense) {
             (Some(ms), _) if rows <= q8::MAX_ROWS && lins.len() > 1 => Q4Matrix::matmul_many(&ms, &x2)?,
-            (_, Some(ws)) if !grad && rows <= FEW_ROWS && lins.len() > 1 && x.dtype() == DType::F32 => few_rows_matmul_many(&x2, &ws)?,
-            _ => return lins.iter().map(|l| l.forward(x, grad)).collect(),
+            (_, Some(ws)) if pass == Pass::Infer && rows <= FEW_ROWS && lins.len() > 1 && x.dtype() == DType::F32 => {
+                few_rows_matmul_many(&x2, &ws)?
+            }
+            _ => return lins.iter().map(|l| l.forward(x, pass)).collect(),
         };
         ys.into_iter()
             .zip(lins)
@@ -318,7 +321,7 @@ mod tests {
             let transposed = few_rows_matmul(&x, Dense { w: &w, t: Some(&wt) }).unwrap();
             for got in [few_rows_matmul(&x, Dense::plain(&w)).unwrap(), transposed, dense_matmul(&x, &w).unwrap()] {
                 assert_eq!(got.dims(), &[rows, out]);
-                assert!(crate::cpu_f32::max_abs_diff(&got, &want) < 1e-4);
+                assert!(crate::kernels::cpu_f32::max_abs_diff(&got, &want) < 1e-4);
             }
         }
         // Several weights at once: outputs off the 128-row block, one block, several blocks.
@@ -331,11 +334,11 @@ mod tests {
         for (g, w) in got.iter().zip(&ws) {
             let want = x.matmul(&w.t().unwrap()).unwrap();
             assert_eq!(g.dims(), want.dims());
-            assert!(crate::cpu_f32::max_abs_diff(g, &want) < 1e-4);
+            assert!(crate::kernels::cpu_f32::max_abs_diff(g, &want) < 1e-4);
         }
         let xt = Tensor::randn(0f32, 1.0, (12, 7), &dev).unwrap().t().unwrap();
         let w = Tensor::randn(0f32, 1.0, (20, 12), &dev).unwrap();
         let want = xt.contiguous().unwrap().matmul(&w.t().unwrap()).unwrap();
-        assert!(crate::cpu_f32::max_abs_diff(&few_rows_matmul(&xt, Dense::plain(&w)).unwrap(), &want) < 1e-4);
+        assert!(crate::kernels::cpu_f32::max_abs_diff(&few_rows_matmul(&xt, Dense::plain(&w)).unwrap(), &want) < 1e-4);
     }
 }

@@ -7,7 +7,7 @@
 //! first block in its low nibble and input `i` of the second in its high one.
 
 use super::BLOCK;
-use crate::simd::{simd_level, SimdLevel};
+use crate::kernels::simd::{simd_level, SimdLevel};
 
 /// Instructions the dot products may use.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

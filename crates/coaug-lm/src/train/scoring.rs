@@ -6,9 +6,10 @@ use std::ops::Range;
 use anyhow::{bail, Result};
 use candle_core::{DType, Tensor};
 
+use crate::infer::sampler::{PenaltyScope, SamplingParams};
+use crate::model::Pass;
 use crate::model::{AttentionInput, CausalLm, Keys};
-use crate::sampler::{PenaltyScope, SamplingParams};
-use crate::token_stats;
+use crate::train::token_stats;
 
 /// Which tokens precede each scored token: what a repetition penalty needs to be applied by the
 /// scorer exactly as the sampler applied it.
@@ -137,13 +138,13 @@ pub fn score(
     completions: &[&[u32]],
     pad_id: u32,
     processing: &SamplingParams,
-    grad: bool,
+    pass: Pass,
 ) -> Result<TokenScores> {
     let layout = ScoreLayout::new(model, prompts, completions, pad_id)?;
-    let normed = model.forward_hidden(&layout.ids, &layout.attn, None, grad)?;
+    let normed = model.forward_hidden(&layout.ids, &layout.attn, None, pass)?;
     let (rows, width, d) = normed.dims3()?;
     let picked = normed.reshape((rows * width, d))?.index_select(&layout.predictor_rows, 0)?;
-    head_scores(model, &picked, &layout.targets, layout.spans.clone(), &layout.history, processing, grad)
+    head_scores(model, &picked, &layout.targets, layout.spans.clone(), &layout.history, processing, pass)
 }
 
 /// Completions that share prompts (the n rollouts of one prompt), laid out so each distinct
@@ -352,14 +353,14 @@ pub fn score_grouped(
     layout: &GroupedLayout,
     trunk: Option<&GroupedTrunk>,
     processing: &SamplingParams,
-    grad: bool,
+    pass: Pass,
 ) -> Result<TokenScores> {
     let (prefix, prompts, completions, start) = match trunk {
         Some(t) => (t.prefix.clone(), t.prompts.clone(), t.completions.clone(), t.layer),
         None => (
-            layout.prefix.as_ref().map(|(ids, _)| model.embed(ids, grad)).transpose()?,
-            model.embed(&layout.prompt_ids, grad)?,
-            layout.completion_ids.as_ref().map(|ids| model.embed(ids, grad)).transpose()?,
+            layout.prefix.as_ref().map(|(ids, _)| model.embed(ids, pass)).transpose()?,
+            model.embed(&layout.prompt_ids, pass)?,
+            layout.completion_ids.as_ref().map(|ids| model.embed(ids, pass)).transpose()?,
             0,
         ),
     };
@@ -373,7 +374,7 @@ pub fn score_grouped(
         (Some(h), Some((_, attn))) => {
             let mut kv = Vec::with_capacity(layers.len());
             let keys = Keys::Batch { after: None, record: Some(&mut kv) };
-            model.forward_prompt_last(h, layers.clone(), attn, keys, grad)?;
+            model.forward_prompt_last(h, layers.clone(), attn, keys, pass)?;
             let groups = layout.prompt_lens.len();
             Some(fan(&kv, &Tensor::zeros(groups, DType::U32, device)?)?)
         }
@@ -382,19 +383,19 @@ pub fn score_grouped(
     // Each prompt's keys and values, the shared prefix's included.
     let mut kv = Vec::with_capacity(layers.len());
     let keys = Keys::Batch { after: after_prefix.as_deref(), record: Some(&mut kv) };
-    let p = model.forward_prompt_last(&prompts, layers.clone(), &layout.prompt_attn, keys, grad)?;
-    let p = model.final_norm(&p, grad)?;
+    let p = model.forward_prompt_last(&prompts, layers.clone(), &layout.prompt_attn, keys, pass)?;
+    let p = model.final_norm(&p, pass)?;
     let d = p.dim(2)?;
     let mut flat = vec![p.reshape(((), d))?];
     if let (Some(h), Some(attn)) = (&completions, &layout.completion_attn) {
         let fanned = fan(&kv, &layout.group_of)?;
         let keys = Keys::Batch { after: Some(&fanned), record: None };
-        let c = model.forward_layers_keyed(h, layers, attn, keys, grad)?;
-        flat.push(model.final_norm(&c, grad)?.reshape(((), d))?);
+        let c = model.forward_layers_keyed(h, layers, attn, keys, pass)?;
+        flat.push(model.final_norm(&c, pass)?.reshape(((), d))?);
     }
     let all = if flat.len() == 1 { flat.pop().expect("one part") } else { Tensor::cat(&flat, 0)? };
     let picked = all.index_select(&layout.predictor_rows, 0)?;
-    head_scores(model, &picked, &layout.targets, layout.spans.clone(), &layout.history, processing, grad)
+    head_scores(model, &picked, &layout.targets, layout.spans.clone(), &layout.history, processing, pass)
 }
 
 /// Log-probs and entropies of the targets from their predicting hidden rows. Temperature alone
@@ -407,7 +408,7 @@ fn head_scores(
     spans: Vec<Range<usize>>,
     history: &TokenHistory,
     p: &SamplingParams,
-    grad: bool,
+    pass: Pass,
 ) -> Result<TokenScores> {
     let temperature = p.logprob_temperature();
     let vocab = model.config().vocab_size;
@@ -415,11 +416,11 @@ fn head_scores(
     let seen = if p.repetition_penalty != 1.0 { Some(history.seen(p.penalty_scope)) } else { None };
     let penalizes = seen.as_ref().is_some_and(|s| s.iter().any(|ids| ids.iter().any(|id| !p.unpenalized.contains(id))));
     let (logprobs, entropy) = if p.temperature > 0.0 && (truncates || penalizes) {
-        processed_scores(&model.logits(picked, grad)?, targets, seen.as_deref(), p)?
+        processed_scores(&model.logits(picked, pass)?, targets, seen.as_deref(), p)?
     } else {
-        match model.frozen_head_weight(grad) {
-            Some(w) => token_stats::projected_logprob_and_entropy(picked, &w, targets, temperature, grad)?,
-            None => token_stats::logprob_and_entropy(&model.logits(picked, grad)?, targets, temperature)?,
+        match model.frozen_head_weight(pass) {
+            Some(w) => token_stats::projected_logprob_and_entropy(picked, &w, targets, temperature, pass)?,
+            None => token_stats::logprob_and_entropy(&model.logits(picked, pass)?, targets, temperature)?,
         }
     };
     Ok(TokenScores { logprobs: logprobs.to_dtype(DType::F32)?, entropy, spans })
@@ -447,7 +448,7 @@ fn processed_scores(logits: &Tensor, targets: &[u32], seen: Option<&[Vec<u32>]>,
                 // x·penalty for a negative logit, x / penalty otherwise: x + x·(factor).
                 factor.push(if x < 0.0 { p.repetition_penalty - 1.0 } else { 1.0 / p.repetition_penalty - 1.0 });
             }
-            crate::sampler::apply_penalty(&mut rows[r], ids.iter().copied(), p.repetition_penalty, &p.unpenalized);
+            crate::infer::sampler::apply_penalty(&mut rows[r], ids.iter().copied(), p.repetition_penalty, &p.unpenalized);
         }
         if !index.is_empty() {
             let m = index.len();
@@ -459,7 +460,7 @@ fn processed_scores(logits: &Tensor, targets: &[u32], seen: Option<&[Vec<u32>]>,
     }
     let t = p.logprob_temperature();
     let mut z = (logits / f64::from(t))?;
-    let kept: Vec<Option<Vec<u32>>> = rows.iter().map(|row| crate::sampler::kept_tokens(row, t, p.top_k, p.top_p)).collect();
+    let kept: Vec<Option<Vec<u32>>> = rows.iter().map(|row| crate::infer::sampler::kept_tokens(row, t, p.top_k, p.top_p)).collect();
     if kept.iter().any(Option::is_some) {
         let mut mask = vec![DROPPED as f32; n * vocab];
         for (r, k) in kept.iter().enumerate() {

@@ -6,7 +6,7 @@
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::cpu_f32::{contiguous_f32, with_f32_slice};
+use crate::kernels::cpu_f32::{contiguous_f32, with_f32_slice};
 
 /// Softmax of each last-dimension row of `x`; a row of only `-inf` gives zeros (a query
 /// with nothing to attend to) instead of NaN. `None` when `x` is not f32 on the CPU.
@@ -64,7 +64,7 @@ impl CustomOp1 for Softmax {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpu_f32::{max_abs_diff, probe_grads};
+    use crate::kernels::cpu_f32::{max_abs_diff, probe_grads};
     use candle_core::{Device, Var, D};
     use candle_nn::ops;
 

@@ -11,8 +11,8 @@ use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use candle_nn::ops;
 use rayon::prelude::*;
 
-use crate::cpu_f32::{contiguous_f32, with_f32_slice, with_f32_slices};
-use crate::simd::{multiversion, simd_level};
+use crate::kernels::cpu_f32::{contiguous_f32, with_f32_slice, with_f32_slices};
+use crate::kernels::simd::{multiversion, simd_level};
 
 /// `x / sqrt(mean(x²) + eps) * w` over the last dimension, differentiable in `x` and `w`.
 pub(crate) fn rms_norm(x: &Tensor, w: &Tensor, eps: f32) -> Result<Tensor> {
@@ -183,7 +183,7 @@ impl NormRows<'_> {
                     acc[j] += c[j] * c[j];
                 }
             }
-            ss += crate::fast_exp::tree_sum(acc);
+            ss += crate::kernels::fast_exp::tree_sum(acc);
             let inv = 1.0 / (ss / d as f32 + self.eps).sqrt();
             for ((o, &v), &w) in o.iter_mut().zip(row).zip(self.w) {
                 o.write(v * inv * w);
@@ -197,7 +197,7 @@ multiversion!(NormRows<'_>, rows, norm_rows_avx2, norm_rows_avx512, norm_rows_di
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpu_f32::{max_abs_diff, probe_grads};
+    use crate::kernels::cpu_f32::{max_abs_diff, probe_grads};
     use candle_core::{Device, Var};
 
     #[test]
