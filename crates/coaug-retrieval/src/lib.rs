@@ -7,12 +7,16 @@ pub mod augmentations;
 pub mod augmenter;
 pub mod bm25;
 pub mod composition;
+pub mod dense;
 pub mod export;
+pub mod retriever;
 pub mod stop_list;
 
 pub use augmentations::Augmentations;
 pub use augmenter::{AugmentReports, AugmentSettings, Augmenter};
 pub use bm25::{AugmentedBm25, QueryToRank};
 pub use composition::{Composition, DocField, QueryWeight, SampleFusion};
+pub use dense::{augmented_rows, DenseIndex, DenseRetriever};
 pub use export::{write_corpus_jsonl, write_queries_jsonl, ExportCounts};
+pub use retriever::{Hybrid, Retrieve};
 pub use stop_list::StopList;

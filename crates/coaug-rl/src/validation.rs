@@ -24,11 +24,11 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use coaug_augment::{AugmentStore, LmTokenBudget, ModelGenerator, PromptSet, Retriever};
 use coaug_data::{Document, Qrels, Query};
-use coaug_dense::{document_text, exact_top_k, open_or_encode, patch_documents, MappedEmbeddings, SentenceEncoder, StoredPrecision};
+use coaug_dense::{SentenceEncoder, StoredPrecision};
 use coaug_eval::{evaluate, EvalOptions, Run};
 use coaug_index::AnalyzerConfig;
 use coaug_lm::KvPrecision;
-use coaug_retrieval::{AugmentSettings, Augmentations, AugmentedBm25, Augmenter, Composition, QueryToRank};
+use coaug_retrieval::{AugmentSettings, Augmentations, AugmentedBm25, Augmenter, Composition, DenseIndex, QueryToRank};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -54,7 +54,7 @@ pub enum ValidationIndex {
 /// [`ValidationIndex`] once opened: the dense corpus vectors are loaded.
 enum Ranker {
     Bm25 { dir: PathBuf, composition: Composition, analyzer: AnalyzerConfig },
-    Dense { encoder: Arc<SentenceEncoder>, corpus_vectors: MappedEmbeddings },
+    Dense(DenseIndex),
 }
 
 impl Ranker {
@@ -223,43 +223,21 @@ impl Validator {
     }
 
     fn rank(&self, augs: &Augmentations) -> Result<Run> {
+        let queries: Vec<QueryToRank<'_>> =
+            self.queries.iter().map(|q| QueryToRank { id: &q.id, text: &q.text, expansions: augs.expansions(&q.id) }).collect();
         match &self.ranker {
             Ranker::Bm25 { dir, composition, analyzer } => {
                 let retriever = AugmentedBm25::open_or_build(dir, &self.corpus, augs, *composition, analyzer)
                     .with_context(|| format!("building the validation index in {}", dir.display()))?;
-                let queries: Vec<QueryToRank<'_>> =
-                    self.queries.iter().map(|q| QueryToRank { id: &q.id, text: &q.text, expansions: augs.expansions(&q.id) }).collect();
                 Ok(retriever.rank(&queries, HITS))
             }
-            Ranker::Dense { encoder, corpus_vectors } => self.dense_run(encoder, corpus_vectors, augs),
-        }
-    }
-
-    /// Exact cosine search over the corpus vectors, the slice's augmented documents re-encoded
-    /// in their dense composition (abstract, then the text `coaug eval` encodes).
-    fn dense_run(&self, encoder: &SentenceEncoder, corpus_vectors: &MappedEmbeddings, augs: &Augmentations) -> Result<Run> {
-        let composition = Composition::default();
-        let changed: Vec<(usize, String)> = self
-            .augmented
-            .iter()
-            .filter_map(|&i| {
-                let doc = &self.corpus[i];
-                augs.document(&doc.id).map(|a| (i, composition.dense_document_text(&document_text(doc), Some(a))))
-            })
-            .collect();
-        let changed: Vec<(usize, &str)> = changed.iter().map(|(i, t)| (*i, t.as_str())).collect();
-        let vectors = patch_documents(encoder, corpus_vectors.to_embeddings(), &changed)?;
-        let texts: Vec<String> = self.queries.iter().map(|q| composition.query_text(&q.text, augs.expansions(&q.id))).collect();
-        let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let query_vectors = encoder.encode_queries(&texts, false)?;
-        let hits = exact_top_k(&query_vectors, &vectors, HITS)?;
-        let mut run = Run::new();
-        for (query, hits) in self.queries.iter().zip(&hits) {
-            for hit in hits {
-                run.insert(query.id.clone(), self.corpus[hit.doc as usize].id.clone(), f64::from(hit.score));
+            // The slice's augmented documents re-encoded in their dense composition, exact cosine
+            // search over every corpus vector, as `coaug eval --retriever dense` ranks.
+            Ranker::Dense(index) => {
+                let vectors = index.augmented_vectors(&self.corpus, &augs.documents)?;
+                index.retriever(&vectors, Composition::default()).rank(&queries, HITS)
             }
         }
-        Ok(run)
     }
 }
 
@@ -268,12 +246,9 @@ impl Validator {
 fn open_ranker(index: ValidationIndex, corpus: &[Document]) -> Result<Ranker> {
     match index {
         ValidationIndex::Bm25 { dir, composition, analyzer } => Ok(Ranker::Bm25 { dir, composition, analyzer }),
-        ValidationIndex::Dense { encoder, vectors_dir } => {
-            let ids: Vec<String> = corpus.iter().map(|d| d.id.clone()).collect();
-            let texts: Vec<String> = corpus.iter().map(document_text).collect();
-            let (corpus_vectors, _) = open_or_encode(&vectors_dir, &encoder, &ids, &texts, StoredPrecision::F32)
-                .with_context(|| format!("encoding the validation corpus into {}", vectors_dir.display()))?;
-            Ok(Ranker::Dense { encoder, corpus_vectors })
-        }
+        ValidationIndex::Dense { encoder, vectors_dir } => Ok(Ranker::Dense(
+            DenseIndex::open_or_encode(encoder, &vectors_dir, corpus, StoredPrecision::F32)
+                .with_context(|| format!("encoding the validation corpus into {}", vectors_dir.display()))?,
+        )),
     }
 }

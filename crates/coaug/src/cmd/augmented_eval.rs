@@ -16,7 +16,7 @@ use coaug_index::AnalyzerConfig;
 use coaug_retrieval::{Augmentations, AugmentedBm25, Composition, DocField, QueryToRank, QueryWeight, SampleFusion};
 
 use super::augment::{augment, model_label, GenerationArgs, ModelArgs};
-use super::dense::{DenseIndex, RetrieverArgs, RetrieverKind};
+use super::dense::{open_dense, RetrieverArgs, RetrieverKind};
 use super::retrieval::{default_index_dir, open_or_build_index, KS};
 
 /// Which side the LM augments.
@@ -203,7 +203,7 @@ pub fn run(ctx: EvalContext<'_>, args: &EvalAugmentArgs) -> Result<()> {
         split.keep_first_queries(n);
     }
     // Opened first: a missing encoder should fail before hours of generation, not after.
-    let dense = if kind == RetrieverKind::Dense { Some(DenseIndex::open(ctx.retriever, ctx.dataset, &split.corpus)?) } else { None };
+    let dense = if kind == RetrieverKind::Dense { Some(open_dense(ctx.retriever, ctx.dataset, &split.corpus)?) } else { None };
     let plain = if dense.is_some() { "dense" } else { "BM25" };
     let modes: Vec<AugmentMode> = if args.table { AugmentMode::ALL.to_vec() } else { vec![args.augment] };
     let need_queries = modes.iter().any(|m| m.queries());
@@ -258,29 +258,22 @@ pub fn run(ctx: EvalContext<'_>, args: &EvalAugmentArgs) -> Result<()> {
     let mut results: Vec<(Column, Metrics, Run)> = Vec::new();
     for (column, augs) in columns {
         let (aug_queries, aug_docs) = column.sides();
+        let to_rank = to_rank(&split.queries, aug_queries.then_some(augs));
         let run = match &dense {
             None => {
-                let retriever = bm25_for(
-                    &ctx,
-                    &split.corpus,
-                    aug_docs.then_some(augs),
-                    composition,
-                    plain_name,
-                    plain_analyzer,
-                    column.augmentation_tag(),
-                )?;
-                retriever.rank(&to_rank(&split.queries, aug_queries.then_some(augs)), ctx.top_k)
+                let tag = column.augmentation_tag();
+                bm25_for(&ctx, &split.corpus, aug_docs.then_some(augs), composition, plain_name, plain_analyzer, tag)?
+                    .rank(&to_rank, ctx.top_k)
             }
             Some(dense) => {
-                let texts = dense_query_texts(&split.queries, aug_queries.then_some(augs), &composition);
                 if aug_docs {
                     let tag = column.augmentation_tag();
                     if !dense_docs.contains_key(tag) {
                         dense_docs.insert(tag, dense.augmented_vectors(&split.corpus, &augs.documents)?);
                     }
-                    dense.run(&split.queries, &texts, &dense_docs[tag], ctx.top_k)?
+                    dense.retriever(&dense_docs[tag], composition).rank(&to_rank, ctx.top_k)?
                 } else {
-                    dense.run(&split.queries, &texts, &dense.store, ctx.top_k)?
+                    dense.retriever(&dense.store, composition).rank(&to_rank, ctx.top_k)?
                 }
             }
         };
@@ -339,7 +332,7 @@ pub fn run(ctx: EvalContext<'_>, args: &EvalAugmentArgs) -> Result<()> {
             eprintln!("wrote {}/table.json, table.md, per-query metrics and runs", out.display());
         } else {
             let (_, metrics, run) = &results[0];
-            let tag = format!("{}-aug", super::eval::run_tag(kind));
+            let tag = format!("coaug-{}-aug", if dense.is_some() { "dense" } else { "bm25" });
             run.write_trec(out.join("run.trec"), &tag).with_context(|| format!("writing {}", out.join("run.trec").display()))?;
             super::eval::write_json(&out.join("metrics.json"), &metrics.mean)?;
             eprintln!("wrote {}/run.trec and metrics.json", out.display());
@@ -409,11 +402,6 @@ fn bm25_for(
 /// The queries to rank, with their expansions when the column augments queries.
 fn to_rank<'a>(queries: &'a [Query], augs: Option<&'a Augmentations>) -> Vec<QueryToRank<'a>> {
     queries.iter().map(|q| QueryToRank { id: &q.id, text: &q.text, expansions: augs.map_or(&[], |a| a.expansions(&q.id)) }).collect()
-}
-
-/// The searched text of every query for the dense encoder: the query, then its expansions.
-pub fn dense_query_texts(queries: &[Query], augs: Option<&Augmentations>, composition: &Composition) -> Vec<String> {
-    queries.iter().map(|q| composition.query_text(&q.text, augs.map_or(&[], |a| a.expansions(&q.id)))).collect()
 }
 
 /// One row of a sweep: a stop list and composition, the nDCG@10 of each column and its paired

@@ -1,16 +1,13 @@
-//! Dense and hybrid retrieval for `coaug eval`: which retriever, which encoder, how to
-//! fuse; the document vectors are encoded once per dataset and encoder and kept in the cache.
+//! The retriever flags of `coaug eval` (which retriever, which encoder, how to fuse) and their
+//! translation into `coaug_retrieval`'s retrievers, which do the work.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
-use coaug_data::{Dataset, Document, Query};
-use coaug_dense::{
-    document_text, exact_top_k, open_or_encode, patch_documents, Embeddings, MappedEmbeddings, SentenceEncoder, StoredPrecision, VectorRows,
-};
-use coaug_eval::{fuse_runs, Fusion, Run, ScorePrecision, ScoredDoc};
-use coaug_retrieval::Composition;
+use anyhow::{Context, Result};
+use coaug_data::{Dataset, Document};
+use coaug_dense::{SentenceEncoder, StoredPrecision};
+use coaug_eval::Fusion;
+use coaug_retrieval::{DenseIndex, Hybrid, Retrieve};
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RetrieverKind {
@@ -57,7 +54,7 @@ pub enum VectorPrecision {
 }
 
 impl VectorPrecision {
-    fn stored(self) -> StoredPrecision {
+    pub fn stored(self) -> StoredPrecision {
         match self {
             VectorPrecision::F32 => StoredPrecision::F32,
             VectorPrecision::F16 => StoredPrecision::F16,
@@ -119,115 +116,34 @@ pub fn load_encoder(args: &EncoderArgs) -> Result<SentenceEncoder> {
     Ok(encoder)
 }
 
-/// A corpus's dense index: the encoder and the corpus vectors stored in the cache.
-pub struct DenseIndex {
-    pub encoder: SentenceEncoder,
-    pub store: MappedEmbeddings,
+/// Loads the encoder and opens the dataset's stored corpus vectors (`coaug_retrieval::DenseIndex`),
+/// encoding them first when the store is missing or stale.
+pub fn open_dense(args: &RetrieverArgs, dataset: &Dataset, corpus: &[Document]) -> Result<DenseIndex> {
+    let encoder = load_encoder(&args.encoder)?;
+    let precision = args.vectors.stored();
+    let dir = DenseIndex::store_dir(&dataset.name(), &encoder, precision);
+    DenseIndex::open_or_encode(encoder.into(), &dir, corpus, precision).with_context(|| format!("the dense index of {}", dataset.name()))
 }
 
-impl DenseIndex {
-    /// Loads the encoder and opens the stored corpus vectors, encoding them first when the
-    /// store is missing or stale (other encoder, texts or precision).
-    pub fn open(args: &RetrieverArgs, dataset: &Dataset, corpus: &[Document]) -> Result<Self> {
-        let encoder = load_encoder(&args.encoder)?;
-        let precision = args.vectors.stored();
-        let dir = store_dir(dataset, &encoder, precision);
-        let ids: Vec<String> = corpus.iter().map(|d| d.id.clone()).collect();
-        let texts: Vec<String> = corpus.iter().map(document_text).collect();
-        let started = std::time::Instant::now();
-        let (store, built) = open_or_encode(&dir, &encoder, &ids, &texts, precision)
-            .with_context(|| format!("encoding {} with {}", dataset.name(), encoder.name()))?;
-        if built {
-            tracing::info!(docs = ids.len(), secs = started.elapsed().as_secs_f64(), dir = %dir.display(), "encoded the corpus");
-        } else {
-            tracing::info!(dir = %dir.display(), "reusing stored document vectors");
-        }
-        Ok(Self { encoder, store })
-    }
-
-    /// The corpus vectors with every augmented document re-encoded from its dense
-    /// composition (abstract in front of the text). Only those rows are encoded; the rest
-    /// are the stored vectors (see `coaug_dense::patch_documents`).
-    pub fn augmented_vectors(&self, corpus: &[Document], augmentations: &HashMap<String, String>) -> Result<Embeddings> {
-        if self.store.ids().len() != corpus.len() {
-            bail!("the stored vectors hold {} documents, the corpus {}", self.store.ids().len(), corpus.len());
-        }
-        let rows = augmented_rows(corpus, augmentations);
-        let changed: Vec<(usize, &str)> = rows.iter().map(|(i, t)| (*i, t.as_str())).collect();
-        let started = std::time::Instant::now();
-        let vectors = patch_documents(&self.encoder, self.store.to_embeddings(), &changed)?;
-        tracing::info!(docs = changed.len(), secs = started.elapsed().as_secs_f64(), "encoded the augmented documents");
-        Ok(vectors)
-    }
-
-    /// Encodes the query texts (with the encoder's query instruction) and returns each
-    /// query's top `k` of `docs` (rows in corpus order: the store, or patched vectors) as a run.
-    pub fn run(&self, queries: &[Query], texts: &[String], docs: &dyn VectorRows, k: usize) -> Result<Run> {
-        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let vectors = self.encoder.encode_queries(&refs, refs.len() > 256)?;
-        let hits = exact_top_k(&vectors, docs, k)?;
-        let ids = self.store.ids();
-        let mut run = Run::new();
-        for (query, hits) in queries.iter().zip(hits) {
-            // A query without hits still counts (it scores 0), as with BM25.
-            let ranking = hits.iter().map(|s| ScoredDoc::new(ids[s.doc as usize].clone(), f64::from(s.score)));
-            run.insert_ranking(query.id.clone(), ranking);
-        }
-        Ok(run)
-    }
-}
-
-/// Where a dataset's vectors for an encoder and precision are kept (`coaug train --retriever
-/// dense` validates against the same store).
-pub(crate) fn store_dir(dataset: &Dataset, encoder: &SentenceEncoder, precision: StoredPrecision) -> PathBuf {
-    let precision = match precision {
-        StoredPrecision::F32 => "f32",
-        StoredPrecision::F16 => "f16",
-    };
-    coaug_data::cache_root().join("dense").join(dataset.name()).join(format!("{}-{precision}", encoder.name()))
-}
-
-/// `(row, augmented text)` of every document that has an augmentation, in corpus order.
-/// The original is `document_text` (what the stored vectors encode), so a document without
-/// augmentation keeps exactly its stored vector.
-pub fn augmented_rows(corpus: &[Document], augmentations: &HashMap<String, String>) -> Vec<(usize, String)> {
-    corpus
-        .iter()
-        .enumerate()
-        .filter_map(|(i, d)| {
-            let aug = augmentations.get(&d.id)?;
-            Some((i, Composition::default().dense_document_text(&document_text(d), Some(aug))))
-        })
-        .collect()
-}
-
-/// Runs the chosen retriever: `bm25` is the caller's BM25 run (computed only when needed);
-/// `dense` must be open for dense and hybrid.
-pub fn retrieve_run(
+/// The retriever the flags ask for, over the opened BM25 and dense retrievers (each opened only
+/// when the choice needs it), handed to `f`.
+pub fn with_retriever<R>(
     args: &RetrieverArgs,
-    dense: Option<&DenseIndex>,
-    queries: &[Query],
-    texts: &[String],
-    k: usize,
-    bm25: impl FnOnce() -> Result<Run>,
-) -> Result<Run> {
-    let dense_run = |index: Option<&DenseIndex>| -> Result<Run> {
-        let index = index.context("the dense index was not opened")?;
-        index.run(queries, texts, &index.store, k)
-    };
+    bm25: Option<&dyn Retrieve>,
+    dense: Option<&dyn Retrieve>,
+    f: impl FnOnce(&dyn Retrieve) -> Result<R>,
+) -> Result<R> {
+    let bm25 = || bm25.context("the BM25 index was not opened");
+    let dense = || dense.context("the dense index was not opened");
     match args.retriever {
-        RetrieverKind::Bm25 => bm25(),
-        RetrieverKind::Dense => dense_run(dense),
+        RetrieverKind::Bm25 => f(bm25()?),
+        RetrieverKind::Dense => f(dense()?),
         RetrieverKind::Hybrid => {
-            let sparse = bm25()?;
-            let dense = dense_run(dense)?;
             let fusion = match args.fusion {
                 FusionKind::Rrf => Fusion::RRF,
                 FusionKind::Sum => Fusion::NormalizedSum,
             };
-            let mut fused = fuse_runs(&[&sparse, &dense], fusion);
-            fused.truncate(k, ScorePrecision::F32);
-            Ok(fused)
+            f(&Hybrid { sparse: bm25()?, dense: dense()?, fusion })
         }
     }
 }
@@ -247,22 +163,4 @@ pub fn describe(args: &RetrieverArgs, dense: Option<&DenseIndex>) -> String {
 /// A flag value as typed on the command line (`f16`, `rrf`), for headers.
 fn flag_value(value: impl clap::ValueEnum) -> String {
     value.to_possible_value().map(|v| v.get_name().to_owned()).unwrap_or_default()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn doc(id: &str, title: &str, text: &str) -> Document {
-        Document { id: id.into(), title: title.into(), text: text.into() }
-    }
-
-    #[test]
-    fn augmented_rows_prepend_the_abstract_and_skip_unaugmented_documents() {
-        let corpus = [doc("a", "Title", "body a"), doc("b", "", "body b"), doc("c", "T", "body c")];
-        let augs: HashMap<String, String> =
-            [("c".to_string(), " an abstract ".to_string()), ("zz".to_string(), "not in corpus".to_string())].into();
-        let rows = augmented_rows(&corpus, &augs);
-        assert_eq!(rows, vec![(2, "an abstract\nT body c".to_string())]);
-    }
 }

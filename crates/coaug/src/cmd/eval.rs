@@ -3,8 +3,10 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use coaug_eval::{evaluate, metrics_grid, EvalOptions, Measure, TableStyle};
 
-use super::dense::{retrieve_run, DenseIndex, RetrieverArgs, RetrieverKind};
-use super::retrieval::{default_index_dir, open_or_build_index, retrieve, KS};
+use coaug_retrieval::{AugmentedBm25, Composition, QueryToRank, Retrieve};
+
+use super::dense::{open_dense, with_retriever, RetrieverArgs};
+use super::retrieval::{default_index_dir, open_or_build_index, KS};
 use super::DatasetArgs;
 
 /// Indexes the corpus (or reuses a matching index; BM25 and/or dense vectors), retrieves the
@@ -74,22 +76,26 @@ pub fn run(args: Args) -> Result<()> {
     let kind = args.retriever.retriever;
     // Both retrievers are opened (index built, corpus encoded) before the clock starts, so
     // queries/s measures retrieval alone.
-    let index = if kind.uses_bm25() {
+    let bm25 = if kind.uses_bm25() {
         let (stop_list, analyzer) = args.bm25.analyzer()?;
         let index_dir = args.index_dir.clone().unwrap_or_else(|| default_index_dir(&dataset, &stop_list));
-        Some(open_or_build_index(&index_dir, &split.corpus, &analyzer)?)
+        Some(AugmentedBm25::from_index(open_or_build_index(&index_dir, &split.corpus, &analyzer)?, Composition::plain_append())?)
     } else {
         None
     };
-    let dense = if kind.uses_dense() { Some(DenseIndex::open(&args.retriever, &dataset, &split.corpus)?) } else { None };
+    let dense = if kind.uses_dense() { Some(open_dense(&args.retriever, &dataset, &split.corpus)?) } else { None };
+    let dense_retriever = dense.as_ref().map(|d| d.retriever(&d.store, Composition::plain_append()));
 
     let started = std::time::Instant::now();
-    let texts: Vec<String> = split.queries.iter().map(|q| q.text.clone()).collect();
-    let run = retrieve_run(&args.retriever, dense.as_ref(), &split.queries, &texts, args.top_k, || {
-        Ok(retrieve(index.as_ref().expect("BM25 index opened"), &split.queries, &texts, args.top_k))
-    })?;
+    let queries: Vec<QueryToRank> = split.queries.iter().map(|q| QueryToRank { id: &q.id, text: &q.text, expansions: &[] }).collect();
+    let (run, tag) = with_retriever(
+        &args.retriever,
+        bm25.as_ref().map(|r| r as &dyn Retrieve),
+        dense_retriever.as_ref().map(|r| r as &dyn Retrieve),
+        |r| Ok((r.rank(&queries, args.top_k)?, r.run_tag())),
+    )?;
     let secs = started.elapsed().as_secs_f64();
-    let num_docs = index.as_ref().map_or(split.corpus.len(), |i| i.num_docs());
+    let num_docs = bm25.as_ref().map_or(split.corpus.len(), |r| r.index().num_docs());
 
     let opts = EvalOptions { ignore_identical_ids: !args.keep_identical_ids, ..EvalOptions::default() };
     let metrics = evaluate(&split.qrels, &run, &KS, &opts);
@@ -99,27 +105,18 @@ pub fn run(args: Args) -> Result<()> {
         args.split,
         super::dense::describe(&args.retriever, dense.as_ref()),
         metrics.num_queries,
-        texts.len() as f64 / secs,
+        queries.len() as f64 / secs,
         num_docs
     );
     println!("{}", metrics_grid(&metrics, &Measure::ALL, &KS, TableStyle::Plain));
 
     if let Some(out) = &args.out {
         std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-        run.write_trec(out.join("run.trec"), run_tag(kind)).with_context(|| format!("writing {}", out.join("run.trec").display()))?;
+        run.write_trec(out.join("run.trec"), tag).with_context(|| format!("writing {}", out.join("run.trec").display()))?;
         write_json(&out.join("metrics.json"), &metrics.mean)?;
         eprintln!("wrote {}/run.trec and metrics.json", out.display());
     }
     Ok(())
-}
-
-/// The TREC run tag of a retriever (the last column of `run.trec`).
-pub fn run_tag(kind: RetrieverKind) -> &'static str {
-    match kind {
-        RetrieverKind::Bm25 => "coaug-bm25",
-        RetrieverKind::Dense => "coaug-dense",
-        RetrieverKind::Hybrid => "coaug-hybrid",
-    }
 }
 
 pub fn write_json(path: &std::path::Path, value: &impl serde::Serialize) -> Result<()> {

@@ -62,12 +62,7 @@ pub fn open_or_build_index(dir: &Path, corpus: &[Document], analyzer: &AnalyzerC
     Ok(index)
 }
 
-/// Runs every query (top `k`) and collects the hits as a run keyed by query and document id.
-pub fn retrieve(index: &Bm25Index, queries: &[Query], texts: &[String], k: usize) -> Run {
-    let hits = index.search_batch(texts, k);
-    hits_to_run(index, queries, &hits)
-}
-
+/// The hits of every query as a run keyed by query and document id.
 pub fn hits_to_run(index: &Bm25Index, queries: &[Query], hits: &[Vec<Hit>]) -> Run {
     let mut run = Run::new();
     for (query, hits) in queries.iter().zip(hits) {

@@ -18,7 +18,7 @@ use coaug_rl::run::{self, ConfigSource, DenseSetup, RunEvent, TrainRun};
 use coaug_rl::{Policy, StepMetrics, TrainConfig, ValidationKind, ValidationMetrics};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::dense::{load_encoder, store_dir, EncoderArgs};
+use super::dense::{load_encoder, EncoderArgs};
 use super::{DatasetArgs, DeviceArgs};
 
 #[derive(clap::Args, Debug)]
@@ -119,7 +119,10 @@ pub fn run(args: Args) -> Result<()> {
         Some(e) => eprintln!("retriever: dense, encoder {} ({} dimensions)", e.name(), e.dim()),
         None => eprintln!("retriever: sparse (BM25)"),
     }
-    let dense = encoder.map(|encoder| DenseSetup { vectors_dir: store_dir(&dataset, &encoder, StoredPrecision::F32), encoder });
+    let dense = encoder.map(|encoder| DenseSetup {
+        vectors_dir: coaug_retrieval::DenseIndex::store_dir(&dataset.name(), &encoder, StoredPrecision::F32),
+        encoder,
+    });
     let mut run = TrainRun::prepare(&dataset, config, &out, args.resume, policy, prompts, dense, &device)?;
     let trainer = run.trainer();
     let stats = trainer.sampler().stats().clone();
