@@ -11,6 +11,7 @@ pub mod dense;
 pub mod export;
 pub mod retriever;
 pub mod stop_list;
+pub mod table;
 
 pub use augmentations::Augmentations;
 pub use augmenter::{AugmentReports, AugmentSettings, Augmenter};

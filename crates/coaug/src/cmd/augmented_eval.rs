@@ -9,15 +9,16 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use coaug_augment::{AugmentStore, LmGenerator, Retriever};
-use coaug_data::{Dataset, Document, Query};
+use coaug_data::{Dataset, Query};
 use coaug_dense::Embeddings;
-use coaug_eval::{comparison_table, evaluate, paired_bootstrap, EvalOptions, Metrics, PairedDelta, Run, TableStyle, DEFAULT_RESAMPLES};
+use coaug_eval::{comparison_table, evaluate, EvalOptions, Metrics, Run, TableStyle};
 use coaug_index::AnalyzerConfig;
-use coaug_retrieval::{Augmentations, AugmentedBm25, Composition, DocField, QueryToRank, QueryWeight, SampleFusion};
+use coaug_retrieval::table::{paired_vs_plain, sweep, sweep_markdown, to_rank, Column, ColumnIndexes, SweepInput, KS};
+use coaug_retrieval::{Augmentations, Composition, DocField, QueryWeight, SampleFusion};
 
 use super::augment::{augment, model_label, GenerationArgs, ModelArgs};
 use super::dense::{open_dense, RetrieverArgs, RetrieverKind};
-use super::retrieval::{default_index_dir, open_or_build_index, KS};
+use super::retrieval::{default_index_dir, open_or_build_index};
 
 /// Which side the LM augments.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,33 +34,13 @@ pub enum AugmentMode {
 }
 
 impl AugmentMode {
-    const ALL: [AugmentMode; 4] = [AugmentMode::None, AugmentMode::Query, AugmentMode::Docs, AugmentMode::Both];
-
-    fn queries(self) -> bool {
-        matches!(self, AugmentMode::Query | AugmentMode::Both)
-    }
-
-    fn docs(self) -> bool {
-        matches!(self, AugmentMode::Docs | AugmentMode::Both)
-    }
-
-    /// The key in `table.json`.
-    fn key(self) -> &'static str {
+    /// The table column this setting measures.
+    fn column(self) -> Column {
         match self {
-            AugmentMode::None => "none",
-            AugmentMode::Query => "query",
-            AugmentMode::Docs => "docs",
-            AugmentMode::Both => "both",
-        }
-    }
-
-    /// The column label; `plain` names the retriever without augmentation ("BM25", "dense").
-    fn column(self, plain: &'static str) -> &'static str {
-        match self {
-            AugmentMode::None => plain,
-            AugmentMode::Query => "+query aug",
-            AugmentMode::Docs => "+doc aug",
-            AugmentMode::Both => "+both",
+            AugmentMode::None => Column::Plain,
+            AugmentMode::Query => Column::Query,
+            AugmentMode::Docs => Column::Docs,
+            AugmentMode::Both => Column::Both,
         }
     }
 }
@@ -205,9 +186,9 @@ pub fn run(ctx: EvalContext<'_>, args: &EvalAugmentArgs) -> Result<()> {
     // Opened first: a missing encoder should fail before hours of generation, not after.
     let dense = if kind == RetrieverKind::Dense { Some(open_dense(ctx.retriever, ctx.dataset, &split.corpus)?) } else { None };
     let plain = if dense.is_some() { "dense" } else { "BM25" };
-    let modes: Vec<AugmentMode> = if args.table { AugmentMode::ALL.to_vec() } else { vec![args.augment] };
-    let need_queries = modes.iter().any(|m| m.queries());
-    let need_docs = modes.iter().any(|m| m.docs());
+    let modes: Vec<Column> = if args.table { Column::ZERO_SHOT.to_vec() } else { vec![args.augment.column()] };
+    let need_queries = modes.iter().any(|m| m.sides().0);
+    let need_docs = modes.iter().any(|m| m.sides().1);
 
     let settings = args.generation.settings(written_for)?;
     let mut store = AugmentStore::open(&args.generation.store_path())?;
@@ -219,6 +200,13 @@ pub fn run(ctx: EvalContext<'_>, args: &EvalAugmentArgs) -> Result<()> {
     let (plain_name, plain_analyzer) = &ctx.analyzers[0];
     let plain_dir = ctx.index_dir.map(Path::to_path_buf).unwrap_or_else(|| default_index_dir(ctx.dataset, plain_name));
     let plain_index = open_or_build_index(&plain_dir, &split.corpus, plain_analyzer)?;
+    let dataset_name = ctx.dataset.name();
+    let indexes = ColumnIndexes {
+        root: coaug_data::cache_root().join("indexes"),
+        dataset: &dataset_name,
+        corpus: &split.corpus,
+        plain_dir: ctx.index_dir,
+    };
 
     let policy_replaces_base = args.policy.is_some() && !args.table;
     let mut base = Augmentations::default();
@@ -243,13 +231,13 @@ pub fn run(ctx: EvalContext<'_>, args: &EvalAugmentArgs) -> Result<()> {
     }
 
     let opts = EvalOptions { ignore_identical_ids: ctx.ignore_identical_ids, ..EvalOptions::default() };
-    let mut columns: Vec<(Column, &Augmentations)> = modes.iter().map(|m| (Column::Mode(*m), &base)).collect();
+    let mut columns: Vec<(Column, &Augmentations)> = modes.iter().map(|m| (*m, &base)).collect();
     if let Some(trained) = &trained {
         columns.push((Column::BothRl, trained));
     }
     let compositions = args.composition.all();
     if dense.is_none() && (compositions.len() > 1 || ctx.analyzers.len() > 1) {
-        return sweep(&ctx, &split.corpus, &split.queries, &split.qrels, &columns, &compositions, &opts);
+        return run_sweep(&ctx, &indexes, &split.queries, &split.qrels, &columns, &compositions, &opts);
     }
     let composition = args.composition.one()?;
 
@@ -261,9 +249,8 @@ pub fn run(ctx: EvalContext<'_>, args: &EvalAugmentArgs) -> Result<()> {
         let to_rank = to_rank(&split.queries, aug_queries.then_some(augs));
         let run = match &dense {
             None => {
-                let tag = column.augmentation_tag();
-                bm25_for(&ctx, &split.corpus, aug_docs.then_some(augs), composition, plain_name, plain_analyzer, tag)?
-                    .rank(&to_rank, ctx.top_k)
+                let docs = aug_docs.then_some((augs, column.augmentation_tag()));
+                indexes.open(docs, composition, plain_name, plain_analyzer)?.rank(&to_rank, ctx.top_k)
             }
             Some(dense) => {
                 if aug_docs {
@@ -321,11 +308,11 @@ pub fn run(ctx: EvalContext<'_>, args: &EvalAugmentArgs) -> Result<()> {
                 .iter()
                 .map(|(c, metrics, _)| (c.key().to_string(), serde_json::to_value(&metrics.mean).expect("numbers")))
                 .collect();
-            super::eval::write_json(&out.join("table.json"), &json)?;
+            super::write_json(&out.join("table.json"), &json)?;
             let md = format!("{header}\n\n{}\n\n{noise}\n", comparison_table(&systems, &TABLE_KEYS, TableStyle::Markdown));
             std::fs::write(out.join("table.md"), md).with_context(|| format!("writing {}/table.md", out.display()))?;
             for (c, metrics, run) in &results {
-                super::eval::write_json(&out.join(format!("per_query_{}.json", c.key())), &metrics.per_query)?;
+                super::write_json(&out.join(format!("per_query_{}.json", c.key())), &metrics.per_query)?;
                 run.write_trec(out.join(format!("run_{}.trec", c.key())), c.key())
                     .with_context(|| format!("writing {}/run_{}.trec", out.display(), c.key()))?;
             }
@@ -334,7 +321,7 @@ pub fn run(ctx: EvalContext<'_>, args: &EvalAugmentArgs) -> Result<()> {
             let (_, metrics, run) = &results[0];
             let tag = format!("coaug-{}-aug", if dense.is_some() { "dense" } else { "bm25" });
             run.write_trec(out.join("run.trec"), &tag).with_context(|| format!("writing {}", out.join("run.trec").display()))?;
-            super::eval::write_json(&out.join("metrics.json"), &metrics.mean)?;
+            super::write_json(&out.join("metrics.json"), &metrics.mean)?;
             eprintln!("wrote {}/run.trec and metrics.json", out.display());
         }
     }
@@ -343,215 +330,44 @@ pub fn run(ctx: EvalContext<'_>, args: &EvalAugmentArgs) -> Result<()> {
 
 /// Each augmented column's nDCG@10 against the first (plain) column, paired over queries.
 fn paired_lines(results: &[(Column, Metrics, Run)], plain: &'static str) -> String {
-    let Some((first, base, _)) = results.first().filter(|(c, _, _)| matches!(c, Column::Mode(AugmentMode::None))) else {
-        return String::new();
-    };
-    results[1..]
+    let metrics: Vec<(Column, Metrics)> = results.iter().map(|(c, m, _)| (*c, m.clone())).collect();
+    paired_vs_plain(&metrics)
         .iter()
-        .map(|(c, m, _)| {
-            let d = paired_bootstrap(base, m, "NDCG@10", DEFAULT_RESAMPLES, 0);
-            format!(
-                "{} − {}: nDCG@10 {d} (mean, 95% bootstrap interval over queries; queries better/worse)",
-                c.label(plain),
-                first.label(plain)
-            )
+        .map(|(c, d)| {
+            format!("{} − {plain}: nDCG@10 {d} (mean, 95% bootstrap interval over queries; queries better/worse)", c.label(plain))
         })
         .collect::<Vec<_>>()
         .join("\n")
 }
 
-/// The BM25 retriever of a column: the corpus with the column's document augmentations (if any)
-/// placed as the composition says, kept in the cache per analysis, placement and augmentation set.
-fn bm25_for(
+/// Every combination of stop list and composition on every column, against plain BM25: printed,
+/// and written as `sweep.md` and `sweep.json` with `--out`.
+fn run_sweep(
     ctx: &EvalContext<'_>,
-    corpus: &[Document],
-    augs: Option<&Augmentations>,
-    composition: Composition,
-    analyzer_name: &str,
-    analyzer: &AnalyzerConfig,
-    tag: &str,
-) -> Result<AugmentedBm25> {
-    let none = Augmentations::default();
-    let (augs, dir) = match augs {
-        Some(augs) => {
-            let placement = match composition.doc_field {
-                DocField::Body => "body",
-                DocField::Own(_) => "own",
-            };
-            let dir = coaug_data::cache_root()
-                .join("indexes")
-                .join(format!("{}-augmented-{tag}-{placement}-{analyzer_name}", ctx.dataset.name()).to_lowercase());
-            (augs, dir)
-        }
-        None => {
-            // The plain corpus: the composition's placement changes nothing without augmentations,
-            // but an own-field index must have the field, so it gets its own folder.
-            let dir = match (composition.doc_field, ctx.index_dir) {
-                (DocField::Body, Some(dir)) => dir.to_path_buf(),
-                (DocField::Body, None) => default_index_dir(ctx.dataset, analyzer_name),
-                (DocField::Own(_), _) => {
-                    coaug_data::cache_root().join("indexes").join(format!("{}-own-{analyzer_name}", ctx.dataset.name()))
-                }
-            };
-            (&none, dir)
-        }
-    };
-    AugmentedBm25::open_or_build(&dir, corpus, augs, composition, analyzer)
-}
-
-/// The queries to rank, with their expansions when the column augments queries.
-fn to_rank<'a>(queries: &'a [Query], augs: Option<&'a Augmentations>) -> Vec<QueryToRank<'a>> {
-    queries.iter().map(|q| QueryToRank { id: &q.id, text: &q.text, expansions: augs.map_or(&[], |a| a.expansions(&q.id)) }).collect()
-}
-
-/// One row of a sweep: a stop list and composition, the nDCG@10 of each column and its paired
-/// difference from plain BM25 with the same stop list.
-#[derive(serde::Serialize)]
-struct SweepRow {
-    stop_words: String,
-    composition: Option<Composition>,
-    columns: Vec<SweepCell>,
-}
-
-#[derive(serde::Serialize)]
-struct SweepCell {
-    column: &'static str,
-    ndcg_at_10: f64,
-    recall_at_100: f64,
-    /// Against plain BM25 with the same stop list (for the plain rows: against the first stop list).
-    delta: PairedDelta,
-}
-
-/// Every combination of stop list and composition on every column, against plain BM25.
-fn sweep(
-    ctx: &EvalContext<'_>,
-    corpus: &[Document],
+    indexes: &ColumnIndexes<'_>,
     queries: &[Query],
     qrels: &coaug_data::Qrels,
     columns: &[(Column, &Augmentations)],
     compositions: &[Composition],
     opts: &EvalOptions,
 ) -> Result<()> {
-    let augmented: Vec<&(Column, &Augmentations)> = columns.iter().filter(|(c, _)| c.sides() != (false, false)).collect();
-    let mut rows: Vec<SweepRow> = Vec::new();
-    let mut first_plain: Option<Metrics> = None;
-    for (name, analyzer) in ctx.analyzers {
-        let plain_retriever = bm25_for(ctx, corpus, None, Composition::default(), name, analyzer, "plain")?;
-        let plain = evaluate(qrels, &plain_retriever.rank(&to_rank(queries, None), ctx.top_k), &KS, opts);
-        let reference = first_plain.get_or_insert_with(|| plain.clone());
-        rows.push(SweepRow { stop_words: name.clone(), composition: None, columns: vec![cell("BM25", &plain, reference)] });
-        // One index per document placement and augmentation set; weights vary at search time.
-        let mut indexes: HashMap<(String, &'static str), AugmentedBm25> = HashMap::new();
-        for &composition in compositions {
-            let mut cells = Vec::new();
-            for (column, augs) in &augmented {
-                let (aug_queries, aug_docs) = column.sides();
-                let placement = match composition.doc_field {
-                    DocField::Body => "body",
-                    DocField::Own(_) => "own",
-                };
-                let key = (format!("{}-{}", column.augmentation_tag(), if aug_docs { placement } else { "none" }), placement);
-                if !indexes.contains_key(&key) {
-                    let built = bm25_for(ctx, corpus, aug_docs.then_some(*augs), composition, name, analyzer, column.augmentation_tag())?;
-                    indexes.insert(key.clone(), built);
-                }
-                let run = indexes[&key].with_composition(composition)?.rank(&to_rank(queries, aug_queries.then_some(*augs)), ctx.top_k);
-                let metrics = evaluate(qrels, &run, &KS, opts);
-                cells.push(cell(column.label("BM25"), &metrics, &plain));
-            }
-            let line: Vec<String> = cells.iter().map(|c| format!("{} {:.4} ({:+.4})", c.column, c.ndcg_at_10, c.delta.mean)).collect();
-            eprintln!("{name} {composition}: {}", line.join(", "));
-            rows.push(SweepRow { stop_words: name.clone(), composition: Some(composition), columns: cells });
+    let input = SweepInput { queries, qrels, columns, compositions, analyzers: ctx.analyzers, top_k: ctx.top_k, options: opts };
+    let rows = sweep(indexes, &input, |row| {
+        let line: Vec<String> = row.columns.iter().map(|c| format!("{} {:.4} ({:+.4})", c.column, c.ndcg_at_10, c.delta.mean)).collect();
+        match &row.composition {
+            Some(c) => eprintln!("{} {c}: {}", row.stop_words, line.join(", ")),
+            None => eprintln!("{}: {}", row.stop_words, line.join(", ")),
         }
-    }
-    let md = sweep_markdown(ctx, queries.len(), &rows);
+    })?;
+    let md = sweep_markdown(&format!("{} / {} ({} queries)", ctx.dataset.name(), ctx.split, queries.len()), &rows);
     println!("{md}");
     if let Some(out) = ctx.out {
         std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
         std::fs::write(out.join("sweep.md"), &md).with_context(|| format!("writing {}/sweep.md", out.display()))?;
-        super::eval::write_json(&out.join("sweep.json"), &rows)?;
+        super::write_json(&out.join("sweep.json"), &rows)?;
         eprintln!("wrote {}/sweep.md and sweep.json", out.display());
     }
     Ok(())
-}
-
-fn cell(column: &'static str, metrics: &Metrics, reference: &Metrics) -> SweepCell {
-    SweepCell {
-        column,
-        ndcg_at_10: metrics.mean.get("NDCG@10").copied().unwrap_or(0.0),
-        recall_at_100: metrics.mean.get("Recall@100").copied().unwrap_or(0.0),
-        delta: paired_bootstrap(reference, metrics, "NDCG@10", DEFAULT_RESAMPLES, 0),
-    }
-}
-
-fn sweep_markdown(ctx: &EvalContext<'_>, num_queries: usize, rows: &[SweepRow]) -> String {
-    let mut md = format!(
-        "{} / {} ({num_queries} queries): nDCG@10, and in brackets its paired difference from plain BM25 with the same \
-         stop words (mean [95% bootstrap interval])\n\n",
-        ctx.dataset.name(),
-        ctx.split
-    );
-    let columns: Vec<&str> = rows.iter().find(|r| r.composition.is_some()).map_or(vec![], |r| r.columns.iter().map(|c| c.column).collect());
-    md.push_str(&format!("| stop words | query weight | doc field | samples | BM25 | {} |\n", columns.join(" | ")));
-    md.push_str(&format!("|{}\n", "---|".repeat(5 + columns.len())));
-    for row in rows {
-        let cells: Vec<String> = row
-            .columns
-            .iter()
-            .map(|c| format!("{:.4} ({:+.4} [{:+.4}, {:+.4}])", c.ndcg_at_10, c.delta.mean, c.delta.low, c.delta.high))
-            .collect();
-        match &row.composition {
-            None => md.push_str(&format!("| {} | – | – | – | {} |{}\n", row.stop_words, cells[0], " |".repeat(columns.len()))),
-            Some(c) => md.push_str(&format!(
-                "| {} | {} | {} | {} | | {} |\n",
-                row.stop_words,
-                c.query_weight,
-                c.doc_field,
-                c.sample_fusion,
-                cells.join(" | ")
-            )),
-        }
-    }
-    md
-}
-
-/// A column of the table: one of the four settings, or both sides augmented by the trained policy.
-#[derive(Debug, Clone, Copy)]
-enum Column {
-    Mode(AugmentMode),
-    BothRl,
-}
-
-impl Column {
-    /// (queries augmented, documents augmented).
-    fn sides(self) -> (bool, bool) {
-        match self {
-            Column::Mode(m) => (m.queries(), m.docs()),
-            Column::BothRl => (true, true),
-        }
-    }
-
-    fn key(self) -> &'static str {
-        match self {
-            Column::Mode(m) => m.key(),
-            Column::BothRl => "both_rl",
-        }
-    }
-
-    fn label(self, plain: &'static str) -> &'static str {
-        match self {
-            Column::Mode(m) => m.column(plain),
-            Column::BothRl => "+both (RL-trained)",
-        }
-    }
-
-    /// Which model's augmentations the column's documents carry (cache key of the augmented index).
-    fn augmentation_tag(self) -> &'static str {
-        match self {
-            Column::Mode(_) => "base",
-            Column::BothRl => "rl",
-        }
-    }
 }
 
 /// Rejects what augmented evaluation cannot do, before any generation starts.

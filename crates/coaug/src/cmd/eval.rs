@@ -6,7 +6,9 @@ use coaug_eval::{evaluate, metrics_grid, EvalOptions, Measure, TableStyle};
 use coaug_retrieval::{AugmentedBm25, Composition, QueryToRank, Retrieve};
 
 use super::dense::{open_dense, with_retriever, RetrieverArgs};
-use super::retrieval::{default_index_dir, open_or_build_index, KS};
+use coaug_retrieval::table::KS;
+
+use super::retrieval::{default_index_dir, open_or_build_index};
 use super::DatasetArgs;
 
 /// Indexes the corpus (or reuses a matching index; BM25 and/or dense vectors), retrieves the
@@ -113,13 +115,8 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(out) = &args.out {
         std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
         run.write_trec(out.join("run.trec"), tag).with_context(|| format!("writing {}", out.join("run.trec").display()))?;
-        write_json(&out.join("metrics.json"), &metrics.mean)?;
+        super::write_json(&out.join("metrics.json"), &metrics.mean)?;
         eprintln!("wrote {}/run.trec and metrics.json", out.display());
     }
     Ok(())
-}
-
-pub fn write_json(path: &std::path::Path, value: &impl serde::Serialize) -> Result<()> {
-    let text = serde_json::to_string_pretty(value)?;
-    std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))
 }

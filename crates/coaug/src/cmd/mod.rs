@@ -65,6 +65,13 @@ pub fn parse_device(spec: &str) -> anyhow::Result<candle_core::Device> {
     candle_core::Device::new_cuda(ordinal).with_context(|| format!("--device {spec}: opening GPU {ordinal}"))
 }
 
+/// Writes `value` as pretty JSON (a trailing newline) to `path`.
+pub fn write_json(path: &std::path::Path, value: &impl serde::Serialize) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let text = serde_json::to_string_pretty(value)?;
+    std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_device;

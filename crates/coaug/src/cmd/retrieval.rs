@@ -9,9 +9,6 @@ use coaug_eval::Run;
 use coaug_index::{AnalyzerConfig, Bm25Index, Hit, IndexConfig, IndexDoc};
 use coaug_retrieval::StopList;
 
-/// Every cutoff BEIR reports.
-pub const KS: [usize; 6] = [1, 3, 5, 10, 100, 1000];
-
 /// How BM25 analyses text (shared by `index`, `eval` and `search`).
 #[derive(clap::Args, Debug, Clone)]
 pub struct Bm25Args {
@@ -41,11 +38,7 @@ impl Bm25Args {
 /// list other than Lucene's). The manifest inside says what it was built from, so a stale one is
 /// rebuilt, never misused.
 pub fn default_index_dir(dataset: &Dataset, stop_list: &str) -> PathBuf {
-    let root = coaug_data::cache_root().join("indexes");
-    match stop_list {
-        "lucene" => root.join(dataset.name()),
-        other => root.join(format!("{}-{other}", dataset.name())),
-    }
+    coaug_retrieval::table::plain_index_dir(&coaug_data::cache_root().join("indexes"), &dataset.name(), stop_list)
 }
 
 pub fn open_or_build_index(dir: &Path, corpus: &[Document], analyzer: &AnalyzerConfig) -> Result<Bm25Index> {
