@@ -4,6 +4,7 @@
 //! The LM stays behind the [`Generator`] trait, so everything but [`lm`] is tested with a fake;
 //! [`LmGenerator`] is the real model (coaug-lm).
 
+#[cfg(any(test, feature = "testing"))]
 pub mod fake;
 pub mod generator;
 pub mod job;

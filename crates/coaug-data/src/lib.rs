@@ -15,8 +15,6 @@ mod resolve;
 mod types;
 mod validate;
 
-use std::path::PathBuf;
-
 pub use cache::cache_root;
 pub use corpus::{read_corpus, CorpusReader};
 pub use dataset::{Dataset, LoadedSplit};
@@ -30,9 +28,10 @@ pub use validate::ValidationReport;
 
 /// The BEIR test collections shared with this repository (`../shared/data/beir` beside the
 /// checkout), or `$COAUG_DATA`. For tests and benchmarks run from a source tree.
-pub fn shared_beir_dir() -> PathBuf {
+#[cfg(any(test, feature = "testing"))]
+pub fn shared_beir_dir() -> std::path::PathBuf {
     std::env::var_os("COAUG_DATA")
         .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/beir"))
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/beir"))
 }

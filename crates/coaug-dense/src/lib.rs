@@ -13,6 +13,7 @@ pub mod fetch;
 pub mod setup;
 pub mod similarity;
 pub mod store;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 pub use ann::{recall_at_k, HnswIndex, HnswParams};

@@ -61,7 +61,9 @@ pub use error::{Result, RlError};
 pub use gains::SlotGains;
 pub use joint::JointSamples;
 pub use layout::RolloutLayout;
-pub use loss::{surrogate_loss, LossGradient, LossReport, SurrogateSettings, TokenBatch};
+pub use loss::SurrogateSettings;
+#[cfg(any(test, feature = "testing"))]
+pub use loss::{surrogate_loss, LossGradient, LossReport, TokenBatch};
 pub use metrics::{StepMetrics, ValidationMetrics};
 pub use policy::Policy;
 pub use reward::{Estimator, RewardSampler, RewardSettings, Rewards};

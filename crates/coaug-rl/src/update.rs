@@ -16,12 +16,9 @@ use candle_core::Tensor;
 use coaug_lm::{score_grouped, AdamW, GroupedLayout, SamplingParams, TokenScores};
 use serde::Serialize;
 
-use crate::loss::SurrogateSettings;
+use crate::loss::{SurrogateSettings, KL_CLAMP};
 use crate::policy::Policy;
 use coaug_lm::Pass;
-
-/// The k3 estimate is clamped like veRL's `low_var_kl` (as in [`crate::loss`]).
-const KL_CLAMP: f64 = 10.0;
 
 /// One sequence to learn from.
 #[derive(Debug, Clone, Copy)]
