@@ -48,13 +48,8 @@ pub(crate) struct MatRef<'a> {
 }
 
 impl<'a> MatRef<'a> {
-    /// Panics if the strides reach past the slice: a bug at the call site, not a data error.
     pub(crate) fn strided(data: &'a [f32], (rows, cols): (usize, usize), (rs, cs): (usize, usize)) -> Self {
-        assert!(
-            reach(rows, cols, rs, cs) <= data.len(),
-            "a ({rows}, {cols}) matrix with strides ({rs}, {cs}) overruns {} elements",
-            data.len()
-        );
+        check_reach(data.len(), rows, cols, rs, cs);
         Self { data, rows, cols, rs, cs }
     }
 
@@ -80,11 +75,7 @@ pub(crate) struct MatMut<'a> {
 
 impl<'a> MatMut<'a> {
     pub(crate) fn strided(data: &'a mut [f32], (rows, cols): (usize, usize), (rs, cs): (usize, usize)) -> Self {
-        assert!(
-            reach(rows, cols, rs, cs) <= data.len(),
-            "a ({rows}, {cols}) matrix with strides ({rs}, {cs}) overruns {} elements",
-            data.len()
-        );
+        check_reach(data.len(), rows, cols, rs, cs);
         let apart = (cs >= 1 && rs >= cols * cs)
             || (rs >= 1 && cs >= rows * rs)
             || rows.min(cols) == 0
@@ -99,18 +90,25 @@ impl<'a> MatMut<'a> {
     }
 }
 
-/// Elements a `(rows, cols)` matrix with strides `(rs, cs)` spans from its first.
-fn reach(rows: usize, cols: usize, rs: usize, cs: usize) -> usize {
-    if rows == 0 || cols == 0 {
-        0
-    } else {
-        (rows - 1) * rs + (cols - 1) * cs + 1
-    }
+/// Panics unless a `(rows, cols)` matrix with strides `(rs, cs)` fits in `len` elements: a bug at
+/// the call site, not a data error.
+fn check_reach(len: usize, rows: usize, cols: usize, rs: usize, cs: usize) {
+    let reach = if rows == 0 || cols == 0 { 0 } else { (rows - 1) * rs + (cols - 1) * cs + 1 };
+    assert!(reach <= len, "a ({rows}, {cols}) matrix with strides ({rs}, {cs}) overruns {len} elements");
 }
 
 /// `dst = lhs · rhs`, the safe face of [`gemm_f32`]: every extent was checked against its slice
 /// when the views were made, and the shapes are checked here.
 pub(crate) fn matmul(threads: Threads, dst: MatMut<'_>, lhs: MatRef<'_>, rhs: MatRef<'_>) {
+    product(threads, false, dst, lhs, rhs)
+}
+
+/// `dst += lhs · rhs` on all threads: an output projection added straight onto the residual rows.
+pub(crate) fn matmul_add(dst: MatMut<'_>, lhs: MatRef<'_>, rhs: MatRef<'_>) {
+    product(Threads::All, true, dst, lhs, rhs)
+}
+
+fn product(threads: Threads, accumulate: bool, dst: MatMut<'_>, lhs: MatRef<'_>, rhs: MatRef<'_>) {
     assert!(
         lhs.rows == dst.rows && rhs.cols == dst.cols && lhs.cols == rhs.rows,
         "({}, {}) · ({}, {}) into ({}, {})",
@@ -121,24 +119,11 @@ pub(crate) fn matmul(threads: Threads, dst: MatMut<'_>, lhs: MatRef<'_>, rhs: Ma
         dst.rows,
         dst.cols
     );
+    let (m, n, k) = (dst.rows, dst.cols, lhs.cols);
     // SAFETY: the views hold every element their strides reach, `dst`'s elements are distinct
     // places, and `dst` borrows its slice exclusively, so no operand aliases it.
     unsafe {
-        gemm_f32(
-            threads,
-            dst.rows,
-            dst.cols,
-            lhs.cols,
-            dst.data.as_mut_ptr(),
-            dst.rs,
-            dst.cs,
-            lhs.data,
-            lhs.rs,
-            lhs.cs,
-            rhs.data,
-            rhs.rs,
-            rhs.cs,
-        )
+        gemm_into(threads, accumulate, m, n, k, dst.data.as_mut_ptr(), dst.rs, dst.cs, lhs.data, lhs.rs, lhs.cs, rhs.data, rhs.rs, rhs.cs)
     }
 }
 
@@ -168,17 +153,6 @@ pub(crate) unsafe fn gemm_f32(
 ) {
     // SAFETY: the caller's contract.
     unsafe { gemm_into(threads, false, m, n, k, dst, dst_rs, dst_cs, lhs, lhs_rs, lhs_cs, rhs, rhs_rs, rhs_cs) }
-}
-
-/// `dst (m, n) += lhs (m, k) · rhs_stored (n, k)ᵀ` on all threads, every matrix row-major:
-/// an output projection added straight onto the residual rows in `dst`.
-///
-/// # Safety
-/// `dst` holds `m · n` elements; `lhs` `m · k`, `rhs_stored` `n · k`.
-pub(crate) unsafe fn gemm_f32_acc(m: usize, n: usize, k: usize, dst: *mut f32, lhs: &[f32], rhs_stored: &[f32]) {
-    // SAFETY: the caller's contract; the transpose of `rhs_stored` (n, k) is (k, n) with
-    // row stride 1 and column stride k.
-    unsafe { gemm_into(Threads::All, true, m, n, k, dst, n, 1, lhs, k, 1, rhs_stored, 1, k) }
 }
 
 /// [`gemm_f32`], adding the product onto what `dst` holds when `accumulate`.

@@ -7,7 +7,7 @@ use std::mem::MaybeUninit;
 use candle_core::{DType, Result, Tensor};
 use rayon::prelude::*;
 
-use crate::kernels::cpu_f32::with_f32_slices;
+use crate::kernels::cpu_f32::{matmul_add, with_f32_slices, MatMut, MatRef};
 use crate::kernels::fast_exp;
 use crate::kernels::simd::{multiversion, simd_level};
 
@@ -69,9 +69,9 @@ pub(crate) fn mlp_residual(x: &Tensor, h: &Tensor, fused: &Tensor, down: &Tensor
             })?;
             // SAFETY: every row of the block's activations was written just above.
             let act: &[f32] = unsafe { std::slice::from_raw_parts(act.as_ptr() as *const f32, r * f) };
-            // SAFETY: act is (r, f) row-major, `down` (d, f) row-major read as its transpose
-            // (f, d), and `dst` (r, d) holds the block's residual rows, accumulated onto.
-            unsafe { crate::kernels::cpu_f32::gemm_f32_acc(r, d, f, dst.as_mut_ptr(), act, w[0]) };
+            // `down` (d, f) row-major read as its transpose (f, d); `dst` (r, d) holds the block's
+            // residual rows, accumulated onto.
+            matmul_add(MatMut::row_major(dst, r, d), MatRef::row_major(act, r, f), MatRef::transpose_of(w[0], f, d));
         }
         Ok(())
     })?;
