@@ -175,8 +175,7 @@ fn record(event: RunEvent<'_>, validations: &mut Vec<String>) {
 #[pyfunction]
 #[pyo3(signature = (path, words, *, seed = 0))]
 pub fn write_tiny_model(py: Python<'_>, path: PathBuf, words: Vec<String>, seed: u64) -> PyResult<PathBuf> {
-    let mut vocabulary: Vec<String> =
-        ["<|im_end|>", "<|im_start|>", "[UNK]", "<answer>", "</answer>"].iter().map(|s| s.to_string()).collect();
+    let mut vocabulary: Vec<String> = LmTokenizer::TINY_MARKERS.iter().map(|s| s.to_string()).collect();
     for w in words {
         if w.is_empty() || w.chars().any(char::is_whitespace) {
             return Err(value_error(format!("words: {w:?} is not one word")));

@@ -88,6 +88,10 @@ impl LmTokenizer {
         LmTokenizer { inner, stop_ids, pad_id, chat: ChatTemplate::chatml() }
     }
 
+    /// The words every tiny test vocabulary starts with: ChatML's markers, the unknown word and
+    /// the answer tags the prompts ask for.
+    pub const TINY_MARKERS: [&'static str; 5] = ["<|im_end|>", "<|im_start|>", "[UNK]", "<answer>", "</answer>"];
+
     /// A word-level tokenizer for tiny random models in tests: token i is `words[i]`, text splits
     /// on whitespace, unknown words become `[UNK]` (which `words` must hold), ChatML's markers are
     /// special tokens and `<|im_end|>` ends a reply.

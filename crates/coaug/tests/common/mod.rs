@@ -9,7 +9,7 @@ use coaug_lm::LmTokenizer;
 
 /// Words the tiny model writes and the corpus is made of.
 pub fn words() -> Vec<String> {
-    let mut w: Vec<String> = ["<|im_end|>", "<|im_start|>", "[UNK]", "<answer>", "</answer>"].iter().map(|s| s.to_string()).collect();
+    let mut w: Vec<String> = LmTokenizer::TINY_MARKERS.iter().map(|s| s.to_string()).collect();
     w.extend((0..40).map(|i| format!("w{i}")));
     w
 }
