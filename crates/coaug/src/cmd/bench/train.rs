@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use coaug_augment::PromptSet;
+use coaug_augment::{PromptSet, Role};
 use coaug_rl::{Policy, TrainConfig, TrainData, Trainer};
 use serde::Serialize;
 
@@ -87,16 +87,21 @@ pub fn run(args: Args) -> Result<()> {
         phases.2.push(m.reward_s);
         phases.3.push(m.update_s);
     }
+    // What the measured steps (the first ones of the run) generate: every group's query with its
+    // rollout count, and its documents unless the run is still in its query-only warm-up.
     let c = &config.composite;
-    let prompts = c.groups_per_step * (1 + c.documents_per_group());
+    let documents = if config.augments_documents_at(0) { c.groups_per_step * c.documents_per_group() } else { 0 };
+    let prompts = c.groups_per_step * usize::from(config.augments_queries()) + documents;
+    let rollouts = c.groups_per_step * usize::from(config.augments_queries()) * config.rollout.samples_for(Role::Query)
+        + documents * config.rollout.samples_for(Role::Document);
     let (step_s, generation_s, reward_s, update_s) = (median(phases.0), median(phases.1), median(phases.2), median(phases.3));
     let report = Report {
         config: config.preset.clone(),
         device: device_name(&device),
         steps: args.steps.max(1),
         prompts_per_step: prompts,
-        rollouts_per_step: prompts * config.rollout.samples_per_prompt,
-        max_new_tokens: config.rollout.max_new_tokens,
+        rollouts_per_step: rollouts,
+        max_new_tokens: config.rollout.max_new_tokens_for(Role::Query).max(config.rollout.max_new_tokens),
         trainable_blocks: format!("{:?}", config.trainable.blocks),
         step_s,
         generation_s,
