@@ -10,7 +10,7 @@ use coaug_retrieval::{Augmentations, AugmentedBm25, Composition, DocField, Query
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString};
 
-use crate::augment::{composition_arg, PyComposition};
+use crate::composition::{composition_arg, PyComposition};
 use crate::convert::{corpus_from_py, doc_texts_from_py, expansions_from_py, py_strings, queries_from_py};
 use crate::errors::{not_found, value_error, IntoPyResult};
 

@@ -9,6 +9,7 @@
 //! indexes and models, `coaug.CoaugError` otherwise.
 
 mod augment;
+mod composition;
 mod convert;
 mod errors;
 mod eval;
@@ -26,7 +27,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(eval::evaluate, m)?)?;
     m.add_class::<index::PyBm25Index>()?;
     m.add_class::<index::PyResults>()?;
-    m.add_class::<augment::PyComposition>()?;
+    m.add_class::<composition::PyComposition>()?;
     m.add_class::<augment::PyAugmenter>()?;
     m.add_function(wrap_pyfunction!(train::train, m)?)?;
     m.add_function(wrap_pyfunction!(train::write_tiny_model, m)?)?;

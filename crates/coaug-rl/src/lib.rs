@@ -64,7 +64,7 @@ pub use layout::RolloutLayout;
 pub use loss::SurrogateSettings;
 #[cfg(any(test, feature = "testing"))]
 pub use loss::{surrogate_loss, LossGradient, LossReport, TokenBatch};
-pub use metrics::{StepMetrics, ValidationMetrics};
+pub use metrics::{StepMetrics, ValidationKind, ValidationMetrics};
 pub use policy::Policy;
 pub use reward::{Estimator, RewardSampler, RewardSettings, Rewards};
 pub use rollout::{Rollout, StepRollouts};
@@ -72,4 +72,4 @@ pub use run::{ConfigSource, DenseSetup, RunEvent, TrainRun};
 pub use similarity::RewardSimilarity;
 pub use trainer::{TrainData, Trainer, TrainerState};
 pub use update::{policy_update, surrogate_tensor, UpdateItem, UpdateReport, UpdateShape};
-pub use validation::{ValidationGeneration, ValidationIndex, ValidationKind, ValidationSlice, Validator};
+pub use validation::{ValidationGeneration, ValidationIndex, ValidationSlice, Validator};

@@ -55,7 +55,7 @@ pub struct ValidationMetrics {
     pub step: u64,
     /// Queries alone, or queries and the document pool.
     #[serde(default = "query_kind")]
-    pub kind: crate::validation::ValidationKind,
+    pub kind: ValidationKind,
     pub ndcg_at_10: f64,
     pub queries: usize,
     pub augmented_documents: usize,
@@ -70,8 +70,8 @@ pub struct ValidationMetrics {
     pub delta_vs_start: Option<coaug_eval::PairedDelta>,
 }
 
-fn query_kind() -> crate::validation::ValidationKind {
-    crate::validation::ValidationKind::Query
+fn query_kind() -> ValidationKind {
+    ValidationKind::Query
 }
 
 impl ValidationMetrics {
@@ -124,4 +124,14 @@ pub fn truncate_jsonl_from_step(path: &Path, step: u64) -> Result<()> {
     }
     std::fs::write(path, out)?;
     Ok(())
+}
+
+/// What a validation run augments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ValidationKind {
+    /// The queries alone, against the corpus as it is.
+    Query,
+    /// The queries and the document pool.
+    Both,
 }

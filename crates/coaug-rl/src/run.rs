@@ -23,11 +23,12 @@ use coaug_dense::SentenceEncoder;
 use crate::bm25_reward::Bm25Reward;
 use crate::config::TrainConfig;
 use crate::dense_reward::DenseReward;
+use crate::metrics::ValidationKind;
 use crate::metrics::{append_jsonl, read_jsonl, truncate_jsonl_from_step, StepMetrics, ValidationMetrics};
 use crate::policy::Policy;
 use crate::similarity::RewardSimilarity;
 use crate::trainer::{TrainData, Trainer, TrainerState};
-use crate::validation::{ValidationGeneration, ValidationIndex, ValidationKind, ValidationSlice, Validator};
+use crate::validation::{ValidationGeneration, ValidationIndex, ValidationSlice, Validator};
 
 pub const CONFIG_FILE: &str = "config.toml";
 pub const METRICS_FILE: &str = "metrics.jsonl";

@@ -33,7 +33,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::metrics::ValidationMetrics;
+use crate::metrics::{ValidationKind, ValidationMetrics};
 use crate::policy::Policy;
 
 /// Hits per validation query (nDCG@10 needs only the first ten).
@@ -114,16 +114,6 @@ pub struct ValidationSlice {
     /// top-k of every validation query (label-independent), or `None` for the whole corpus.
     pub pool_per_query: Option<usize>,
     pub seed: u64,
-}
-
-/// What a validation run augments.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ValidationKind {
-    /// The queries alone, against the corpus as it is.
-    Query,
-    /// The queries and the document pool.
-    Both,
 }
 
 impl Validator {

@@ -10,7 +10,23 @@ use candle_core::quantized::gguf_file;
 use minijinja::{context, Environment, Error, ErrorKind};
 use serde::Serialize;
 
-use crate::text::tokenizer::ChatRole;
+/// Who speaks a chat turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChatRole {
+    System,
+    User,
+    Assistant,
+}
+
+impl ChatRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChatRole::System => "system",
+            ChatRole::User => "user",
+            ChatRole::Assistant => "assistant",
+        }
+    }
+}
 
 /// ChatML, for models that ship no template.
 pub const CHATML: &str = "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";

@@ -15,7 +15,7 @@ use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::{AddedToken, PreTokenizerWrapper, SplitDelimiterBehavior, Tokenizer};
 
-use crate::text::chat::ChatTemplate;
+use crate::text::chat::{ChatRole, ChatTemplate};
 
 /// ChatML turn markers used by SmolLM2 and Qwen2.
 pub const IM_START: &str = "<|im_start|>";
@@ -24,24 +24,6 @@ pub const IM_END: &str = "<|im_end|>";
 /// Qwen2's pre-tokenization regex (from its `tokenizer.json`).
 const QWEN2_PATTERN: &str =
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
-
-/// Who speaks a chat turn.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChatRole {
-    System,
-    User,
-    Assistant,
-}
-
-impl ChatRole {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ChatRole::System => "system",
-            ChatRole::User => "user",
-            ChatRole::Assistant => "assistant",
-        }
-    }
-}
 
 /// A tokenizer together with the ids generation needs and the model's chat template.
 #[derive(Clone)]
