@@ -95,10 +95,6 @@ pub struct DenseRetriever<'a> {
 }
 
 impl DenseRetriever<'_> {
-    pub fn index(&self) -> &DenseIndex {
-        self.index
-    }
-
     pub fn rank(&self, queries: &[QueryToRank<'_>], k: usize) -> Result<Run> {
         let ids: Vec<&str> = queries.iter().map(|q| q.id).collect();
         let texts: Vec<String> = queries.iter().map(|q| self.composition.query_text(q.text, q.expansions)).collect();

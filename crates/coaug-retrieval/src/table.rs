@@ -136,11 +136,11 @@ pub fn plain_index_dir(root: &Path, dataset: &str, stop_list: &str) -> PathBuf {
 }
 
 /// Each column's nDCG@10 against the first (plain) one, paired over queries.
-pub fn paired_vs_plain(results: &[(Column, Metrics)]) -> Vec<(Column, PairedDelta)> {
-    let Some((Column::Plain, base)) = results.first() else {
+pub fn paired_vs_plain(results: &[(Column, &Metrics)]) -> Vec<(Column, PairedDelta)> {
+    let Some(&(Column::Plain, base)) = results.first() else {
         return Vec::new();
     };
-    results[1..].iter().map(|(c, m)| (*c, paired_bootstrap(base, m, "NDCG@10", DEFAULT_RESAMPLES, 0))).collect()
+    results[1..].iter().map(|&(c, m)| (c, paired_bootstrap(base, m, "NDCG@10", DEFAULT_RESAMPLES, 0))).collect()
 }
 
 /// One row of a sweep: a stop list and composition (none: plain BM25), the nDCG@10 of each

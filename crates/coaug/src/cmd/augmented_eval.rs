@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use coaug_augment::{AugmentStore, LmGenerator, Retriever};
 use coaug_data::{Dataset, Query};
-use coaug_dense::Embeddings;
+use coaug_dense::{Embeddings, VectorRows};
 use coaug_eval::{comparison_table, evaluate, EvalOptions, Metrics, Run, TableStyle};
 use coaug_index::AnalyzerConfig;
 use coaug_retrieval::table::{paired_vs_plain, sweep, sweep_markdown, to_rank, Column, ColumnIndexes, SweepInput, KS};
@@ -18,7 +18,7 @@ use coaug_retrieval::{Augmentations, Composition, DocField, QueryWeight, SampleF
 
 use super::augment::{augment, model_label, GenerationArgs, ModelArgs};
 use super::dense::{open_dense, RetrieverArgs, RetrieverKind};
-use super::retrieval::{default_index_dir, open_or_build_index};
+use super::retrieval::open_or_build_index;
 
 /// Which side the LM augments.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,8 +198,6 @@ pub fn run(ctx: EvalContext<'_>, args: &EvalAugmentArgs) -> Result<()> {
     let docs = &split.corpus[..doc_limit];
     // The plain index: the first column, and the passages of --query-context.
     let (plain_name, plain_analyzer) = &ctx.analyzers[0];
-    let plain_dir = ctx.index_dir.map(Path::to_path_buf).unwrap_or_else(|| default_index_dir(ctx.dataset, plain_name));
-    let plain_index = open_or_build_index(&plain_dir, &split.corpus, plain_analyzer)?;
     let dataset_name = ctx.dataset.name();
     let indexes = ColumnIndexes {
         root: coaug_data::cache_root().join("indexes"),
@@ -207,6 +205,8 @@ pub fn run(ctx: EvalContext<'_>, args: &EvalAugmentArgs) -> Result<()> {
         corpus: &split.corpus,
         plain_dir: ctx.index_dir,
     };
+    let plain_dir = indexes.dir(None, &Composition::plain_append(), plain_name);
+    let plain_index = open_or_build_index(&plain_dir, &split.corpus, plain_analyzer)?;
 
     let policy_replaces_base = args.policy.is_some() && !args.table;
     let mut base = Augmentations::default();
@@ -253,15 +253,16 @@ pub fn run(ctx: EvalContext<'_>, args: &EvalAugmentArgs) -> Result<()> {
                 indexes.open(docs, composition, plain_name, plain_analyzer)?.rank(&to_rank, ctx.top_k)
             }
             Some(dense) => {
-                if aug_docs {
+                let docs: &dyn VectorRows = if aug_docs {
                     let tag = column.augmentation_tag();
                     if !dense_docs.contains_key(tag) {
                         dense_docs.insert(tag, dense.augmented_vectors(&split.corpus, &augs.documents)?);
                     }
-                    dense.retriever(&dense_docs[tag], composition).rank(&to_rank, ctx.top_k)?
+                    &dense_docs[tag]
                 } else {
-                    dense.retriever(&dense.store, composition).rank(&to_rank, ctx.top_k)?
-                }
+                    &dense.store
+                };
+                dense.retriever(docs, composition).rank(&to_rank, ctx.top_k)?
             }
         };
         let metrics = evaluate(&split.qrels, &run, &KS, &opts);
@@ -330,7 +331,7 @@ pub fn run(ctx: EvalContext<'_>, args: &EvalAugmentArgs) -> Result<()> {
 
 /// Each augmented column's nDCG@10 against the first (plain) column, paired over queries.
 fn paired_lines(results: &[(Column, Metrics, Run)], plain: &'static str) -> String {
-    let metrics: Vec<(Column, Metrics)> = results.iter().map(|(c, m, _)| (*c, m.clone())).collect();
+    let metrics: Vec<(Column, &Metrics)> = results.iter().map(|(c, m, _)| (*c, m)).collect();
     paired_vs_plain(&metrics)
         .iter()
         .map(|(c, d)| {

@@ -54,7 +54,7 @@ pub enum VectorPrecision {
 }
 
 impl VectorPrecision {
-    pub fn stored(self) -> StoredPrecision {
+    fn stored(self) -> StoredPrecision {
         match self {
             VectorPrecision::F32 => StoredPrecision::F32,
             VectorPrecision::F16 => StoredPrecision::F16,
