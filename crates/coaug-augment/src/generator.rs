@@ -67,6 +67,19 @@ impl DecodeSettings {
     }
 }
 
+/// Why one request of a batch got no reply, when the others may have: a remote server that kept
+/// failing it through every retry, or refused it (e.g. an input over its context length).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestFailure {
+    pub reason: String,
+}
+
+impl std::fmt::Display for RequestFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
 /// A language model that completes chat prompts.
 pub trait Generator {
     /// Identifies the weights (and anything else that changes outputs, e.g. the dtype).
@@ -77,4 +90,23 @@ pub trait Generator {
     /// Sampling for request `i` must depend only on `requests[i]` (its seed included) and
     /// `decoding`, never on the other requests of the batch.
     fn generate(&mut self, requests: &[GenerationRequest], decoding: &DecodeSettings) -> anyhow::Result<Vec<Generation>>;
+
+    /// Like [`Generator::generate`], but one request may fail without failing the others (the
+    /// resumable job stores the replies it got and reports the failures). `Err` still means
+    /// nothing in the batch can succeed (a model that does not load, a refused API key). An
+    /// in-process model fails all or nothing: the default wraps [`Generator::generate`].
+    fn generate_each(
+        &mut self,
+        requests: &[GenerationRequest],
+        decoding: &DecodeSettings,
+    ) -> anyhow::Result<Vec<Result<Generation, RequestFailure>>> {
+        Ok(self.generate(requests, decoding)?.into_iter().map(Ok).collect())
+    }
+
+    /// Counts and cuts inputs in the model's tokens. The default approximates them from words
+    /// ([`crate::text::WhitespaceTokens`]), for a model whose tokenizer coaug does not hold (a
+    /// remote server's).
+    fn token_budget(&self) -> Box<dyn crate::text::TokenBudget> {
+        Box::new(crate::text::WhitespaceTokens::default())
+    }
 }

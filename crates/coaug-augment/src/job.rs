@@ -102,6 +102,15 @@ pub struct AugmentReport {
     pub truncated: Vec<String>,
     /// Contain U+FFFD, i.e. invalid UTF-8 was replaced when reading them; augmented as is.
     pub replaced_utf8: Vec<String>,
+    /// Got no reply (a remote server kept failing them): nothing stored, a rerun tries again.
+    pub failed: Vec<FailedItem>,
+}
+
+/// An item the generator failed on, and why.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct FailedItem {
+    pub id: String,
+    pub reason: String,
 }
 
 impl AugmentReport {
@@ -127,7 +136,7 @@ impl fmt::Display for AugmentReport {
         write!(
             f,
             "{} items, {} distinct inputs: {} already stored, {} generated in {} batches ({:.1} s, {:.2} items/s, \
-             {:.1} tokens/s), {} without a well-formed answer; inputs skipped as empty: {}, without words: {}; \
+             {:.1} tokens/s), {} failed, {} without a well-formed answer; inputs skipped as empty: {}, without words: {}; \
              truncated: {}; with replaced invalid UTF-8: {}",
             self.items,
             self.unique_inputs,
@@ -137,6 +146,7 @@ impl fmt::Display for AugmentReport {
             self.elapsed_s,
             self.items_per_s(),
             self.generated_tokens_per_s(),
+            self.failed.len(),
             self.format_invalid,
             self.empty.len(),
             self.no_words.len(),
@@ -217,7 +227,8 @@ impl<'a> AugmentJob<'a> {
     /// Generates every augmentation of `items` the store lacks, `batch_size` at a time, each batch
     /// committed in one transaction. Killed at any point, a rerun loses at most the batch in flight
     /// and produces the same rows as an uninterrupted run: every request carries a seed derived
-    /// from its own key.
+    /// from its own key. A request the generator fails on alone (see [`Generator::generate_each`])
+    /// is listed in [`AugmentReport::failed`] and not stored; the job goes on with the others.
     pub fn run(&self, store: &mut AugmentStore, generator: &mut dyn Generator, items: &[AugmentItem]) -> anyhow::Result<AugmentReport> {
         ensure!(self.batch_size > 0, "batch size must be at least 1");
         let started = Instant::now();
@@ -269,7 +280,7 @@ impl<'a> AugmentJob<'a> {
                 .collect();
             let first_id = &items[pending[&batch[0]].0].id;
             let generations = generator
-                .generate(&requests, &self.decoding)
+                .generate_each(&requests, &self.decoding)
                 .with_context(|| format!("generation failed in batch {batch_no} (first item {first_id})"))?;
             ensure!(
                 generations.len() == requests.len(),
@@ -278,9 +289,17 @@ impl<'a> AugmentJob<'a> {
                 requests.len()
             );
             let created_at_ms = now_ms();
-            let rows: Vec<StoredAugmentation> = batch
-                .iter()
-                .zip(generations)
+            let mut replies = Vec::with_capacity(batch.len());
+            for (key, generation) in batch.iter().zip(generations) {
+                match generation {
+                    Ok(generation) => replies.push((key, generation)),
+                    Err(failure) => {
+                        report.failed.push(FailedItem { id: items[pending[key].0].id.clone(), reason: failure.reason });
+                    }
+                }
+            }
+            let rows: Vec<StoredAugmentation> = replies
+                .into_iter()
                 .map(|(key, generation)| {
                     let parsed = parse_answer_with(&generation.text, self.parse_policy);
                     StoredAugmentation {

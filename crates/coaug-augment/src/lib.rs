@@ -12,14 +12,16 @@ pub mod key;
 pub mod lm;
 pub mod parse;
 pub mod prompts;
+pub mod remote;
 pub mod store;
 pub mod text;
 
-pub use generator::{DecodeSettings, Generation, GenerationRequest, Generator};
-pub use job::{AugmentItem, AugmentJob, AugmentReport};
+pub use generator::{DecodeSettings, Generation, GenerationRequest, Generator, RequestFailure};
+pub use job::{AugmentItem, AugmentJob, AugmentReport, FailedItem};
 pub use key::AugmentationKey;
 pub use lm::{LmGenerator, LmTokenBudget, ModelGenerator};
 pub use parse::{parse_answer, parse_answer_with, ParsePolicy, ParsedAnswer};
 pub use prompts::{PromptSet, Retriever, Role};
+pub use remote::{OpenAiConfig, OpenAiGenerator, RetryPolicy};
 pub use store::{AugmentStore, StoredAugmentation};
 pub use text::{TokenBudget, WhitespaceTokens};

@@ -140,6 +140,10 @@ impl Generator for LmGenerator {
         ModelGenerator { model, tokenizer: &self.tokenizer, kv_cache: self.kv_cache, fingerprint: &self.fingerprint }
             .generate(requests, decoding)
     }
+
+    fn token_budget(&self) -> Box<dyn TokenBudget> {
+        Box::new(LmGenerator::token_budget(self))
+    }
 }
 
 /// A [`Generator`] over a model held elsewhere (the RL trainer's policy): the same prompt

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use coaug_augment::prompts::query_with_context;
 use coaug_augment::{
     AugmentItem, AugmentJob, AugmentReport, AugmentStore, DecodeSettings, Generator, ParsePolicy, PromptSet, Retriever, Role,
@@ -208,6 +208,18 @@ impl Augmenter<'_> {
         job.with_context = with_context;
         job.parse_policy = self.settings.parse_policy;
         let report = job.run(self.store, self.generator, items)?;
+        if let Some(first) = report.failed.first() {
+            // Everything else is stored: a rerun asks only for these.
+            bail!(
+                "{} of {} {} got no reply from the model (first: {}: {}); the {} others are stored, rerun to retry",
+                report.failed.len(),
+                report.unique_inputs,
+                role.plural(),
+                first.id,
+                first.reason,
+                report.unique_inputs - report.failed.len()
+            );
+        }
         let found = job.lookup(self.store, &self.generator.fingerprint(), items)?;
         Ok((report, found))
     }

@@ -4,8 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
-use coaug_augment::{AugmentReport, AugmentStore, LmGenerator, PromptSet, Retriever, Role};
+use anyhow::{Context, Result};
+use coaug_augment::{AugmentReport, AugmentStore, Generator, LmGenerator, OpenAiConfig, OpenAiGenerator, PromptSet, Retriever, Role};
 use coaug_lm::{KvPrecision, Precision};
 use coaug_retrieval::{write_corpus_jsonl, write_queries_jsonl, AugmentSettings, Augmentations, Augmenter, Composition};
 
@@ -35,10 +35,58 @@ pub struct ModelArgs {
     /// the augmentation store's key, like the precision.
     #[arg(long, default_value = "q8", value_parser = ["q8", "f16", "f32"])]
     pub kv_cache: String,
+
+    /// Where the text is generated: `local` (in process, --model is a file, a known name or a
+    /// hub id) or `openai` (an OpenAI-compatible server at --base-url: vLLM, SGLang, TGI, Ollama,
+    /// llama.cpp's server; --model is the name it serves). Remote replies go into the same store,
+    /// keyed by that model name, the prompt, the decoding and the input.
+    #[arg(long, value_enum, default_value = "local")]
+    pub backend: BackendArg,
+
+    /// The server of `--backend openai`, up to and including the API version
+    /// (`http://127.0.0.1:8000/v1`); `/chat/completions` is appended.
+    #[arg(long, value_name = "URL", env = "COAUG_BASE_URL")]
+    pub base_url: Option<String>,
+
+    /// The environment variable holding the API key of `--backend openai` (sent as a bearer
+    /// token, never printed); unset or empty: no key.
+    #[arg(long, default_value = "OPENAI_API_KEY", value_name = "VAR")]
+    pub api_key_env: String,
+
+    /// Requests in flight at once on the remote server.
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    pub remote_concurrency: usize,
+
+    /// Seconds one remote request may take (connect, wait, read) before it is retried.
+    #[arg(long, default_value_t = 120.0, value_name = "SECS")]
+    pub remote_timeout: f64,
+
+    /// Tries per remote request (429, 5xx, timeouts, dropped connections and malformed replies
+    /// are retried with exponential backoff and jitter, or after the server's Retry-After).
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    pub remote_attempts: u32,
+
+    /// The request fields carrying the repetition penalty: `repetition_penalty` (vLLM, SGLang,
+    /// TGI), `repeat_penalty` (llama.cpp), both (default; servers ignore the other), or `none`
+    /// (OpenAI's own API, which rejects unknown fields).
+    #[arg(long, value_delimiter = ',', default_value = "repetition_penalty,repeat_penalty", value_name = "FIELDS")]
+    pub penalty_fields: Vec<String>,
+}
+
+/// `--backend`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendArg {
+    Local,
+    Openai,
 }
 
 impl ModelArgs {
+    /// The weights of the local model. The remote backend has none here.
     pub fn path(&self) -> Result<PathBuf> {
+        anyhow::ensure!(
+            self.backend == BackendArg::Local,
+            "this needs the model's weights (--backend local); --backend openai only has the server's model name"
+        );
         let spec = self.model.as_deref().unwrap_or(coaug_lm::DEFAULT_MODEL);
         coaug_lm::resolve_model(spec, &coaug_data::cache_root())
     }
@@ -52,11 +100,46 @@ impl ModelArgs {
         self.kv_cache.parse().expect("clap checked the value")
     }
 
-    pub fn load(&self) -> Result<LmGenerator> {
+    /// The model as a [`Generator`]: local weights, or the remote server.
+    pub fn load(&self) -> Result<Box<dyn Generator>> {
+        Ok(match self.backend {
+            BackendArg::Local => Box::new(self.load_local()?),
+            BackendArg::Openai => Box::new(OpenAiGenerator::new(self.openai_config()?)?),
+        })
+    }
+
+    /// The local model (`--backend local`).
+    pub fn load_local(&self) -> Result<LmGenerator> {
         let precision = if self.precision == "f32" { Precision::F32 } else { Precision::Quantized };
         // The weights load when something must be generated: a filled store needs only the
         // tokenizer and the fingerprint.
         Ok(LmGenerator::open(&self.path()?, precision)?.with_kv_cache(self.kv_precision()))
+    }
+
+    fn openai_config(&self) -> Result<OpenAiConfig> {
+        let base_url = self.base_url.clone().context("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")?;
+        let model = self.model.clone().context("--backend openai needs --model: the model name the server serves")?;
+        anyhow::ensure!(
+            self.remote_timeout > 0.0 && self.remote_timeout.is_finite(),
+            "--remote-timeout must be a positive number of seconds"
+        );
+        let mut config = OpenAiConfig::new(base_url, model);
+        config.api_key = std::env::var(&self.api_key_env).ok().filter(|k| !k.is_empty());
+        config.concurrency = self.remote_concurrency;
+        config.timeout = std::time::Duration::from_secs_f64(self.remote_timeout);
+        config.retry.max_attempts = self.remote_attempts;
+        config.penalty_fields = self.penalty_fields.iter().filter(|f| f.as_str() != "none" && !f.is_empty()).cloned().collect();
+        Ok(config)
+    }
+
+    /// The model for headers: its file name and weights, or its name on the server.
+    pub fn label(&self) -> Result<String> {
+        Ok(match self.backend {
+            BackendArg::Local => format!("{} ({} weights)", model_label(&self.path()?), self.precision),
+            BackendArg::Openai => {
+                format!("{} at {}", self.model.as_deref().unwrap_or("?"), self.base_url.as_deref().unwrap_or("?"))
+            }
+        })
     }
 }
 
@@ -213,7 +296,7 @@ impl GenerationArgs {
 /// Generates (with a progress bar and ETA) what the store lacks and returns the augmentations
 /// of the queries and/or documents; `context` is the plain BM25 index (`--query-context`).
 pub fn augment(
-    generator: &mut LmGenerator,
+    generator: &mut dyn Generator,
     store: &mut AugmentStore,
     settings: &AugmentSettings,
     queries: Option<&[coaug_data::Query]>,
@@ -221,7 +304,7 @@ pub fn augment(
     context: Option<&coaug_index::Bm25Index>,
 ) -> Result<Augmentations> {
     let budget = generator.token_budget();
-    let mut augmenter = Augmenter { generator, budget: &budget, store, settings };
+    let mut augmenter = Augmenter { generator, budget: budget.as_ref(), store, settings };
     let (augs, reports) = augmenter.augment(queries, docs, context)?;
     let samples = reports.queries.len();
     for (i, report) in reports.queries.iter().enumerate() {
@@ -302,7 +385,7 @@ pub fn run(args: Args) -> Result<()> {
         Role::Document => {
             let mut corpus = dataset.load_corpus()?;
             corpus.truncate(limit);
-            let augs = augment(&mut generator, &mut store, &settings, None, Some(&corpus), None)?;
+            let augs = augment(generator.as_mut(), &mut store, &settings, None, Some(&corpus), None)?;
             if let Some(dir) = &args.export {
                 let counts = write_corpus_jsonl(&dir.join("corpus.jsonl"), &corpus, &augs, args.retriever, &composition)?;
                 eprintln!("wrote {} ({} of {} documents augmented)", dir.join("corpus.jsonl").display(), counts.augmented, counts.written);
@@ -323,7 +406,7 @@ pub fn run(args: Args) -> Result<()> {
             } else {
                 None
             };
-            let augs = augment(&mut generator, &mut store, &settings, Some(&queries), None, context.as_ref())?;
+            let augs = augment(generator.as_mut(), &mut store, &settings, Some(&queries), None, context.as_ref())?;
             if let Some(dir) = &args.export {
                 let analyzer = coaug_index::Analyzer::new(analyzer)?;
                 let counts = write_queries_jsonl(&dir.join("queries.jsonl"), &queries, &augs, args.retriever, &composition, &analyzer)?;
@@ -349,6 +432,6 @@ pub fn expand_one_query(model: &ModelArgs, settings: &GenerationArgs, query: &st
     let mut generator = model.load()?;
     let mut store = AugmentStore::open(&store_path)?;
     let queries = [coaug_data::Query { id: "query".into(), text: query.into() }];
-    let mut augs = augment(&mut generator, &mut store, &settings, Some(&queries), None, Some(index))?;
+    let mut augs = augment(generator.as_mut(), &mut store, &settings, Some(&queries), None, Some(index))?;
     Ok(augs.queries.remove("query").unwrap_or_default())
 }

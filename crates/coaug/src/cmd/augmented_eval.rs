@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use coaug_augment::{AugmentStore, LmGenerator, Retriever};
+use coaug_augment::{AugmentStore, Generator, LmGenerator, Retriever};
 use coaug_data::{Dataset, Query};
 use coaug_dense::{Embeddings, VectorRows};
 use coaug_eval::{comparison_table, evaluate, EvalOptions, Metrics, Run, TableStyle};
@@ -16,7 +16,7 @@ use coaug_index::AnalyzerConfig;
 use coaug_retrieval::table::{paired_vs_plain, sweep, sweep_markdown, to_rank, Column, ColumnIndexes, SweepInput, KS};
 use coaug_retrieval::{Augmentations, Composition, DocField, QueryWeight, SampleFusion};
 
-use super::augment::{augment, model_label, GenerationArgs, ModelArgs};
+use super::augment::{augment, GenerationArgs, ModelArgs};
 use super::dense::{open_dense, RetrieverArgs, RetrieverKind};
 use super::retrieval::open_or_build_index;
 
@@ -211,17 +211,25 @@ pub fn run(ctx: EvalContext<'_>, args: &EvalAugmentArgs) -> Result<()> {
     let policy_replaces_base = args.policy.is_some() && !args.table;
     let mut base = Augmentations::default();
     if need_queries || need_docs {
-        let mut generator = match (&args.policy, policy_replaces_base) {
-            (Some(ckpt), true) => LmGenerator::load_with_checkpoint(&args.model.path()?, ckpt)?.with_kv_cache(args.model.kv_precision()),
+        let mut generator: Box<dyn Generator> = match (&args.policy, policy_replaces_base) {
+            (Some(ckpt), true) => {
+                Box::new(LmGenerator::load_with_checkpoint(&args.model.path()?, ckpt)?.with_kv_cache(args.model.kv_precision()))
+            }
             _ => args.model.load()?,
         };
         let docs_here = need_docs && args.doc_model.is_none();
-        base =
-            augment(&mut generator, &mut store, &settings, need_queries.then_some(queries), docs_here.then_some(docs), Some(&plain_index))?;
+        base = augment(
+            generator.as_mut(),
+            &mut store,
+            &settings,
+            need_queries.then_some(queries),
+            docs_here.then_some(docs),
+            Some(&plain_index),
+        )?;
     }
     if let (Some(doc_model), true) = (&args.doc_model, need_docs) {
         let mut generator = args.model.with_model(doc_model).load()?;
-        base.documents = augment(&mut generator, &mut store, &settings, None, Some(docs), None)?.documents;
+        base.documents = augment(generator.as_mut(), &mut store, &settings, None, Some(docs), None)?.documents;
     }
     let mut trained = None;
     if let (Some(ckpt), true) = (&args.policy, args.table) {
@@ -280,14 +288,14 @@ pub fn run(ctx: EvalContext<'_>, args: &EvalAugmentArgs) -> Result<()> {
         ctx.split,
         split.queries.len(),
         split.corpus.len(),
-        args.generation.describe(&format!("{} ({} weights)", model_label(&args.model.path()?), args.model.precision)),
+        args.generation.describe(&args.model.label()?),
         if need_queries { query_limit } else { 0 },
         split.queries.len(),
         if need_docs { doc_limit } else { 0 },
         split.corpus.len(),
     );
     let header = match &args.doc_model {
-        Some(doc_model) => format!("{header}; documents by {}", model_label(&args.model.with_model(doc_model).path()?)),
+        Some(doc_model) => format!("{header}; documents by {}", args.model.with_model(doc_model).label()?),
         None => header,
     };
     let header = match &args.policy {

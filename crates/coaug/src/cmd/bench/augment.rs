@@ -59,7 +59,7 @@ pub fn run(args: Args) -> Result<()> {
     let dataset = coaug_data::resolve("nfcorpus", args.data_dir.as_deref())?;
     let mut corpus = dataset.load_corpus()?;
     corpus.truncate(args.docs);
-    let mut generator = args.model.load()?;
+    let mut generator = args.model.load_local()?;
     let tok = generator.tokenizer().clone();
 
     // 1. The peer's prompts: `title text` cut to 300 tokens, decoded back.

@@ -20,7 +20,7 @@ pub enum Command {
     Dense(dense::Args),
     /// Corpus augmentation: documents/s and generated tokens/s of the default LM, the wall time
     /// for all of NFCorpus, next to llama.cpp batched on the same GGUF and prompts.
-    Augment(augment::Args),
+    Augment(Box<augment::Args>),
     /// Policy LM: prefill, single-stream and batched generation tokens/s, a training step
     /// and peak RSS, next to llama.cpp on the same GGUF (same run).
     Lm(lm::Args),
@@ -33,7 +33,7 @@ pub fn run(command: Command) -> Result<()> {
     match command {
         Command::Bm25(args) => bm25::run(args),
         Command::Dense(args) => dense::run(args),
-        Command::Augment(args) => augment::run(args),
+        Command::Augment(args) => augment::run(*args),
         Command::Lm(args) => lm::run(args),
         Command::Train(args) => train::run(args),
     }
