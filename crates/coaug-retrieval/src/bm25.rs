@@ -98,6 +98,31 @@ impl AugmentedBm25Ref<'_> {
     }
 }
 
+/// The top `k` hits of one query in `index`, composed as `composition` says: what `coaug search`
+/// and `coaug serve` return, ranked as [`AugmentedBm25::rank`] ranks a batch. An index without an
+/// augmentation field ignores the composition's field weight.
+pub fn search_hits(index: &Bm25Index, composition: &Composition, query: &QueryToRank<'_>, k: usize) -> Vec<Hit> {
+    let queries = composition.bm25_queries(index.analyzer(), query.text, query.expansions);
+    match index.search_weighted(&queries, composition.field_weights(), k).as_slice() {
+        [one] => one.clone(),
+        lists => rrf_hits(lists, k),
+    }
+}
+
+/// Reciprocal rank fusion (k = 60, as [`Fusion::RRF`]) of several hit lists, best first.
+fn rrf_hits(lists: &[Vec<Hit>], k: usize) -> Vec<Hit> {
+    let mut fused: std::collections::HashMap<u32, f64> = std::collections::HashMap::new();
+    for list in lists {
+        for (rank, hit) in list.iter().enumerate() {
+            *fused.entry(hit.doc).or_default() += 1.0 / (60.0 + (rank + 1) as f64);
+        }
+    }
+    let mut hits: Vec<Hit> = fused.into_iter().map(|(doc, score)| Hit { doc, score: score as f32 }).collect();
+    hits.sort_by(coaug_index::hit_order);
+    hits.truncate(k);
+    hits
+}
+
 fn rank(index: &Bm25Index, composition: &Composition, queries: &[QueryToRank<'_>], k: usize) -> Run {
     let analyzer = index.analyzer();
     let per_query: Vec<Vec<WeightedQuery>> = queries.iter().map(|q| composition.bm25_queries(analyzer, q.text, q.expansions)).collect();

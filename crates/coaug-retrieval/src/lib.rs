@@ -15,7 +15,7 @@ pub mod table;
 
 pub use augmentations::Augmentations;
 pub use augmenter::{AugmentReports, AugmentSettings, Augmenter};
-pub use bm25::{AugmentedBm25, QueryToRank};
+pub use bm25::{search_hits, AugmentedBm25, QueryToRank};
 pub use composition::{Composition, DocField, QueryWeight, SampleFusion};
 pub use dense::{augmented_rows, DenseIndex, DenseRetriever};
 pub use export::{write_corpus_jsonl, write_queries_jsonl, ExportCounts};

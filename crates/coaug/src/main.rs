@@ -33,6 +33,9 @@ enum Command {
     Search(cmd::search::Args),
     /// Retrieve for a split's queries and score the run with BEIR's metrics.
     Eval(cmd::eval::Args),
+    /// Serve an index as an HTTP search API (POST /search, GET /health, GET /metrics), with
+    /// query augmentation batched across concurrent requests.
+    Serve(Box<cmd::serve::Args>),
     /// Train the policy LM with bidirectional RL (composite sampling, reward sampling).
     Train(cmd::train::Args),
     /// Draw a training run's reward and validation nDCG curves as PNGs.
@@ -55,6 +58,7 @@ fn main() -> std::process::ExitCode {
         Command::Augment(args) => cmd::augment::run(args),
         Command::Search(args) => cmd::search::run(args),
         Command::Eval(args) => cmd::eval::run(args),
+        Command::Serve(args) => cmd::serve::run(*args),
         Command::Train(args) => cmd::train::run(args),
         Command::Plot(args) => cmd::plot::run(args),
         Command::Model(command) => cmd::model::run(command),

@@ -9,6 +9,7 @@ pub mod model;
 pub mod plot;
 pub mod retrieval;
 pub mod search;
+pub mod serve;
 pub mod train;
 
 use std::path::PathBuf;

@@ -42,13 +42,9 @@ pub fn run(args: Args) -> Result<()> {
     if args.augment_query {
         println!("augmented query: {}", composition.query_text(&args.query, &expansions).replace('\n', " ⏎ "));
     }
-    // The same composition and weights as `coaug eval` (an index without an augmentation field
-    // ignores the field weight).
-    let queries = composition.bm25_queries(index.analyzer(), &args.query, &expansions);
-    let hits = match index.search_weighted(&queries, composition.field_weights(), args.k).as_slice() {
-        [one] => one.clone(),
-        lists => rrf_hits(lists, args.k),
-    };
+    // The same composition and weights as `coaug eval`.
+    let query = coaug_retrieval::QueryToRank { id: "query", text: &args.query, expansions: &expansions };
+    let hits = coaug_retrieval::search_hits(&index, &composition, &query, args.k);
     if hits.is_empty() {
         println!("no document matches {:?}", args.query);
     }
@@ -58,18 +54,4 @@ pub fn run(args: Args) -> Result<()> {
         println!("{:>3}. {:>8.4}  {}  {}", rank + 1, hit.score, doc.id, title);
     }
     Ok(())
-}
-
-/// Reciprocal rank fusion of several hit lists (`--sample-fusion rrf`), best first.
-fn rrf_hits(lists: &[Vec<coaug_index::Hit>], k: usize) -> Vec<coaug_index::Hit> {
-    let mut fused: std::collections::HashMap<u32, f64> = std::collections::HashMap::new();
-    for list in lists {
-        for (rank, hit) in list.iter().enumerate() {
-            *fused.entry(hit.doc).or_default() += 1.0 / (60.0 + (rank + 1) as f64);
-        }
-    }
-    let mut hits: Vec<coaug_index::Hit> = fused.into_iter().map(|(doc, score)| coaug_index::Hit { doc, score: score as f32 }).collect();
-    hits.sort_by(coaug_index::hit_order);
-    hits.truncate(k);
-    hits
 }
