@@ -18,6 +18,7 @@ mod search;
 pub mod stats;
 
 pub use analyzer::{Analyzer, AnalyzerConfig, AnalyzerError, StopWords, NLTK_ENGLISH};
+pub use bm25::{B, K1};
 pub use coaug_eval::ScoreMatrix;
 pub use error::{IndexError, Result};
 pub use index::Bm25Index;

@@ -18,6 +18,6 @@ pub use augmenter::{AugmentReports, AugmentSettings, Augmenter};
 pub use bm25::{search_hits, AugmentedBm25, QueryToRank};
 pub use composition::{Composition, DocField, QueryWeight, SampleFusion};
 pub use dense::{augmented_rows, DenseIndex, DenseRetriever};
-pub use export::{write_corpus_jsonl, write_queries_jsonl, ExportCounts};
+pub use export::{write_corpus_jsonl, write_queries_jsonl, ExportCounts, ExportFormat, LuceneExport};
 pub use retriever::{Hybrid, Retrieve};
 pub use stop_list::StopList;

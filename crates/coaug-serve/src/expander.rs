@@ -143,6 +143,7 @@ fn run(
             metrics.expansions_generated.inc_by(report.generated as u64);
             if report.generated > 0 {
                 metrics.lm_batch_size.observe(report.generated as f64);
+                metrics.lm_batches.inc();
             }
         }
         match result {

@@ -25,6 +25,8 @@ pub struct Metrics {
     pub expansion_cache_hits: Counter,
     /// Queries sent to the LM.
     pub expansions_generated: Counter,
+    /// LM batches run.
+    pub lm_batches: Counter,
 }
 
 impl Default for Metrics {
@@ -41,7 +43,9 @@ impl Default for Metrics {
         registry.register("expansion_cache_hits", "Queries whose expansions were already in the store", expansion_cache_hits.clone());
         let expansions_generated = Counter::default();
         registry.register("expansions_generated", "Queries expanded by the LM", expansions_generated.clone());
-        Self { registry, requests, latency, lm_batch_size, expansion_cache_hits, expansions_generated }
+        let lm_batches = Counter::default();
+        registry.register("lm_batches", "LM batches run for query expansion", lm_batches.clone());
+        Self { registry, requests, latency, lm_batch_size, expansion_cache_hits, expansions_generated, lm_batches }
     }
 }
 

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use coaug_augment::{AugmentReport, AugmentStore, Generator, LmGenerator, OpenAiConfig, OpenAiGenerator, PromptSet, Retriever, Role};
 use coaug_lm::{KvPrecision, Precision};
-use coaug_retrieval::{write_corpus_jsonl, write_queries_jsonl, AugmentSettings, Augmentations, Augmenter, Composition};
+use coaug_retrieval::{
+    write_corpus_jsonl, write_queries_jsonl, AugmentSettings, Augmentations, Augmenter, Composition, ExportFormat, LuceneExport,
+};
 
 use super::DatasetArgs;
 
@@ -351,9 +353,22 @@ pub struct Args {
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
 
-    /// Write the augmented texts as BEIR JSONL (`corpus.jsonl` or `queries.jsonl`) into DIR.
+    /// Write the augmented texts into DIR, in each of --export-format.
     #[arg(long, value_name = "DIR")]
     pub export: Option<PathBuf>,
+
+    /// What --export writes: `beir` (`corpus.jsonl` / `queries.jsonl`), `pyserini` (Anserini
+    /// JsonCollection `pyserini/corpus/docs.jsonl` with `id`, `contents`, `augmentation`, and
+    /// `pyserini/queries.jsonl` with each query's weighted terms), `elasticsearch` (bulk
+    /// `elasticsearch/corpus.ndjson`, `mapping.json`, and `queries.jsonl` holding each query's
+    /// `_search` body). Comma-separated for several. docs/interop.md says how to load them.
+    #[arg(long, value_delimiter = ',', default_value = "beir", value_name = "beir|pyserini|elasticsearch")]
+    pub export_format: Vec<coaug_retrieval::ExportFormat>,
+
+    /// Lucene exports hold coaug's analyzed terms joined by spaces (index them with a whitespace
+    /// analyzer: Anserini's `-pretokenized`): the engine then ranks exactly as coaug does.
+    #[arg(long)]
+    pub export_analyzed: bool,
 
     /// The retriever the augmentations are written for: `sparse` (BM25 prompts; the export
     /// appends the augmentation) or `dense` (dense prompts; the export appends query
@@ -387,8 +402,24 @@ pub fn run(args: Args) -> Result<()> {
             corpus.truncate(limit);
             let augs = augment(generator.as_mut(), &mut store, &settings, None, Some(&corpus), None)?;
             if let Some(dir) = &args.export {
-                let counts = write_corpus_jsonl(&dir.join("corpus.jsonl"), &corpus, &augs, args.retriever, &composition)?;
-                eprintln!("wrote {} ({} of {} documents augmented)", dir.join("corpus.jsonl").display(), counts.augmented, counts.written);
+                let analyzer = coaug_index::Analyzer::new(args.bm25.analyzer()?.1)?;
+                let lucene = LuceneExport { composition: &composition, analyzer: &analyzer, analyzed: args.export_analyzed };
+                for format in &args.export_format {
+                    let (path, counts) = match format {
+                        ExportFormat::Beir => (
+                            dir.join("corpus.jsonl"),
+                            write_corpus_jsonl(&dir.join("corpus.jsonl"), &corpus, &augs, args.retriever, &composition)?,
+                        ),
+                        ExportFormat::Pyserini => {
+                            (dir.join("pyserini/corpus/docs.jsonl"), lucene.write_pyserini_corpus(dir, &corpus, &augs)?)
+                        }
+                        ExportFormat::Elasticsearch => (
+                            dir.join("elasticsearch/corpus.ndjson"),
+                            lucene.write_elasticsearch_corpus(dir, &corpus, &augs, &dataset.name())?,
+                        ),
+                    };
+                    eprintln!("wrote {} ({} of {} documents augmented)", path.display(), counts.augmented, counts.written);
+                }
             }
         }
         Role::Query => {
@@ -409,8 +440,22 @@ pub fn run(args: Args) -> Result<()> {
             let augs = augment(generator.as_mut(), &mut store, &settings, Some(&queries), None, context.as_ref())?;
             if let Some(dir) = &args.export {
                 let analyzer = coaug_index::Analyzer::new(analyzer)?;
-                let counts = write_queries_jsonl(&dir.join("queries.jsonl"), &queries, &augs, args.retriever, &composition, &analyzer)?;
-                eprintln!("wrote {} ({} of {} queries augmented)", dir.join("queries.jsonl").display(), counts.augmented, counts.written);
+                let lucene = LuceneExport { composition: &composition, analyzer: &analyzer, analyzed: args.export_analyzed };
+                for format in &args.export_format {
+                    let (path, counts) = match format {
+                        ExportFormat::Beir => (
+                            dir.join("queries.jsonl"),
+                            write_queries_jsonl(&dir.join("queries.jsonl"), &queries, &augs, args.retriever, &composition, &analyzer)?,
+                        ),
+                        ExportFormat::Pyserini => {
+                            (dir.join("pyserini/queries.jsonl"), lucene.write_pyserini_queries(dir, &queries, &augs)?)
+                        }
+                        ExportFormat::Elasticsearch => {
+                            (dir.join("elasticsearch/queries.jsonl"), lucene.write_elasticsearch_queries(dir, &queries, &augs, 1000)?)
+                        }
+                    };
+                    eprintln!("wrote {} ({} of {} queries augmented)", path.display(), counts.augmented, counts.written);
+                }
             }
         }
     }

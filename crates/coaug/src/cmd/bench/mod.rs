@@ -3,6 +3,7 @@ mod bm25;
 mod dense;
 mod lm;
 mod peers;
+mod serve;
 mod train;
 
 use anyhow::Result;
@@ -24,6 +25,9 @@ pub enum Command {
     /// Policy LM: prefill, single-stream and batched generation tokens/s, a training step
     /// and peak RSS, next to llama.cpp on the same GGUF (same run).
     Lm(lm::Args),
+    /// `coaug serve` under load on loopback: requests/s and p50/p99 latency at 1, 8 and 32
+    /// clients, without augmentation, with the in-process LM, and with a remote server.
+    Serve(Box<serve::Args>),
     /// RL training step: seconds per phase (generation, reward, update) for the cpu-small
     /// configuration with the default policy LM.
     Train(train::Args),
@@ -36,6 +40,7 @@ pub fn run(command: Command) -> Result<()> {
         Command::Augment(args) => augment::run(*args),
         Command::Lm(args) => lm::run(args),
         Command::Train(args) => train::run(args),
+        Command::Serve(args) => serve::run(*args),
     }
 }
 
