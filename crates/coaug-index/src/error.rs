@@ -18,6 +18,9 @@ pub enum IndexError {
     DuplicateId { id: String, first: usize, second: usize },
     #[error("{path}: index holds {found} documents, its manifest says {expected}")]
     DocCount { path: PathBuf, found: usize, expected: usize },
+    /// The corpus being streamed in failed to read (its own message names file and line).
+    #[error("reading the corpus: {0}")]
+    Corpus(String),
     #[error(transparent)]
     Analyzer(#[from] crate::analyzer::AnalyzerError),
     #[error("cannot start a search thread pool: {0}")]

@@ -12,7 +12,7 @@ use tantivy::{DocAddress, Index, IndexWriter, ReloadPolicy, Searcher, TantivyDoc
 use crate::analyzer::Analyzer;
 use crate::error::{io_err, tantivy_err, IndexError, Result};
 use crate::impacts::FieldImpacts;
-use crate::manifest::{IndexConfig, Manifest, MANIFEST_FILE};
+use crate::manifest::{CorpusHasher, IndexConfig, Manifest, MANIFEST_FILE};
 use crate::query::{FieldWeights, WeightedQuery};
 use crate::schema::{IndexDoc, IndexSchema, SearchField, ANALYZER_NAME};
 use crate::scorer::Bm25Scorer;
@@ -45,25 +45,58 @@ impl Bm25Index {
     /// Opens the index in `dir` if its manifest matches `docs` and `config`; otherwise
     /// (re)builds it there.
     pub fn open_or_build(dir: &Path, docs: &[IndexDoc], config: &IndexConfig) -> Result<Self> {
-        let wanted = Manifest::new(docs, config);
-        match Manifest::read(dir) {
-            Ok(found) if found.fingerprint == wanted.fingerprint => return Self::open(dir),
-            Ok(_) => tracing::info!(dir = %dir.display(), "index is stale; rebuilding"),
-            Err(err) if dir.join(MANIFEST_FILE).exists() => {
-                tracing::warn!("{err}; rebuilding the index")
-            }
-            Err(_) => {}
+        if Self::up_to_date(dir, &Manifest::new(docs, config)) {
+            return Self::open(dir);
         }
-        Self::build_with_manifest(dir, docs, config, wanted)
+        Self::build(dir, docs, config)
+    }
+
+    /// [`Bm25Index::open_or_build`] for a corpus streamed from disk, in bounded memory: `docs`
+    /// is called once to hash the corpus when an index is already there, and once more to build
+    /// when it is missing or stale. A million documents never sit in memory together.
+    pub fn open_or_build_streaming<I, F>(dir: &Path, docs: F, config: &IndexConfig) -> Result<Self>
+    where
+        F: Fn() -> I,
+        I: Iterator<Item = Result<IndexDoc>>,
+    {
+        if dir.join(MANIFEST_FILE).exists() {
+            let mut hasher = CorpusHasher::default();
+            for doc in docs() {
+                hasher.add(&doc?);
+            }
+            if Self::up_to_date(dir, &Manifest::from_hasher(hasher, config)) {
+                return Self::open(dir);
+            }
+        }
+        Self::build_streaming(dir, docs(), config)
+    }
+
+    /// Whether `dir` holds an index of exactly `wanted` (logging why not, when it holds another).
+    fn up_to_date(dir: &Path, wanted: &Manifest) -> bool {
+        match Manifest::read(dir) {
+            Ok(found) if found.fingerprint == wanted.fingerprint => true,
+            Ok(_) => {
+                tracing::info!(dir = %dir.display(), "index is stale; rebuilding");
+                false
+            }
+            Err(err) if dir.join(MANIFEST_FILE).exists() => {
+                tracing::warn!("{err}; rebuilding the index");
+                false
+            }
+            Err(_) => false,
+        }
     }
 
     /// Builds an index of `docs` in `dir`, replacing a coaug index already there.
     pub fn build(dir: &Path, docs: &[IndexDoc], config: &IndexConfig) -> Result<Self> {
-        Self::build_with_manifest(dir, docs, config, Manifest::new(docs, config))
+        Self::build_streaming(dir, docs.iter().cloned().map(Ok), config)
     }
 
-    fn build_with_manifest(dir: &Path, docs: &[IndexDoc], config: &IndexConfig, manifest: Manifest) -> Result<Self> {
-        check_unique_ids(docs)?;
+    /// Builds an index of the documents `docs` yields, one at a time (tantivy's writer buffers a
+    /// bounded heap and flushes segments), replacing a coaug index already in `dir`. The manifest
+    /// (corpus hash, count) is computed on the way; a repeated id or a read error stops the build
+    /// and leaves `dir` as it was.
+    pub fn build_streaming(dir: &Path, docs: impl Iterator<Item = Result<IndexDoc>>, config: &IndexConfig) -> Result<Self> {
         check_replaceable(dir)?;
         let analyzer = Analyzer::new(config.analyzer.clone())?;
         // Build beside the target and move it in at the end, so an interrupted build never
@@ -73,7 +106,13 @@ impl Bm25Index {
             std::fs::remove_dir_all(&staging).map_err(io_err(&staging))?;
         }
         std::fs::create_dir_all(&staging).map_err(io_err(&staging))?;
-        write_tantivy_index(&staging, docs, config, &analyzer)?;
+        let manifest = match write_tantivy_index(&staging, docs, config, &analyzer) {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&staging);
+                return Err(e);
+            }
+        };
         manifest.write(&staging)?;
         if dir.exists() {
             std::fs::remove_dir_all(dir).map_err(io_err(dir))?;
@@ -96,7 +135,7 @@ impl Bm25Index {
 
         let segment_ords = read_segment_ords(dir, &searcher)?;
         let addresses = invert_ords(dir, &segment_ords, manifest.num_docs)?;
-        let doc_ids = read_doc_ids(dir, &searcher, &schema, &addresses)?;
+        let doc_ids = read_doc_ids(dir, &searcher, &segment_ords, manifest.num_docs)?;
         let searched = manifest.config.fields.searched_fields();
         let fields =
             searched.iter().map(|&f| FieldImpacts::load(dir, &searcher, schema.field(f), &segment_ords)).collect::<Result<Vec<_>>>()?;
@@ -262,14 +301,28 @@ impl Bm25Index {
     }
 }
 
-fn write_tantivy_index(dir: &Path, docs: &[IndexDoc], config: &IndexConfig, analyzer: &Analyzer) -> Result<()> {
+/// Writes every document into a new tantivy index in `dir`; returns the corpus's manifest.
+fn write_tantivy_index(
+    dir: &Path,
+    docs: impl Iterator<Item = Result<IndexDoc>>,
+    config: &IndexConfig,
+    analyzer: &Analyzer,
+) -> Result<Manifest> {
     let schema = IndexSchema::new(&config.fields);
     let index = Index::create_in_dir(dir, schema.schema.clone()).map_err(tantivy_err(dir, "create the index"))?;
     index.tokenizers().register(ANALYZER_NAME, analyzer.tantivy_analyzer());
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_WRITER_THREADS);
     let mut writer: IndexWriter =
         index.writer_with_num_threads(threads, threads * WRITER_HEAP_PER_THREAD).map_err(tantivy_err(dir, "start the index writer"))?;
-    for (ord, doc) in docs.iter().enumerate() {
+    let mut hasher = CorpusHasher::default();
+    // Id -> corpus position, to name both documents of a repeated id.
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (ord, doc) in docs.enumerate() {
+        let doc = doc?;
+        if let Some(first) = seen.insert(doc.id.clone(), ord) {
+            return Err(IndexError::DuplicateId { id: doc.id, first, second: ord });
+        }
+        hasher.add(&doc);
         let mut stored = TantivyDocument::default();
         stored.add_text(schema.id, &doc.id);
         stored.add_u64(schema.ord, ord as u64);
@@ -283,17 +336,7 @@ fn write_tantivy_index(dir: &Path, docs: &[IndexDoc], config: &IndexConfig, anal
     }
     writer.commit().map_err(tantivy_err(dir, "commit"))?;
     writer.wait_merging_threads().map_err(tantivy_err(dir, "finish merging"))?;
-    Ok(())
-}
-
-fn check_unique_ids(docs: &[IndexDoc]) -> Result<()> {
-    let mut seen: HashMap<&str, usize> = HashMap::with_capacity(docs.len());
-    for (i, doc) in docs.iter().enumerate() {
-        if let Some(first) = seen.insert(&doc.id, i) {
-            return Err(IndexError::DuplicateId { id: doc.id.clone(), first, second: i });
-        }
-    }
-    Ok(())
+    Ok(Manifest::from_hasher(hasher, config))
 }
 
 /// A directory may be (re)built into if it does not exist, is empty, or holds a coaug index.
@@ -351,12 +394,24 @@ fn invert_ords(dir: &Path, segment_ords: &[Vec<u32>], num_docs: usize) -> Result
     Ok(addresses.into_iter().map(|a| a.expect("every position was filled")).collect())
 }
 
-fn read_doc_ids(dir: &Path, searcher: &Searcher, schema: &IndexSchema, addresses: &[DocAddress]) -> Result<Vec<String>> {
-    addresses
-        .iter()
-        .map(|&addr| {
-            let stored: TantivyDocument = searcher.doc(addr).map_err(tantivy_err(dir, "read a document id"))?;
-            Ok(stored.get_first(schema.id).and_then(|v| v.as_str()).unwrap_or_default().to_owned())
-        })
-        .collect()
+fn read_doc_ids(dir: &Path, searcher: &Searcher, segment_ords: &[Vec<u32>], num_docs: usize) -> Result<Vec<String>> {
+    let mut ids = vec![String::new(); num_docs];
+    for (segment, ords) in searcher.segment_readers().iter().zip(segment_ords) {
+        let column = segment
+            .fast_fields()
+            .str("id")
+            .map_err(tantivy_err(dir, "read document ids"))?
+            .ok_or_else(|| IndexError::DocCount { path: dir.to_owned(), found: 0, expected: num_docs })?;
+        // The dictionary in term order, once (one lookup per document would decode a block each).
+        let mut terms = Vec::with_capacity(column.dictionary().num_terms());
+        let mut stream = column.dictionary().stream().map_err(io_err(dir))?;
+        while stream.advance() {
+            terms.push(String::from_utf8_lossy(stream.key()).into_owned());
+        }
+        for (doc, &ord) in ords.iter().enumerate() {
+            let term = column.term_ords(doc as u32).next().and_then(|t| terms.get(t as usize));
+            ids[ord as usize] = term.cloned().unwrap_or_default();
+        }
+    }
+    Ok(ids)
 }

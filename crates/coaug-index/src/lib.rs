@@ -22,7 +22,7 @@ pub use bm25::{B, K1};
 pub use coaug_eval::ScoreMatrix;
 pub use error::{IndexError, Result};
 pub use index::Bm25Index;
-pub use manifest::{IndexConfig, Manifest, FORMAT_VERSION, MANIFEST_FILE};
+pub use manifest::{CorpusHasher, IndexConfig, Manifest, FORMAT_VERSION, MANIFEST_FILE};
 pub use query::{FieldWeights, WeightedQuery};
 pub use schema::{AugmentationPlacement, FieldSetup, IndexDoc, SearchField};
 pub use scorer::{AnalysedDoc, AnalysedQuery, Bm25Scorer};

@@ -11,7 +11,7 @@ use crate::error::{io_err, IndexError, Result};
 use crate::schema::{FieldSetup, IndexDoc};
 
 /// Bumped whenever the on-disk layout or the analysis code changes meaning.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 pub const MANIFEST_FILE: &str = "coaug-manifest.json";
 
 /// Settings an index is built with; all of them are part of its fingerprint.
@@ -34,12 +34,19 @@ pub struct Manifest {
 
 impl Manifest {
     pub fn new(docs: &[IndexDoc], config: &IndexConfig) -> Self {
-        let corpus_sha256 = corpus_hash(docs);
+        let mut hasher = CorpusHasher::default();
+        docs.iter().for_each(|d| hasher.add(d));
+        Self::from_hasher(hasher, config)
+    }
+
+    /// The manifest of the corpus `hasher` has seen, indexed with `config`.
+    pub fn from_hasher(hasher: CorpusHasher, config: &IndexConfig) -> Self {
+        let (corpus_sha256, num_docs) = hasher.finish();
         Self {
             format_version: FORMAT_VERSION,
             fingerprint: fingerprint(config, &corpus_sha256),
             corpus_sha256,
-            num_docs: docs.len(),
+            num_docs,
             config: config.clone(),
             tantivy_version: tantivy::version_string().to_owned(),
         }
@@ -71,24 +78,35 @@ fn fingerprint(config: &IndexConfig, corpus_sha256: &str) -> String {
 }
 
 /// Hash of every document's fields, each length-prefixed so that moving text between fields
-/// (or between documents) changes the hash.
-fn corpus_hash(docs: &[IndexDoc]) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update((docs.len() as u64).to_le_bytes());
-    for doc in docs {
+/// (or between documents) changes the hash, then the document count. Fed one document at a
+/// time, so a corpus streamed from disk is hashed without holding it.
+#[derive(Default)]
+pub struct CorpusHasher {
+    hasher: Sha256,
+    docs: usize,
+}
+
+impl CorpusHasher {
+    pub fn add(&mut self, doc: &IndexDoc) {
         let augmentation = doc.augmentation.as_deref();
         for part in [Some(doc.id.as_str()), Some(&doc.title), Some(&doc.text), augmentation] {
             match part {
                 Some(s) => {
-                    hasher.update([1u8]);
-                    hasher.update((s.len() as u64).to_le_bytes());
-                    hasher.update(s.as_bytes());
+                    self.hasher.update([1u8]);
+                    self.hasher.update((s.len() as u64).to_le_bytes());
+                    self.hasher.update(s.as_bytes());
                 }
-                None => hasher.update([0u8]),
+                None => self.hasher.update([0u8]),
             }
         }
+        self.docs += 1;
     }
-    hex::encode(hasher.finalize())
+
+    /// (hex sha256, documents seen).
+    pub fn finish(mut self) -> (String, usize) {
+        self.hasher.update((self.docs as u64).to_le_bytes());
+        (hex::encode(self.hasher.finalize()), self.docs)
+    }
 }
 
 #[cfg(test)]

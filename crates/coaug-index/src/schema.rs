@@ -2,7 +2,7 @@
 
 use coaug_data::Document;
 use serde::{Deserialize, Serialize};
-use tantivy::schema::{Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions, STORED, STRING};
+use tantivy::schema::{Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions, FAST, STORED, STRING};
 
 /// A corpus document as indexed: the original fields plus an optional LM-written augmentation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,7 +101,10 @@ impl IndexSchema {
         // BM25 needs frequencies, not positions; leaving positions out keeps the index small.
         let searched = TextOptions::default()
             .set_indexing_options(TextFieldIndexing::default().set_tokenizer(ANALYZER_NAME).set_index_option(IndexRecordOption::WithFreqs));
-        let id = builder.add_text_field("id", STRING | STORED);
+        // A fast (columnar) field too: opening an index reads every id from its compact column
+        // instead of decompressing the whole doc store (which, mapped, put the stored text of a
+        // million documents in the opening process's resident memory).
+        let id = builder.add_text_field("id", STRING | STORED | FAST);
         let ord = builder.add_u64_field(Self::ORD, NumericOptions::default().set_fast());
         let title = builder.add_text_field("title", STORED);
         let text = builder.add_text_field("text", STORED);

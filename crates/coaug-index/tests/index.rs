@@ -211,3 +211,57 @@ fn refuses_duplicate_ids_and_foreign_directories() {
     let missing = Bm25Index::open(&dir.path().join("nowhere")).err().unwrap();
     assert!(missing.to_string().contains("coaug-manifest.json"), "{missing}");
 }
+
+#[test]
+fn streamed_builds_equal_in_memory_ones_reuse_when_unchanged_and_fail_cleanly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = IndexConfig::default();
+    let docs = corpus();
+    let in_memory = build(tmp.path(), &docs, &config);
+    let dir = tmp.path().join("streamed");
+    let calls = std::cell::Cell::new(0);
+    let stream = || {
+        calls.set(calls.get() + 1);
+        docs.clone().into_iter().map(Ok)
+    };
+    let streamed = Bm25Index::open_or_build_streaming(&dir, stream, &config).unwrap();
+    assert!(streamed.was_built());
+    assert_eq!(calls.get(), 1, "no index yet: one pass, the build");
+    assert_eq!(streamed.manifest().fingerprint, in_memory.manifest().fingerprint);
+    let q = ["vitamin bone", "statins"];
+    let (a, b) = (in_memory.search_batch(&q, 5), streamed.search_batch(&q, 5));
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(ids(&in_memory, x), ids(&streamed, y));
+    }
+
+    // Unchanged corpus: hashed (one pass), reused.
+    let again = Bm25Index::open_or_build_streaming(&dir, stream, &config).unwrap();
+    assert!(!again.was_built());
+    assert_eq!(calls.get(), 2);
+
+    // A read error halfway: the error surfaces and the index already there stays usable.
+    let mut changed = docs.clone();
+    changed[1].text.push_str(" and more");
+    let failing = || {
+        changed
+            .clone()
+            .into_iter()
+            .enumerate()
+            .map(|(i, d)| if i == 3 { Err(IndexError::Corpus("corpus.jsonl:4: bad JSON".into())) } else { Ok(d) })
+    };
+    let err = Bm25Index::open_or_build_streaming(&dir, failing, &config).err().unwrap();
+    assert!(err.to_string().contains("corpus.jsonl:4"), "{err}");
+    let still = Bm25Index::open(&dir).unwrap();
+    assert_eq!(still.manifest().fingerprint, in_memory.manifest().fingerprint);
+    assert!(
+        std::fs::read_dir(tmp.path()).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().contains("building")),
+        "staging removed"
+    );
+
+    // A repeated id is refused with both positions.
+    let mut dup = docs.clone();
+    dup[4].id = "d1".into();
+    let err = Bm25Index::build_streaming(&tmp.path().join("dup"), dup.into_iter().map(Ok), &config).err().unwrap();
+    assert!(matches!(err, IndexError::DuplicateId { first: 1, second: 4, .. }), "{err}");
+}

@@ -148,6 +148,16 @@ fn serve_connection(stream: TcpStream, plan: &FaultPlan, counts: &Mutex<Counts>)
     if request_line.starts_with("GET") && path.ends_with("/models") {
         return reply(&mut out, 200, &json!({"object": "list", "data": [{"id": "fault-model", "object": "model"}]}).to_string(), None);
     }
+    if path.ends_with("/stats") {
+        let c = counts.lock().unwrap();
+        let stats = json!({
+            "asked": c.asked.values().sum::<usize>(),
+            "answered": c.answered.values().sum::<usize>(),
+            "answered_distinct": c.answered.len(),
+            "answered_more_than_once": c.answered.values().filter(|&&n| n > 1).count(),
+        });
+        return reply(&mut out, 200, &stats.to_string(), None);
+    }
     if !path.ends_with("/chat/completions") {
         return reply(&mut out, 404, r#"{"error":"not found"}"#, None);
     }

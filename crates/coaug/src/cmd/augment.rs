@@ -397,6 +397,20 @@ pub fn run(args: Args) -> Result<()> {
     // The project's composition: what the exports hold.
     let composition = Composition::default();
     match args.role {
+        Role::Document if args.export.is_none() => {
+            // Streamed in chunks: the memory of augmenting a million documents is one chunk's.
+            // Every chunk's batches are committed as they finish, as in one pass.
+            let mut reader = dataset.corpus()?.take(limit).peekable();
+            let mut chunk_no = 0;
+            while reader.peek().is_some() {
+                let chunk = reader.by_ref().take(CORPUS_CHUNK).collect::<coaug_data::Result<Vec<_>>>()?;
+                chunk_no += 1;
+                if chunk_no > 1 || chunk.len() == CORPUS_CHUNK {
+                    eprintln!("documents {}..{}", (chunk_no - 1) * CORPUS_CHUNK, (chunk_no - 1) * CORPUS_CHUNK + chunk.len());
+                }
+                augment(generator.as_mut(), &mut store, &settings, None, Some(&chunk), None)?;
+            }
+        }
         Role::Document => {
             let mut corpus = dataset.load_corpus()?;
             corpus.truncate(limit);
@@ -462,6 +476,10 @@ pub fn run(args: Args) -> Result<()> {
     eprintln!("store: {} ({} rows)", store_path.display(), store.len()?);
     Ok(())
 }
+
+/// Documents augmented per chunk when the corpus is streamed (`coaug augment --role docs`
+/// without `--export`).
+const CORPUS_CHUNK: usize = 50_000;
 
 /// The label of a model path for headers: its file or folder name.
 pub fn model_label(path: &Path) -> String {

@@ -1,6 +1,6 @@
 use std::path::PathBuf;
 
-use super::retrieval::{default_index_dir, open_or_build_index};
+use super::retrieval::{default_index_dir, open_or_build_index_streaming};
 use super::DatasetArgs;
 use anyhow::Result;
 
@@ -19,11 +19,12 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    crate::memory::return_freed_memory();
     let dataset = args.dataset.resolve()?;
-    let corpus = dataset.load_corpus()?;
     let (stop_list, analyzer) = args.bm25.analyzer()?;
     let dir = args.index_dir.unwrap_or_else(|| default_index_dir(&dataset, &stop_list));
-    let index = open_or_build_index(&dir, &corpus, &analyzer)?;
+    // Streamed: the corpus is read as it is indexed, never held whole.
+    let index = open_or_build_index_streaming(&dir, &dataset, &analyzer)?;
     println!("{} documents indexed in {}", index.num_docs(), dir.display());
     Ok(())
 }

@@ -55,6 +55,31 @@ pub fn open_or_build_index(dir: &Path, corpus: &[Document], analyzer: &AnalyzerC
     Ok(index)
 }
 
+/// [`open_or_build_index`] reading the corpus file as it indexes, one document at a time: the
+/// memory of `coaug index` does not grow with the corpus's text (a million documents).
+pub fn open_or_build_index_streaming(dir: &Path, dataset: &Dataset, analyzer: &AnalyzerConfig) -> Result<Bm25Index> {
+    let config = IndexConfig { analyzer: analyzer.clone(), ..IndexConfig::default() };
+    let docs = || -> Box<dyn Iterator<Item = coaug_index::Result<IndexDoc>>> {
+        match dataset.corpus() {
+            Ok(reader) => Box::new(reader.map(|doc| {
+                doc.map(|d| IndexDoc { id: d.id, title: d.title, text: d.text, augmentation: None })
+                    .map_err(|e| coaug_index::IndexError::Corpus(format!("{e:#}")))
+            })),
+            Err(e) => Box::new(std::iter::once(Err(coaug_index::IndexError::Corpus(format!("{e:#}"))))),
+        }
+    };
+    let started = std::time::Instant::now();
+    let index =
+        Bm25Index::open_or_build_streaming(dir, docs, &config).with_context(|| format!("building the BM25 index in {}", dir.display()))?;
+    if index.was_built() {
+        let secs = started.elapsed().as_secs_f64();
+        tracing::info!(docs = index.num_docs(), secs, docs_per_s = index.num_docs() as f64 / secs, dir = %dir.display(), "built BM25 index");
+    } else {
+        tracing::info!(dir = %dir.display(), "reusing BM25 index");
+    }
+    Ok(index)
+}
+
 /// The hits of every query as a run keyed by query and document id.
 pub fn hits_to_run(index: &Bm25Index, queries: &[Query], hits: &[Vec<Hit>]) -> Run {
     let mut run = Run::new();

@@ -3,6 +3,7 @@ mod bm25;
 mod dense;
 mod lm;
 mod peers;
+mod scale;
 mod serve;
 mod train;
 
@@ -28,6 +29,9 @@ pub enum Command {
     /// `coaug serve` under load on loopback: requests/s and p50/p99 latency at 1, 8 and 32
     /// clients, without augmentation, with the in-process LM, and with a remote server.
     Serve(Box<serve::Args>),
+    /// A generated million-document corpus: `coaug index` peak RSS and docs/s, then search
+    /// latency p50/p99 on it.
+    Scale(scale::Args),
     /// RL training step: seconds per phase (generation, reward, update) for the cpu-small
     /// configuration with the default policy LM.
     Train(train::Args),
@@ -41,6 +45,7 @@ pub fn run(command: Command) -> Result<()> {
         Command::Lm(args) => lm::run(args),
         Command::Train(args) => train::run(args),
         Command::Serve(args) => serve::run(*args),
+        Command::Scale(args) => scale::run(args),
     }
 }
 
