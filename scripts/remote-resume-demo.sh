@@ -21,22 +21,24 @@ server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
 sleep 1
 
+# `exec`: the background job's pid is then coaug's own, so the SIGKILL hits it (not a subshell
+# that would leave coaug running).
 augment() {
-  target/release/coaug augment --dataset "synthetic-$docs" --data-dir "$work" --role docs --log warn \
+  exec target/release/coaug augment --dataset "synthetic-$docs" --data-dir "$work" --role docs --log warn \
     --backend openai --base-url "http://127.0.0.1:$port/v1" --model fault-model \
-    --remote-concurrency 16 --remote-timeout 1 --batch-size 64 --store "$work/store.sqlite"
+    --remote-concurrency 32 --remote-timeout 1 --batch-size 512 --store "$work/store.sqlite"
 }
 rows() { python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select count(*) from augmentations').fetchone()[0])" "$work/store.sqlite" 2>/dev/null || echo 0; }
 
 started=$(date +%s)
 for stop_at in $((docs * 3 / 10)) $((docs * 7 / 10)); do
-  augment > "$work/run.log" 2>&1 &
+  (augment > "$work/run.log" 2>&1) &
   job=$!
   while [ "$(rows)" -lt "$stop_at" ]; do sleep 0.5; done
   kill -9 "$job"; wait "$job" 2>/dev/null || true
   echo "killed (SIGKILL) with $(rows) of $docs documents stored"
 done
-augment 2>&1 | grep -E "^documents:|^store:" || true
+(augment 2>&1) | grep -E "^documents:|^store:" || true
 elapsed=$(( $(date +%s) - started ))
 stats=$(curl -s "http://127.0.0.1:$port/v1/stats")
 echo "server: $stats"
