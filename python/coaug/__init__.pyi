@@ -148,7 +148,7 @@ class Augmenter:
         self,
         model: Optional[str] = None,
         *,
-        backend: Literal["lm", "tiny-random", "fake"] = "lm",
+        backend: Literal["lm", "openai", "tiny-random", "fake"] = "lm",
         store: Optional[StrPath] = None,
         policy: Optional[StrPath] = None,
         precision: Literal["f32", "quantized"] = "f32",
@@ -166,6 +166,11 @@ class Augmenter:
         context_tokens: int = 64,
         seed: int = 0,
         show_progress: bool = False,
+        base_url: Optional[str] = None,
+        api_key_env: str = "OPENAI_API_KEY",
+        concurrency: int = 16,
+        timeout: float = 120.0,
+        attempts: int = 8,
     ) -> None: ...
     def queries(self, queries: Queries, *, context: Optional[BM25Index] = None, progress: Progress = None) -> Dict[str, List[str]]: ...
     def documents(self, corpus: Corpus, *, progress: Progress = None) -> Dict[str, str]: ...

