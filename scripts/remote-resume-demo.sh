@@ -26,7 +26,7 @@ sleep 1
 augment() {
   exec target/release/coaug augment --dataset "synthetic-$docs" --data-dir "$work" --role docs --log warn \
     --backend openai --base-url "http://127.0.0.1:$port/v1" --model fault-model \
-    --remote-concurrency 32 --remote-timeout 1 --batch-size 512 --store "$work/store.sqlite"
+    --remote-concurrency 32 --remote-timeout 1 --batch-size 64 --store "$work/store.sqlite"
 }
 rows() { python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select count(*) from augmentations').fetchone()[0])" "$work/store.sqlite" 2>/dev/null || echo 0; }
 

@@ -103,6 +103,30 @@ pub trait Generator {
         Ok(self.generate(requests, decoding)?.into_iter().map(Ok).collect())
     }
 
+    /// Like [`Generator::generate_each`], but hands each reply to `sink(index, reply)` as soon as
+    /// it exists, in any order, so the caller can commit replies while others are still being
+    /// generated. An `Err` from `sink` stops the generation and is returned. The default
+    /// generates everything, then hands the replies over in order.
+    fn generate_streaming(
+        &mut self,
+        requests: &[GenerationRequest],
+        decoding: &DecodeSettings,
+        sink: &mut dyn FnMut(usize, Result<Generation, RequestFailure>) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        for (i, reply) in self.generate_each(requests, decoding)?.into_iter().enumerate() {
+            sink(i, reply)?;
+        }
+        Ok(())
+    }
+
+    /// How many requests the resumable job hands over in one [`Generator::generate_streaming`]
+    /// call. `None`: its batch size, for a model that generates a batch together (an in-process
+    /// LM). A remote backend asks for more, so its workers stay busy across commits instead of
+    /// waiting for each batch's slowest request.
+    fn window(&self) -> Option<usize> {
+        None
+    }
+
     /// Counts and cuts inputs in the model's tokens. The default approximates them from words
     /// ([`crate::text::WhitespaceTokens`]), for a model whose tokenizer coaug does not hold (a
     /// remote server's).

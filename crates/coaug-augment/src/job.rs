@@ -269,8 +269,10 @@ impl<'a> AugmentJob<'a> {
         let progress = self.progress_bar(missing.len() as u64);
         let mut log = ProgressLog::new(self.show_progress && !std::io::stderr().is_terminal(), missing.len());
         let system_prompt = self.system_prompt();
-        for (batch_no, batch) in missing.chunks(self.batch_size).enumerate() {
-            let requests: Vec<GenerationRequest> = batch
+        let window = generator.window().unwrap_or(self.batch_size).max(self.batch_size);
+        let what = format!("augmenting {} ({})", self.role.plural(), self.retriever);
+        for (window_no, keys) in missing.chunks(window).enumerate() {
+            let requests: Vec<GenerationRequest> = keys
                 .iter()
                 .map(|key| GenerationRequest {
                     system_prompt: system_prompt.clone(),
@@ -278,50 +280,58 @@ impl<'a> AugmentJob<'a> {
                     seed: AugmentationKey::item_seed(&system_prompt, self.role, &self.decoding, &pending[key].1),
                 })
                 .collect();
-            let first_id = &items[pending[&batch[0]].0].id;
-            let generations = generator
-                .generate_each(&requests, &self.decoding)
-                .with_context(|| format!("generation failed in batch {batch_no} (first item {first_id})"))?;
-            ensure!(
-                generations.len() == requests.len(),
-                "the generator returned {} replies for {} requests (batch {batch_no})",
-                generations.len(),
-                requests.len()
-            );
-            let created_at_ms = now_ms();
-            let mut replies = Vec::with_capacity(batch.len());
-            for (key, generation) in batch.iter().zip(generations) {
-                match generation {
-                    Ok(generation) => replies.push((key, generation)),
-                    Err(failure) => {
-                        report.failed.push(FailedItem { id: items[pending[key].0].id.clone(), reason: failure.reason });
-                    }
+            let first_id = &items[pending[&keys[0]].0].id;
+            // Replies are committed `batch_size` at a time as they arrive: killed at any point, a
+            // rerun loses at most the replies of one uncommitted batch.
+            let mut rows: Vec<StoredAugmentation> = Vec::with_capacity(self.batch_size);
+            let mut replies = 0usize;
+            let mut commit = |rows: &mut Vec<StoredAugmentation>, report: &mut AugmentReport| -> anyhow::Result<()> {
+                if rows.is_empty() {
+                    return Ok(());
                 }
-            }
-            let rows: Vec<StoredAugmentation> = replies
-                .into_iter()
-                .map(|(key, generation)| {
-                    let parsed = parse_answer_with(&generation.text, self.parse_policy);
-                    StoredAugmentation {
-                        key: key.clone(),
-                        item_id: items[pending[key].0].id.clone(),
-                        role: self.role,
-                        retriever: self.retriever,
-                        model: model.clone(),
-                        raw_response: generation.text,
-                        text: parsed.text,
-                        format_valid: parsed.format_valid,
-                        generated_tokens: generation.generated_tokens,
-                        created_at_ms,
+                report.format_invalid += rows.iter().filter(|r| !r.format_valid).count();
+                report.generated_tokens += rows.iter().map(|r| r.generated_tokens).sum::<usize>();
+                report.generated += store.put_batch(rows)?;
+                report.batches += 1;
+                progress.inc(rows.len() as u64);
+                log.advance(rows.len(), &what);
+                rows.clear();
+                Ok(())
+            };
+            generator
+                .generate_streaming(&requests, &self.decoding, &mut |i, reply| {
+                    anyhow::ensure!(i < keys.len(), "the generator answered request {i} of {}", keys.len());
+                    replies += 1;
+                    let key = &keys[i];
+                    match reply {
+                        Err(failure) => {
+                            report.failed.push(FailedItem { id: items[pending[key].0].id.clone(), reason: failure.reason });
+                            progress.inc(1);
+                        }
+                        Ok(generation) => {
+                            let parsed = parse_answer_with(&generation.text, self.parse_policy);
+                            rows.push(StoredAugmentation {
+                                key: key.clone(),
+                                item_id: items[pending[key].0].id.clone(),
+                                role: self.role,
+                                retriever: self.retriever,
+                                model: model.clone(),
+                                raw_response: generation.text,
+                                text: parsed.text,
+                                format_valid: parsed.format_valid,
+                                generated_tokens: generation.generated_tokens,
+                                created_at_ms: now_ms(),
+                            });
+                            if rows.len() >= self.batch_size {
+                                commit(&mut rows, &mut report)?;
+                            }
+                        }
                     }
+                    Ok(())
                 })
-                .collect();
-            report.format_invalid += rows.iter().filter(|r| !r.format_valid).count();
-            report.generated_tokens += rows.iter().map(|r| r.generated_tokens).sum::<usize>();
-            report.generated += store.put_batch(&rows)?;
-            report.batches += 1;
-            progress.inc(batch.len() as u64);
-            log.advance(batch.len(), &format!("augmenting {} ({})", self.role.plural(), self.retriever));
+                .with_context(|| format!("generation failed in batch {window_no} (first item {first_id})"))?;
+            commit(&mut rows, &mut report)?;
+            ensure!(replies == keys.len(), "the generator returned {replies} replies for {} requests (batch {window_no})", keys.len());
         }
         progress.finish_and_clear();
         report.elapsed_s = started.elapsed().as_secs_f64();

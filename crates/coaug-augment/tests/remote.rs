@@ -133,3 +133,40 @@ fn a_server_that_stays_down_fails_the_items_and_refused_credentials_stop_the_job
     assert!(!message.contains("sk-not-printed"));
     assert!(locked.total_asked() <= 4, "a 401 is not retried: {} requests", locked.total_asked());
 }
+
+#[test]
+fn replies_are_committed_while_a_slow_request_is_still_out() {
+    // Item 0's reply takes 2 s (under the 5 s timeout); the 19 others are immediate. The job
+    // must not wait for item 0 to commit them: a reader of the store sees 16 rows (4 batches of
+    // 4) while the job is still running.
+    let server =
+        FaultServer::start(Box::new(|asked| (number(asked.user_text) == 0).then_some(Fault::Slow(Duration::from_secs(2))))).unwrap();
+    let mut config = quick_config(&server);
+    config.timeout = Duration::from_secs(5);
+    let mut generator = OpenAiGenerator::new(config).unwrap();
+    let prompts = PromptSet::default();
+    let mut job = AugmentJob::new(&prompts, Role::Document, Retriever::Sparse, DecodeSettings::greedy(16));
+    job.batch_size = 4;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.sqlite");
+    let mut store = AugmentStore::open(&path).unwrap();
+    let running = std::sync::atomic::AtomicBool::new(true);
+    let seen_while_running = std::thread::scope(|s| {
+        let watcher = s.spawn(|| {
+            let mut most = 0;
+            while running.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(reader) = AugmentStore::open(&path) {
+                    most = most.max(reader.len().unwrap_or(0));
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            most
+        });
+        let report = job.run(&mut store, &mut generator, &items(20)).unwrap();
+        running.store(false, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!((report.generated, report.failed.len()), (20, 0));
+        watcher.join().unwrap()
+    });
+    assert!(seen_while_running >= 16, "only {seen_while_running} rows were committed before the slow reply came");
+    assert_eq!(store.len().unwrap(), 20);
+}

@@ -256,26 +256,48 @@ impl Generator for OpenAiGenerator {
             .collect()
     }
 
-    /// `concurrency` worker threads take the requests in order; each request retries on its own.
     fn generate_each(
         &mut self,
         requests: &[GenerationRequest],
         decoding: &DecodeSettings,
     ) -> anyhow::Result<Vec<Result<Generation, RequestFailure>>> {
+        let mut replies: Vec<Option<Result<Generation, RequestFailure>>> = vec![None; requests.len()];
+        self.generate_streaming(requests, decoding, &mut |i, reply| {
+            replies[i] = Some(reply);
+            Ok(())
+        })?;
+        Ok(replies.into_iter().map(|r| r.expect("every request is answered")).collect())
+    }
+
+    /// `concurrency` worker threads take the requests in order, each retrying on its own; the
+    /// calling thread hands every reply to `sink` as it arrives.
+    fn generate_streaming(
+        &mut self,
+        requests: &[GenerationRequest],
+        decoding: &DecodeSettings,
+        sink: &mut dyn FnMut(usize, Result<Generation, RequestFailure>) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
         let next = AtomicUsize::new(0);
         let stop = AtomicBool::new(false);
         let fatal: Mutex<Option<String>> = Mutex::new(None);
-        let results: Mutex<Vec<Option<Result<Generation, RequestFailure>>>> = Mutex::new(vec![None; requests.len()]);
         let workers = self.config.concurrency.min(requests.len());
-        std::thread::scope(|scope| {
+        let this = &*self;
+        let sunk = std::thread::scope(|scope| -> anyhow::Result<()> {
+            let (done, replies) = std::sync::mpsc::channel::<(usize, Result<Generation, RequestFailure>)>();
             for _ in 0..workers {
-                scope.spawn(|| loop {
+                let done = done.clone();
+                let (next, stop, fatal) = (&next, &stop, &fatal);
+                scope.spawn(move || loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     if i >= requests.len() || stop.load(Ordering::Relaxed) {
                         break;
                     }
-                    match self.complete(&requests[i], decoding, &stop) {
-                        Ok(result) => results.lock().expect("no worker panics holding it")[i] = Some(result),
+                    match this.complete(&requests[i], decoding, stop) {
+                        Ok(reply) => {
+                            if done.send((i, reply)).is_err() {
+                                break;
+                            }
+                        }
                         Err(reason) => {
                             stop.store(true, Ordering::Relaxed);
                             fatal.lock().expect("no worker panics holding it").get_or_insert(reason);
@@ -283,16 +305,26 @@ impl Generator for OpenAiGenerator {
                     }
                 });
             }
+            drop(done);
+            for (i, reply) in replies {
+                if let Err(e) = sink(i, reply) {
+                    // Workers finish their request in flight and take no other.
+                    stop.store(true, Ordering::Relaxed);
+                    return Err(e);
+                }
+            }
+            Ok(())
         });
         if let Some(reason) = fatal.into_inner().expect("workers joined") {
             bail!("{reason}");
         }
-        Ok(results
-            .into_inner()
-            .expect("workers joined")
-            .into_iter()
-            .map(|r| r.expect("every request is answered unless a fatal error stopped the batch"))
-            .collect())
+        sunk
+    }
+
+    /// Every request the job has at once: the workers never wait for a batch's slowest request,
+    /// and the job still commits every `batch_size` replies.
+    fn window(&self) -> Option<usize> {
+        Some(usize::MAX)
     }
 }
 
