@@ -91,30 +91,21 @@ pub trait Generator {
     /// `decoding`, never on the other requests of the batch.
     fn generate(&mut self, requests: &[GenerationRequest], decoding: &DecodeSettings) -> anyhow::Result<Vec<Generation>>;
 
-    /// Like [`Generator::generate`], but one request may fail without failing the others (the
-    /// resumable job stores the replies it got and reports the failures). `Err` still means
-    /// nothing in the batch can succeed (a model that does not load, a refused API key). An
-    /// in-process model fails all or nothing: the default wraps [`Generator::generate`].
-    fn generate_each(
-        &mut self,
-        requests: &[GenerationRequest],
-        decoding: &DecodeSettings,
-    ) -> anyhow::Result<Vec<Result<Generation, RequestFailure>>> {
-        Ok(self.generate(requests, decoding)?.into_iter().map(Ok).collect())
-    }
-
-    /// Like [`Generator::generate_each`], but hands each reply to `sink(index, reply)` as soon as
-    /// it exists, in any order, so the caller can commit replies while others are still being
-    /// generated. An `Err` from `sink` stops the generation and is returned. The default
-    /// generates everything, then hands the replies over in order.
+    /// Like [`Generator::generate`], but hands each reply to `sink(index, reply)` as soon as it
+    /// exists, in any order, so the caller (the resumable job) can commit replies while others
+    /// are still being generated. One request may fail on its own (`Err(RequestFailure)`, e.g. a
+    /// remote server that kept failing it) without failing the others; the returned `Err` still
+    /// means nothing more can succeed (a model that does not load, a refused API key), as does
+    /// an `Err` from `sink`, which stops the generation. The default is for an in-process model,
+    /// which fails all or nothing: it generates everything, then hands the replies over in order.
     fn generate_streaming(
         &mut self,
         requests: &[GenerationRequest],
         decoding: &DecodeSettings,
         sink: &mut dyn FnMut(usize, Result<Generation, RequestFailure>) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
-        for (i, reply) in self.generate_each(requests, decoding)?.into_iter().enumerate() {
-            sink(i, reply)?;
+        for (i, generation) in self.generate(requests, decoding)?.into_iter().enumerate() {
+            sink(i, Ok(generation))?;
         }
         Ok(())
     }

@@ -227,7 +227,7 @@ impl<'a> AugmentJob<'a> {
     /// Generates every augmentation of `items` the store lacks, `batch_size` at a time, each batch
     /// committed in one transaction. Killed at any point, a rerun loses at most the batch in flight
     /// and produces the same rows as an uninterrupted run: every request carries a seed derived
-    /// from its own key. A request the generator fails on alone (see [`Generator::generate_each`])
+    /// from its own key. A request the generator fails on alone (see [`Generator::generate_streaming`])
     /// is listed in [`AugmentReport::failed`] and not stored; the job goes on with the others.
     pub fn run(&self, store: &mut AugmentStore, generator: &mut dyn Generator, items: &[AugmentItem]) -> anyhow::Result<AugmentReport> {
         ensure!(self.batch_size > 0, "batch size must be at least 1");

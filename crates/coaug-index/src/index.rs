@@ -1,5 +1,6 @@
 //! The on-disk BM25 index: built with tantivy, searched from memory.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -89,14 +90,14 @@ impl Bm25Index {
 
     /// Builds an index of `docs` in `dir`, replacing a coaug index already there.
     pub fn build(dir: &Path, docs: &[IndexDoc], config: &IndexConfig) -> Result<Self> {
-        Self::build_streaming(dir, docs.iter().cloned().map(Ok), config)
+        Self::build_streaming(dir, docs.iter().map(Ok), config)
     }
 
     /// Builds an index of the documents `docs` yields, one at a time (tantivy's writer buffers a
     /// bounded heap and flushes segments), replacing a coaug index already in `dir`. The manifest
     /// (corpus hash, count) is computed on the way; a repeated id or a read error stops the build
-    /// and leaves `dir` as it was.
-    pub fn build_streaming(dir: &Path, docs: impl Iterator<Item = Result<IndexDoc>>, config: &IndexConfig) -> Result<Self> {
+    /// and leaves `dir` as it was. Documents may be owned (read from a file) or borrowed (a slice).
+    pub fn build_streaming<D: Borrow<IndexDoc>>(dir: &Path, docs: impl Iterator<Item = Result<D>>, config: &IndexConfig) -> Result<Self> {
         check_replaceable(dir)?;
         let analyzer = Analyzer::new(config.analyzer.clone())?;
         // Build beside the target and move it in at the end, so an interrupted build never
@@ -302,9 +303,9 @@ impl Bm25Index {
 }
 
 /// Writes every document into a new tantivy index in `dir`; returns the corpus's manifest.
-fn write_tantivy_index(
+fn write_tantivy_index<D: Borrow<IndexDoc>>(
     dir: &Path,
-    docs: impl Iterator<Item = Result<IndexDoc>>,
+    docs: impl Iterator<Item = Result<D>>,
     config: &IndexConfig,
     analyzer: &Analyzer,
 ) -> Result<Manifest> {
@@ -319,10 +320,11 @@ fn write_tantivy_index(
     let mut seen: HashMap<String, usize> = HashMap::new();
     for (ord, doc) in docs.enumerate() {
         let doc = doc?;
+        let doc = doc.borrow();
         if let Some(first) = seen.insert(doc.id.clone(), ord) {
-            return Err(IndexError::DuplicateId { id: doc.id, first, second: ord });
+            return Err(IndexError::DuplicateId { id: doc.id.clone(), first, second: ord });
         }
-        hasher.add(&doc);
+        hasher.add(doc);
         let mut stored = TantivyDocument::default();
         stored.add_text(schema.id, &doc.id);
         stored.add_u64(schema.ord, ord as u64);

@@ -147,12 +147,11 @@ fn run(
             }
         }
         match result {
-            Ok(mut expansions) => {
+            Ok(expansions) => {
                 for job in batch {
                     let id = &ids[&job.query];
                     let _ = job.reply.send(Ok(expansions.get(id).cloned().unwrap_or_default()));
                 }
-                expansions.clear();
             }
             Err(e) => {
                 let message = format!("query expansion failed: {e:#}");

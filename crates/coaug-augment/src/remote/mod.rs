@@ -3,7 +3,7 @@
 //! with bounded concurrency, per-request timeouts, and retries with exponential backoff and
 //! jitter ([`RetryPolicy`]) on the failures that pass (429, 5xx, timeouts, dropped connections,
 //! malformed or truncated replies). A request that still fails is reported on its own
-//! ([`crate::Generator::generate_each`]); the job stores every other reply, so an outage loses
+//! ([`crate::Generator::generate_streaming`]); the job stores every other reply, so an outage loses
 //! nothing and a rerun generates only what is missing.
 
 #[cfg(any(test, feature = "testing"))]

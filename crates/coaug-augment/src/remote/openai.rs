@@ -249,21 +249,9 @@ impl Generator for OpenAiGenerator {
     }
 
     fn generate(&mut self, requests: &[GenerationRequest], decoding: &DecodeSettings) -> anyhow::Result<Vec<Generation>> {
-        self.generate_each(requests, decoding)?
-            .into_iter()
-            .enumerate()
-            .map(|(i, r)| r.map_err(|f| anyhow::anyhow!("request {i} failed: {f}")))
-            .collect()
-    }
-
-    fn generate_each(
-        &mut self,
-        requests: &[GenerationRequest],
-        decoding: &DecodeSettings,
-    ) -> anyhow::Result<Vec<Result<Generation, RequestFailure>>> {
-        let mut replies: Vec<Option<Result<Generation, RequestFailure>>> = vec![None; requests.len()];
+        let mut replies: Vec<Option<Generation>> = vec![None; requests.len()];
         self.generate_streaming(requests, decoding, &mut |i, reply| {
-            replies[i] = Some(reply);
+            replies[i] = Some(reply.map_err(|f| anyhow::anyhow!("request {i} failed: {f}"))?);
             Ok(())
         })?;
         Ok(replies.into_iter().map(|r| r.expect("every request is answered")).collect())

@@ -42,23 +42,33 @@ pub fn default_index_dir(dataset: &Dataset, stop_list: &str) -> PathBuf {
 }
 
 pub fn open_or_build_index(dir: &Path, corpus: &[Document], analyzer: &AnalyzerConfig) -> Result<Bm25Index> {
-    let config = IndexConfig { analyzer: analyzer.clone(), ..IndexConfig::default() };
-    let config = &config;
     let docs = IndexDoc::from_documents(corpus);
     let started = std::time::Instant::now();
-    let index = Bm25Index::open_or_build(dir, &docs, config).with_context(|| format!("building the BM25 index in {}", dir.display()))?;
-    if index.was_built() {
-        tracing::info!(docs = index.num_docs(), secs = started.elapsed().as_secs_f64(), dir = %dir.display(), "built BM25 index");
-    } else {
-        tracing::info!(dir = %dir.display(), "reusing BM25 index");
-    }
+    let index = Bm25Index::open_or_build(dir, &docs, &plain_config(analyzer))
+        .with_context(|| format!("building the BM25 index in {}", dir.display()))?;
+    log_opened(&index, started);
     Ok(index)
+}
+
+/// The plain index's settings: this analysis, no augmentation field.
+fn plain_config(analyzer: &AnalyzerConfig) -> IndexConfig {
+    IndexConfig { analyzer: analyzer.clone(), ..IndexConfig::default() }
+}
+
+/// Says whether `index` was built (how fast) or reused.
+fn log_opened(index: &Bm25Index, started: std::time::Instant) {
+    let dir = index.dir().display();
+    if index.was_built() {
+        let secs = started.elapsed().as_secs_f64();
+        tracing::info!(docs = index.num_docs(), secs, docs_per_s = index.num_docs() as f64 / secs, %dir, "built BM25 index");
+    } else {
+        tracing::info!(%dir, "reusing BM25 index");
+    }
 }
 
 /// [`open_or_build_index`] reading the corpus file as it indexes, one document at a time: the
 /// memory of `coaug index` does not grow with the corpus's text (a million documents).
 pub fn open_or_build_index_streaming(dir: &Path, dataset: &Dataset, analyzer: &AnalyzerConfig) -> Result<Bm25Index> {
-    let config = IndexConfig { analyzer: analyzer.clone(), ..IndexConfig::default() };
     let docs = || -> Box<dyn Iterator<Item = coaug_index::Result<IndexDoc>>> {
         match dataset.corpus() {
             Ok(reader) => Box::new(reader.map(|doc| {
@@ -69,14 +79,9 @@ pub fn open_or_build_index_streaming(dir: &Path, dataset: &Dataset, analyzer: &A
         }
     };
     let started = std::time::Instant::now();
-    let index =
-        Bm25Index::open_or_build_streaming(dir, docs, &config).with_context(|| format!("building the BM25 index in {}", dir.display()))?;
-    if index.was_built() {
-        let secs = started.elapsed().as_secs_f64();
-        tracing::info!(docs = index.num_docs(), secs, docs_per_s = index.num_docs() as f64 / secs, dir = %dir.display(), "built BM25 index");
-    } else {
-        tracing::info!(dir = %dir.display(), "reusing BM25 index");
-    }
+    let index = Bm25Index::open_or_build_streaming(dir, docs, &plain_config(analyzer))
+        .with_context(|| format!("building the BM25 index in {}", dir.display()))?;
+    log_opened(&index, started);
     Ok(index)
 }
 

@@ -60,6 +60,15 @@ pub fn median(mut xs: Vec<f64>) -> f64 {
     }
 }
 
+/// The nearest-rank `p`-th percentile (0 < p ≤ 100) of an ascending sample; NaN when empty.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
 /// Times `f` `repeats` times and returns the median seconds and the last result.
 pub fn time_median<T>(repeats: usize, mut f: impl FnMut() -> Result<T>) -> Result<(f64, T)> {
     let mut secs = Vec::with_capacity(repeats);

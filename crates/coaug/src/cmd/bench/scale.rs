@@ -115,7 +115,7 @@ pub fn run(args: Args) -> Result<()> {
             })
             .collect();
         latencies.sort_by(f64::total_cmp);
-        let pct = |p: f64| latencies[((p / 100.0 * latencies.len() as f64).ceil() as usize).clamp(1, latencies.len()) - 1];
+        let pct = |p: f64| super::percentile(&latencies, p);
         eprintln!("search top-{k}: p50 {:.2} ms, p99 {:.2} ms over {} queries (1 thread)", pct(50.0), pct(99.0), latencies.len());
         results.insert(format!("top{k}_p50_ms"), json!(pct(50.0)));
         results.insert(format!("top{k}_p99_ms"), json!(pct(99.0)));

@@ -77,20 +77,14 @@ struct Level {
     requests: usize,
     errors: usize,
     seconds: f64,
+    /// Ascending.
     latencies_ms: Vec<f64>,
     lm_batches: u64,
 }
 
 impl Level {
     fn percentile(&self, p: f64) -> f64 {
-        let mut sorted = self.latencies_ms.clone();
-        sorted.sort_by(f64::total_cmp);
-        if sorted.is_empty() {
-            return f64::NAN;
-        }
-        // Nearest rank.
-        let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
-        sorted[rank.min(sorted.len()) - 1]
+        super::percentile(&self.latencies_ms, p)
     }
 
     fn json(&self) -> Value {
@@ -241,9 +235,10 @@ fn load_test(
     let seconds = started.elapsed().as_secs_f64();
     let _ = stop.send(());
     let lm_batches = metrics.lm_batches.get();
-    let (latencies_ms, errors) = per_client.into_iter().fold((Vec::new(), 0), |(mut all, e), (l, n)| {
+    let (mut latencies_ms, errors) = per_client.into_iter().fold((Vec::new(), 0), |(mut all, e), (l, n)| {
         all.extend(l);
         (all, e + n)
     });
+    latencies_ms.sort_by(f64::total_cmp);
     Ok(Level { mode, clients, requests, errors, seconds, latencies_ms, lm_batches })
 }
