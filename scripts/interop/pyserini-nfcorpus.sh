@@ -8,7 +8,8 @@
 #
 #   scripts/interop/pyserini-nfcorpus.sh [OUT_DIR]      (default target/interop)
 #
-# Env: COAUG (the binary, default target/release/coaug), COAUG_DATA (the BEIR folder). The
+# Env: COAUG (the binary, default target/release/coaug), COAUG_DATA (a BEIR folder; without it,
+# coaug's cache, downloading NFCorpus once). The
 # augmentations come from coaug's store, generated first if missing (all of NFCorpus with the
 # default model: ~40 min on 2 cores). Not in CI for that reason; the Pyserini venv itself takes
 # ~30 s (scripts/interop/setup-pyserini.sh).
@@ -16,7 +17,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 coaug=${COAUG:-target/release/coaug}
 out=${1:-target/interop}
-qrels="${COAUG_DATA:?set COAUG_DATA to the BEIR folder}/nfcorpus/qrels/test.tsv"
+# The dataset: $COAUG_DATA if set, else coaug's cache (downloaded by `coaug data` on first use).
+"$coaug" data --dataset nfcorpus >&2
+qrels="${COAUG_DATA:-${COAUG_CACHE:-$HOME/.cache/coaug}/datasets}/nfcorpus/qrels/test.tsv"
 py=$(bash scripts/interop/setup-pyserini.sh | tail -n1)
 
 "$coaug" eval --dataset nfcorpus --augment both --out "$out/coaug" >&2
